@@ -1,0 +1,691 @@
+"""Safe, bounded text for any Python value: the only way user values reach telemetry.
+
+Everything otel-scope records about a value (arguments, return values, locals, object state)
+passes through :class:`Serializer`. It runs inside the user's program on every traced call, so
+it must never change what the program does, never fail, and stay cheap. Hence the rules:
+
+* **No user code by default.** Tracing must not trigger a lazy database load in a property, a
+  ``__repr__`` that takes a lock, or a ``__getattr__`` proxy that makes a network call. Only
+  exact builtin and stdlib value types (``type(v) is int`` etc.) are passed to ``repr()``.
+  Builtin containers are read through the builtin type's own methods (``dict.items(v)``,
+  ``list.__len__(v)``), so a subclass's overrides are never called: a subclass is shown as
+  ``ClassName(<the builtin's form>)``. Other objects are shown as ``ClassName(field=value, ...)``
+  from their instance ``__dict__`` and ``__slots__``, read through the C descriptors that the
+  interpreter itself created, never through ``getattr`` (so no properties, ``__getattr__`` or
+  ``__getattribute__``). Type names, MROs and class namespaces are read through ``type``'s own
+  descriptors, so a metaclass cannot intervene either. Types are cached by ``id()`` rather than
+  hashed, because a metaclass can define ``__hash__``.
+* **Every cut is visible.** ``[... 3 items]`` / ``{... 2 items}`` / ``Order(...)`` beyond
+  ``max_depth``; ``..., +N more`` beyond ``max_items``; ``…(+N chars)`` (``bytes`` for bytes)
+  where text was cut to fit ``max_length``; ``<cycle: Node>`` for a value that contains itself.
+* **Never raises.** A failure anywhere yields ``<unrepresentable: TypeName>`` for that value only.
+  ``KeyboardInterrupt`` and ``SystemExit`` still propagate: swallowing them would change the
+  program's behaviour.
+
+Nesting depth counts from the value itself: with ``max_depth=2`` the value (depth 0), its items
+(1) and their items (2) are opened; containers and objects at depth 3 become markers.
+
+Two ways to show what a class's author wants instead of its fields:
+
+* ``__otel_scope_repr__(self) -> str`` defined on the class (looked up on the type, like a
+  dunder) is always called: its author opted in, as with Sentry's ``__sentry_repr__``.
+* ``user_repr=True`` (``OTEL_SCOPE_USER_REPR``) calls ``repr()`` on values whose class defines a
+  ``__repr__`` of its own. An exception becomes ``<repr raised ValueError: ...>``, and a repr that
+  triggers serialization itself (a traced ``__repr__``) is shown by fields on the inner call
+  instead of recursing. **A repr that hangs or takes a long time cannot be interrupted**: Python
+  offers no safe way to stop it from another thread, and the traced call waits for it. That is
+  why the default never calls user reprs.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import decimal
+import enum
+import pathlib
+import threading
+import types
+import uuid
+import zoneinfo
+from collections.abc import Callable, Iterable
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from otel_scope.capture.redaction import REDACTED, Redactor
+
+if TYPE_CHECKING:
+    from otel_scope.config import Settings
+
+Path = tuple[int, ...]  # ids of the containers and objects being rendered, outermost first
+Render = Callable[[object, Path, int], str]
+
+# Room each container keeps for its own closing brackets and a "..., +N more" marker, so that
+# nested cuts stay inside the caller's budget instead of being cut again at the top.
+_RESERVE = 24
+# Types remembered per serializer; past this the cache restarts (dynamic classes can be endless).
+_TYPE_CACHE_LIMIT = 4096
+# Ints beyond this are not converted to decimal: that is quadratic, and refused past 4300 digits.
+_INT_LIMIT = 1 << 13000
+_SMALL_INT = 10**19  # repr at most 20 characters
+
+# Readers that bypass metaclasses, properties and __getattribute__: the C descriptors of the
+# builtin types, called directly.
+_type_namespace = type.__dict__["__dict__"].__get__
+_type_mro = type.__dict__["__mro__"].__get__
+_type_qualname = type.__dict__["__qualname__"].__get__
+_type_module = type.__dict__["__module__"].__get__
+_exception_args = BaseException.__dict__["args"].__get__
+_function_qualname = types.FunctionType.__dict__["__qualname__"].__get__
+_function_module = types.FunctionType.__dict__["__module__"].__get__
+_method_function = types.MethodType.__dict__["__func__"].__get__
+_module_namespace = types.ModuleType.__dict__["__dict__"].__get__
+_datetime_tzinfo = datetime.datetime.__dict__["tzinfo"].__get__
+_time_tzinfo = datetime.time.__dict__["tzinfo"].__get__
+
+# Exact types whose repr is implemented by the interpreter or the stdlib and reads nothing the
+# user defines (datetime and time are handled separately: their tzinfo may be user code).
+_SAFE_REPR_TYPES: tuple[type, ...] = (
+    bool,
+    float,
+    complex,
+    type(None),
+    type(...),
+    type(NotImplemented),
+    range,
+    memoryview,
+    datetime.date,
+    datetime.timedelta,
+    datetime.timezone,
+    zoneinfo.ZoneInfo,
+    decimal.Decimal,
+    uuid.UUID,
+    pathlib.PurePosixPath,
+    pathlib.PureWindowsPath,
+    pathlib.PosixPath,
+    pathlib.WindowsPath,
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+    types.GeneratorType,
+    types.CoroutineType,
+    types.AsyncGeneratorType,
+    types.CodeType,
+    types.FrameType,
+    types.TracebackType,
+)
+
+# Classes whose __repr__ is not "user code" for user_repr: the serializer's own rendering of
+# their instances is as good and cannot run element reprs.
+_LIBRARY_REPR_OWNERS = frozenset(
+    id(c) for c in (object, collections.deque, collections.OrderedDict, collections.defaultdict, enum.Enum)
+)
+
+
+class _Container:
+    """How to read one builtin container type without calling anything a subclass overrides."""
+
+    __slots__ = ("close", "empty", "head", "length", "mapping", "name", "open")
+
+    def __init__(
+        self,
+        name: str,
+        length: Callable[[object], int],
+        head: Callable[[object, int], list],
+        open_close: tuple[str, str],
+        empty: str,
+        mapping: bool = False,
+    ) -> None:
+        self.name, self.length, self.head, self.empty, self.mapping = name, length, head, empty, mapping
+        self.open, self.close = open_close
+
+
+def _first_items(items: Callable[[object], Iterable]) -> Callable[[object, int], list]:
+    # list(islice(...)) copies the first k entries in one C loop, so no other thread can change
+    # the container while it is being read ("dictionary changed size during iteration").
+    return lambda v, k: list(islice(items(v), k))
+
+
+_LIST = _Container("list", list.__len__, lambda v, k: list.__getitem__(v, slice(0, k)), ("[", "]"), "[]")
+_TUPLE = _Container("tuple", tuple.__len__, lambda v, k: tuple.__getitem__(v, slice(0, k)), ("(", ")"), "()")
+_DICT = _Container("dict", dict.__len__, _first_items(dict.items), ("{", "}"), "{}", mapping=True)
+_ORDERED = _Container(
+    "OrderedDict",
+    dict.__len__,
+    _first_items(collections.OrderedDict.items),
+    ("OrderedDict({", "})"),
+    "OrderedDict()",
+    mapping=True,
+)
+_SET = _Container("set", set.__len__, _first_items(set.__iter__), ("{", "}"), "set()")
+_FROZENSET = _Container(
+    "frozenset", frozenset.__len__, _first_items(frozenset.__iter__), ("frozenset({", "})"), "frozenset()"
+)
+_DEQUE = _Container(
+    "deque", collections.deque.__len__, _first_items(collections.deque.__iter__), ("deque([", "])"), "deque([])"
+)
+_CONTAINERS = {
+    id(list): _LIST,
+    id(tuple): _TUPLE,
+    id(dict): _DICT,
+    id(collections.OrderedDict): _ORDERED,
+    id(set): _SET,
+    id(frozenset): _FROZENSET,
+    id(collections.deque): _DEQUE,
+}
+
+# Subclasses of these scalars are shown as ClassName(<plain value>); the converters are the
+# builtin's own and return an exact builtin copy.
+_SCALAR_BASES: dict[int, Callable[[object], object]] = {
+    id(str): str.__str__,
+    id(int): int.__int__,
+    id(float): float.__float__,
+    id(bytes): lambda v: bytes.__getitem__(v, slice(None)),
+    id(bytearray): lambda v: bytearray.__getitem__(v, slice(None)),
+}
+
+
+class _UserCodeGuard(threading.local):
+    """Per thread: True while a user repr runs, so serialization it triggers stays safe."""
+
+    active = False
+
+
+_guard = _UserCodeGuard()
+
+
+class _TypeEntry:
+    """What the serializer knows about one type: how to render it and what to call it."""
+
+    __slots__ = ("name", "render", "short", "type")
+
+    def __init__(self, t: type, render: Render, name: str, short: str) -> None:
+        # Holding the type keeps its id() from being reused while the entry is cached.
+        self.type, self.render, self.name, self.short = t, render, name, short
+
+
+def _qualname(t: type) -> str:
+    try:
+        name = _type_qualname(t)
+    except Exception:
+        return "?"
+    return name if type(name) is str else "?"
+
+
+def _full_name(t: type) -> str:
+    """``shop.orders.Order``; builtins keep their bare name (``int``)."""
+    name = _qualname(t)
+    try:
+        module = _type_module(t)
+    except Exception:
+        return name
+    return f"{module}.{name}" if type(module) is str and module != "builtins" else name
+
+
+def _function_name(f: types.FunctionType) -> str:
+    name = _function_qualname(f)
+    module = _function_module(f)
+    return f"{module}.{name}" if type(module) is str else name
+
+
+def _count(n: int, noun: str = "item") -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _cut(text: str, budget: int, unit: str = "chars", total: int | None = None) -> str:
+    """``text`` shortened to ``budget`` characters including the ``…(+N chars)`` marker.
+
+    ``total`` is the length of the original value when ``text`` is already a prefix of it.
+    """
+    total = len(text) if total is None else total
+    keep = max(budget - len(str(total)) - len(unit) - 5, 0)
+    return f"{text[:keep]}…(+{total - keep} {unit})"
+
+
+def _lookup(namespaces: list, name: str) -> object:
+    """The class attribute ``name`` as found along the MRO, without invoking any descriptor."""
+    for namespace in namespaces:
+        if name in namespace:
+            return namespace[name]
+    return None
+
+
+def _in_mro(mro: tuple, cls: type) -> bool:
+    return any(c is cls for c in mro)  # identity: a metaclass may define __eq__
+
+
+class Serializer:
+    """Turns any value into a bounded string without running user code (see the module doc).
+
+    Create one per process (or per settings) and reuse it: it learns each type once. Calling it
+    is thread-safe. ``redacted`` counts values replaced by ``[redacted]``; it only grows, so a
+    caller that wants the count for one span reads it before and after and takes the difference
+    (under concurrency a redaction in another thread may be counted too; it is a hint, not an
+    audit log). Setting it back to 0 is fine as well.
+    """
+
+    def __init__(
+        self,
+        max_length: int = 512,
+        max_depth: int = 2,
+        max_items: int = 20,
+        user_repr: bool = False,
+        redactor: Redactor | None = None,
+    ) -> None:
+        if max_length < 1 or max_depth < 0 or max_items < 1:
+            raise ValueError(
+                f"max_length={max_length}, max_depth={max_depth}, max_items={max_items}: "
+                "accepted max_length >= 1, max_depth >= 0, max_items >= 1"
+            )
+        self.max_length = max_length
+        self.max_depth = max_depth
+        self.max_items = max_items
+        self.user_repr = user_repr
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.redacted = 0
+        self._is_secret = self.redactor.is_secret
+        self._int_high = 10 ** min(max_length - 1, 3000)  # at most max_length characters with "-"
+        self._int_low = -self._int_high
+        self._short_str = (max_length - 2) // 10  # repr escapes at most 10 characters per character
+        renders: dict[type, Render] = dict.fromkeys(_SAFE_REPR_TYPES, self._builtin_repr)
+        renders.update(
+            {
+                int: self._int,
+                str: self._str,
+                bytes: self._bytes,
+                bytearray: self._bytes,
+                datetime.datetime: self._datetime,
+                datetime.time: self._datetime,
+                types.FunctionType: self._function,
+                types.MethodType: self._method,
+                types.ModuleType: self._module,
+                type: self._class,
+            }
+        )
+        for t in (list, tuple, dict, collections.OrderedDict, set, frozenset, collections.deque):
+            renders[t] = self._container_render(_CONTAINERS[id(t)], "", "")
+        self._builtin_entries = {
+            id(t): _TypeEntry(t, render, _full_name(t), _qualname(t)) for t, render in renders.items()
+        }
+        self._entries = dict(self._builtin_entries)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Serializer:
+        """The serializer the user configured (value limits, ``user_repr``, redaction lists)."""
+        return cls(
+            max_length=settings.max_value_length,
+            max_depth=settings.max_depth,
+            max_items=settings.max_items,
+            user_repr=settings.user_repr,
+            redactor=Redactor(extra=settings.redact, exclude=settings.redact_exclude),
+        )
+
+    # --- public surface ---------------------------------------------------------------------
+
+    def __call__(self, value: object) -> str:
+        """``value`` as safe text of at most ``max_length`` characters (markers included)."""
+        t = type(value)
+        # Fast paths for the two commonest values; the limits guarantee repr fits max_length.
+        if t is int:
+            if self._int_low < value < self._int_high:  # type: ignore[operator]
+                return repr(value)
+        elif t is str and len(value) <= self._short_str:  # type: ignore[arg-type]
+            return repr(value)
+        try:
+            text = (self._entries.get(id(t)) or self._resolve(t)).render(value, (), self.max_length)
+            return text if len(text) <= self.max_length else _cut(text, self.max_length)
+        except Exception:
+            return self._unrepresentable(t)
+
+    def named(self, name: str, value: object) -> str:
+        """How an argument, local or attribute called ``name`` is recorded: redacted if secret."""
+        try:
+            secret = self._is_secret(name)
+        except Exception:
+            secret = True  # a name that cannot be checked is not trusted
+        if secret:
+            self.redacted += 1
+            return REDACTED
+        return self(value)
+
+    def type_name(self, value: object) -> str:
+        """The qualified name of ``value``'s type (``shop.orders.Order``, ``int``)."""
+        t = type(value)
+        try:
+            return (self._entries.get(id(t)) or self._resolve(t)).name
+        except Exception:
+            return "?"
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    def _walk(self, value: object, path: Path, budget: int) -> str:
+        t = type(value)
+        # Inline the commonest leaves: each saves a call, and containers are mostly leaves.
+        if t is str:
+            if len(value) < budget:  # type: ignore[arg-type]
+                text = repr(value)
+                if len(text) <= budget:
+                    return text
+        elif t is int and -_SMALL_INT < value < _SMALL_INT and budget > 20:  # type: ignore[operator]
+            return repr(value)
+        try:
+            return (self._entries.get(id(t)) or self._resolve(t)).render(value, path, budget)
+        except Exception:
+            return self._unrepresentable(t)
+
+    def _unrepresentable(self, t: type) -> str:
+        return f"<unrepresentable: {_qualname(t)}>"
+
+    def _resolve(self, t: type) -> _TypeEntry:
+        try:
+            entry = self._build_entry(t)
+        except Exception:
+            entry = _TypeEntry(t, lambda v, path, budget: self._unrepresentable(t), _full_name(t), _qualname(t))
+        if len(self._entries) >= _TYPE_CACHE_LIMIT:
+            self._entries = dict(self._builtin_entries)
+        self._entries[id(t)] = entry
+        return entry
+
+    def _build_entry(self, t: type) -> _TypeEntry:
+        mro = _type_mro(t)
+        namespaces = [_type_namespace(c) for c in mro]
+        short = _qualname(t)
+        render = self._safe_render(t, mro, namespaces, short)
+        protocol = _lookup(namespaces, "__otel_scope_repr__")
+        if type(protocol) is types.FunctionType:
+            render = self._guarded(protocol, render, "__otel_scope_repr__")
+        elif self.user_repr and self._has_user_repr(mro, namespaces):
+            render = self._guarded(repr, render, "repr")
+        return _TypeEntry(t, render, _full_name(t), short)
+
+    def _has_user_repr(self, mro: tuple, namespaces: list) -> bool:
+        for cls, namespace in zip(mro, namespaces):
+            if "__repr__" in namespace:
+                return id(cls) not in _LIBRARY_REPR_OWNERS and _type_module(cls) != "builtins"
+        return False
+
+    def _safe_render(self, t: type, mro: tuple, namespaces: list, short: str) -> Render:
+        if _in_mro(mro, type):
+            return self._class
+        if _in_mro(mro, types.ModuleType):
+            return self._module
+        if _in_mro(mro, BaseException):
+            return self._exception_render(short)
+        if _in_mro(mro, enum.Enum):
+            return self._enum_render(t, mro, namespaces, short)
+        for cls in mro:
+            container = _CONTAINERS.get(id(cls))
+            if container is not None:
+                if container is _TUPLE:
+                    fields = _lookup(namespaces, "_fields")
+                    if type(fields) is tuple and all(type(f) is str for f in fields):
+                        return self._namedtuple_render(fields, short)
+                return self._container_render(container, f"{short}(", ")")
+            plain = _SCALAR_BASES.get(id(cls))
+            if plain is not None:
+                return self._scalar_subclass_render(plain, short)
+        return self._object_render(t, mro, namespaces, short)
+
+    # --- scalars ------------------------------------------------------------------------------
+
+    def _builtin_repr(self, value: object, path: Path, budget: int) -> str:
+        text = repr(value)
+        return text if len(text) <= budget else _cut(text, budget)
+
+    def _int(self, value: int, path: Path, budget: int) -> str:
+        if -_INT_LIMIT < value < _INT_LIMIT:
+            text = repr(value)
+            return text if len(text) <= budget else _cut(text, budget, "digits")
+        return f"<int of {int.bit_length(value)} bits>"
+
+    def _str(self, value: str, path: Path, budget: int) -> str:
+        if len(value) < budget:
+            text = repr(value)
+            if len(text) <= budget:
+                return text
+        return self._cut_text(value, budget, "chars")
+
+    def _bytes(self, value: bytes | bytearray, path: Path, budget: int) -> str:
+        if len(value) < budget:
+            text = repr(value)
+            if len(text) <= budget:
+                return text
+        return self._cut_text(value, budget, "bytes")
+
+    def _cut_text(self, value: str | bytes | bytearray, budget: int, unit: str) -> str:
+        """repr of the longest prefix of ``value`` that fits ``budget`` with the cut marker."""
+        total = len(value)
+        room = max(budget - len(str(total)) - len(unit) - 5, 0)
+        keep = room
+        text = repr(value[:keep])
+        if len(text) > room and keep:  # escapes (\x00, \U0001f600) made it longer: shrink once
+            keep = keep * room // len(text)
+            text = repr(value[:keep])
+        return f"{text}…(+{total - keep} {unit})"
+
+    def _datetime(self, value: datetime.datetime | datetime.time, path: Path, budget: int) -> str:
+        cls = type(value)
+        tz = (_datetime_tzinfo if cls is datetime.datetime else _time_tzinfo)(value)
+        tz_type = type(tz)
+        if tz is None or tz_type is datetime.timezone or tz_type is zoneinfo.ZoneInfo:
+            return self._builtin_repr(value, path, budget)
+        # Another tzinfo (pytz, dateutil, the user's) is Python code: render it safely instead.
+        naive = repr(cls.replace(value, tzinfo=None))
+        return f"{naive[:-1]}, tzinfo={self._walk(tz, path, budget - len(naive) - 10)})"
+
+    def _function(self, value: types.FunctionType, path: Path, budget: int) -> str:
+        return f"<function {_function_name(value)}>"
+
+    def _method(self, value: types.MethodType, path: Path, budget: int) -> str:
+        function = _method_function(value)
+        if type(function) is types.FunctionType:
+            return f"<bound method {_function_name(function)}>"
+        return f"<bound method of {_qualname(type(function))}>"
+
+    def _class(self, value: type, path: Path, budget: int) -> str:
+        return f"<class {_full_name(value)}>"
+
+    def _module(self, value: types.ModuleType, path: Path, budget: int) -> str:
+        name = dict.get(_module_namespace(value), "__name__")
+        return f"<module {name}>" if type(name) is str else "<module>"
+
+    def _scalar_subclass_render(self, plain: Callable[[object], object], short: str) -> Render:
+        def render(value: object, path: Path, budget: int) -> str:
+            return f"{short}({self._walk(plain(value), path, budget - len(short) - 2)})"
+
+        return render
+
+    # --- containers and objects ---------------------------------------------------------------
+
+    def _container_render(self, kind: _Container, prefix: str, suffix: str) -> Render:
+        """Render for ``kind`` or a subclass of it (``prefix`` ``ClassName(``, ``suffix`` ``)``)."""
+        overhead = len(prefix) + len(kind.open) + len(kind.close) + len(suffix) + _RESERVE
+        label = prefix[:-1] or kind.name
+        length, head, mapping, tuple_like = kind.length, kind.head, kind.mapping, kind is _TUPLE
+
+        def render(value: object, path: Path, budget: int) -> str:
+            n = length(value)
+            if not n:
+                return f"{prefix}{kind.empty}{suffix}"
+            if len(path) > self.max_depth:
+                return f"{prefix}{kind.open}... {_count(n)}{kind.close}{suffix}"
+            key = id(value)
+            if key in path:
+                return f"<cycle: {label}>"
+            first = head(value, self.max_items)
+            if mapping:
+                inner = self._pairs(first, n, (*path, key), budget - overhead, fields=False)
+            else:
+                inner = self._items(first, n, (*path, key), budget - overhead)
+                if tuple_like and n == 1 and len(first) == 1:
+                    inner += ","
+            return f"{prefix}{kind.open}{inner}{kind.close}{suffix}"
+
+        return render
+
+    def _items(self, items: Iterable, n: int, path: Path, room: int) -> str:
+        """The first items that fit ``room``, comma-separated, then ``..., +N more``."""
+        walk = self._walk
+        parts = []
+        used = 0
+        for item in items:
+            if used >= room:
+                break
+            text = walk(item, path, room - used)
+            parts.append(text)
+            used += len(text) + 2
+        if len(parts) < n:
+            parts.append(f"..., +{n - len(parts)} more")
+        return ", ".join(parts)
+
+    def _pairs(self, pairs: Iterable, n: int, path: Path, room: int, fields: bool) -> str:
+        """``key: value`` (dicts) or ``name=value`` (fields), redacting secret names."""
+        walk = self._walk
+        is_secret = self._is_secret
+        parts = []
+        used = 0
+        for key, value in pairs:
+            if used >= room:
+                break
+            if type(key) is str:
+                name = key
+                label = (key if fields else repr(key)) if len(key) <= 64 else walk(key, path, 64)
+            else:
+                name = str.__str__(key) if issubclass(type(key), str) else None
+                label = walk(key, path, room - used)
+            if name is not None and is_secret(name):
+                self.redacted += 1
+                text = REDACTED
+            else:
+                text = walk(value, path, room - used - len(label) - 2)
+            part = f"{label}={text}" if fields else f"{label}: {text}"
+            parts.append(part)
+            used += len(part) + 2
+        if len(parts) < n:
+            parts.append(f"..., +{n - len(parts)} more")
+        return ", ".join(parts)
+
+    def _namedtuple_render(self, fields: tuple[str, ...], short: str) -> Render:
+        tuple_render = self._container_render(_TUPLE, f"{short}(", ")")
+
+        def render(value: object, path: Path, budget: int) -> str:
+            n = tuple.__len__(value)
+            if n != len(fields):
+                return tuple_render(value, path, budget)
+            if len(path) > self.max_depth:
+                return f"{short}(...)"
+            key = id(value)
+            if key in path:
+                return f"<cycle: {short}>"
+            pairs = zip(fields, tuple.__getitem__(value, slice(0, self.max_items)))
+            inner = self._pairs(pairs, n, (*path, key), budget - len(short) - 2 - _RESERVE, fields=True)
+            return f"{short}({inner})"
+
+        return render
+
+    def _exception_render(self, short: str) -> Render:
+        def render(value: object, path: Path, budget: int) -> str:
+            args = _exception_args(value)
+            n = tuple.__len__(args)
+            if not n:
+                return f"{short}()"
+            if len(path) > self.max_depth:
+                return f"{short}(...)"
+            first = tuple.__getitem__(args, slice(0, self.max_items))
+            inner = self._items(first, n, (*path, id(value)), budget - len(short) - 2 - _RESERVE)
+            return f"{short}({inner})"
+
+        return render
+
+    def _enum_render(self, t: type, mro: tuple, namespaces: list, short: str) -> Render:
+        fallback = self._object_render(t, mro, namespaces, short)
+        instance_dict = self._instance_dict_reader(namespaces)
+
+        def render(value: object, path: Path, budget: int) -> str:
+            attributes = instance_dict(value, t) if instance_dict is not None else None
+            name = dict.get(attributes, "_name_") if attributes is not None else None
+            return f"{short}.{name}" if type(name) is str else fallback(value, path, budget)
+
+        return render
+
+    @staticmethod
+    def _instance_dict_reader(namespaces: list) -> Callable[[object, type], dict] | None:
+        # The interpreter's own "__dict__" getset descriptor; a class may shadow it with a
+        # property, so keep looking along the MRO for the real one.
+        for namespace in namespaces:
+            descriptor = namespace.get("__dict__")
+            if type(descriptor) is types.GetSetDescriptorType:
+                return descriptor.__get__
+        return None
+
+    def _object_render(self, t: type, mro: tuple, namespaces: list, short: str) -> Render:
+        slots: dict[str, Callable[[object, type], object]] = {}
+        for namespace in reversed(namespaces):  # base classes first, like construction order
+            for name, descriptor in namespace.items():
+                if type(descriptor) is types.MemberDescriptorType and not (
+                    name.startswith("__") and name.endswith("__")
+                ):
+                    slots[name] = descriptor.__get__
+        slot_readers = tuple(slots.items())
+        instance_dict = self._instance_dict_reader(namespaces)
+
+        def render(value: object, path: Path, budget: int) -> str:
+            key = id(value)
+            if key in path:
+                return f"<cycle: {short}>"
+            fields = []
+            for name, read in slot_readers:
+                try:
+                    fields.append((name, read(value, t)))
+                except AttributeError:  # an empty slot
+                    pass
+            n = len(fields)
+            attributes = instance_dict(value, t) if instance_dict is not None else None
+            if attributes is not None:
+                n += dict.__len__(attributes)
+            if not n:
+                return f"<{short} object>"
+            if len(path) > self.max_depth:
+                return f"{short}(...)"
+            if attributes is not None and len(fields) < self.max_items:
+                fields += islice(dict.items(attributes), self.max_items - len(fields))
+            inner = self._pairs(fields, n, (*path, key), budget - len(short) - 2 - _RESERVE, fields=True)
+            return f"{short}({inner})"
+
+        return render
+
+    # --- opted-in user code -------------------------------------------------------------------
+
+    def _guarded(self, call: Callable[[object], object], fallback: Render, what: str) -> Render:
+        """Render by calling user code, falling back to ``fallback`` when already inside some."""
+
+        def render(value: object, path: Path, budget: int) -> str:
+            if _guard.active:
+                return fallback(value, path, budget)
+            _guard.active = True
+            try:
+                text = call(value)
+            except Exception as exc:
+                return f"<{what} raised {self._describe(exc)}>"
+            finally:
+                _guard.active = False
+            if type(text) is not str:
+                if not issubclass(type(text), str):
+                    return f"<{what} returned {_qualname(type(text))}>"
+                text = str.__str__(text)
+            return text if len(text) <= budget else _cut(text, budget)
+
+        return render
+
+    def _describe(self, exc: BaseException) -> str:
+        """``ValueError: message`` for an exception a user repr raised, built without str(exc)."""
+        args = _exception_args(exc)
+        if tuple.__len__(args) == 1 and type(args[0]) is str:
+            message = args[0] if len(args[0]) <= 200 else _cut(args[0], 200)
+        else:
+            message = self._items(args, tuple.__len__(args), (), 200)
+        return f"{_qualname(type(exc))}: {message}"

@@ -1,0 +1,250 @@
+"""One validated settings model, loaded from flags, environment and pyproject.
+
+Precedence: ``opentelemetry-instrument`` flag > ``OTEL_SCOPE_*`` environment variable >
+``[tool.otel-scope]`` in ``pyproject.toml`` of the working directory (or the TOML file named by
+``OTEL_SCOPE_CONFIG``) > default. The stock CLI turns flags into environment variables before it
+starts the program, so inside the process the first two are one source.
+
+Validation happens once, here. A bad value raises :class:`ConfigError`, whose message is one line
+naming the setting, the bad value and what is accepted; callers print it and keep otel-scope off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from otel_scope.config import environment_variables as ev
+from otel_scope.targets.patterns import PatternError, TargetPattern, parse_patterns
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+MODES = ("off", "runtime", "compile_time", "hybrid", "auto")
+LEVELS = ("boundaries", "locals", "lines", "expressions")
+ENVIRONMENTS = ("development", "production")
+SESSIONS = ("process", "request", "explicit")
+ESCALATION = ("auto", "on", "off")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class ConfigError(ValueError):
+    """A setting with a value otel-scope does not accept."""
+
+    def __init__(self, setting: str, value: object, accepted: str, source: str = "") -> None:
+        self.setting, self.value, self.accepted, self.source = setting, value, accepted, source
+        super().__init__(f"{setting}={value!r} is not valid; {accepted}")
+
+
+def _default_store_path() -> str:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "otel-scope", "traces.sqlite3")
+
+
+def _default_environment(environ: Mapping[str, str]) -> str:
+    # OTEL_RESOURCE_ATTRIBUTES may carry deployment.environment.name (or the older
+    # deployment.environment); "prod"/"production" select production, anything else development.
+    for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = item.partition("=")
+        if key.strip() in ("deployment.environment.name", "deployment.environment"):
+            return "production" if value.strip().lower() in ("prod", "production") else "development"
+    return "development"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything otel-scope can be told; see the README's settings table."""
+
+    mode: str = "auto"
+    targets: tuple[TargetPattern, ...] = ()
+    locals: tuple[TargetPattern, ...] = ()
+    level: str = "locals"
+    state: tuple[TargetPattern, ...] = ()
+    exclude: tuple[TargetPattern, ...] = ()
+    environment: str = "development"
+    session: str = "process"
+    capture_args: bool = True
+    capture_return: bool = True
+    user_repr: bool = False
+    max_value_length: int = 512
+    max_depth: int = 2
+    max_items: int = 20
+    redact: tuple[str, ...] = ()
+    redact_exclude: tuple[str, ...] = ()
+    rate_limit: float = 0.0  # runtime spans per second per function; 0 = unlimited
+    capture_rate_limit: float = 0.0  # compile-time captured calls per second per function
+    max_events: int = 100  # compile-time events per span (the SDK keeps at most 128)
+    loop_sample: int = 5  # per capture point: keep the first N and the last N hits
+    production_compile_time: bool = False
+    ui_url: str = "http://localhost:16686/trace/{trace_id}"
+    store_path: str = field(default_factory=_default_store_path)
+    store_max_age_days: float = 7.0
+    store_max_mb: float = 200.0
+    escalation: str = "auto"
+    control: bool = True
+    opamp_endpoint: str = ""
+    messages: bool = True
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (values already validated by the caller)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        v = value.strip().lower().replace("-", "_")
+        if v not in choices:
+            raise ValueError("accepted: " + ", ".join(choices))
+        return v
+
+    return parse
+
+
+def _bool(value: str) -> bool:
+    v = str(value).strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError("accepted: true or false (also 1/0, yes/no, on/off)")
+
+
+def _number(kind: type, minimum: float) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        try:
+            number = kind(str(value).strip())
+        except ValueError:
+            raise ValueError(f"accepted: a {'whole ' if kind is int else ''}number >= {minimum}") from None
+        if number < minimum:
+            raise ValueError(f"accepted: a {'whole ' if kind is int else ''}number >= {minimum}")
+        return number
+
+    return parse
+
+
+def _patterns(value: str) -> tuple[TargetPattern, ...]:
+    try:
+        return parse_patterns(value)
+    except PatternError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _url_template(value: str) -> str:
+    if "{trace_id}" not in value:
+        raise ValueError("accepted: a URL containing {trace_id}")
+    return value.strip()
+
+
+# name -> (environment variable, parser). The pyproject key is the field name (with '-' or '_').
+_SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "mode": (ev.OTEL_SCOPE_MODE, _choice(MODES)),
+    "targets": (ev.OTEL_SCOPE_TARGETS, _patterns),
+    "locals": (ev.OTEL_SCOPE_LOCALS, _patterns),
+    "level": (ev.OTEL_SCOPE_LEVEL, _choice(LEVELS)),
+    "state": (ev.OTEL_SCOPE_STATE, _patterns),
+    "exclude": (ev.OTEL_SCOPE_EXCLUDE, _patterns),
+    "environment": (ev.OTEL_SCOPE_ENVIRONMENT, _choice(ENVIRONMENTS)),
+    "session": (ev.OTEL_SCOPE_SESSION, _choice(SESSIONS)),
+    "capture_args": (ev.OTEL_SCOPE_CAPTURE_ARGS, _bool),
+    "capture_return": (ev.OTEL_SCOPE_CAPTURE_RETURN, _bool),
+    "user_repr": (ev.OTEL_SCOPE_USER_REPR, _bool),
+    "max_value_length": (ev.OTEL_SCOPE_MAX_VALUE_LENGTH, _number(int, 16)),
+    "max_depth": (ev.OTEL_SCOPE_MAX_DEPTH, _number(int, 0)),
+    "max_items": (ev.OTEL_SCOPE_MAX_ITEMS, _number(int, 1)),
+    "redact": (ev.OTEL_SCOPE_REDACT, _names),
+    "redact_exclude": (ev.OTEL_SCOPE_REDACT_EXCLUDE, _names),
+    "rate_limit": (ev.OTEL_SCOPE_RATE_LIMIT, _number(float, 0)),
+    "capture_rate_limit": (ev.OTEL_SCOPE_CAPTURE_RATE_LIMIT, _number(float, 0)),
+    "max_events": (ev.OTEL_SCOPE_MAX_EVENTS, _number(int, 1)),
+    "loop_sample": (ev.OTEL_SCOPE_LOOP_SAMPLE, _number(int, 1)),
+    "production_compile_time": (ev.OTEL_SCOPE_PRODUCTION_COMPILE_TIME, _bool),
+    "ui_url": (ev.OTEL_SCOPE_UI_URL, _url_template),
+    "store_path": (ev.OTEL_SCOPE_STORE_PATH, lambda v: os.path.expanduser(v.strip())),
+    "store_max_age_days": (ev.OTEL_SCOPE_STORE_MAX_AGE_DAYS, _number(float, 0)),
+    "store_max_mb": (ev.OTEL_SCOPE_STORE_MAX_MB, _number(float, 1)),
+    "escalation": (ev.OTEL_SCOPE_ESCALATION, _choice(ESCALATION)),
+    "control": (ev.OTEL_SCOPE_CONTROL, _bool),
+    "opamp_endpoint": (ev.OTEL_SCOPE_OPAMP_ENDPOINT, str.strip),
+    "messages": (ev.OTEL_SCOPE_MESSAGES, _bool),
+}
+
+SETTING_NAMES = tuple(_SPEC)
+
+
+def flag_for(name: str) -> str:
+    """The ``opentelemetry-instrument`` flag users type for setting ``name``."""
+    return "--scope-" + name.replace("_", "-")
+
+
+def env_var_for(name: str) -> str:
+    return _SPEC[name][0]
+
+
+def _read_pyproject(environ: Mapping[str, str], cwd: str) -> tuple[dict[str, Any], str]:
+    explicit = environ.get(ev.OTEL_SCOPE_CONFIG)
+    path = Path(explicit) if explicit else Path(cwd) / "pyproject.toml"
+    if not path.is_file():
+        if explicit:
+            raise ConfigError(ev.OTEL_SCOPE_CONFIG, explicit, "accepted: the path of a readable TOML file")
+        return {}, ""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(path), "<file>", f"accepted: valid TOML ({exc})") from None
+    table = data if explicit and "tool" not in data else data.get("tool", {}).get("otel-scope", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.otel-scope] in {path}", table, "accepted: a table")
+    return table, str(path)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the effective :class:`Settings`, validating every value once.
+
+    ``overrides`` (already typed values, e.g. from ``otel-scope plan`` flags) win over everything.
+    """
+    environ = os.environ if environ is None else environ
+    table, toml_path = _read_pyproject(environ, cwd or os.getcwd())
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        name = key.replace("-", "_")
+        if name not in _SPEC:
+            raise ConfigError(
+                f"[tool.otel-scope] {key} in {toml_path}", raw, "accepted keys: " + ", ".join(_SPEC)
+            )
+        text = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+        values[name] = _parse(name, text, f"[tool.otel-scope] {key} in {toml_path}")
+    for name, (var, _parser) in _SPEC.items():
+        if var in environ and environ[var].strip() != "":
+            values[name] = _parse(name, environ[var], f"{flag_for(name)} / {var}")
+    if "environment" not in values:
+        values["environment"] = _default_environment(environ)
+    values.update(overrides or {})
+    return Settings(**values)
+
+
+def _parse(name: str, text: str, source: str) -> Any:
+    try:
+        return _SPEC[name][1](text)
+    except ValueError as exc:
+        raise ConfigError(source, text, str(exc)) from None

@@ -1,0 +1,33 @@
+"""Process start and end under ``opentelemetry-instrument``: the session and its closing line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from otel_scope.config import Settings
+from otel_scope.distro.reporting import say
+from otel_scope.engine import Engine
+from otel_scope.sessions.session import ProcessSession, Session
+
+
+def closing_line(session: Session, settings: Settings) -> str:
+    """Where to see the session: the local timeline command, and the UI link when exporting OTLP."""
+    line = f"session {session.trace_id} · view: otel-scope history {session.trace_id}"
+    exporters = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    if "otlp" in exporters:
+        line += " · " + settings.ui_url.format(trace_id=session.trace_id)
+    return line
+
+
+def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> ProcessSession | None:
+    """Start the ``process`` session (if that is the session kind) for this run."""
+    if settings.session != "process":
+        return None
+    name = os.path.basename(argv[0]) if argv else "python"
+
+    def on_end(session: Session) -> None:
+        if session.recording:
+            say(closing_line(session, settings))
+
+    return ProcessSession(name, list(argv), on_end=on_end)

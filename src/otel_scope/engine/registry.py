@@ -1,0 +1,357 @@
+"""The registry of active targets: one place that applies, tracks and restores everything.
+
+Every request (from settings, ``otel_scope.trace``, the control socket) becomes an entry. For each
+function site the entries select, the registry computes the merged plan (a runtime span? which
+compile-time capture?) and brings the site to it, now if the module is loaded, or when it is
+imported. Removing an entry reconciles its sites again, so removing the last entry restores the
+exact original object (ddtrace's "one store that restores everything").
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import threading
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import wrapt
+
+from otel_scope.capture import Serializer
+from otel_scope.config import Settings
+from otel_scope.engine.discovery import Site, iter_sites, site_for_function, source_available
+from otel_scope.runtime.wrappers import RuntimeProbe, is_ours
+from otel_scope.targets.patterns import TargetPattern, never_instrumented, parse_pattern
+from otel_scope.targets.plan import LEVEL_ORDER, CapturePlan
+from otel_scope.targets.planner import Decision, Request, decide
+
+_log = logging.getLogger("otel_scope")
+
+
+@dataclass
+class Entry:
+    """One request, as added by one call; a :class:`Handle` removes it."""
+
+    id: int
+    request: Request
+    function: Any = None  # set when a function object (not a pattern) was given
+    sites: set[tuple[int, str]] = field(default_factory=set)
+
+    def selects(self, site: Site) -> bool:
+        if self.function is not None:
+            return site.func is self.function
+        return self.request.pattern.matches(site.module, site.qualname)
+
+
+@dataclass
+class Applied:
+    """What is currently installed at one site."""
+
+    site: Site
+    probe: RuntimeProbe | None = None
+    wrapper: Any = None
+    aliases: list[tuple[dict, str]] = field(default_factory=list)
+    capture: CapturePlan | None = None
+    compiled: Any = None  # compile-time installation with a .restore()
+    entries: set[int] = field(default_factory=set)
+
+    @property
+    def mechanism(self) -> str:
+        if self.probe is not None and self.capture is not None:
+            return "hybrid"
+        return "runtime" if self.probe is not None else "compile_time"
+
+
+def merge_captures(plans: Iterable[CapturePlan]) -> CapturePlan | None:
+    """One capture plan that does what each of ``plans`` asks (union of names and lines)."""
+    plans = list(plans)
+    if not plans:
+        return None
+    names: frozenset[str] | None = frozenset()
+    for p in plans:
+        names = None if names is None or p.locals is None else names | p.locals
+    level = max((p.level for p in plans), key=LEVEL_ORDER.__getitem__)
+    lines = tuple(sorted({n for p in plans for n in p.lines}))
+    return CapturePlan(
+        locals=names, lines=lines, level=level, target=",".join(sorted({p.target for p in plans}))
+    )
+
+
+class Handle:
+    """Returned by :func:`otel_scope.trace`; ``remove()`` undoes exactly what it added."""
+
+    def __init__(self, engine: Engine, entry: Entry) -> None:
+        self._engine = engine
+        self._entry = entry
+        self._removed = False
+
+    @property
+    def target(self) -> str:
+        return self._entry.request.pattern.text
+
+    @property
+    def functions(self) -> list[str]:
+        """Qualified names of the functions this handle currently instruments."""
+        return self._engine.functions_of(self._entry)
+
+    @property
+    def active(self) -> bool:
+        return not self._removed
+
+    def remove(self) -> None:
+        """Undo this target; idempotent and thread-safe."""
+        if self._removed:
+            return
+        self._removed = True
+        self._engine.remove(self._entry)
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        state = "removed" if self._removed else "active"
+        return f"<otel_scope.Handle {self.target!r} {state}>"
+
+
+class Engine:
+    """Applies requests to functions and restores them; the one owner of all instrumentation."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.serializer = Serializer.from_settings(settings)
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._entries: dict[int, Entry] = {}
+        self._applied: dict[tuple[int, str], Applied] = {}
+        self.compile_time: Any = None  # adapter set by the compile-time mechanism (see adopt_compile_time)
+
+    # -- adding and removing -------------------------------------------------------------------
+    def add(self, request: Request, function: Any = None) -> Handle:
+        """Add one request; applied at once to loaded modules and later to imported ones."""
+        with self._lock:
+            entry = Entry(next(self._ids), request, function)
+            self._entries[entry.id] = entry
+            for site in self._sites_for(entry):
+                self._reconcile(site)
+            if function is None and not entry.sites and request.pattern.module not in sys.modules:
+                _log.debug("otel-scope: %s waits for its module to be imported", request.pattern.text)
+            return Handle(self, entry)
+
+    def add_function(self, func: Any, request: Request) -> Handle:
+        """Add a request for one function object (``otel_scope.trace(func)``)."""
+        site = site_for_function(func)
+        if site is None:
+            raise ValueError(
+                f"cannot trace {func!r}: otel-scope needs a module-level function or a method of a "
+                "module-level class (found through __module__ and __qualname__)"
+            )
+        pattern = parse_pattern(f"{site.module}:{site.qualname}")
+        return self.add(Request(**{**request.__dict__, "pattern": pattern}), function=site.func)
+
+    def remove(self, entry: Entry) -> None:
+        with self._lock:
+            if self._entries.pop(entry.id, None) is None:
+                return
+            for key in list(entry.sites):
+                applied = self._applied.get(key)
+                if applied is not None:
+                    applied.entries.discard(entry.id)
+                    self._reconcile(applied.site)
+
+    def remove_all(self) -> None:
+        """Restore every instrumented function (used at shutdown and by tests)."""
+        with self._lock:
+            for entry in list(self._entries.values()):
+                self.remove(entry)
+
+    # -- imports -------------------------------------------------------------------------------
+    def excluded(self, module: str, qualname: str | None = None) -> bool:
+        if never_instrumented(module):
+            return True
+        for p in self.settings.exclude:
+            if qualname is None and p.attr is None and p.matches_module(module):
+                return True
+            if qualname is not None and p.matches(module, qualname):
+                return True
+        return False
+
+    def wants(self, module_name: str) -> bool:
+        """Whether any active request may select functions of ``module_name`` (cheap, by name)."""
+        if self.excluded(module_name):
+            return False
+        return any(
+            e.function is None and e.request.pattern.matches_module(module_name)
+            for e in self._entries.values()
+        )
+
+    def module_loaded(self, module: types.ModuleType) -> None:
+        """Apply the requests to a module that has just been imported."""
+        with self._lock:
+            for entry in list(self._entries.values()):
+                if entry.function is None and entry.request.pattern.matches_module(module.__name__):
+                    for site in iter_sites(module, entry.request.pattern):
+                        if not self.excluded(site.module, site.qualname):
+                            self._reconcile(site)
+
+    def capture_plans(self, module_name: str, qualnames: Iterable[str]) -> Mapping[str, CapturePlan]:
+        """Compile-time plans for the given functions of a module about to be imported."""
+        out: dict[str, CapturePlan] = {}
+        for qualname in qualnames:
+            if self.excluded(module_name, qualname):
+                continue
+            plans = []
+            for entry in self._entries.values():
+                if entry.function is None and entry.request.pattern.matches(module_name, qualname):
+                    decision = self._decide(entry, True)
+                    if decision.capture is not None:
+                        plans.append(decision.capture)
+            merged = merge_captures(plans)
+            if merged is not None:
+                out[qualname] = merged
+        return out
+
+    # -- introspection -------------------------------------------------------------------------
+    def functions_of(self, entry: Entry) -> list[str]:
+        with self._lock:
+            return sorted(self._applied[k].site.full_name for k in entry.sites if k in self._applied)
+
+    def active(self) -> list[dict[str, Any]]:
+        """One row per instrumented function: name, mechanism, calls seen, patterns."""
+        with self._lock:
+            rows = []
+            for applied in self._applied.values():
+                patterns = sorted(
+                    self._entries[i].request.pattern.text for i in applied.entries if i in self._entries
+                )
+                rows.append(
+                    {
+                        "function": applied.site.full_name,
+                        "mechanism": applied.mechanism,
+                        "calls": applied.probe.calls if applied.probe is not None else None,
+                        "targets": patterns,
+                    }
+                )
+            return sorted(rows, key=lambda r: r["function"])
+
+    def entries(self) -> list[Entry]:
+        with self._lock:
+            return list(self._entries.values())
+
+    # -- internals -----------------------------------------------------------------------------
+    def _sites_for(self, entry: Entry) -> list[Site]:
+        if entry.function is not None:
+            site = site_for_function(entry.function)
+            return [site] if site is not None else []
+        pattern: TargetPattern = entry.request.pattern
+        modules = [
+            m
+            for name, m in list(sys.modules.items())
+            if isinstance(m, types.ModuleType) and pattern.matches_module(name) and not self.excluded(name)
+        ]
+        return [
+            site
+            for m in modules
+            for site in iter_sites(m, pattern)
+            if not self.excluded(site.module, site.qualname)
+        ]
+
+    def _decide(self, entry: Entry, has_source: bool) -> Decision:
+        return decide(entry.request, self.settings, has_source)
+
+    def _reconcile(self, site: Site) -> None:
+        """Bring ``site`` to the merged plan of the entries selecting it."""
+        key = site.key
+        applied = self._applied.get(key)
+        if applied is not None:
+            site = applied.site  # keep the original raw object, not our wrapper
+        selecting = [e for e in self._entries.values() if e.selects(site)]
+        has_source = source_available(site.func)
+        decisions = [self._decide(e, has_source) for e in selecting]
+        want_runtime = any(d.runtime for d in decisions)
+        want_capture = merge_captures(d.capture for d in decisions if d.capture is not None)
+        if applied is None:
+            if not want_runtime and want_capture is None:
+                return
+            applied = self._applied[key] = Applied(site)
+        applied.entries = {e.id for e in selecting}
+        for e in selecting:
+            e.sites.add(key)
+        try:
+            self._apply_capture(applied, want_capture)
+            self._apply_runtime(applied, want_runtime, selecting)
+        except Exception as exc:  # never let instrumentation break the program
+            _log.warning("otel-scope: could not instrument %s: %s", site.full_name, exc)
+        if applied.probe is None and applied.capture is None:
+            del self._applied[key]
+
+    def _apply_runtime(self, applied: Applied, want: bool, selecting: list[Entry]) -> None:
+        site = applied.site
+        if want and applied.probe is None:
+            current = vars(site.owner).get(site.attr)
+            if is_ours(current):  # installed by another Engine (tests): leave it
+                return
+            probe = RuntimeProbe(
+                site.raw,
+                site.module,
+                site.qualname,
+                target=",".join(sorted({e.request.pattern.text for e in selecting})),
+                serializer=self.serializer,
+                capture_args=self.settings.capture_args,
+                capture_return=self.settings.capture_return,
+                rate_limit=self.settings.rate_limit,
+            )
+            wrapper = wrapt.wrap_function_wrapper(site.owner, site.attr, probe)
+            applied.probe, applied.wrapper = probe, wrapper
+            if isinstance(site.owner, types.ModuleType):
+                applied.aliases = _replace_aliases(site.raw, wrapper, site.owner)
+        elif not want and applied.probe is not None:
+            applied.probe.enabled = False  # a call already inside the wrapper finishes normally
+            wrapt.unwrap_object(site.owner, site.attr, applied.wrapper, missing_ok=True)
+            for namespace, name in applied.aliases:
+                if namespace.get(name) is applied.wrapper:
+                    namespace[name] = site.raw
+            applied.probe = applied.wrapper = None
+            applied.aliases = []
+        if applied.probe is not None:
+            applied.probe.deep = applied.capture is not None
+
+    def _apply_capture(self, applied: Applied, want: CapturePlan | None) -> None:
+        if want == applied.capture:
+            return
+        if applied.compiled is not None:
+            applied.compiled.restore()
+            applied.compiled = None
+            applied.capture = None
+        if want is not None:
+            if self.compile_time is None:
+                raise RuntimeError("compile-time capture is not available in this process")
+            applied.compiled = self.compile_time.install(applied.site, want)
+            applied.capture = want
+
+
+def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict, str]]:
+    """Point other modules' references to ``original`` (``from m import f``) at ``wrapper``.
+
+    Without this, a target added while the program runs would miss every caller that imported the
+    function by name before the target existed.
+    """
+    replaced = []
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if (
+            module is home
+            or not isinstance(namespace, dict)
+            or never_instrumented(getattr(module, "__name__", ""))
+        ):
+            continue
+        for name, value in list(namespace.items()):
+            if value is original:
+                namespace[name] = wrapper
+                replaced.append((namespace, name))
+    return replaced

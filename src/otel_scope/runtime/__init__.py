@@ -1,0 +1,1 @@
+"""Runtime tracing: wrapt wrappers that turn chosen functions into OTel spans."""

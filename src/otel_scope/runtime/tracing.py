@@ -1,0 +1,196 @@
+"""Starting and ending otel-scope's spans cheaply, for both mechanisms.
+
+The plain OTel API decides sampling *inside* ``start_span``, after it has allocated IDs,
+attributes and the span itself: a sampled-out span still costs about half a recording one.
+:func:`start_call` instead decides first, from the parent's ``sampled`` flag and a classification
+of the SDK's sampler made once, and returns ``None`` when nothing would be recorded, so a caller
+pays for nothing more.
+
+:func:`start_call` also leaves a *call marker* in the context it attaches, naming the code object
+the wrapper is about to run. Compile-time instrumentation of that same function finds the marker
+through :func:`claim_call_span` and puts its events on this span instead of opening a second
+one: one span per call, whichever mechanisms are active.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import CodeType
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
+from opentelemetry.trace.propagation import _SPAN_KEY
+
+from otel_scope import semconv
+from otel_scope._version import __version__
+from otel_scope.sessions import state as session_state
+
+_log = logging.getLogger("otel_scope")
+
+_CALL_KEY = otel_context.create_key("otel_scope.call")
+
+# Root and parent policies derived from the SDK sampler (see _classify).
+_ALWAYS, _NEVER, _ASK, _FOLLOW = "always", "never", "ask", "follow"
+
+
+class _TracingState:
+    """The resolved tracer and sampler policy; re-resolved when the global provider changes."""
+
+    __slots__ = ("parent_policy", "provider", "root_policy", "tracer")
+
+    def __init__(self) -> None:
+        self.provider: Any = None
+        self.tracer: Any = None
+        self.root_policy = _NEVER
+        self.parent_policy = _NEVER
+
+
+_state = _TracingState()
+
+
+def _classify(sampler: Any) -> tuple[str, str]:
+    """Map an SDK sampler to (root policy, parent policy) so most decisions need no call."""
+    from opentelemetry.sdk.trace import sampling
+
+    if sampler is sampling.ALWAYS_ON:
+        return _ALWAYS, _ALWAYS
+    if sampler is sampling.ALWAYS_OFF:
+        return _NEVER, _NEVER
+    if isinstance(sampler, sampling.ParentBased):
+        root = sampler._root  # the SDK keeps the delegates as attributes; read once, not per call
+        root_policy = (
+            _ALWAYS if root is sampling.ALWAYS_ON else _NEVER if root is sampling.ALWAYS_OFF else _ASK
+        )
+        default = (
+            sampler._local_parent_sampled is sampling.ALWAYS_ON
+            and sampler._local_parent_not_sampled is sampling.ALWAYS_OFF
+        )
+        return root_policy, _FOLLOW if default else _ASK
+    return _ASK, _ASK
+
+
+def _resolve(provider: Any) -> None:
+    """Adopt ``provider`` (the global one); no tracer unless it is an SDK provider."""
+    _state.provider = provider
+    _state.tracer = None
+    from opentelemetry.sdk.trace import TracerProvider
+
+    if isinstance(provider, TracerProvider):  # else proxy or no-op: spans would not record anyway
+        _state.root_policy, _state.parent_policy = _classify(provider.sampler)
+        _state.tracer = provider.get_tracer("otel_scope", __version__)
+
+
+_last_trace: list[Any] = [0, ""]
+
+
+def _trace_hex(trace_id: int) -> str:
+    """32-hex form of ``trace_id``; the last one is cached since a session reuses it for every span."""
+    last = _last_trace
+    if last[0] != trace_id:
+        last[1] = format(trace_id, "032x")
+        last[0] = trace_id
+    return last[1]
+
+
+def would_record() -> bool:
+    """Cheap check whether any span could be recorded now (an SDK provider is installed)."""
+    provider = trace._TRACER_PROVIDER
+    if provider is not _state.provider:
+        _resolve(provider)
+    return _state.tracer is not None
+
+
+def decide() -> Context | None:
+    """The parent context for a new otel-scope span, or ``None`` if the span would not record.
+
+    Allocates nothing: callers serialize arguments only after this said yes.
+    """
+    provider = trace._TRACER_PROVIDER  # the global set by set_tracer_provider(); None until then
+    if provider is not _state.provider:
+        _resolve(provider)
+    if _state.tracer is None:
+        return None
+    if session_state.kind == "explicit" and session_state.active.get() is None:
+        return None
+    ctx = otel_context.get_current()
+    parent = ctx.get(_SPAN_KEY)
+    if parent is None and session_state.fallback_context is not None:
+        ctx = session_state.fallback_context
+        parent = ctx.get(_SPAN_KEY)
+    parent_sc = parent.get_span_context() if parent is not None else None
+    if parent_sc is not None and parent_sc.is_valid:
+        policy = _state.parent_policy
+        if policy is _FOLLOW:
+            if not parent_sc.trace_flags.sampled:
+                return None
+        elif policy is _NEVER:
+            return None
+    elif _state.root_policy is _NEVER:
+        return None
+    return ctx
+
+
+def begin(
+    name: str, attributes: dict[str, Any], ctx: Context, code: CodeType | None = None
+) -> tuple[Span, object] | None:
+    """Start a span under ``ctx`` (from :func:`decide`) and make it current.
+
+    Adds ``otel_scope.session.id`` (the trace ID) to the span. ``code`` is the code object about
+    to run, for :func:`claim_call_span`. Returns
+    ``(span, token)`` for :func:`end_call`, or ``None`` if the sampler still said no.
+    """
+    parent = ctx.get(_SPAN_KEY)
+    trace_id = parent.get_span_context().trace_id if parent is not None else 0
+    if trace_id:
+        attributes = {**attributes, semconv.SESSION_ID: _trace_hex(trace_id)}
+    span = _state.tracer.start_span(name, context=ctx, attributes=attributes)
+    if not span.is_recording():  # the sampler was asked ("ask" policy) and said no
+        return None
+    if not trace_id:  # a new trace: its ID exists only now
+        span.set_attribute(semconv.SESSION_ID, _trace_hex(span.get_span_context().trace_id))
+    new_ctx = trace.set_span_in_context(span, ctx)
+    if code is not None:
+        new_ctx = otel_context.set_value(_CALL_KEY, [code, span], new_ctx)
+    return span, otel_context.attach(new_ctx)
+
+
+def start_call(
+    name: str, attributes: dict[str, Any], code: CodeType | None = None
+) -> tuple[Span, object] | None:
+    """:func:`decide` then :func:`begin`: start a current span for one call, or ``None``."""
+    ctx = decide()
+    return None if ctx is None else begin(name, attributes, ctx, code)
+
+
+def end_call(span: Span, token: object) -> None:
+    """Detach the call's context and end its span; never raises into the user's program."""
+    try:
+        otel_context.detach(token)  # type: ignore[arg-type]
+    except Exception:  # a generator resumed in another context; the span still ends
+        pass
+    span.end()
+
+
+def claim_call_span(depth: int = 2) -> Span | None:
+    """The span a runtime wrapper opened for the running call, if it was not claimed yet.
+
+    Called by compile-time instrumentation at function entry. ``depth`` is the number of frames
+    between the caller of this function and the instrumented function's frame (2 means: the
+    instrumented function called a helper which called this).
+    """
+    marker = otel_context.get_value(_CALL_KEY)
+    if marker is None or marker[0] is None:
+        return None
+    if marker[0] is not sys._getframe(depth).f_code:
+        return None
+    marker[0] = None  # claimed: a recursive call of the same function opens its own span
+    return marker[1]
+
+
+def current_span() -> Span:
+    """The current span (an invalid span when there is none)."""
+    return trace.get_current_span()

@@ -1,0 +1,356 @@
+"""The wrapt wrappers that turn one function into one span per call.
+
+A :class:`RuntimeProbe` holds everything that can be computed once per function (span name,
+``code.*`` attributes, argument attribute keys, the callable's kind), so a call pays only for
+what cannot be known in advance. The order on every call is fixed: enabled? rate limit? would
+the span record (:func:`tracing.decide`)? Only then are arguments serialized and a span made.
+
+Generators and async generators get a span that covers the whole iteration, ends on
+exhaustion, ``close()`` or error, and is current only while the generator body runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from types import CodeType
+from typing import Any
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span, Status, StatusCode
+
+from otel_scope import semconv
+from otel_scope.capture import RateLimiter, Serializer
+from otel_scope.runtime import tracing
+
+_log = logging.getLogger("otel_scope")
+
+# Names that say nothing worth a span attribute: the receiver is already in code.function.name.
+_RECEIVER_NAMES = ("self", "cls")
+
+
+def qualified_name(module: str, qualname: str) -> str:
+    return f"{module}.{qualname}"
+
+
+def _unwrap_callable(obj: Any) -> Any:
+    """The plain function behind a classmethod/staticmethod/bound method, for introspection."""
+    obj = getattr(obj, "__func__", obj)
+    return inspect.unwrap(obj) if callable(obj) else obj
+
+
+def _kind(func: Any) -> str:
+    if inspect.isasyncgenfunction(func):
+        return "asyncgen"
+    if inspect.iscoroutinefunction(func):
+        return "coroutine"
+    if inspect.isgeneratorfunction(func):
+        return "generator"
+    return "function"
+
+
+def record_exception(span: Span, exc: BaseException, serializer: Serializer) -> None:
+    """Record ``exc`` on ``span`` as an ``exception`` event with ERROR status, never raising.
+
+    Unlike ``Span.record_exception`` this never calls a user exception's ``__str__``: the message
+    goes through the safe serializer's view of the exception's ``args``.
+    """
+    try:
+        exc_type = type(exc)
+        type_name = exc_type.__qualname__ if exc_type.__module__ == "builtins" else serializer.type_name(exc)
+        message = ", ".join(serializer(arg) for arg in exc.args) if exc.args else ""
+        if len(exc.args) == 1 and type(exc.args[0]) is str:
+            message = exc.args[0][: serializer.max_length]
+        stack = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
+        span.add_event(
+            "exception",
+            {
+                semconv.EXCEPTION_TYPE: type_name,
+                semconv.EXCEPTION_MESSAGE: message,
+                "exception.stacktrace": f"{stack}{type_name}: {message}",
+            },
+        )
+        span.set_status(Status(StatusCode.ERROR, f"{type_name}: {message}"))
+    except Exception:  # recording must never disturb the exception being propagated
+        _log.debug("otel-scope could not record an exception", exc_info=True)
+
+
+class RuntimeProbe:
+    """One instrumented function: precomputed span data plus the per-call logic."""
+
+    __slots__ = (
+        "arg_keys",
+        "attributes",
+        "calls",
+        "capture_args",
+        "capture_return",
+        "code",
+        "deep",
+        "enabled",
+        "kind",
+        "limiter",
+        "name",
+        "on_finish",
+        "serializer",
+        "skip_first",
+        "varargs_key",
+        "varkw",
+    )
+
+    def __init__(
+        self,
+        func: Any,
+        module: str,
+        qualname: str,
+        *,
+        target: str,
+        serializer: Serializer,
+        capture_args: bool = True,
+        capture_return: bool = True,
+        rate_limit: float = 0.0,
+        mechanism: str = semconv.MECHANISM_RUNTIME,
+    ) -> None:
+        plain = _unwrap_callable(func)
+        code: CodeType | None = getattr(plain, "__code__", None)
+        self.name = qualified_name(module, qualname)
+        self.kind = _kind(plain)
+        self.attributes: dict[str, Any] = {
+            semconv.CODE_FUNCTION_NAME: self.name,
+            semconv.MECHANISM: mechanism,
+            semconv.TARGET: target,
+        }
+        if code is not None:
+            self.attributes[semconv.CODE_FILE_PATH] = code.co_filename
+            self.attributes[semconv.CODE_LINE_NUMBER] = code.co_firstlineno
+        self.serializer = serializer
+        self.capture_args = capture_args and code is not None
+        self.capture_return = capture_return
+        self.limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
+        self.enabled = True
+        self.deep = False  # compile-time capture also active: mark calls for claim_call_span
+        self.code = code
+        self.calls = 0
+        # Called after each recorded call, before its span ends (escalation rules hook in here).
+        self.on_finish: Callable[[RuntimeProbe, Span, BaseException | None], None] | None = None
+        names: tuple[str, ...] = ()
+        self.varargs_key = self.varkw = None
+        if code is not None:
+            names = code.co_varnames[: code.co_argcount]  # keyword-only ones arrive in kwargs
+            n = code.co_argcount + code.co_kwonlyargcount
+            flags = code.co_flags
+            if flags & inspect.CO_VARARGS:
+                self.varargs_key = semconv.ARG_PREFIX + code.co_varnames[n]
+                n += 1
+            if flags & inspect.CO_VARKEYWORDS:
+                self.varkw = code.co_varnames[n]
+        self.skip_first = bool(names) and names[0] in _RECEIVER_NAMES
+        self.arg_keys = tuple(semconv.ARG_PREFIX + name for name in names)
+
+    # -- attribute building (only after the span is known to record) ---------------------------
+    def _call_attributes(self, instance: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+        attrs = dict(self.attributes)
+        if not self.capture_args:
+            return attrs
+        try:
+            keys = self.arg_keys
+            # wrapt passes the receiver separately for bound calls; align names past it.
+            offset = 1 if (self.skip_first and instance is not None) else 0
+            named = self.serializer.named
+            positional = len(keys) - offset
+            for i, value in enumerate(args[:positional]):
+                key = keys[i + offset]
+                if i + offset == 0 and self.skip_first:
+                    continue
+                attrs[key] = named(key[len(semconv.ARG_PREFIX) :], value)
+            if len(args) > positional and self.varargs_key is not None:
+                attrs[self.varargs_key] = self.serializer(args[positional:])
+            for name, value in kwargs.items():
+                attrs[semconv.ARG_PREFIX + name] = named(name, value)
+        except Exception:  # the serializer never raises; this guards our own alignment logic
+            _log.debug("otel-scope could not record arguments of %s", self.name, exc_info=True)
+        return attrs
+
+    def _finish(self, span: Span, exc: BaseException | None) -> None:
+        if self.on_finish is not None:
+            try:
+                self.on_finish(self, span, exc)
+            except Exception:
+                _log.debug("otel-scope on_finish hook failed for %s", self.name, exc_info=True)
+
+    # -- the wrapper ---------------------------------------------------------------------------
+    def __call__(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        """The wrapt wrapper function: called instead of ``wrapped`` on every call."""
+        if not self.enabled:
+            return wrapped(*args, **kwargs)
+        self.calls += 1
+        if self.limiter is not None and not self.limiter.allow():
+            return wrapped(*args, **kwargs)
+        ctx = tracing.decide()
+        if ctx is None:
+            return wrapped(*args, **kwargs)
+        kind = self.kind
+        if kind != "function":
+            return self._call_special(kind, ctx, wrapped, instance, args, kwargs)
+        started = tracing.begin(
+            self.name, self._call_attributes(instance, args, kwargs), ctx, self.code if self.deep else None
+        )
+        if started is None:
+            return wrapped(*args, **kwargs)
+        span, token = started
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            record_exception(span, exc, self.serializer)
+            self._finish(span, exc)
+            raise
+        else:
+            if self.capture_return:
+                span.set_attribute(semconv.RETURN_VALUE, self.serializer(result))
+            self._finish(span, None)
+            return result
+        finally:
+            tracing.end_call(span, token)
+
+    def _call_special(
+        self, kind: str, ctx: Any, wrapped: Any, instance: Any, args: tuple, kwargs: dict
+    ) -> Any:
+        attrs = self._call_attributes(instance, args, kwargs)
+        code = self.code if self.deep else None
+        if kind == "coroutine":
+            return self._coroutine(ctx, attrs, code, wrapped(*args, **kwargs))
+        # Generators: create the span now, but make it current only while the body runs.
+        started = tracing.begin(self.name, attrs, ctx, code)
+        if started is None:
+            return wrapped(*args, **kwargs)
+        span, token = started
+        span_ctx = otel_context.get_current()
+        try:
+            gen = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            record_exception(span, exc, self.serializer)
+            tracing.end_call(span, token)
+            raise
+        otel_context.detach(token)
+        if kind == "generator":
+            return _traced_generator(self, gen, span, span_ctx)
+        return _traced_async_generator(self, gen, span, span_ctx)
+
+    async def _coroutine(self, ctx: Any, attrs: dict, code: CodeType | None, coro: Any) -> Any:
+        started = tracing.begin(self.name, attrs, ctx, code)
+        if started is None:
+            return await coro
+        span, token = started
+        try:
+            result = await coro
+        except BaseException as exc:
+            record_exception(span, exc, self.serializer)
+            self._finish(span, exc)
+            raise
+        else:
+            if self.capture_return:
+                span.set_attribute(semconv.RETURN_VALUE, self.serializer(result))
+            self._finish(span, None)
+            return result
+        finally:
+            tracing.end_call(span, token)
+
+
+def _end_generator(probe: RuntimeProbe, span: Span, end: str, count: int, exc: BaseException | None) -> None:
+    span.set_attribute(semconv.GENERATOR_END, end)
+    span.set_attribute(semconv.YIELD_COUNT, count)
+    if exc is not None:
+        record_exception(span, exc, probe.serializer)
+    probe._finish(span, exc)
+    span.end()
+
+
+def _traced_generator(probe: RuntimeProbe, gen: Any, span: Span, span_ctx: Any) -> Any:
+    """Drive ``gen`` so that ``span`` is current exactly while its body runs."""
+    count = 0
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    try:
+        while True:
+            token = otel_context.attach(span_ctx)
+            try:
+                if to_throw is not None:
+                    exc, to_throw = to_throw, None
+                    item = gen.throw(exc)
+                else:
+                    item = gen.send(to_send)
+            except StopIteration as stop:
+                if probe.capture_return and stop.value is not None:
+                    span.set_attribute(semconv.RETURN_VALUE, probe.serializer(stop.value))
+                _end_generator(probe, span, "exhausted", count, None)
+                return stop.value
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                _end_generator(probe, span, "error", count, exc)
+                raise
+            finally:
+                otel_context.detach(token)
+            count += 1
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                token = otel_context.attach(span_ctx)
+                try:
+                    gen.close()
+                finally:
+                    otel_context.detach(token)
+                _end_generator(probe, span, "closed", count, None)
+                raise
+            except BaseException as exc:
+                to_send, to_throw = None, exc
+    finally:
+        if span.is_recording():  # abandoned without close(): garbage collection ends it
+            _end_generator(probe, span, "closed", count, None)
+
+
+async def _traced_async_generator(probe: RuntimeProbe, agen: Any, span: Span, span_ctx: Any) -> Any:
+    """The async twin of :func:`_traced_generator`."""
+    count = 0
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    try:
+        while True:
+            token = otel_context.attach(span_ctx)
+            try:
+                if to_throw is not None:
+                    exc, to_throw = to_throw, None
+                    item = await agen.athrow(exc)
+                else:
+                    item = await agen.asend(to_send)
+            except StopAsyncIteration:
+                _end_generator(probe, span, "exhausted", count, None)
+                return
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                _end_generator(probe, span, "error", count, exc)
+                raise
+            finally:
+                otel_context.detach(token)
+            count += 1
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                await agen.aclose()
+                _end_generator(probe, span, "closed", count, None)
+                raise
+            except BaseException as exc:
+                to_send, to_throw = None, exc
+    finally:
+        if span.is_recording():
+            _end_generator(probe, span, "closed", count, None)
+
+
+def is_ours(obj: Any) -> bool:
+    """Whether ``obj`` is a wrapt wrapper installed by otel-scope."""
+    return isinstance(obj, wrapt.FunctionWrapper) and isinstance(
+        getattr(obj, "_self_wrapper", None), RuntimeProbe
+    )

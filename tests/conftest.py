@@ -1,0 +1,24 @@
+"""Shared pytest fixtures for otel-scope's tests.
+
+Several engineers add fixtures here; keep each one small and documented with why it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+# Test helpers (otlp_receiver, sdk, ...) are imported by bare name: pyproject sets pythonpath=tests.
+from otlp_receiver import OtlpReceiver
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """A running OTLP trace receiver (gRPC and HTTP on 127.0.0.1), fresh for each test.
+
+    Function-scoped so that no test can see another's spans and a test that leaves an exporter
+    retrying cannot slow the next one: the ports die with the test.
+    """
+    with OtlpReceiver() as receiver:
+        yield receiver

@@ -1,0 +1,83 @@
+"""Every kind of callable runtime mode must handle (used by tests/test_runtime_*.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+
+def add(a, b=2, *rest, scale=1, **extra):
+    return (a + b + sum(rest)) * scale
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+async def async_double(x):
+    await asyncio.sleep(0)
+    return x * 2
+
+
+def count_up(n):
+    for i in range(n):
+        received = yield i
+        if received == "stop":
+            return "stopped"
+    return "done"
+
+
+async def async_count(n):
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i
+
+
+def decorated_helper(func):
+    @functools.wraps(func)
+    def inner(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return inner
+
+
+@decorated_helper
+def decorated(x):
+    return x + 1
+
+
+class Base:
+    label = "base"
+
+    def __init__(self, value=1):
+        self.value = value
+
+    def method(self, x):
+        return self.value + x
+
+    @classmethod
+    def make(cls, value):
+        return cls(value)
+
+    @classmethod
+    def which(cls):
+        return cls.label
+
+    @staticmethod
+    def static(x):
+        return x * 3
+
+    @property
+    def doubled(self):
+        return self.value * 2
+
+    def __repr__(self):
+        raise RuntimeError("user __repr__ must never be called by otel-scope")
+
+    class Inner:
+        def deep(self):
+            return "deep"
+
+
+class Sub(Base):
+    label = "sub"

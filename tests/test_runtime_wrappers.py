@@ -1,0 +1,233 @@
+"""Runtime mode in-process: spans for every callable kind, exact restore, no behaviour change."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+from opentelemetry.trace import StatusCode
+
+from otel_scope.config import Settings
+from otel_scope.engine import Engine
+from otel_scope.targets import parse_pattern
+from otel_scope.targets.planner import Request
+from runtime_samples import kinds
+from sdk import MemorySpans, installed_provider
+
+MOD = "runtime_samples.kinds"
+
+
+@pytest.fixture
+def memory() -> Iterator[MemorySpans]:
+    with installed_provider() as spans:
+        yield spans
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    e = Engine(Settings(mode="runtime"))
+    yield e
+    e.remove_all()
+
+
+def add(engine: Engine, pattern: str):
+    return engine.add(Request(parse_pattern(pattern)))
+
+
+def test_function_call_becomes_span_with_code_attributes_args_and_return(memory, engine) -> None:
+    add(engine, f"{MOD}:add")
+    assert kinds.add(1, 2, 3, scale=2, tag="x") == 12
+    (span,) = memory.named("kinds.add")
+    a = span.attributes
+    assert span.name == f"{MOD}.add"
+    assert a["code.function.name"] == f"{MOD}.add"
+    assert a["code.file.path"].endswith("runtime_samples/kinds.py")
+    assert a["code.line.number"] == kinds.add.__code__.co_firstlineno
+    assert a["otel_scope.mechanism"] == "runtime"
+    assert a["otel_scope.arg.a"] == "1" and a["otel_scope.arg.b"] == "2"
+    assert a["otel_scope.arg.rest"] == "(3,)"
+    assert a["otel_scope.arg.scale"] == "2" and a["otel_scope.arg.tag"] == "'x'"
+    assert a["otel_scope.return"] == "12"
+    assert len(a["otel_scope.session.id"]) == 32
+
+
+def test_exception_is_recorded_and_reraised_unchanged(memory, engine) -> None:
+    add(engine, f"{MOD}:fail")
+    with pytest.raises(ValueError) as info:
+        kinds.fail("boom")
+    exc = info.value
+    (span,) = memory.named("kinds.fail")
+    assert span.status.status_code is StatusCode.ERROR
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "ValueError"
+    assert event.attributes["exception.message"] == "boom"
+    # same object, and the traceback still reaches the raising line in the user's code
+    tb = exc.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code.co_name, tb.tb_lineno))
+        tb = tb.tb_next
+    assert frames[-1] == ("fail", kinds.fail.__code__.co_firstlineno + 1)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "call", "expected"),
+    [
+        ("Base.method", lambda: kinds.Base(5).method(1), 6),
+        ("Base.make", lambda: kinds.Sub.make(7).value, 7),
+        ("Base.which", lambda: kinds.Sub.which(), "sub"),
+        ("Base.static", lambda: kinds.Base().static(2), 6),
+        ("Base.static", lambda: kinds.Base.static(2), 6),
+        ("Base.Inner.deep", lambda: kinds.Base.Inner().deep(), "deep"),
+        ("decorated", lambda: kinds.decorated(1), 2),
+    ],
+)
+def test_methods_of_every_kind_are_traced_and_behave_the_same(
+    memory, engine, pattern, call, expected
+) -> None:
+    add(engine, f"{MOD}:{pattern}")
+    assert call() == expected
+    assert len(memory.named(pattern.rsplit(".", 1)[-1])) == 1
+
+
+def test_wildcard_leaves_properties_and_repr_alone(memory, engine) -> None:
+    add(engine, f"{MOD}:Base.*")
+    b = kinds.Base(4)
+    assert b.doubled == 8
+    assert isinstance(vars(kinds.Base)["doubled"], property)
+    assert vars(kinds.Base)["__repr__"] is not None and not hasattr(
+        vars(kinds.Base)["__repr__"], "__wrapped__"
+    )
+    names = sorted(s.name.rsplit(".", 1)[-1] for s in memory.spans())
+    assert names == ["__init__"]  # property access is not a call span; __repr__ is skipped
+
+
+def test_user_repr_is_never_called_for_self_or_arguments(memory, engine) -> None:
+    add(engine, f"{MOD}:add")
+    obj = kinds.Base(1)
+    with pytest.raises(TypeError):
+        kinds.add(obj, 1)  # Base + int is a TypeError in user code; repr must not be called
+    (span,) = memory.named("kinds.add")
+    assert "Base" in span.attributes["otel_scope.arg.a"]
+
+
+def test_remove_restores_the_exact_original_objects(engine) -> None:
+    before = {name: vars(kinds.Base)[name] for name in ("method", "make", "which", "static", "doubled")}
+    before_fn = kinds.add
+    handle = add(engine, f"{MOD}:*")
+    assert vars(kinds.Base)["make"] is not before["make"]
+    handle.remove()
+    handle.remove()  # idempotent
+    for name, obj in before.items():
+        assert vars(kinds.Base)[name] is obj
+    assert kinds.add is before_fn
+    assert "make" not in vars(kinds.Sub) and kinds.Sub.which() == "sub" and kinds.Base().static(1) == 3
+
+
+def test_adding_the_same_target_twice_does_not_double_wrap(memory, engine) -> None:
+    h1 = add(engine, f"{MOD}:add")
+    h2 = add(engine, f"{MOD}:add")
+    kinds.add(1)
+    assert len(memory.named("kinds.add")) == 1
+    h1.remove()
+    kinds.add(1)
+    assert len(memory.named("kinds.add")) == 2  # still traced through h2
+    h2.remove()
+    kinds.add(1)
+    assert len(memory.named("kinds.add")) == 2
+
+
+def test_concurrent_add_and_remove_leave_the_original_in_place(engine) -> None:
+    original = kinds.add
+
+    def churn() -> None:
+        for _ in range(50):
+            add(engine, f"{MOD}:add").remove()
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert kinds.add is original
+
+
+def test_sampled_out_calls_make_no_span(engine) -> None:
+    with installed_provider(ParentBased(ALWAYS_OFF)) as memory:
+        add(engine, f"{MOD}:add")
+        assert kinds.add(1) == 3
+        assert memory.spans() == []
+
+
+def test_async_function_span_covers_the_await(memory, engine) -> None:
+    add(engine, f"{MOD}:async_double")
+    assert asyncio.run(kinds.async_double(4)) == 8
+    (span,) = memory.named("async_double")
+    assert span.attributes["otel_scope.return"] == "8"
+
+
+def test_generator_span_covers_iteration_and_is_current_only_while_running(memory, engine) -> None:
+    add(engine, f"{MOD}:count_up")
+    gen = kinds.count_up(3)
+    assert next(gen) == 0
+    assert not trace.get_current_span().get_span_context().is_valid  # not leaked to the consumer
+    assert gen.send(None) == 1
+    assert memory.named("count_up") == []  # still running
+    assert list(gen) == [2]
+    (span,) = memory.named("count_up")
+    assert span.attributes["otel_scope.generator.end"] == "exhausted"
+    assert span.attributes["otel_scope.yield.count"] == 3
+    assert span.attributes["otel_scope.return"] == "'done'"
+
+
+def test_generator_send_and_close_keep_their_meaning(memory, engine) -> None:
+    add(engine, f"{MOD}:count_up")
+    gen = kinds.count_up(5)
+    next(gen)
+    with pytest.raises(StopIteration) as info:
+        gen.send("stop")
+    assert info.value.value == "stopped"
+    gen2 = kinds.count_up(5)
+    next(gen2)
+    gen2.close()
+    ends = sorted(s.attributes["otel_scope.generator.end"] for s in memory.named("count_up"))
+    assert ends == ["closed", "exhausted"]
+
+
+def test_async_generator_span_covers_the_iteration(memory, engine) -> None:
+    add(engine, f"{MOD}:async_count")
+
+    async def consume() -> list[int]:
+        return [i async for i in kinds.async_count(3)]
+
+    assert asyncio.run(consume()) == [0, 1, 2]
+    (span,) = memory.named("async_count")
+    assert span.attributes["otel_scope.yield.count"] == 3
+
+
+def test_nesting_follows_context_into_asyncio_tasks(memory, engine) -> None:
+    add(engine, f"{MOD}:async_double")
+    tracer = trace.get_tracer("test")
+
+    async def main() -> None:
+        with tracer.start_as_current_span("parent"):
+            await asyncio.gather(*(asyncio.create_task(kinds.async_double(i)) for i in range(3)))
+
+    asyncio.run(main())
+    parent = memory.named("parent")[0]
+    children = memory.named("async_double")
+    assert len(children) == 3
+    assert all(c.parent.span_id == parent.context.span_id for c in children)
+
+
+def test_disabled_probe_calls_straight_through(memory, engine) -> None:
+    handle = add(engine, f"{MOD}:add")
+    wrapper = vars(kinds)["add"]
+    wrapper._self_wrapper.enabled = False
+    assert kinds.add(1) == 3
+    assert memory.spans() == []
+    handle.remove()
