@@ -231,3 +231,40 @@ def test_disabled_probe_calls_straight_through(memory, engine) -> None:
     assert kinds.add(1) == 3
     assert memory.spans() == []
     handle.remove()
+
+
+def test_nesting_follows_context_into_threads_and_executors(memory, engine) -> None:
+    import concurrent.futures
+
+    from otel_scope.runtime import propagation
+
+    add(engine, f"{MOD}:add")
+    tracer = trace.get_tracer("test")
+    propagation.install()
+    try:
+        with tracer.start_as_current_span("parent"):
+            t = threading.Thread(target=kinds.add, args=(1,))
+            t.start()
+            t.join()
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                assert list(pool.map(kinds.add, [1, 2])) == [3, 4]
+    finally:
+        propagation.uninstall()
+    parent = memory.named("parent")[0]
+    children = memory.named("kinds.add")
+    assert len(children) == 3
+    assert all(c.parent.span_id == parent.context.span_id for c in children)
+    assert not hasattr(threading.Thread.start, "__wrapped__")  # uninstall restored it
+
+
+def test_threads_started_with_no_current_span_are_left_alone(engine) -> None:
+    from otel_scope.runtime import propagation
+
+    propagation.install()
+    try:
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        t.join()
+        assert "run" not in vars(t)  # nothing captured, nothing wrapped
+    finally:
+        propagation.uninstall()

@@ -14,6 +14,7 @@ from typing import Any
 
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.engine import CompileTimeAdapter, Engine, Handle
+from otel_scope.runtime import propagation
 from otel_scope.sessions import session as _session_module
 from otel_scope.sessions import state as session_state
 from otel_scope.targets.patterns import TargetPattern, parse_pattern
@@ -64,6 +65,7 @@ def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
     for request in requests_from_settings(settings):
         engine.add(request)
     engine.compile_time.install_import_hook()
+    propagation.install()
     return engine
 
 
@@ -133,3 +135,4 @@ def shutdown() -> None:
             _engine.remove_all()
             _engine.compile_time.uninstall_import_hook()
             _engine = None
+        propagation.uninstall()

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from otel_scope.config import Settings
+from otel_scope.engine.imports import ImportWatcher
 from otel_scope.targets.plan import CapturePlan
 
 if TYPE_CHECKING:
@@ -84,10 +85,7 @@ class CompileTimeAdapter:
 
     def install_import_hook(self) -> None:
         if self._hook is None:
-            engine = self._engine
-            self._hook = self._mechanism().ImportHook(
-                plans_for=self.plans_for, wants=engine.wants, loaded=engine.module_loaded
-            )
+            self._hook = ImportWatcher(self._engine.wants, self._engine.module_loaded)
         self._hook.install()
 
     def uninstall_import_hook(self) -> None:

@@ -320,6 +320,7 @@ class Engine:
             applied.aliases = []
         if applied.probe is not None:
             applied.probe.deep = applied.capture is not None
+            applied.probe.state = any(e.request.state for e in selecting)
 
     def _apply_capture(self, applied: Applied, want: CapturePlan | None) -> None:
         if want == applied.capture:

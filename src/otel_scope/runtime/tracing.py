@@ -135,18 +135,22 @@ def decide() -> Context | None:
 
 
 def begin(
-    name: str, attributes: dict[str, Any], ctx: Context, code: CodeType | None = None
+    name: str, attributes: dict[str, Any], ctx: Context, code: CodeType | None = None, owned: bool = False
 ) -> tuple[Span, object] | None:
     """Start a span under ``ctx`` (from :func:`decide`) and make it current.
 
-    Adds ``otel_scope.session.id`` (the trace ID) to the span. ``code`` is the code object about
-    to run, for :func:`claim_call_span`. Returns
+    Adds ``otel_scope.session.id`` (the trace ID) to the span; ``owned=True`` says ``attributes``
+    is a fresh dict the caller gives away, so it is extended in place instead of copied. ``code``
+    is the code object about to run, for :func:`claim_call_span`. Returns
     ``(span, token)`` for :func:`end_call`, or ``None`` if the sampler still said no.
     """
     parent = ctx.get(_SPAN_KEY)
     trace_id = parent.get_span_context().trace_id if parent is not None else 0
     if trace_id:
-        attributes = {**attributes, semconv.SESSION_ID: _trace_hex(trace_id)}
+        if owned:
+            attributes[semconv.SESSION_ID] = _trace_hex(trace_id)
+        else:
+            attributes = {**attributes, semconv.SESSION_ID: _trace_hex(trace_id)}
     span = _state.tracer.start_span(name, context=ctx, attributes=attributes)
     if not span.is_recording():  # the sampler was asked ("ask" policy) and said no
         return None

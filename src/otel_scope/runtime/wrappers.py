@@ -96,6 +96,7 @@ class RuntimeProbe:
         "on_finish",
         "serializer",
         "skip_first",
+        "state",
         "varargs_key",
         "varkw",
     )
@@ -131,6 +132,7 @@ class RuntimeProbe:
         self.limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
         self.enabled = True
         self.deep = False  # compile-time capture also active: mark calls for claim_call_span
+        self.state = False  # capture the instance's attributes before and after each call
         self.code = code
         self.calls = 0
         # Called after each recorded call, before its span ends (escalation rules hook in here).
@@ -194,9 +196,8 @@ class RuntimeProbe:
         kind = self.kind
         if kind != "function":
             return self._call_special(kind, ctx, wrapped, instance, args, kwargs)
-        started = tracing.begin(
-            self.name, self._call_attributes(instance, args, kwargs), ctx, self.code if self.deep else None
-        )
+        attrs = self._call_attributes(instance, args, kwargs)
+        started = tracing.begin(self.name, attrs, ctx, self.code if self.deep else None, owned=True)
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
@@ -222,7 +223,7 @@ class RuntimeProbe:
         if kind == "coroutine":
             return self._coroutine(ctx, attrs, code, wrapped(*args, **kwargs))
         # Generators: create the span now, but make it current only while the body runs.
-        started = tracing.begin(self.name, attrs, ctx, code)
+        started = tracing.begin(self.name, attrs, ctx, code, owned=True)
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
@@ -239,7 +240,7 @@ class RuntimeProbe:
         return _traced_async_generator(self, gen, span, span_ctx)
 
     async def _coroutine(self, ctx: Any, attrs: dict, code: CodeType | None, coro: Any) -> Any:
-        started = tracing.begin(self.name, attrs, ctx, code)
+        started = tracing.begin(self.name, attrs, ctx, code, owned=True)
         if started is None:
             return await coro
         span, token = started

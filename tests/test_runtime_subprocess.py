@@ -1,0 +1,111 @@
+"""Runtime mode end to end: ``opentelemetry-instrument --scope-mode runtime`` on a real program,
+spans received over real OTLP (gRPC and HTTP) on 127.0.0.1, output identical to an untraced run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scope_run import run_instrumented, run_plain
+
+TARGETS = "svc.orders:*"
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--scope-mode", "runtime", "--scope-targets", TARGETS],
+        ["--scope_mode", "runtime", "--scope_targets", TARGETS],
+        ["--scope-mode=runtime", f"--scope-targets={TARGETS}"],
+    ],
+    ids=["dash", "underscore", "equals"],
+)
+def test_runtime_spans_arrive_over_otlp_and_the_program_is_unchanged(
+    otlp_receiver, tmp_path: Path, protocol: str, flags: list[str]
+) -> None:
+    plain = run_plain("app_runtime.py", tmp_path)
+    traced = run_instrumented("app_runtime.py", flags, otlp_receiver.env(protocol), tmp_path)
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout) == (3, plain.stdout)
+    assert traced.stderr_without_session_line == plain.stderr
+    spans = otlp_receiver.wait_for(
+        lambda s: {"svc.orders.in_thread", "svc.orders.batches", "svc.orders.ship"} <= {x.name for x in s}
+    )
+    by_name: dict[str, list] = {}
+    for s in spans:
+        by_name.setdefault(s.name, []).append(s)
+    total = by_name["svc.orders.Order.total"]
+    assert len(total) == 2  # once in main, once inside the thread
+    first = total[0].attributes
+    assert first["code.function.name"] == "svc.orders.Order.total"
+    assert first["code.file.path"].endswith("svc/orders.py")
+    assert isinstance(first["code.line.number"], int)
+    assert first["otel_scope.mechanism"] == "runtime"
+    assert first["otel_scope.return"] == "33.0"
+    assert "svc.orders.Order.size" not in by_name  # a property is left alone
+    (empty_validate,) = [s for s in by_name["svc.orders.validate"] if s.status_code == "ERROR"]
+    assert empty_validate.events_named("exception")[0].attributes["exception.type"] == "ValueError"
+    assert by_name["svc.orders.batches"][0].attributes["otel_scope.yield.count"] == 3
+    assert by_name["svc.orders.ship"][0].attributes["otel_scope.return"] == "'shipped 1'"
+    assert len(by_name["svc.orders.Order.empty"]) == 2 and len(by_name["svc.orders.Order.currency"]) == 1
+    # one session: every span (the thread's too) shares the trace ID printed at exit
+    assert traced.session_trace_id is not None
+    assert {s.trace_id for s in spans} == {traced.session_trace_id}
+    # nesting follows the work into the thread: total() there is a child of in_thread()
+    thread_total = [s for s in total if s.parent_span_id == by_name["svc.orders.in_thread"][0].span_id]
+    assert len(thread_total) == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--scope-mode", "hybird"], "OTEL_SCOPE_MODE"),
+        (["--scope-targets", "svc orders"], "OTEL_SCOPE_TARGETS"),
+        (["--scope-level", "everything"], "OTEL_SCOPE_LEVEL"),
+        (["--scope-session", "thread"], "OTEL_SCOPE_SESSION"),
+        (["--scope-max-depth", "deep"], "OTEL_SCOPE_MAX_DEPTH"),
+    ],
+)
+def test_bad_setting_prints_one_line_and_the_program_runs_unchanged(
+    otlp_receiver, tmp_path: Path, flags: list[str], named: str
+) -> None:
+    plain = run_plain("app_runtime.py", tmp_path)
+    traced = run_instrumented("app_runtime.py", flags, otlp_receiver.env("grpc"), tmp_path)
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
+    extra = [line for line in traced.stderr.splitlines() if line not in plain.stderr.splitlines()]
+    assert len(extra) == 1, traced.stderr
+    assert extra[0].startswith("otel-scope: ") and named in extra[0] and "accepted" in extra[0]
+    assert "Traceback" not in traced.stderr
+
+
+def test_unknown_exporter_name_is_one_line_and_spans_still_flow(otlp_receiver, tmp_path: Path) -> None:
+    env = {**otlp_receiver.env("grpc"), "OTEL_TRACES_EXPORTER": "otlp,jaegerx"}
+    traced = run_instrumented("app_runtime.py", ["--scope-targets", TARGETS], env, tmp_path)
+    assert traced.returncode == 3
+    lines = [line for line in traced.stderr.splitlines() if "jaegerx" in line]
+    assert len(lines) == 1 and "accepted" in lines[0]
+    assert "Traceback" not in traced.stderr
+    otlp_receiver.wait_for(lambda s: any(x.name == "svc.orders.validate" for x in s))
+
+
+def test_collector_down_gives_one_line_and_does_not_delay_exit(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+    }
+    plain = run_plain("app_runtime.py", tmp_path)
+    started = time.monotonic()
+    traced = run_instrumented("app_runtime.py", ["--scope-targets", TARGETS], env, tmp_path)
+    elapsed = time.monotonic() - started
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
+    extra = [line for line in traced.stderr_without_session_line.splitlines() if line not in plain.stderr]
+    assert len(extra) == 1 and "could not export" in extra[0], traced.stderr
+    assert elapsed < 8, elapsed  # interpreter start + instrumentation + at most ~2 s of export
