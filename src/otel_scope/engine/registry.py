@@ -25,8 +25,8 @@ from otel_scope.config import Settings
 from otel_scope.engine.discovery import Site, iter_sites, site_for_function, source_available
 from otel_scope.runtime.wrappers import RuntimeProbe, is_ours
 from otel_scope.targets.patterns import TargetPattern, never_instrumented, parse_pattern
-from otel_scope.targets.plan import LEVEL_ORDER, CapturePlan
-from otel_scope.targets.planner import Decision, Request, decide
+from otel_scope.targets.plan import CapturePlan
+from otel_scope.targets.planner import Request, decide_function
 
 _log = logging.getLogger("otel_scope")
 
@@ -63,21 +63,6 @@ class Applied:
         if self.probe is not None and self.capture is not None:
             return "hybrid"
         return "runtime" if self.probe is not None else "compile_time"
-
-
-def merge_captures(plans: Iterable[CapturePlan]) -> CapturePlan | None:
-    """One capture plan that does what each of ``plans`` asks (union of names and lines)."""
-    plans = list(plans)
-    if not plans:
-        return None
-    names: frozenset[str] | None = frozenset()
-    for p in plans:
-        names = None if names is None or p.locals is None else names | p.locals
-    level = max((p.level for p in plans), key=LEVEL_ORDER.__getitem__)
-    lines = tuple(sorted({n for p in plans for n in p.lines}))
-    return CapturePlan(
-        locals=names, lines=lines, level=level, target=",".join(sorted({p.target for p in plans}))
-    )
 
 
 class Handle:
@@ -205,15 +190,14 @@ class Engine:
         for qualname in qualnames:
             if self.excluded(module_name, qualname):
                 continue
-            plans = []
-            for entry in self._entries.values():
-                if entry.function is None and entry.request.pattern.matches(module_name, qualname):
-                    decision = self._decide(entry, True)
-                    if decision.capture is not None:
-                        plans.append(decision.capture)
-            merged = merge_captures(plans)
-            if merged is not None:
-                out[qualname] = merged
+            requests = [
+                e.request
+                for e in self._entries.values()
+                if e.function is None and e.request.pattern.matches(module_name, qualname)
+            ]
+            capture = decide_function(requests, self.settings, True).capture if requests else None
+            if capture is not None:
+                out[qualname] = capture
         return out
 
     # -- introspection -------------------------------------------------------------------------
@@ -261,9 +245,6 @@ class Engine:
             if not self.excluded(site.module, site.qualname)
         ]
 
-    def _decide(self, entry: Entry, has_source: bool) -> Decision:
-        return decide(entry.request, self.settings, has_source)
-
     def _reconcile(self, site: Site) -> None:
         """Bring ``site`` to the merged plan of the entries selecting it."""
         key = site.key
@@ -271,10 +252,10 @@ class Engine:
         if applied is not None:
             site = applied.site  # keep the original raw object, not our wrapper
         selecting = [e for e in self._entries.values() if e.selects(site)]
-        has_source = source_available(site.func)
-        decisions = [self._decide(e, has_source) for e in selecting]
-        want_runtime = any(d.runtime for d in decisions)
-        want_capture = merge_captures(d.capture for d in decisions if d.capture is not None)
+        decision = decide_function([e.request for e in selecting], self.settings, source_available(site.func))
+        want_runtime, want_capture = decision.runtime, decision.capture
+        if selecting:
+            _log.debug("otel-scope plan for %s: %s", site.full_name, "; ".join(decision.reasons))
         if applied is None:
             if not want_runtime and want_capture is None:
                 return

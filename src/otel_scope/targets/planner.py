@@ -17,11 +17,12 @@ Every decision carries human-readable reasons, shown by ``otel-scope plan`` and 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from otel_scope.config import Settings
 from otel_scope.targets.patterns import TargetPattern
-from otel_scope.targets.plan import CapturePlan
+from otel_scope.targets.plan import LEVEL_ORDER, CapturePlan
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,37 @@ def decide(request: Request, settings: Settings, source_available: bool = True) 
         return Decision(runtime, plan, tuple(reasons))
     reasons.append("runtime span per call")
     return Decision(True, None, tuple(reasons))
+
+
+def merge_captures(plans: Iterable[CapturePlan]) -> CapturePlan | None:
+    """One capture plan that does what each of ``plans`` asks (union of names and lines)."""
+    plans = list(plans)
+    if not plans:
+        return None
+    names: frozenset[str] | None = frozenset()
+    for p in plans:
+        names = None if names is None or p.locals is None else names | p.locals
+    level = max((p.level for p in plans), key=LEVEL_ORDER.__getitem__)
+    lines = tuple(sorted({n for p in plans for n in p.lines}))
+    return CapturePlan(
+        locals=names, lines=lines, level=level, target=",".join(sorted({p.target for p in plans}))
+    )
+
+
+def decide_function(requests: Sequence[Request], settings: Settings, source_available: bool) -> Decision:
+    """The merged decision for one function selected by several requests.
+
+    A function named by a runtime request and a compile-time one gets both: one span per call
+    carrying the compile-time events.
+    """
+    decisions = [decide(r, settings, source_available) for r in requests]
+    return Decision(
+        runtime=any(d.runtime for d in decisions),
+        capture=merge_captures(d.capture for d in decisions if d.capture is not None),
+        reasons=tuple(
+            f"{r.pattern.text}: {why}" for r, d in zip(requests, decisions, strict=True) for why in d.reasons
+        ),
+    )
 
 
 def production_limits(settings: Settings) -> Settings:
