@@ -54,9 +54,15 @@ def run_plain(script: str, tmp_path: Path, cwd: Path = APPS, timeout: float = 60
 
 
 def run_instrumented(
-    script: str, flags: list[str], env: dict[str, str], tmp_path: Path, cwd: Path = APPS, timeout: float = 60
+    script: str,
+    flags: list[str],
+    env: dict[str, str],
+    tmp_path: Path,
+    cwd: Path = APPS,
+    timeout: float = 60,
+    argv: list[str] | None = None,
 ) -> Run:
-    cmd = [str(BIN / "opentelemetry-instrument"), *flags, sys.executable, script]
+    cmd = [str(BIN / "opentelemetry-instrument"), *flags, sys.executable, script, *(argv or [])]
     p = subprocess.run(
         cmd, cwd=cwd, env=base_env(tmp_path, env), capture_output=True, text=True, timeout=timeout
     )
