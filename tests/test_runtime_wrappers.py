@@ -268,3 +268,22 @@ def test_threads_started_with_no_current_span_are_left_alone(engine) -> None:
         assert "run" not in vars(t)  # nothing captured, nothing wrapped
     finally:
         propagation.uninstall()
+
+
+def test_rate_limit_skips_calls_and_the_next_span_counts_them(memory) -> None:
+    from otel_scope.capture import RateLimiter
+
+    limited = Engine(Settings(mode="runtime", rate_limit=1.0))
+    try:
+        limited.add(Request(parse_pattern(f"{MOD}:add")))
+        now = [0.0]
+        vars(kinds)["add"]._self_wrapper.limiter = RateLimiter(1.0, clock=lambda: now[0])
+        for _ in range(50):
+            assert kinds.add(1) == 3  # the program sees every call
+        assert len(memory.named("kinds.add")) == 1  # a burst of one per second
+        now[0] = 1.0
+        kinds.add(1)
+        spans = memory.named("kinds.add")
+        assert len(spans) == 2 and spans[-1].attributes["otel_scope.rate_limited"] == 49
+    finally:
+        limited.remove_all()

@@ -197,6 +197,8 @@ class RuntimeProbe:
         if kind != "function":
             return self._call_special(kind, ctx, wrapped, instance, args, kwargs)
         attrs = self._call_attributes(instance, args, kwargs)
+        if self.limiter is not None and self.limiter.dropped:
+            attrs[semconv.RATE_LIMITED] = self.limiter.dropped
         started = tracing.begin(self.name, attrs, ctx, self.code if self.deep else None, owned=True)
         if started is None:
             return wrapped(*args, **kwargs)
