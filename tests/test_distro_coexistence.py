@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from scope_run import run_instrumented
 
 EXTRA = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from scope_run import run_instrumented
 
 FLAGS = ["--scope-mode", "runtime", "--scope-targets", "svc.orders:*"]
@@ -39,7 +40,11 @@ def test_session_root_ends_and_is_exported_however_the_program_exits(
 
 def test_explicit_session_records_only_inside_the_with_block(otlp_receiver, tmp_path: Path) -> None:
     run = run_instrumented(
-        "app_exit.py", [*FLAGS, "--scope-session", "explicit"], otlp_receiver.env("grpc"), tmp_path, argv=["explicit"]
+        "app_exit.py",
+        [*FLAGS, "--scope-session", "explicit"],
+        otlp_receiver.env("grpc"),
+        tmp_path,
+        argv=["explicit"],
     )
     assert run.returncode == 0, run.stderr
     trace_id = run.stdout.split()[-1]
@@ -53,7 +58,11 @@ def test_explicit_session_records_only_inside_the_with_block(otlp_receiver, tmp_
 
 def test_request_sessions_keep_request_spans_as_roots(otlp_receiver, tmp_path: Path) -> None:
     run = run_instrumented(
-        "app_exit.py", [*FLAGS, "--scope-session", "request"], otlp_receiver.env("grpc"), tmp_path, argv=["request"]
+        "app_exit.py",
+        [*FLAGS, "--scope-session", "request"],
+        otlp_receiver.env("grpc"),
+        tmp_path,
+        argv=["request"],
     )
     assert run.returncode == 0, run.stderr
     spans = otlp_receiver.wait_for(lambda s: sum(x.name == "svc.orders.validate" for x in s) == 2)

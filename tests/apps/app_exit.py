@@ -6,7 +6,6 @@ import sys
 import time
 
 from opentelemetry import trace
-
 from svc.orders import Order, validate
 
 how = sys.argv[1]

@@ -1,0 +1,98 @@
+"""The OTel span exporter that writes into the local store (``OTEL_TRACES_EXPORTER=otel_scope``).
+
+The SDK builds exporters from the ``opentelemetry_traces_exporter`` entry point with no arguments,
+so this one reads its path and retention from the settings. It runs inside the user's program:
+it must never raise into the SDK and never flood the log, so failures become ``FAILURE`` results
+and a single warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_scope.config import ConfigError, Settings, load_settings
+from otel_scope.store.spanstore import SpanStore
+
+_logger = logging.getLogger(__name__)
+
+# Retention runs on the first export of each process and then every PRUNE_EVERY exports: often
+# enough to bound the file, rare enough that its queries never show up in the app's latency.
+PRUNE_EVERY = 50
+
+
+class LocalStoreSpanExporter(SpanExporter):
+    """Exports spans into the SQLite store at ``path`` (default: ``Settings().store_path``).
+
+    The file (and its directory) is created on the first export, not at construction, so a
+    configured-but-unused exporter leaves no trace on disk.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        max_age_days: float | None = None,
+        max_mb: float | None = None,
+    ) -> None:
+        try:
+            settings = load_settings()
+        except ConfigError:
+            # The distro reports configuration errors; the exporter just keeps working.
+            settings = Settings()
+        self.path = os.fspath(path) if path is not None else settings.store_path
+        self.max_age_days = settings.store_max_age_days if max_age_days is None else max_age_days
+        self.max_mb = settings.store_max_mb if max_mb is None else max_mb
+        self._store: SpanStore | None = None
+        self._lock = threading.Lock()
+        self._exports = 0
+        self._warned = False
+        self._shutdown = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        try:
+            store = self._open()
+            store.add(spans)
+        except Exception as exc:
+            self._report(f"cannot write spans to the local store {self.path}: {exc}")
+            return SpanExportResult.FAILURE
+        with self._lock:
+            due = self._exports % PRUNE_EVERY == 0
+            self._exports += 1
+        if due:
+            try:
+                store.prune(self.max_age_days, self.max_mb)
+            except Exception as exc:
+                self._report(f"cannot prune the local store {self.path}: {exc}")
+        return SpanExportResult.SUCCESS
+
+    def _open(self) -> SpanStore:
+        with self._lock:
+            if self._store is None:
+                self._store = SpanStore(self.path)
+            return self._store
+
+    def _report(self, message: str) -> None:
+        if self._warned:
+            _logger.debug("otel-scope: %s", message)
+        else:
+            self._warned = True
+            _logger.warning("otel-scope: %s (further errors are logged at debug level)", message)
+
+    def shutdown(self) -> None:
+        self._shutdown = True
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        # Every export is committed before it returns; there is nothing buffered to flush.
+        return True

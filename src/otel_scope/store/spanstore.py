@@ -1,0 +1,467 @@
+"""The embedded span store: one SQLite file that every traced process on the machine writes into.
+
+With no collector running, the local store is where traces go, and ``otel-scope history`` and
+``otel-scope sessions`` read them back. Several processes (a web server's workers, a test run
+and the app it starts) export at the same time, so the file runs in WAL mode with a busy timeout,
+and every write is one short ``BEGIN IMMEDIATE`` transaction: writers queue instead of failing,
+and readers never block writers.
+
+Two tables: ``spans`` holds every span with its attributes, events, links and resource as JSON;
+``traces`` holds one summary row per trace, kept up to date in the same transaction as the span
+insert. The summary makes ``sessions()`` and ``prune()`` cost one small indexed query instead of a
+scan of every span, which matters because the exporter prunes from inside traced processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from otel_scope import semconv
+from otel_scope.timeline.model import EventRecord, LinkRecord, SpanRecord, TraceData
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 15_000
+# Size pruning removes traces until the store is this fraction of its limit, so a store at its
+# limit is not pruned again (and rewritten) on every export.
+_PRUNE_TARGET = 0.9
+_PRUNE_ROUNDS = 8
+_HEX = re.compile(r"^[0-9a-f]{1,32}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status_code TEXT NOT NULL,
+    status_message TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    events TEXT NOT NULL,
+    links TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    service_name TEXT NOT NULL,
+    dropped_events INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS spans_trace_start ON spans (trace_id, start_ns);
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    span_count INTEGER NOT NULL,
+    error_count INTEGER NOT NULL,
+    root_name TEXT,
+    root_start_ns INTEGER,
+    session_name TEXT,
+    service_name TEXT,
+    has_runtime INTEGER NOT NULL,
+    has_compile_time INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_updated ON traces (updated_ns);
+"""
+
+_UPSERT_TRACE = """
+INSERT INTO traces (trace_id, start_ns, end_ns, updated_ns, span_count, error_count, root_name,
+                    root_start_ns, session_name, service_name, has_runtime, has_compile_time, bytes)
+VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (trace_id) DO UPDATE SET
+    start_ns = min(start_ns, excluded.start_ns),
+    end_ns = max(end_ns, excluded.end_ns),
+    updated_ns = max(updated_ns, excluded.updated_ns),
+    span_count = span_count + 1,
+    error_count = error_count + excluded.error_count,
+    root_name = CASE WHEN excluded.root_start_ns IS NOT NULL
+                      AND (root_start_ns IS NULL OR excluded.root_start_ns < root_start_ns)
+                     THEN excluded.root_name ELSE root_name END,
+    root_start_ns = CASE WHEN excluded.root_start_ns IS NOT NULL
+                          AND (root_start_ns IS NULL OR excluded.root_start_ns < root_start_ns)
+                         THEN excluded.root_start_ns ELSE root_start_ns END,
+    session_name = coalesce(session_name, excluded.session_name),
+    service_name = coalesce(service_name, excluded.service_name),
+    has_runtime = max(has_runtime, excluded.has_runtime),
+    has_compile_time = max(has_compile_time, excluded.has_compile_time),
+    bytes = bytes + excluded.bytes
+"""
+
+
+class StoreError(Exception):
+    """The store file cannot be used (corrupt, written by a newer otel-scope, or an ambiguous ID)."""
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One row of ``otel-scope sessions``: a trace, described without loading its spans."""
+
+    trace_id: str
+    root_name: str
+    session_name: str | None
+    service_name: str | None
+    start_ns: int
+    duration_ns: int
+    span_count: int
+    error_count: int
+    has_runtime: bool
+    has_compile_time: bool
+
+
+def _plain(attributes: Any) -> dict[str, Any]:
+    # SDK attribute values are scalars or tuples; JSON (and every other source) gives lists.
+    if not attributes:
+        return {}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()}
+
+
+def record_from_span(span: ReadableSpan) -> SpanRecord:
+    """Convert a finished SDK span into the source-independent :class:`SpanRecord`."""
+    ctx = span.context
+    start = span.start_time or 0
+    return SpanRecord(
+        trace_id=f"{ctx.trace_id:032x}",
+        span_id=f"{ctx.span_id:016x}",
+        parent_span_id=f"{span.parent.span_id:016x}" if span.parent else None,
+        name=span.name,
+        kind=span.kind.name,
+        start_ns=start,
+        end_ns=span.end_time or start,
+        attributes=_plain(span.attributes),
+        events=[EventRecord(e.name, e.timestamp, _plain(e.attributes)) for e in span.events],
+        links=[
+            LinkRecord(
+                f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}", _plain(link.attributes)
+            )
+            for link in span.links
+        ],
+        status_code=span.status.status_code.name,
+        status_message=span.status.description or "",
+        resource=_plain(span.resource.attributes),
+        dropped_events_count=span.dropped_events,
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _live_bytes(conn: sqlite3.Connection) -> int:
+    pages = (
+        conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+    )
+    return pages * conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def _mechanisms(span: SpanRecord) -> set[str]:
+    found = {span.attributes.get(semconv.MECHANISM)}
+    found.update(e.attributes.get(semconv.MECHANISM) for e in span.events)
+    return {m for m in found if isinstance(m, str)}
+
+
+class SpanStore:
+    """A SQLite file of spans, safe to share between threads and processes.
+
+    ``clock`` returns the wall-clock time in nanoseconds; retention by age is measured from the
+    time a trace last received a span, so a trace imported from an old file is not pruned at once.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], int] = time.time_ns) -> None:
+        self.path = os.fspath(path)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        with self._lock:
+            self._connection()
+
+    # -- connection ----------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        # A connection inherited across fork() must not be used by the child; reopen instead.
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._initialise(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _initialise(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Switching to WAL takes an exclusive lock that the busy handler does not always wait for
+        # when several processes create the file at once, so retry briefly ourselves.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                # Only effective before the first table exists; lets prune() return space to the OS.
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    version = conn.execute("PRAGMA user_version").fetchone()[0]
+                    if version > SCHEMA_VERSION:
+                        raise StoreError(
+                            f"the store {self.path} was written by a newer otel-scope (schema {version}); "
+                            "upgrade otel-scope or point OTEL_SCOPE_STORE_PATH at another file"
+                        )
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                return
+            except sqlite3.OperationalError as exc:
+                if not ("locked" in str(exc) or "busy" in str(exc)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._connection()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    # -- writing -------------------------------------------------------------------------------
+    def add(self, spans: Sequence[ReadableSpan]) -> int:
+        """Store finished SDK spans; returns how many were new (re-exported spans are ignored)."""
+        return self.add_records([record_from_span(s) for s in spans])
+
+    def add_records(self, records: Sequence[SpanRecord]) -> int:
+        """Store spans from any source (``otel-scope import`` uses this); returns how many were new."""
+        now = self._clock()
+        added = 0
+        with self._write() as conn:
+            for r in records:
+                attributes = _dumps(r.attributes)
+                events = _dumps(
+                    [{"name": e.name, "time_ns": e.time_ns, "attributes": e.attributes} for e in r.events]
+                )
+                links = _dumps(
+                    [
+                        {"trace_id": x.trace_id, "span_id": x.span_id, "attributes": x.attributes}
+                        for x in r.links
+                    ]
+                )
+                resource = _dumps(r.resource)
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r.trace_id,
+                        r.span_id,
+                        r.parent_span_id,
+                        r.name,
+                        r.kind,
+                        r.start_ns,
+                        r.end_ns,
+                        r.status_code,
+                        r.status_message,
+                        attributes,
+                        events,
+                        links,
+                        resource,
+                        r.service_name,
+                        r.dropped_events_count,
+                    ),
+                )
+                if cursor.rowcount != 1:
+                    continue
+                added += 1
+                mechanisms = _mechanisms(r)
+                is_root = not r.parent_span_id
+                session = r.attributes.get(semconv.SESSION_NAME)
+                size = len(attributes) + len(events) + len(links) + len(resource) + len(r.name) + 120
+                conn.execute(
+                    _UPSERT_TRACE,
+                    (
+                        r.trace_id,
+                        r.start_ns,
+                        r.end_ns,
+                        now,
+                        int(r.status_code == "ERROR"),
+                        r.name if is_root else None,
+                        r.start_ns if is_root else None,
+                        str(session) if session is not None else None,
+                        r.service_name or None,
+                        int(semconv.MECHANISM_RUNTIME in mechanisms),
+                        int(semconv.MECHANISM_COMPILE_TIME in mechanisms),
+                        size,
+                    ),
+                )
+        return added
+
+    # -- reading -------------------------------------------------------------------------------
+    def resolve(self, trace_id: str) -> str | None:
+        """The full ID of the one stored trace that ``trace_id`` (full, or a hex prefix) names.
+
+        Raises :class:`StoreError` when a prefix matches several traces, naming some of them.
+        """
+        prefix = trace_id.strip().lower()
+        if not _HEX.match(prefix):
+            return None
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT trace_id FROM traces WHERE trace_id >= ? AND trace_id < ? ORDER BY trace_id LIMIT 4",
+                (prefix, prefix + "g"),
+            ).fetchall()
+        if len(rows) > 1:
+            shown = ", ".join(r[0] for r in rows[:3])
+            raise StoreError(
+                f"trace ID prefix {prefix!r} matches several traces ({shown}, ...); type more digits"
+            )
+        return rows[0][0] if rows else None
+
+    def get_trace(self, trace_id: str) -> TraceData | None:
+        """The trace with this ID or unique hex prefix, or ``None`` when the store has no such trace."""
+        full = self.resolve(trace_id)
+        if full is None:
+            return None
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, status_message, "
+                "attributes, events, links, resource, dropped_events FROM spans WHERE trace_id = ? "
+                "ORDER BY start_ns",
+                (full,),
+            ).fetchall()
+        if not rows:
+            return None
+        spans = [
+            SpanRecord(
+                trace_id=full,
+                span_id=row[0],
+                parent_span_id=row[1],
+                name=row[2],
+                kind=row[3],
+                start_ns=row[4],
+                end_ns=row[5],
+                status_code=row[6],
+                status_message=row[7],
+                attributes=json.loads(row[8]),
+                events=[EventRecord(e["name"], e["time_ns"], e["attributes"]) for e in json.loads(row[9])],
+                links=[LinkRecord(x["trace_id"], x["span_id"], x["attributes"]) for x in json.loads(row[10])],
+                resource=json.loads(row[11]),
+                dropped_events_count=row[12],
+            )
+            for row in rows
+        ]
+        return TraceData(full, spans)
+
+    def last_trace_id(self) -> str | None:
+        """The trace that most recently received a span: what ``history --last`` shows."""
+        with self._read() as conn:
+            row = conn.execute("SELECT trace_id FROM traces ORDER BY updated_ns DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def sessions(self, limit: int = 20) -> list[SessionSummary]:
+        """The ``limit`` most recently active traces, newest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                # With no parentless span (its parent is in another process) the earliest one names it.
+                "SELECT t.trace_id, coalesce(t.root_name, (SELECT s.name FROM spans s "
+                "WHERE s.trace_id = t.trace_id ORDER BY s.start_ns LIMIT 1)), t.session_name, "
+                "t.service_name, t.start_ns, t.end_ns - t.start_ns, t.span_count, t.error_count, "
+                "t.has_runtime, t.has_compile_time "
+                "FROM traces t ORDER BY t.updated_ns DESC LIMIT ?",
+                (max(0, limit),),
+            ).fetchall()
+        return [
+            SessionSummary(r[0], r[1] or "", r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), bool(r[9]))
+            for r in rows
+        ]
+
+    def size_bytes(self) -> int:
+        """Bytes in use by live data (free pages excluded): what ``store_max_mb`` limits."""
+        with self._read() as conn:
+            return _live_bytes(conn)
+
+    # -- retention -----------------------------------------------------------------------------
+    def prune(self, max_age_days: float, max_mb: float) -> int:
+        """Delete traces idle for more than ``max_age_days``, then the least recently active ones
+        until the store is under ``max_mb``; returns how many traces were deleted.
+
+        A limit of 0 (or less) turns that rule off. The most recently active trace is never deleted
+        for size, so a single huge session that is still running keeps its spans.
+        """
+        doomed: list[str] = []
+        with self._write() as conn:
+            if max_age_days > 0:
+                cutoff = self._clock() - int(max_age_days * 86_400 * 1e9)
+                doomed += [
+                    r[0] for r in conn.execute("SELECT trace_id FROM traces WHERE updated_ns < ?", (cutoff,))
+                ]
+                self._delete(conn, doomed)
+            if max_mb > 0:
+                doomed += self._prune_size(conn, int(max_mb * 1024 * 1024))
+        if doomed:
+            with self._lock:
+                self._connection().execute("PRAGMA incremental_vacuum")
+        return len(doomed)
+
+    def _prune_size(self, conn: sqlite3.Connection, limit: int) -> list[str]:
+        doomed: list[str] = []
+        # Deleting rows leaves index pages half full, so the file shrinks less than the data
+        # deleted: measure again after each round until the live pages fit under the limit.
+        for _ in range(_PRUNE_ROUNDS):
+            live = _live_bytes(conn)
+            if live <= limit:
+                break
+            rows = conn.execute("SELECT trace_id, bytes FROM traces ORDER BY updated_ns ASC").fetchall()
+            total = sum(size for _, size in rows)
+            if len(rows) < 2 or total <= 0:
+                break
+            # Per-trace sizes are estimates; scale them to what the file really holds.
+            scale, excess = live / total, live - limit * _PRUNE_TARGET
+            batch: list[str] = []
+            freed = 0.0
+            for trace_id, size in rows[:-1]:
+                if freed >= excess:
+                    break
+                batch.append(trace_id)
+                freed += size * scale
+            self._delete(conn, batch)
+            doomed += batch
+        return doomed
+
+    @staticmethod
+    def _delete(conn: sqlite3.Connection, trace_ids: list[str]) -> None:
+        conn.executemany("DELETE FROM spans WHERE trace_id = ?", [(t,) for t in trace_ids])
+        conn.executemany("DELETE FROM traces WHERE trace_id = ?", [(t,) for t in trace_ids])

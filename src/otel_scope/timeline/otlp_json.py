@@ -1,0 +1,226 @@
+"""OTLP JSON: reading what Jaeger v3, Tempo and the OTLP file exporter return, and writing it back.
+
+The OTLP spec requires hex trace and span IDs in JSON, but real producers differ: Tempo's v1 API
+and protobuf's ``MessageToDict`` emit base64, Tempo's search trims leading zeros, and field names
+may be lowerCamelCase or the proto's snake_case. Reading accepts all of these; writing produces
+exactly what the spec (and Jaeger's "upload JSON" page) expects: hex IDs, int64 values and times
+as decimal strings, enums as integers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from typing import Any
+
+from otel_scope.timeline.errors import SourceError
+from otel_scope.timeline.model import SPAN_KINDS, STATUS_CODES, EventRecord, LinkRecord, SpanRecord, TraceData
+
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_SNAKE = re.compile(r"_([a-z])")
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def normalize_id(value: Any, size: int) -> str:
+    """``value`` as lower-case hex of ``size`` bytes, whether it came as hex, base64 or trimmed hex.
+
+    An empty value gives ``""`` (OTLP's "no parent"). Anything else raises :class:`SourceError`.
+    """
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    if len(text) == size * 2 and _HEX.match(text):
+        return text.lower()
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            raw = decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            continue
+        if len(raw) == size:
+            return raw.hex()
+    if len(text) < size * 2 and _HEX.match(text):
+        return text.lower().zfill(size * 2)
+    raise SourceError(f"{text!r} is not a {size * 8}-bit ID in hex or base64")
+
+
+def _camel(obj: Any) -> Any:
+    # proto3 JSON parsers must accept the proto field names too; OTLP JSON never uses user data
+    # as object keys (attributes are lists of {"key", "value"}), so renaming every key is safe.
+    if isinstance(obj, dict):
+        return {_SNAKE.sub(lambda m: m.group(1).upper(), k): _camel(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_camel(v) for v in obj]
+    return obj
+
+
+# -- AnyValue ------------------------------------------------------------------------------------
+def from_any_value(value: Any) -> Any:
+    """A Python value from an OTLP ``AnyValue`` object."""
+    if not isinstance(value, dict) or not value:
+        return None
+    if "stringValue" in value:
+        return str(value["stringValue"])
+    if "boolValue" in value:
+        v = value["boolValue"]
+        return v if isinstance(v, bool) else str(v).lower() == "true"
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "arrayValue" in value:
+        return [from_any_value(v) for v in (value["arrayValue"] or {}).get("values", [])]
+    if "kvlistValue" in value:
+        return attributes_from_otlp((value["kvlistValue"] or {}).get("values", []))
+    if "bytesValue" in value:
+        return str(value["bytesValue"])
+    return None
+
+
+def to_any_value(value: Any) -> dict[str, Any]:
+    """An OTLP ``AnyValue`` object for a Python value (int64 as a string, as proto3 JSON says)."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        # proto3 JSON spells non-finite doubles as strings.
+        return {"doubleValue": value if math.isfinite(value) else _NON_FINITE[str(value)]}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [to_any_value(v) for v in value]}}
+    if isinstance(value, dict):
+        return {"kvlistValue": {"values": attributes_to_otlp(value)}}
+    if value is None:
+        return {}
+    return {"stringValue": str(value)}
+
+
+def attributes_from_otlp(items: Any) -> dict[str, Any]:
+    return {
+        str(kv.get("key", "")): from_any_value(kv.get("value")) for kv in items or [] if isinstance(kv, dict)
+    }
+
+
+def attributes_to_otlp(attributes: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": k, "value": to_any_value(v)} for k, v in attributes.items()]
+
+
+# -- reading -------------------------------------------------------------------------------------
+def _kind(value: Any) -> str:
+    if isinstance(value, str) and not value.isdigit():
+        name = value.upper().removeprefix("SPAN_KIND_")
+        return name if name in SPAN_KINDS else "INTERNAL"
+    number = int(value or 0)
+    return SPAN_KINDS[number - 1] if 1 <= number <= len(SPAN_KINDS) else "INTERNAL"
+
+
+def _status(value: Any) -> str:
+    if isinstance(value, str) and not value.isdigit():
+        name = value.upper().removeprefix("STATUS_CODE_")
+        return name if name in STATUS_CODES else "UNSET"
+    number = int(value or 0)
+    return STATUS_CODES[number] if 0 <= number < len(STATUS_CODES) else "UNSET"
+
+
+def spans_from_otlp(document: dict[str, Any]) -> list[SpanRecord]:
+    """Every span of an OTLP JSON document (``resourceSpans``, or Tempo v1's ``batches``)."""
+    doc = _camel(document)
+    resource_spans = doc.get("resourceSpans", doc.get("batches"))
+    if not isinstance(resource_spans, list):
+        raise SourceError("no 'resourceSpans' list: not an OTLP JSON trace")
+    spans: list[SpanRecord] = []
+    try:
+        for rs in resource_spans:
+            resource = attributes_from_otlp((rs.get("resource") or {}).get("attributes"))
+            # instrumentationLibrarySpans is the pre-1.0 name that old Tempo versions still return.
+            for ss in rs.get("scopeSpans", rs.get("instrumentationLibrarySpans")) or []:
+                for s in ss.get("spans") or []:
+                    spans.append(_span_from_otlp(s, resource))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise SourceError(f"malformed OTLP JSON span ({type(exc).__name__}: {exc})") from None
+    return spans
+
+
+def _span_from_otlp(s: dict[str, Any], resource: dict[str, Any]) -> SpanRecord:
+    status = s.get("status") or {}
+    start = int(s.get("startTimeUnixNano") or 0)
+    return SpanRecord(
+        trace_id=normalize_id(s.get("traceId"), 16),
+        span_id=normalize_id(s.get("spanId"), 8),
+        parent_span_id=normalize_id(s.get("parentSpanId"), 8) or None,
+        name=str(s.get("name", "")),
+        kind=_kind(s.get("kind")),
+        start_ns=start,
+        end_ns=int(s.get("endTimeUnixNano") or start),
+        attributes=attributes_from_otlp(s.get("attributes")),
+        events=[
+            EventRecord(
+                str(e.get("name", "")),
+                int(e.get("timeUnixNano") or 0),
+                attributes_from_otlp(e.get("attributes")),
+            )
+            for e in s.get("events") or []
+        ],
+        links=[
+            LinkRecord(
+                normalize_id(x.get("traceId"), 16),
+                normalize_id(x.get("spanId"), 8),
+                attributes_from_otlp(x.get("attributes")),
+            )
+            for x in s.get("links") or []
+        ],
+        status_code=_status(status.get("code")),
+        status_message=str(status.get("message", "")),
+        resource=resource,
+        dropped_events_count=int(s.get("droppedEventsCount") or 0),
+    )
+
+
+# -- writing -------------------------------------------------------------------------------------
+def to_otlp_json(trace: TraceData) -> dict[str, Any]:
+    """The trace as an OTLP JSON ``TracesData`` document: what Jaeger's upload page, the OTLP file
+    exporter and ``otel-scope import`` all read."""
+    groups: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for span in trace.spans:
+        key = json.dumps(span.resource, sort_keys=True, default=str)
+        groups.setdefault(key, (span.resource, []))[1].append(_span_to_otlp(span))
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": attributes_to_otlp(resource)},
+                "scopeSpans": [{"scope": {}, "spans": spans}],
+            }
+            for resource, spans in groups.values()
+        ]
+    }
+
+
+def _span_to_otlp(span: SpanRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"traceId": span.trace_id, "spanId": span.span_id}
+    if span.parent_span_id:
+        out["parentSpanId"] = span.parent_span_id
+    out.update(
+        name=span.name,
+        kind=SPAN_KINDS.index(span.kind) + 1 if span.kind in SPAN_KINDS else 1,
+        startTimeUnixNano=str(span.start_ns),
+        endTimeUnixNano=str(span.end_ns),
+        attributes=attributes_to_otlp(span.attributes),
+        events=[
+            {"timeUnixNano": str(e.time_ns), "name": e.name, "attributes": attributes_to_otlp(e.attributes)}
+            for e in span.events
+        ],
+        links=[
+            {"traceId": x.trace_id, "spanId": x.span_id, "attributes": attributes_to_otlp(x.attributes)}
+            for x in span.links
+        ],
+        status={"code": STATUS_CODES.index(span.status_code) if span.status_code in STATUS_CODES else 0},
+    )
+    if span.status_message:
+        out["status"]["message"] = span.status_message
+    if span.dropped_events_count:
+        out["droppedEventsCount"] = span.dropped_events_count
+    return out
