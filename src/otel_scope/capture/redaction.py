@@ -131,6 +131,7 @@ NOT_SECRET: frozenset[str] = frozenset({"secretary", "secretaries", "secretariat
 
 _STRIP = str.maketrans("", "", "-_. @$")
 _CACHE_LIMIT = 4096  # distinct names remembered; dict keys can be unbounded (user IDs, ...)
+_CACHED_NAME_LENGTH = 128
 
 
 def normalize_name(name: str) -> str:
@@ -142,27 +143,30 @@ class Redactor:
     """Decides whether a name's value must be replaced by :data:`REDACTED`.
 
     ``extra`` adds exact names and ``exclude`` removes names; both are normalised like the names
-    they are compared with. Answers are cached per name because the same argument and field names
-    come back on every call; the cache is cleared when it reaches 4096 names so that dictionaries
-    keyed by unbounded data cannot grow it forever.
+    they are compared with. Answers are kept in :attr:`known` because the same argument, field and
+    key names come back on every call; it is cleared (in place) when it reaches 4096 names so that
+    dictionaries keyed by unbounded data cannot grow it forever.
     """
 
     def __init__(self, extra: Iterable[str] = (), exclude: Iterable[str] = ()) -> None:
         self.names = DEFAULT_SECRET_NAMES | {normalize_name(n) for n in extra}
         self.exclude = NOT_SECRET | {normalize_name(n) for n in exclude}
-        self._cache: dict[str, bool] = {}
+        self.known: dict[str, bool] = {}
+        """Answers so far, by exact name. Read-only for callers: the serializer looks names up
+        here first because a dict lookup is cheaper than a method call on every key."""
 
     def is_secret(self, name: str) -> bool:
         """True when a value called ``name`` must not be recorded (see the module's rules)."""
         if type(name) is not str:
             # A str subclass could override __hash__, __eq__ or lower(); compare a plain copy.
             name = str.__str__(name)
-        answer = self._cache.get(name)
+        answer = self.known.get(name)
         if answer is None:
             answer = self._decide(normalize_name(name))
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[name] = answer
+            if len(name) <= _CACHED_NAME_LENGTH:  # a dict key can be a megabyte of data
+                if len(self.known) >= _CACHE_LIMIT:
+                    self.known.clear()
+                self.known[name] = answer
         return answer
 
     def _decide(self, normal: str) -> bool:

@@ -15,6 +15,10 @@ it must never change what the program does, never fail, and stay cheap. Hence th
   ``__getattribute__``). Type names, MROs and class namespaces are read through ``type``'s own
   descriptors, so a metaclass cannot intervene either. Types are cached by ``id()`` rather than
   hashed, because a metaclass can define ``__hash__``.
+* **Short forms for code objects**: ``<function shop.orders.f>``, ``<bound method
+  shop.orders.Order.pay>``, ``<class shop.orders.Order>``, ``<module shop.orders>``; exceptions
+  as ``ValueError('msg')`` from their ``args``; enum members as ``Color.RED``; namedtuples as
+  ``Point(x=1, y=2)``; objects without readable fields as ``<Order object>``.
 * **Every cut is visible.** ``[... 3 items]`` / ``{... 2 items}`` / ``Order(...)`` beyond
   ``max_depth``; ``..., +N more`` beyond ``max_items``; ``…(+N chars)`` (``bytes`` for bytes)
   where text was cut to fit ``max_length``; ``<cycle: Node>`` for a value that contains itself.
@@ -27,8 +31,10 @@ Nesting depth counts from the value itself: with ``max_depth=2`` the value (dept
 
 Two ways to show what a class's author wants instead of its fields:
 
-* ``__otel_scope_repr__(self) -> str`` defined on the class (looked up on the type, like a
-  dunder) is always called: its author opted in, as with Sentry's ``__sentry_repr__``.
+* ``def __otel_scope_repr__(self) -> str`` defined in the class (looked up on the type, like a
+  dunder, so an instance attribute of that name is just a field) is always called: its author
+  opted in, as with Sentry's ``__sentry_repr__``. It is guarded like ``user_repr`` below; a
+  result that is not a ``str`` is shown as ``<__otel_scope_repr__ returned int>``.
 * ``user_repr=True`` (``OTEL_SCOPE_USER_REPR``) calls ``repr()`` on values whose class defines a
   ``__repr__`` of its own. An exception becomes ``<repr raised ValueError: ...>``, and a repr that
   triggers serialization itself (a traced ``__repr__``) is shown by fields on the inner call
@@ -57,12 +63,9 @@ from otel_scope.capture.redaction import REDACTED, Redactor
 if TYPE_CHECKING:
     from otel_scope.config import Settings
 
-Path = tuple[int, ...]  # ids of the containers and objects being rendered, outermost first
-Render = Callable[[object, Path, int], str]
+IdPath = tuple[int, ...]  # ids of the containers and objects being rendered, outermost first
+Render = Callable[[object, IdPath, int], str]
 
-# Room each container keeps for its own closing brackets and a "..., +N more" marker, so that
-# nested cuts stay inside the caller's budget instead of being cut again at the top.
-_RESERVE = 24
 # Types remembered per serializer; past this the cache restarts (dynamic classes can be endless).
 _TYPE_CACHE_LIMIT = 4096
 # Ints beyond this are not converted to decimal: that is quadratic, and refused past 4300 digits.
@@ -82,6 +85,14 @@ _method_function = types.MethodType.__dict__["__func__"].__get__
 _module_namespace = types.ModuleType.__dict__["__dict__"].__get__
 _datetime_tzinfo = datetime.datetime.__dict__["tzinfo"].__get__
 _time_tzinfo = datetime.time.__dict__["tzinfo"].__get__
+
+
+class _PlainClass:
+    pass
+
+
+# The docstring of the instance-dict descriptor that every class statement gets.
+_CLASS_DICT_DOC = _PlainClass.__dict__["__dict__"].__doc__
 
 # Exact types whose repr is implemented by the interpreter or the stdlib and reads nothing the
 # user defines (datetime and time are handled separately: their tzinfo may be user code).
@@ -119,11 +130,9 @@ _SAFE_REPR_TYPES: tuple[type, ...] = (
     types.TracebackType,
 )
 
-# Classes whose __repr__ is not "user code" for user_repr: the serializer's own rendering of
-# their instances is as good and cannot run element reprs.
-_LIBRARY_REPR_OWNERS = frozenset(
-    id(c) for c in (object, collections.deque, collections.OrderedDict, collections.defaultdict, enum.Enum)
-)
+# Modules whose classes' __repr__ is not "user code" for user_repr: the serializer renders their
+# instances (containers, enums, exceptions) as well, without running the elements' reprs.
+_LIBRARY_REPR_MODULES = ("builtins", "collections", "enum")
 
 
 class _Container:
@@ -135,7 +144,7 @@ class _Container:
         self,
         name: str,
         length: Callable[[object], int],
-        head: Callable[[object, int], list],
+        head: Callable[[object, int, int], list],
         open_close: tuple[str, str],
         empty: str,
         mapping: bool = False,
@@ -144,14 +153,14 @@ class _Container:
         self.open, self.close = open_close
 
 
-def _first_items(items: Callable[[object], Iterable]) -> Callable[[object, int], list]:
-    # list(islice(...)) copies the first k entries in one C loop, so no other thread can change
-    # the container while it is being read ("dictionary changed size during iteration").
-    return lambda v, k: list(islice(items(v), k))
+def _first_items(items: Callable[[object], Iterable]) -> Callable[[object, int, int], list]:
+    # list(...) copies the first k of n entries in one C loop, so no other thread can change the
+    # container while it is being read ("dictionary changed size during iteration").
+    return lambda v, n, k: list(items(v)) if n <= k else list(islice(items(v), k))
 
 
-_LIST = _Container("list", list.__len__, lambda v, k: list.__getitem__(v, slice(0, k)), ("[", "]"), "[]")
-_TUPLE = _Container("tuple", tuple.__len__, lambda v, k: tuple.__getitem__(v, slice(0, k)), ("(", ")"), "()")
+_LIST = _Container("list", list.__len__, lambda v, n, k: list.__getitem__(v, slice(k)), ("[", "]"), "[]")
+_TUPLE = _Container("tuple", tuple.__len__, lambda v, n, k: tuple.__getitem__(v, slice(k)), ("(", ")"), "()")
 _DICT = _Container("dict", dict.__len__, _first_items(dict.items), ("{", "}"), "{}", mapping=True)
 _ORDERED = _Container(
     "OrderedDict",
@@ -166,7 +175,11 @@ _FROZENSET = _Container(
     "frozenset", frozenset.__len__, _first_items(frozenset.__iter__), ("frozenset({", "})"), "frozenset()"
 )
 _DEQUE = _Container(
-    "deque", collections.deque.__len__, _first_items(collections.deque.__iter__), ("deque([", "])"), "deque([])"
+    "deque",
+    collections.deque.__len__,
+    _first_items(collections.deque.__iter__),
+    ("deque([", "])"),
+    "deque([])",
 )
 _CONTAINERS = {
     id(list): _LIST,
@@ -216,14 +229,24 @@ def _qualname(t: type) -> str:
     return name if type(name) is str else "?"
 
 
+def _display_name(t: type) -> str:
+    """The class name shown inside values: ``Order``, ``Outer.Inner``; not ``f.<locals>.Order``."""
+    return _qualname(t).rpartition(".<locals>.")[2]
+
+
+def _module_name(t: type) -> str | None:
+    try:
+        module = _type_module(t)  # a class body can leave __module__ unset or set it to anything
+    except Exception:
+        return None
+    return module if type(module) is str else None
+
+
 def _full_name(t: type) -> str:
     """``shop.orders.Order``; builtins keep their bare name (``int``)."""
     name = _qualname(t)
-    try:
-        module = _type_module(t)
-    except Exception:
-        return name
-    return f"{module}.{name}" if type(module) is str and module != "builtins" else name
+    module = _module_name(t)
+    return f"{module}.{name}" if module is not None and module != "builtins" else name
 
 
 def _function_name(f: types.FunctionType) -> str:
@@ -236,14 +259,27 @@ def _count(n: int, noun: str = "item") -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _cut(text: str, budget: int, unit: str = "chars", total: int | None = None) -> str:
-    """``text`` shortened to ``budget`` characters including the ``…(+N chars)`` marker.
+def _cut(text: str, budget: int, unit: str = "chars") -> str:
+    """``text`` shortened to ``budget`` characters, ``…(+N chars)`` marker included.
 
-    ``total`` is the length of the original value when ``text`` is already a prefix of it.
+    A text no longer than the marker itself is returned whole: cutting would not shorten it.
     """
-    total = len(text) if total is None else total
-    keep = max(budget - len(str(total)) - len(unit) - 5, 0)
+    total = len(text)
+    marker = len(str(total)) + len(unit) + 5
+    if total <= max(budget, marker):
+        return text
+    keep = max(budget - marker, 0)
     return f"{text[:keep]}…(+{total - keep} {unit})"
+
+
+def _read_dict(reader: Callable[[object, type], dict] | None, value: object, t: type) -> dict | None:
+    """The instance dict through ``reader`` (see ``Serializer._instance_dict_reader``), or None."""
+    if reader is None:
+        return None
+    try:
+        return reader(value, t)
+    except AttributeError:  # a struct field that is not set
+        return None
 
 
 def _lookup(namespaces: list, name: str) -> object:
@@ -309,7 +345,7 @@ class Serializer:
         for t in (list, tuple, dict, collections.OrderedDict, set, frozenset, collections.deque):
             renders[t] = self._container_render(_CONTAINERS[id(t)], "", "")
         self._builtin_entries = {
-            id(t): _TypeEntry(t, render, _full_name(t), _qualname(t)) for t, render in renders.items()
+            id(t): _TypeEntry(t, render, _full_name(t), _display_name(t)) for t, render in renders.items()
         }
         self._entries = dict(self._builtin_entries)
 
@@ -337,9 +373,9 @@ class Serializer:
             return repr(value)
         try:
             text = (self._entries.get(id(t)) or self._resolve(t)).render(value, (), self.max_length)
-            return text if len(text) <= self.max_length else _cut(text, self.max_length)
         except Exception:
-            return self._unrepresentable(t)
+            text = self._unrepresentable(t)
+        return text if len(text) <= self.max_length else _cut(text, self.max_length)
 
     def named(self, name: str, value: object) -> str:
         """How an argument, local or attribute called ``name`` is recorded: redacted if secret."""
@@ -362,7 +398,7 @@ class Serializer:
 
     # --- dispatch -----------------------------------------------------------------------------
 
-    def _walk(self, value: object, path: Path, budget: int) -> str:
+    def _walk(self, value: object, path: IdPath, budget: int) -> str:
         t = type(value)
         # Inline the commonest leaves: each saves a call, and containers are mostly leaves.
         if t is str:
@@ -378,13 +414,16 @@ class Serializer:
             return self._unrepresentable(t)
 
     def _unrepresentable(self, t: type) -> str:
-        return f"<unrepresentable: {_qualname(t)}>"
+        return f"<unrepresentable: {_display_name(t)}>"
+
+    def _unrepresentable_render(self, t: type) -> Render:
+        return lambda value, path, budget: self._unrepresentable(t)
 
     def _resolve(self, t: type) -> _TypeEntry:
         try:
             entry = self._build_entry(t)
         except Exception:
-            entry = _TypeEntry(t, lambda v, path, budget: self._unrepresentable(t), _full_name(t), _qualname(t))
+            entry = _TypeEntry(t, self._unrepresentable_render(t), _full_name(t), _display_name(t))
         if len(self._entries) >= _TYPE_CACHE_LIMIT:
             self._entries = dict(self._builtin_entries)
         self._entries[id(t)] = entry
@@ -393,7 +432,7 @@ class Serializer:
     def _build_entry(self, t: type) -> _TypeEntry:
         mro = _type_mro(t)
         namespaces = [_type_namespace(c) for c in mro]
-        short = _qualname(t)
+        short = _display_name(t)
         render = self._safe_render(t, mro, namespaces, short)
         protocol = _lookup(namespaces, "__otel_scope_repr__")
         if type(protocol) is types.FunctionType:
@@ -403,9 +442,9 @@ class Serializer:
         return _TypeEntry(t, render, _full_name(t), short)
 
     def _has_user_repr(self, mro: tuple, namespaces: list) -> bool:
-        for cls, namespace in zip(mro, namespaces):
+        for cls, namespace in zip(mro, namespaces, strict=True):
             if "__repr__" in namespace:
-                return id(cls) not in _LIBRARY_REPR_OWNERS and _type_module(cls) != "builtins"
+                return _module_name(cls) not in _LIBRARY_REPR_MODULES
         return False
 
     def _safe_render(self, t: type, mro: tuple, namespaces: list, short: str) -> Render:
@@ -432,24 +471,24 @@ class Serializer:
 
     # --- scalars ------------------------------------------------------------------------------
 
-    def _builtin_repr(self, value: object, path: Path, budget: int) -> str:
+    def _builtin_repr(self, value: object, path: IdPath, budget: int) -> str:
         text = repr(value)
         return text if len(text) <= budget else _cut(text, budget)
 
-    def _int(self, value: int, path: Path, budget: int) -> str:
+    def _int(self, value: int, path: IdPath, budget: int) -> str:
         if -_INT_LIMIT < value < _INT_LIMIT:
             text = repr(value)
             return text if len(text) <= budget else _cut(text, budget, "digits")
         return f"<int of {int.bit_length(value)} bits>"
 
-    def _str(self, value: str, path: Path, budget: int) -> str:
+    def _str(self, value: str, path: IdPath, budget: int) -> str:
         if len(value) < budget:
             text = repr(value)
             if len(text) <= budget:
                 return text
         return self._cut_text(value, budget, "chars")
 
-    def _bytes(self, value: bytes | bytearray, path: Path, budget: int) -> str:
+    def _bytes(self, value: bytes | bytearray, path: IdPath, budget: int) -> str:
         if len(value) < budget:
             text = repr(value)
             if len(text) <= budget:
@@ -459,15 +498,18 @@ class Serializer:
     def _cut_text(self, value: str | bytes | bytearray, budget: int, unit: str) -> str:
         """repr of the longest prefix of ``value`` that fits ``budget`` with the cut marker."""
         total = len(value)
-        room = max(budget - len(str(total)) - len(unit) - 5, 0)
-        keep = room
+        marker = len(str(total)) + len(unit) + 5
+        if total <= marker:  # cutting would not make it shorter
+            return repr(value)
+        room = max(budget - marker, 0)
+        keep = max(room - len(repr(value[:0])), 0)  # minus the quotes: '' b'' bytearray(b'')
         text = repr(value[:keep])
         if len(text) > room and keep:  # escapes (\x00, \U0001f600) made it longer: shrink once
             keep = keep * room // len(text)
             text = repr(value[:keep])
         return f"{text}…(+{total - keep} {unit})"
 
-    def _datetime(self, value: datetime.datetime | datetime.time, path: Path, budget: int) -> str:
+    def _datetime(self, value: datetime.datetime | datetime.time, path: IdPath, budget: int) -> str:
         cls = type(value)
         tz = (_datetime_tzinfo if cls is datetime.datetime else _time_tzinfo)(value)
         tz_type = type(tz)
@@ -477,24 +519,24 @@ class Serializer:
         naive = repr(cls.replace(value, tzinfo=None))
         return f"{naive[:-1]}, tzinfo={self._walk(tz, path, budget - len(naive) - 10)})"
 
-    def _function(self, value: types.FunctionType, path: Path, budget: int) -> str:
+    def _function(self, value: types.FunctionType, path: IdPath, budget: int) -> str:
         return f"<function {_function_name(value)}>"
 
-    def _method(self, value: types.MethodType, path: Path, budget: int) -> str:
+    def _method(self, value: types.MethodType, path: IdPath, budget: int) -> str:
         function = _method_function(value)
         if type(function) is types.FunctionType:
             return f"<bound method {_function_name(function)}>"
-        return f"<bound method of {_qualname(type(function))}>"
+        return f"<bound method of {_display_name(type(function))}>"
 
-    def _class(self, value: type, path: Path, budget: int) -> str:
+    def _class(self, value: type, path: IdPath, budget: int) -> str:
         return f"<class {_full_name(value)}>"
 
-    def _module(self, value: types.ModuleType, path: Path, budget: int) -> str:
+    def _module(self, value: types.ModuleType, path: IdPath, budget: int) -> str:
         name = dict.get(_module_namespace(value), "__name__")
         return f"<module {name}>" if type(name) is str else "<module>"
 
     def _scalar_subclass_render(self, plain: Callable[[object], object], short: str) -> Render:
-        def render(value: object, path: Path, budget: int) -> str:
+        def render(value: object, path: IdPath, budget: int) -> str:
             return f"{short}({self._walk(plain(value), path, budget - len(short) - 2)})"
 
         return render
@@ -503,11 +545,11 @@ class Serializer:
 
     def _container_render(self, kind: _Container, prefix: str, suffix: str) -> Render:
         """Render for ``kind`` or a subclass of it (``prefix`` ``ClassName(``, ``suffix`` ``)``)."""
-        overhead = len(prefix) + len(kind.open) + len(kind.close) + len(suffix) + _RESERVE
+        overhead = len(prefix) + len(kind.open) + len(kind.close) + len(suffix)
         label = prefix[:-1] or kind.name
         length, head, mapping, tuple_like = kind.length, kind.head, kind.mapping, kind is _TUPLE
 
-        def render(value: object, path: Path, budget: int) -> str:
+        def render(value: object, path: IdPath, budget: int) -> str:
             n = length(value)
             if not n:
                 return f"{prefix}{kind.empty}{suffix}"
@@ -516,7 +558,7 @@ class Serializer:
             key = id(value)
             if key in path:
                 return f"<cycle: {label}>"
-            first = head(value, self.max_items)
+            first = head(value, n, self.max_items)
             if mapping:
                 inner = self._pairs(first, n, (*path, key), budget - overhead, fields=False)
             else:
@@ -527,42 +569,55 @@ class Serializer:
 
         return render
 
-    def _items(self, items: Iterable, n: int, path: Path, room: int) -> str:
-        """The first items that fit ``room``, comma-separated, then ``..., +N more``."""
+    def _items(self, items: Iterable, n: int, path: IdPath, room: int) -> str:
+        """The first of ``n`` items that fit in ``room`` characters, then ``..., +N more``.
+
+        Each item gets the room left, minus space for the marker if items follow it; an item that
+        still does not fit (its own cut marker is wider than the room) is counted, not shown.
+        So the result fits ``room`` unless even ``..., +N more`` alone does not.
+        """
         walk = self._walk
+        reserve = len(str(n)) + 13  # ", ..., +N more"
         parts = []
         used = 0
         for item in items:
-            if used >= room:
+            limit = room - used - (reserve if n - len(parts) > 1 else 0)
+            if limit <= 0:
                 break
-            text = walk(item, path, room - used)
+            text = walk(item, path, limit)
+            if len(text) > limit:
+                break
             parts.append(text)
             used += len(text) + 2
         if len(parts) < n:
             parts.append(f"..., +{n - len(parts)} more")
         return ", ".join(parts)
 
-    def _pairs(self, pairs: Iterable, n: int, path: Path, room: int, fields: bool) -> str:
+    def _pairs(self, pairs: Iterable, n: int, path: IdPath, room: int, fields: bool) -> str:
         """``key: value`` (dicts) or ``name=value`` (fields), redacting secret names."""
         walk = self._walk
-        is_secret = self._is_secret
+        known = self.redactor.known
+        reserve = len(str(n)) + 13  # ", ..., +N more"
         parts = []
         used = 0
         for key, value in pairs:
-            if used >= room:
+            limit = room - used - (reserve if n - len(parts) > 1 else 0)
+            if limit <= 0:
                 break
             if type(key) is str:
-                name = key
+                secret = known.get(key)
+                if secret is None:
+                    secret = self._is_secret(key)
                 label = (key if fields else repr(key)) if len(key) <= 64 else walk(key, path, 64)
             else:
-                name = str.__str__(key) if issubclass(type(key), str) else None
-                label = walk(key, path, room - used)
-            if name is not None and is_secret(name):
-                self.redacted += 1
-                text = REDACTED
-            else:
-                text = walk(value, path, room - used - len(label) - 2)
+                secret = issubclass(type(key), str) and self._is_secret(str.__str__(key))
+                label = walk(key, path, limit)
+            text = REDACTED if secret else walk(value, path, limit - len(label) - 2)
             part = f"{label}={text}" if fields else f"{label}: {text}"
+            if len(part) > limit:
+                break
+            if secret:
+                self.redacted += 1
             parts.append(part)
             used += len(part) + 2
         if len(parts) < n:
@@ -572,7 +627,7 @@ class Serializer:
     def _namedtuple_render(self, fields: tuple[str, ...], short: str) -> Render:
         tuple_render = self._container_render(_TUPLE, f"{short}(", ")")
 
-        def render(value: object, path: Path, budget: int) -> str:
+        def render(value: object, path: IdPath, budget: int) -> str:
             n = tuple.__len__(value)
             if n != len(fields):
                 return tuple_render(value, path, budget)
@@ -581,22 +636,25 @@ class Serializer:
             key = id(value)
             if key in path:
                 return f"<cycle: {short}>"
-            pairs = zip(fields, tuple.__getitem__(value, slice(0, self.max_items)))
-            inner = self._pairs(pairs, n, (*path, key), budget - len(short) - 2 - _RESERVE, fields=True)
+            pairs = zip(fields, tuple.__getitem__(value, slice(self.max_items)), strict=False)
+            inner = self._pairs(pairs, n, (*path, key), budget - len(short) - 2, fields=True)
             return f"{short}({inner})"
 
         return render
 
     def _exception_render(self, short: str) -> Render:
-        def render(value: object, path: Path, budget: int) -> str:
+        def render(value: object, path: IdPath, budget: int) -> str:
             args = _exception_args(value)
             n = tuple.__len__(args)
             if not n:
                 return f"{short}()"
             if len(path) > self.max_depth:
                 return f"{short}(...)"
-            first = tuple.__getitem__(args, slice(0, self.max_items))
-            inner = self._items(first, n, (*path, id(value)), budget - len(short) - 2 - _RESERVE)
+            key = id(value)
+            if key in path:
+                return f"<cycle: {short}>"
+            first = tuple.__getitem__(args, slice(self.max_items))
+            inner = self._items(first, n, (*path, key), budget - len(short) - 2)
             return f"{short}({inner})"
 
         return render
@@ -605,20 +663,35 @@ class Serializer:
         fallback = self._object_render(t, mro, namespaces, short)
         instance_dict = self._instance_dict_reader(namespaces)
 
-        def render(value: object, path: Path, budget: int) -> str:
-            attributes = instance_dict(value, t) if instance_dict is not None else None
-            name = dict.get(attributes, "_name_") if attributes is not None else None
-            return f"{short}.{name}" if type(name) is str else fallback(value, path, budget)
+        def render(value: object, path: IdPath, budget: int) -> str:
+            attributes = _read_dict(instance_dict, value, t)
+            if attributes is None:
+                return fallback(value, path, budget)
+            name = dict.get(attributes, "_name_")
+            if type(name) is str:
+                return f"{short}.{name}"
+            # A combination of flags without a name (Python 3.10): show its value.
+            return f"{short}({self._walk(dict.get(attributes, '_value_'), path, budget - len(short) - 2)})"
 
         return render
 
     @staticmethod
     def _instance_dict_reader(namespaces: list) -> Callable[[object, type], dict] | None:
-        # The interpreter's own "__dict__" getset descriptor; a class may shadow it with a
-        # property, so keep looking along the MRO for the real one.
+        """The getter of the ``__dict__`` descriptor that ``class`` statements create, if any.
+
+        A class may shadow it with a property, so the MRO is searched past that. Only the
+        interpreter's own descriptor is trusted: a C extension's ``__dict__`` getter can run
+        anything (wrapt's ``ObjectProxy`` reads the wrapped object's ``__dict__`` through its
+        ``__getattribute__``). The interpreter's one is recognised by its docstring, a static C
+        string that extensions do not reuse; a member descriptor (a struct field read by the
+        interpreter) is safe too. Objects with another kind are shown without those fields.
+        """
         for namespace in namespaces:
             descriptor = namespace.get("__dict__")
-            if type(descriptor) is types.GetSetDescriptorType:
+            kind = type(descriptor)
+            if (kind is types.GetSetDescriptorType and descriptor.__doc__ == _CLASS_DICT_DOC) or (
+                kind is types.MemberDescriptorType  # a plain struct field (SimpleNamespace): safe
+            ):
                 return descriptor.__get__
         return None
 
@@ -626,14 +699,16 @@ class Serializer:
         slots: dict[str, Callable[[object, type], object]] = {}
         for namespace in reversed(namespaces):  # base classes first, like construction order
             for name, descriptor in namespace.items():
-                if type(descriptor) is types.MemberDescriptorType and not (
-                    name.startswith("__") and name.endswith("__")
+                if (
+                    type(descriptor) is types.MemberDescriptorType
+                    and type(name) is str
+                    and not (name.startswith("__") and name.endswith("__"))
                 ):
                     slots[name] = descriptor.__get__
         slot_readers = tuple(slots.items())
         instance_dict = self._instance_dict_reader(namespaces)
 
-        def render(value: object, path: Path, budget: int) -> str:
+        def render(value: object, path: IdPath, budget: int) -> str:
             key = id(value)
             if key in path:
                 return f"<cycle: {short}>"
@@ -644,16 +719,19 @@ class Serializer:
                 except AttributeError:  # an empty slot
                     pass
             n = len(fields)
-            attributes = instance_dict(value, t) if instance_dict is not None else None
+            attributes = _read_dict(instance_dict, value, t)
             if attributes is not None:
                 n += dict.__len__(attributes)
             if not n:
                 return f"<{short} object>"
             if len(path) > self.max_depth:
                 return f"{short}(...)"
-            if attributes is not None and len(fields) < self.max_items:
-                fields += islice(dict.items(attributes), self.max_items - len(fields))
-            inner = self._pairs(fields, n, (*path, key), budget - len(short) - 2 - _RESERVE, fields=True)
+            room = self.max_items - len(fields)
+            if room < 0:
+                del fields[self.max_items :]
+            elif attributes is not None:
+                fields += islice(dict.items(attributes), room)  # copied in one C loop
+            inner = self._pairs(fields, n, (*path, key), budget - len(short) - 2, fields=True)
             return f"{short}({inner})"
 
         return render
@@ -663,7 +741,7 @@ class Serializer:
     def _guarded(self, call: Callable[[object], object], fallback: Render, what: str) -> Render:
         """Render by calling user code, falling back to ``fallback`` when already inside some."""
 
-        def render(value: object, path: Path, budget: int) -> str:
+        def render(value: object, path: IdPath, budget: int) -> str:
             if _guard.active:
                 return fallback(value, path, budget)
             _guard.active = True
@@ -675,7 +753,7 @@ class Serializer:
                 _guard.active = False
             if type(text) is not str:
                 if not issubclass(type(text), str):
-                    return f"<{what} returned {_qualname(type(text))}>"
+                    return f"<{what} returned {_display_name(type(text))}>"
                 text = str.__str__(text)
             return text if len(text) <= budget else _cut(text, budget)
 
@@ -684,8 +762,9 @@ class Serializer:
     def _describe(self, exc: BaseException) -> str:
         """``ValueError: message`` for an exception a user repr raised, built without str(exc)."""
         args = _exception_args(exc)
-        if tuple.__len__(args) == 1 and type(args[0]) is str:
-            message = args[0] if len(args[0]) <= 200 else _cut(args[0], 200)
+        n = tuple.__len__(args)
+        if n == 1 and type(args[0]) is str:
+            message = _cut(args[0], 200)
         else:
-            message = self._items(args, tuple.__len__(args), (), 200)
-        return f"{_qualname(type(exc))}: {message}"
+            message = self._items(tuple.__getitem__(args, slice(self.max_items)), n, (), 200)
+        return f"{_display_name(type(exc))}: {message}"
