@@ -648,3 +648,18 @@ def test_the_default_serializer_never_raises_on_interpreter_objects() -> None:
     for value in (frame, frame.f_code, sys, sys.modules, globals(), (x for x in ()), memoryview(b"ab"), ...):
         text = serializer(value)
         assert 0 < len(text) <= 512
+
+
+def test_standard_library_plumbing_is_shown_by_type_not_by_fields() -> None:
+    import queue
+    import threading
+
+    class Worker:
+        def __init__(self) -> None:
+            self.inbox: queue.Queue = queue.Queue()
+            self.lock = threading.Lock()
+            self.done = 0
+
+    assert Serializer()(Worker()).endswith(
+        "Worker(inbox=<queue.Queue object>, lock=<_thread.lock object>, done=0)"
+    )

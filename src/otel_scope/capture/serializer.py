@@ -50,6 +50,7 @@ import datetime
 import decimal
 import enum
 import pathlib
+import sys
 import threading
 import types
 import uuid
@@ -129,6 +130,11 @@ _SAFE_REPR_TYPES: tuple[type, ...] = (
     types.FrameType,
     types.TracebackType,
 )
+
+# Top-level names of standard-library modules: their objects are shown by type, not by fields.
+_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) - {"__main__"}
+# ... except these, which are plain bags of values worth spelling out.
+_STDLIB_VALUES = frozenset({"types.SimpleNamespace", "functools.partial", "argparse.Namespace"})
 
 # Modules whose classes' __repr__ is not "user code" for user_repr: the serializer renders their
 # instances (containers, enums, exceptions) as well, without running the elements' reprs.
@@ -467,6 +473,11 @@ class Serializer:
             plain = _SCALAR_BASES.get(id(cls))
             if plain is not None:
                 return self._scalar_subclass_render(plain, short)
+        if _module_name(t).partition(".")[0] in _STDLIB and _full_name(t) not in _STDLIB_VALUES:
+            # The standard library's plumbing (queues, locks, conditions, threads) is noise when
+            # spelled out field by field; a user looking at a trace wants to know what it is.
+            opaque = f"<{_full_name(t)} object>"
+            return lambda value, path, budget: opaque
         return self._object_render(t, mro, namespaces, short)
 
     # --- scalars ------------------------------------------------------------------------------
