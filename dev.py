@@ -3,6 +3,7 @@
 
     python3 dev.py demo    install otel-scope, run the example app in hybrid mode, show its trace
     python3 dev.py test    install otel-scope with its test tools, lint, and run the test suite
+    python3 dev.py bench   install the baselines (PySnooper, hunter, snoop) and run benchmarks/
 
 Both create (or reuse) a virtual environment in ``.venv`` next to this file, so nothing is
 installed into the system Python. ``.ci/run`` calls ``python3 dev.py test``.
@@ -60,8 +61,16 @@ def demo(args: list[str]) -> int:
     return run(BIN / "python", ROOT / "examples" / "run_demo.py", *args, env=env())
 
 
+def bench(args: list[str]) -> int:
+    ensure_venv("test,bench")
+    rc = 0
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        rc |= run(BIN / "python", script, *args, env=env())
+    return rc
+
+
 def main() -> int:
-    commands = {"test": test, "demo": demo}
+    commands = {"test": test, "demo": demo, "bench": bench}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         return 2

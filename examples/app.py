@@ -1,8 +1,12 @@
 """Run the shop: receive a few orders, check stock in another thread, print the outcome.
 
     opentelemetry-instrument --scope-mode hybrid python app.py
+    otel-scope history --last                      # every call, message, local and state change
+    otel-scope history --last --follow <message>   # one order: receiver -> queue -> checker
 
-(targets come from ``[tool.otel-scope]`` in this folder's pyproject.toml)."""
+(targets come from ``[tool.otel-scope]`` in this folder's pyproject.toml). Each order the receiver
+puts on the queue is a message; the checker's ``check_stock`` receives it, and its locals and the
+change it makes to ``reserved`` show where the count goes wrong."""
 
 from __future__ import annotations
 
@@ -40,7 +44,10 @@ def main() -> int:
         print(result)
     print(f"widgets on hand: 5, ordered: {wanted}, promised to customers: {promised}")
     if promised > 5:
-        print("BUG: more widgets promised than exist. Look at check_stock's locals in the trace.")
+        print(
+            "BUG: more widgets promised than exist. Follow an order's message into check_stock: "
+            "its locals and its change to `reserved`."
+        )
     return 0
 
 

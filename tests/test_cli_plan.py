@@ -25,7 +25,8 @@ def rows(*flags: str) -> dict[str, dict]:
 def test_plan_reads_pyproject_and_explains_each_function() -> None:
     by_function = rows()
     check = by_function["shop.inventory.InventoryChecker.check_stock"]
-    assert check["mechanism"] == "compile_time" and check["capture"] == "all locals (locals)"
+    # a locals target (compile-time) and a state target (runtime) at once: hybrid, one span per call
+    assert check["mechanism"] == "hybrid" and check["capture"] == "all locals (locals)"
     assert any("development" in why for why in check["why"])
     assert by_function["shop.orders.OrderReceiver.receive"]["mechanism"] == "runtime"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.engine import CompileTimeAdapter, Engine, Handle
-from otel_scope.runtime import propagation
+from otel_scope.runtime import messages, propagation
 from otel_scope.sessions import session as _session_module
 from otel_scope.sessions import state as session_state
 from otel_scope.targets.patterns import TargetPattern, parse_pattern
@@ -66,6 +66,8 @@ def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
         engine.add(request)
     engine.compile_time.install_import_hook()
     propagation.install()
+    if settings.messages:
+        messages.install(engine.serializer)
     return engine
 
 
@@ -77,6 +79,40 @@ def _capture_request(capture_locals: str | Sequence[str] | None) -> frozenset[st
     if isinstance(capture_locals, str):
         capture_locals = [n.strip() for n in capture_locals.split(",")]
     return frozenset(capture_locals)
+
+
+def make_request(
+    target: str | TargetPattern,
+    *,
+    mode: str = "auto",
+    capture_locals: str | Sequence[str] | None = None,
+    lines: Sequence[int] | None = None,
+    level: str | None = None,
+    source: str = "api",
+) -> Request:
+    """Validate :func:`trace`'s options into a :class:`Request` for ``target``.
+
+    Shared with the live controls (``otel-scope targets add``, OpAMP) so that a request means the
+    same, and is refused with the same words, whichever way it arrives. Raises ``ValueError`` (a
+    :class:`~otel_scope.targets.patterns.PatternError` for a malformed pattern) naming what is
+    accepted.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not valid; accepted: {', '.join(MODES)}")
+    if level is not None and level not in ("boundaries", "locals", "lines", "expressions"):
+        raise ValueError(f"level={level!r} is not valid; accepted: boundaries, locals, lines, expressions")
+    line_numbers = tuple(sorted({int(n) for n in lines or ()}))
+    if line_numbers and line_numbers[0] < 1:
+        raise ValueError(f"lines={list(line_numbers)} is not valid; accepted: line numbers from 1")
+    pattern = target if isinstance(target, TargetPattern) else parse_pattern(target)
+    return Request(
+        pattern,
+        mode=mode,
+        capture_locals=_capture_request(capture_locals),
+        lines=line_numbers or pattern.lines,
+        level=level,
+        source=source,
+    )
 
 
 def trace(
@@ -96,29 +132,12 @@ def trace(
     ``handle.remove()`` undoes exactly this call. Raises ``ValueError`` for a malformed pattern
     or option, naming what is accepted.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not valid; accepted: {', '.join(MODES)}")
-    if level is not None and level not in ("boundaries", "locals", "lines", "expressions"):
-        raise ValueError(f"level={level!r} is not valid; accepted: boundaries, locals, lines, expressions")
-    capture = _capture_request(capture_locals)
-    line_numbers = tuple(sorted({int(n) for n in lines or ()}))
-    engine = get_engine()
+    options: dict[str, Any] = {"mode": mode, "capture_locals": capture_locals, "lines": lines, "level": level}
     if callable(target) and not isinstance(target, str):
-        placeholder = TargetPattern(text="<function>", module="")
-        request = Request(
-            placeholder, mode=mode, capture_locals=capture, lines=line_numbers, level=level, source="api"
-        )
-        return engine.add_function(target, request)
-    pattern = parse_pattern(target)
-    request = Request(
-        pattern,
-        mode=mode,
-        capture_locals=capture,
-        lines=line_numbers or pattern.lines,
-        level=level,
-        source="api",
-    )
-    return engine.add(request)
+        request = make_request(TargetPattern(text="<function>", module=""), **options)
+        return get_engine().add_function(target, request)
+    request = make_request(target, **options)
+    return get_engine().add(request)
 
 
 def session(name: str) -> Any:
@@ -135,4 +154,5 @@ def shutdown() -> None:
             _engine.remove_all()
             _engine.compile_time.uninstall_import_hook()
             _engine = None
+        messages.uninstall()
         propagation.uninstall()

@@ -1,4 +1,4 @@
-"""Process start and end under ``opentelemetry-instrument``: the session and its closing line."""
+"""Process start and end under ``opentelemetry-instrument``: services, the session, its closing line."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 from otel_scope.config import Settings
+from otel_scope.control import start_services
 from otel_scope.distro.reporting import say
 from otel_scope.engine import Engine
 from otel_scope.sessions.session import ProcessSession, Session
@@ -21,7 +22,8 @@ def closing_line(session: Session, settings: Settings) -> str:
 
 
 def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> ProcessSession | None:
-    """Start the ``process`` session (if that is the session kind) for this run."""
+    """Start this run's services (live control, escalation) and its ``process`` session, if any."""
+    services = start_services(engine, settings, say)
     if settings.session != "process":
         return None
     name = os.path.basename(argv[0]) if argv else "python"
@@ -29,5 +31,6 @@ def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> Pr
     def on_end(session: Session) -> None:
         if session.recording:
             say(closing_line(session, settings))
+        services.stop()  # also on SIGTERM, where atexit handlers do not run
 
     return ProcessSession(name, list(argv), on_end=on_end)

@@ -1,21 +1,24 @@
-"""The engine's bridge to the compile-time mechanism and the import hook.
+"""The engine's bridge to the compile-time mechanism and its import hook.
 
 The import hook serves both mechanisms: it rewrites the source of modules with compile-time
 plans, and tells the engine when any module a target may select has been imported, so runtime
 wrappers are applied to modules imported after the target was added.
+
+Plans are handed to the hook by module *name*, before any source is read: keys are the
+qualnames or globs (``*``, ``Class.*``) the patterns name, each already merged with every broader
+pattern that covers it, most specific first.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from otel_scope.config import Settings
-from otel_scope.engine.imports import ImportWatcher
 from otel_scope.targets.plan import CapturePlan
+from otel_scope.targets.planner import decide_function
 
 if TYPE_CHECKING:
     from otel_scope.engine.discovery import Site
@@ -43,6 +46,17 @@ def function_qualnames(source: str) -> list[str]:
     return names
 
 
+class _ProbeSwitch:
+    """A function rewritten at import: capture is switched on, and ``restore()`` switches it off."""
+
+    def __init__(self, probe: Any) -> None:
+        self._probe = probe
+        probe.on = True
+
+    def restore(self) -> None:
+        self._probe.on = False
+
+
 class CompileTimeAdapter:
     """Installs compile-time capture for the engine; imports the mechanism only when needed."""
 
@@ -51,6 +65,7 @@ class CompileTimeAdapter:
         self._settings = settings
         self._hook: Any = None
         self._configured = False
+        self._import_plans: dict[str, dict[str, CapturePlan]] = {}
 
     def _mechanism(self) -> Any:
         from otel_scope import compile_time
@@ -66,33 +81,55 @@ class CompileTimeAdapter:
         engine = self._engine
         if not engine.wants(module_name):
             return None
-        if not any(
-            e.function is None
-            and e.request.pattern.matches_module(module_name)
-            and (e.request.capture_locals is not False or e.request.lines or not e.request.runtime)
+        requests = [
+            e.request
             for e in engine.entries()
-        ):
+            if e.function is None and e.request.pattern.matches_module(module_name)
+        ]
+        keys = {_key(r.pattern.attr, r.pattern.attr_prefix) for r in requests}
+        plans: dict[str, CapturePlan] = {}
+        # Most specific first: the hook takes an exact qualname, else the first matching glob.
+        for key in sorted(keys, key=lambda k: (k.endswith("*"), -len(k))):
+            probe = key[:-1] + "\0" if key.endswith("*") else key  # stands for "any name here"
+            covering = [r for r in requests if r.pattern.matches(module_name, probe)]
+            capture = decide_function(covering, self._settings, True).capture
+            if capture is not None:
+                plans[key] = capture
+        if not plans:
             return None
-        try:
-            spec = importlib.util.find_spec(module_name)
-            source = spec.loader.get_source(module_name) if spec and spec.loader else None  # type: ignore[union-attr]
-        except Exception:
-            source = None
-        if not source:
-            return None
-        plans = engine.capture_plans(module_name, function_qualnames(source))
-        return plans or None
+        self._import_plans[module_name] = plans
+        return plans
 
     def install_import_hook(self) -> None:
         if self._hook is None:
-            self._hook = ImportWatcher(self._engine.wants, self._engine.module_loaded)
+            engine = self._engine
+            self._hook = self._mechanism().ImportHook(
+                plans_for=self.plans_for, wants=engine.wants, loaded=engine.module_loaded
+            )
         self._hook.install()
 
     def uninstall_import_hook(self) -> None:
         if self._hook is not None:
             self._hook.uninstall()
 
-    # -- already-imported functions ------------------------------------------------------------
+    # -- functions ------------------------------------------------------------------------------
     def install(self, site: Site, plan: CapturePlan) -> Any:
-        """Make ``site``'s function capture per ``plan`` now; returns an object with ``restore()``."""
-        return self._mechanism().recompile(site.func, plan)
+        """Make ``site``'s function capture per ``plan`` now; returns an object with ``restore()``.
+
+        A function the import hook already rewrote with this plan just has its probe switched
+        on; any other is recompiled in place (its ``__code__`` swapped).
+        """
+        mechanism = self._mechanism()
+        imported = self._import_plans.get(site.module)
+        if imported is not None and mechanism.rewriter.plan_for(imported, site.qualname) == plan:
+            for name in site.func.__code__.co_names:  # the probe global the rewritten code reads
+                probe = site.func.__globals__.get(name)
+                if isinstance(probe, mechanism.Probe) and probe.spec.qualname == site.qualname:
+                    return _ProbeSwitch(probe)
+        return mechanism.recompile(site.func, plan)
+
+
+def _key(attr: str | None, prefix: bool) -> str:
+    if attr is None:
+        return "*"
+    return f"{attr}.*" if prefix else attr

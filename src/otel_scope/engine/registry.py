@@ -14,7 +14,7 @@ import logging
 import sys
 import threading
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,8 @@ class Entry:
     request: Request
     function: Any = None  # set when a function object (not a pattern) was given
     sites: set[tuple[int, str]] = field(default_factory=set)
+    # function name -> why it could not be instrumented as asked (shown by `otel-scope targets`)
+    errors: dict[str, str] = field(default_factory=dict)
 
     def selects(self, site: Site) -> bool:
         if self.function is not None:
@@ -115,6 +117,9 @@ class Engine:
         self._entries: dict[int, Entry] = {}
         self._applied: dict[tuple[int, str], Applied] = {}
         self.compile_time: Any = None  # adapter set by the compile-time mechanism (see adopt_compile_time)
+        # Called after each recorded runtime call (RuntimeProbe.on_finish): escalation and
+        # exception-frame capture hook in here, for probes made now and later.
+        self.on_finish: Callable[[RuntimeProbe, Any, BaseException | None], None] | None = None
 
     # -- adding and removing -------------------------------------------------------------------
     def add(self, request: Request, function: Any = None) -> Handle:
@@ -227,6 +232,22 @@ class Engine:
         with self._lock:
             return list(self._entries.values())
 
+    def site_of(self, probe: RuntimeProbe) -> Site | None:
+        """The site ``probe`` is installed at (None once it was removed)."""
+        with self._lock:
+            for applied in self._applied.values():
+                if applied.probe is probe:
+                    return applied.site
+            return None
+
+    def set_on_finish(self, hook: Callable[[RuntimeProbe, Any, BaseException | None], None] | None) -> None:
+        """Install ``hook`` on every runtime probe, those installed already and those to come."""
+        with self._lock:
+            self.on_finish = hook
+            for applied in self._applied.values():
+                if applied.probe is not None:
+                    applied.probe.on_finish = hook
+
     # -- internals -----------------------------------------------------------------------------
     def _sites_for(self, entry: Entry) -> list[Site]:
         if entry.function is not None:
@@ -263,11 +284,14 @@ class Engine:
         applied.entries = {e.id for e in selecting}
         for e in selecting:
             e.sites.add(key)
+            e.errors.pop(site.full_name, None)
         try:
             self._apply_capture(applied, want_capture)
             self._apply_runtime(applied, want_runtime, selecting)
         except Exception as exc:  # never let instrumentation break the program
             _log.warning("otel-scope: could not instrument %s: %s", site.full_name, exc)
+            for e in selecting:
+                e.errors[site.full_name] = f"{type(exc).__name__}: {exc}"
         if applied.probe is None and applied.capture is None:
             del self._applied[key]
 
@@ -287,6 +311,7 @@ class Engine:
                 capture_return=self.settings.capture_return,
                 rate_limit=self.settings.rate_limit,
             )
+            probe.on_finish = self.on_finish
             wrapper = wrapt.wrap_function_wrapper(site.owner, site.attr, probe)
             applied.probe, applied.wrapper = probe, wrapper
             if isinstance(site.owner, types.ModuleType):
@@ -301,6 +326,9 @@ class Engine:
             applied.aliases = []
         if applied.probe is not None:
             applied.probe.deep = applied.capture is not None
+            # On-demand recompilation swaps __code__ after the probe was made: the call marker must
+            # name the code that will run, or the compile-time events open a second span.
+            applied.probe.code = site.func.__code__
             applied.probe.state = any(e.request.state for e in selecting)
 
     def _apply_capture(self, applied: Applied, want: CapturePlan | None) -> None:

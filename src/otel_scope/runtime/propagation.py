@@ -7,14 +7,22 @@ span is current, the current OTel context is captured and made current around th
 ``run`` (or the submitted callable). Only the OTel context travels, never the user's own
 context variables, and with no current span nothing is captured at all.
 
-The patches are wrapt wrappers on ``Thread.start`` and ``Executor``/``ThreadPoolExecutor.submit``,
-removed exactly by :func:`uninstall`.
+Threads that ``concurrent.futures``, ``multiprocessing``, ``asyncio`` and otel-scope itself start
+for their own purposes (a pool's workers, a queue's feeder, a timer) are left alone: they outlive
+the call that happened to start them, so carrying its context would parent all their later work
+under that call. The work handed to a pool is carried per task instead.
+
+The patches are wrapt wrappers on ``Thread.start`` and ``ThreadPoolExecutor.submit``, removed
+exactly by :func:`uninstall`. :mod:`otel_scope.runtime.messages` records the hand-offs themselves
+through :data:`handoff_hook`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -25,9 +33,18 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 _installed: list[tuple[Any, str, Any]] = []
 _lock = threading.Lock()
 
-#: Called as ``hook(kind, ctx, target)`` at each hand-off that carries a context, and may return a
-#: replacement callable (the messages feature records hand-offs through it). None: no hook.
-handoff_hook: Callable[[str, Any, Callable[..., Any]], Callable[..., Any] | None] | None = None
+#: Called as ``hook(channel, ctx, fn, (target, args, kwargs))`` at each hand-off that carries a
+#: context, before ``fn`` (what the worker will run) is wrapped to carry it; may return a
+#: replacement for ``fn``. The messages feature records hand-offs through it. None: no hook.
+handoff_hook: Callable[[str, Any, Callable[..., Any], tuple], Callable[..., Any] | None] | None = None
+
+#: True while a hand-off primitive does its own internal hand-offs (a pool's submit puts a work
+#: item on its queue and may start threads): those are plumbing, not messages of the user's.
+internal: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_scope_internal_handoff", default=False)
+
+# Modules whose own threads are library plumbing (see the module docstring).
+_PLUMBING = ("concurrent.futures.", "multiprocessing.", "asyncio.", "otel_scope.")
+_function_module = types.FunctionType.__dict__["__module__"].__get__
 
 
 def _carrying(ctx: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,24 +63,59 @@ def _current_if_traced() -> Any:
     return ctx if ctx.get(_SPAN_KEY) is not None else None
 
 
+def _module_of(cls: type) -> str:
+    module = vars(cls).get("__module__")  # the class's own namespace: no metaclass involved
+    return module if type(module) is str else ""
+
+
+def _thread_payload(thread: threading.Thread) -> tuple:
+    """What ``thread`` will run, as ``(target, args, kwargs)``: what a hand-off summary shows."""
+    namespace = vars(thread)
+    if isinstance(thread, threading.Timer):
+        return (namespace.get("function"), namespace.get("args", ()), namespace.get("kwargs", {}))
+    target = namespace.get("_target")
+    if target is None or type(thread).run is not threading.Thread.run:
+        return (thread.run, (), {})  # a subclass's own run()
+    return (target, namespace.get("_args", ()), namespace.get("_kwargs", {}))
+
+
+def _is_plumbing(thread: threading.Thread, target: Any) -> bool:
+    """Whether ``thread`` (running ``target``) is a library's own worker (see the module docstring)."""
+    if _module_of(type(thread)).startswith(_PLUMBING):
+        return True
+    if type(target) is types.MethodType:
+        target = target.__func__
+    if type(target) is types.FunctionType:
+        module = _function_module(target)
+        return type(module) is str and module.startswith(_PLUMBING)
+    return False
+
+
 def _thread_start(wrapped: Any, instance: threading.Thread, args: tuple, kwargs: dict) -> Any:
     ctx = _current_if_traced()
-    if ctx is not None:
+    if ctx is None or internal.get():
+        return wrapped(*args, **kwargs)
+    payload = _thread_payload(instance)
+    if not _is_plumbing(instance, payload[0]):
         run = instance.run  # the subclass's own run(), if it has one
         if handoff_hook is not None:
-            run = handoff_hook("threading.Thread", ctx, run) or run
+            run = handoff_hook("threading.Thread", ctx, run, payload) or run
         instance.run = _carrying(ctx, run)  # type: ignore[method-assign]
     return wrapped(*args, **kwargs)
 
 
 def _executor_submit(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     ctx = _current_if_traced()
-    if ctx is None or not args:
+    if ctx is None or not args or internal.get():
         return wrapped(*args, **kwargs)
     fn = args[0]
     if handoff_hook is not None:
-        fn = handoff_hook(f"{type(instance).__name__}", ctx, fn) or fn
-    return wrapped(_carrying(ctx, fn), *args[1:], **kwargs)
+        fn = handoff_hook("concurrent.futures.ThreadPoolExecutor", ctx, fn, (fn, args[1:], kwargs)) or fn
+    token = internal.set(True)  # the pool's work queue and the workers it starts are plumbing
+    try:
+        return wrapped(_carrying(ctx, fn), *args[1:], **kwargs)
+    finally:
+        internal.reset(token)
 
 
 def install() -> None:

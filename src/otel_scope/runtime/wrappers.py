@@ -7,6 +7,11 @@ the span record (:func:`tracing.decide`)? Only then are arguments serialized and
 
 Generators and async generators get a span that covers the whole iteration, ends on
 exhaustion, ``close()`` or error, and is current only while the generator body runs.
+
+A probe with ``state`` set (a ``--scope-state`` target) also records which attributes of the
+receiver a call changed (:mod:`otel_scope.runtime.state`); that takes a separate path, so a call
+without it pays one attribute check. Each recorded span also takes the messages waiting for it
+in its thread or task (:mod:`otel_scope.runtime.messages`), once the process has any.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from otel_scope import semconv
 from otel_scope.capture import RateLimiter, Serializer
-from otel_scope.runtime import tracing
+from otel_scope.runtime import messages, state, tracing
 
 _log = logging.getLogger("otel_scope")
 
@@ -59,11 +64,12 @@ def record_exception(span: Span, exc: BaseException, serializer: Serializer) -> 
     goes through the safe serializer's view of the exception's ``args``.
     """
     try:
-        exc_type = type(exc)
-        type_name = exc_type.__qualname__ if exc_type.__module__ == "builtins" else serializer.type_name(exc)
-        message = ", ".join(serializer(arg) for arg in exc.args) if exc.args else ""
-        if len(exc.args) == 1 and type(exc.args[0]) is str:
-            message = exc.args[0][: serializer.max_length]
+        type_name = serializer.type_name(exc)  # read through type's own descriptors
+        args = BaseException.args.__get__(exc)  # the builtin slot, not a user property
+        if len(args) == 1 and type(args[0]) is str:
+            message = args[0][: serializer.max_length]
+        else:
+            message = ", ".join(serializer(arg) for arg in args)
         stack = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
         span.add_event(
             "exception",
@@ -176,6 +182,8 @@ class RuntimeProbe:
         return attrs
 
     def _finish(self, span: Span, exc: BaseException | None) -> None:
+        if messages.waiting:
+            messages.settle(span)
         if self.on_finish is not None:
             try:
                 self.on_finish(self, span, exc)
@@ -194,7 +202,7 @@ class RuntimeProbe:
         if ctx is None:
             return wrapped(*args, **kwargs)
         kind = self.kind
-        if kind != "function":
+        if kind != "function" or self.state:
             return self._call_special(kind, ctx, wrapped, instance, args, kwargs)
         attrs = self._call_attributes(instance, args, kwargs)
         if self.limiter is not None and self.limiter.dropped:
@@ -203,6 +211,8 @@ class RuntimeProbe:
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
+        if messages.waiting:
+            messages.claim(span, self.name)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -222,13 +232,21 @@ class RuntimeProbe:
     ) -> Any:
         attrs = self._call_attributes(instance, args, kwargs)
         code = self.code if self.deep else None
+        receiver = state.receiver_of(instance) if self.state else None
+        if kind == "function":  # only with state capture: plain calls take the path in __call__
+            if self.limiter is not None and self.limiter.dropped:
+                attrs[semconv.RATE_LIMITED] = self.limiter.dropped
+            return self._call_with_state(ctx, attrs, code, receiver, wrapped, args, kwargs)
         if kind == "coroutine":
-            return self._coroutine(ctx, attrs, code, wrapped(*args, **kwargs))
-        # Generators: create the span now, but make it current only while the body runs.
+            return self._coroutine(ctx, attrs, code, wrapped(*args, **kwargs), receiver)
+        # Generators: create the span now, but make it current only while the body runs. Their
+        # body interleaves with the caller's, so state is not captured for them.
         started = tracing.begin(self.name, attrs, ctx, code, owned=True)
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
+        if messages.waiting:
+            messages.claim(span, self.name)
         span_ctx = otel_context.get_current()
         try:
             gen = wrapped(*args, **kwargs)
@@ -241,18 +259,60 @@ class RuntimeProbe:
             return _traced_generator(self, gen, span, span_ctx)
         return _traced_async_generator(self, gen, span, span_ctx)
 
-    async def _coroutine(self, ctx: Any, attrs: dict, code: CodeType | None, coro: Any) -> Any:
+    def _call_with_state(
+        self,
+        ctx: Any,
+        attrs: dict,
+        code: CodeType | None,
+        receiver: Any,
+        wrapped: Any,
+        args: tuple,
+        kwargs: dict,
+    ) -> Any:
+        """A plain call whose receiver's attributes are compared before and after."""
         started = tracing.begin(self.name, attrs, ctx, code, owned=True)
         if started is None:
-            return await coro
+            return wrapped(*args, **kwargs)
         span, token = started
+        if messages.waiting:
+            messages.claim(span, self.name)
+        before = state.snapshot(receiver, self.serializer) if receiver is not None else None
         try:
-            result = await coro
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
+            state.record_changes(span, before, receiver, self.serializer)
             record_exception(span, exc, self.serializer)
             self._finish(span, exc)
             raise
         else:
+            state.record_changes(span, before, receiver, self.serializer)
+            if self.capture_return:
+                span.set_attribute(semconv.RETURN_VALUE, self.serializer(result))
+            self._finish(span, None)
+            return result
+        finally:
+            tracing.end_call(span, token)
+
+    async def _coroutine(
+        self, ctx: Any, attrs: dict, code: CodeType | None, coro: Any, receiver: Any = None
+    ) -> Any:
+        started = tracing.begin(self.name, attrs, ctx, code, owned=True)
+        if started is None:
+            return await coro
+        span, token = started
+        if messages.waiting:
+            messages.claim(span, self.name)
+        # Taken when the body starts running, not when the coroutine object was created.
+        before = state.snapshot(receiver, self.serializer) if receiver is not None else None
+        try:
+            result = await coro
+        except BaseException as exc:
+            state.record_changes(span, before, receiver, self.serializer)
+            record_exception(span, exc, self.serializer)
+            self._finish(span, exc)
+            raise
+        else:
+            state.record_changes(span, before, receiver, self.serializer)
             if self.capture_return:
                 span.set_attribute(semconv.RETURN_VALUE, self.serializer(result))
             self._finish(span, None)

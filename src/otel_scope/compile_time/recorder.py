@@ -1,0 +1,529 @@
+"""Runtime support for rewritten functions: probes, per-call recorders, and the event budget.
+
+Each instrumented function has one :class:`Probe` (a module global ``_otel_scope_p_<n>``). On
+entry the function asks ``probe.enter()`` for a :class:`CallRecorder`; ``None`` (capture off,
+rate limited, span sampled out, no SDK) makes it run its original, untouched body, so a call
+that records nothing costs one attribute read, or one method call when a span could record.
+
+A recorder is a local variable of the call, so events belong to the right call whatever the
+threads, tasks or generator suspensions in between. Captures are cheap on purpose: a capture
+stores ``(sequence, time, point, hit, values)`` in a list, keeping immutable scalars as they
+are and serializing anything else at once (so a later mutation cannot change what was seen).
+When the call ends, :meth:`CallRecorder.exit` turns what it kept into span events in one go.
+
+**Event budget.** The SDK keeps only the *last* 128 events of a span. So that a loop never
+silently loses its first iterations, each capture point keeps its first ``loop_sample`` hits and
+a ring of its last ``loop_sample`` hits; the hits in between are counted, not kept. If the kept
+events still exceed ``max_events``, the earliest half and the latest half of the budget are
+emitted and the middle is counted. Counts and reasons go on the span
+(``otel_scope.captures.recorded``, ``.dropped``, ``.dropped_reason``).
+
+Nothing here may raise into the user's program: every entry point catches its own errors, and
+the first error disables compile-time capture for the process with one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import time_ns
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import Event as _SdkEvent
+from opentelemetry.sdk.trace import _Span as _SdkSpan
+from opentelemetry.trace import Status, StatusCode
+
+from otel_scope import semconv as sc
+from otel_scope.capture import REDACTED
+from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
+from otel_scope.runtime.tracing import begin, claim_call_span, decide
+
+_log = logging.getLogger("otel_scope")
+
+# Values kept as they are until the call ends: immutable, and cheap to serialize later.
+_ATOMIC = frozenset({int, float, bool, type(None), str, bytes, complex})
+DELETED = "<deleted>"  # the value recorded for a name removed by ``del``
+_EVENT_NAMES = {
+    LOCALS: sc.EVENT_LOCALS,
+    DELETE: sc.EVENT_LOCALS,
+    LINE: sc.EVENT_LINE,
+    EXPRESSION: sc.EVENT_EXPRESSION,
+    RETURN: sc.EVENT_RETURN,
+}
+
+
+def _publish(span: Any, events: list[tuple[str, dict, int]]) -> None:
+    """Add ``events`` to ``span`` in one go.
+
+    For an SDK span the events are appended directly, in one locked ``extend``: our attribute
+    values are already bounded strings and ints, so the SDK's per-event attribute validation
+    (most of ``add_event``'s cost) has nothing to do. Any other span gets ``add_event``.
+    """
+    if type(span) is _SdkSpan and span._end_time is None:
+        span._events.extend([_SdkEvent(name, attributes, when) for name, attributes, when in events])
+    else:
+        for name, attributes, when in events:
+            span.add_event(name, attributes, when)
+
+
+class _Config:
+    """Process-wide capture settings; :func:`configure` replaces them."""
+
+    def __init__(self) -> None:
+        self.serializer: Any = None
+        self.loop_sample = 5
+        self.max_events = 100
+        self.capture_rate_limit = 0.0
+        self.capture_args = True
+        self.capture_return = True
+        self.generation = 0
+        self.broken = False
+
+    def get_serializer(self) -> Any:
+        if self.serializer is None:
+            from otel_scope.capture import Serializer
+
+            self.serializer = Serializer()
+        return self.serializer
+
+
+_config = _Config()
+
+
+def configure(settings: Any) -> None:
+    """Adopt ``settings`` (an :class:`otel_scope.config.Settings`): serializer, limits, budget.
+
+    Called by the engine at start-up and whenever settings change. Until then, sane defaults
+    apply (the Settings defaults).
+    """
+    from otel_scope.capture import Serializer
+
+    _config.serializer = Serializer.from_settings(settings)
+    _config.loop_sample = max(1, int(settings.loop_sample))
+    _config.max_events = max(1, int(settings.max_events))
+    _config.capture_rate_limit = float(settings.capture_rate_limit)
+    _config.capture_args = bool(settings.capture_args)
+    _config.capture_return = bool(settings.capture_return)
+    _config.generation += 1
+    _config.broken = False
+
+
+_registry: dict[str, dict[str, Probe]] = {}
+
+
+def bind_probes(namespace: dict[str, Any], specs: tuple) -> None:
+    """Create a rewritten module's probes in its namespace (the module's first statement).
+
+    ``specs`` is ``((global name, FunctionSpec.to_data()), ...)``. The probes are also kept in a
+    registry by module name, so the engine can switch them (see :func:`probes`).
+    """
+    for name, data in specs:
+        spec = FunctionSpec.from_data(data)
+        probe = Probe(spec)
+        namespace[name] = probe
+        _registry.setdefault(spec.module, {})[name] = probe
+
+
+def register(name: str, probe: Probe) -> None:
+    """Track a probe installed outside a module's first statement (on-demand recompilation)."""
+    _registry.setdefault(probe.spec.module, {})[name] = probe
+
+
+def probes(module: str) -> list[Probe]:
+    """The probes of module ``module`` (set ``probe.on`` to switch a function's capture)."""
+    return list(_registry.get(module, {}).values())
+
+
+def _disable(exc: BaseException) -> None:
+    """A recorder bug: switch compile-time capture off for the process, with one warning."""
+    if not _config.broken:
+        _config.broken = True
+        _log.warning(
+            "otel-scope: compile-time capture switched off after an internal error "
+            "(the program is not affected): %s: %s",
+            type(exc).__name__,
+            exc,
+        )
+
+
+class _PointInfo:
+    """What emitting one point's events needs, computed once per probe."""
+
+    __slots__ = (
+        "_secret",
+        "_secret_for",
+        "event",
+        "kind",
+        "line",
+        "names",
+        "text",
+        "type_keys",
+        "value_keys",
+    )
+
+    def __init__(self, kind: str, line: int, names: tuple[str, ...], text: str) -> None:
+        self.kind = kind
+        self.line = line
+        self.names = names
+        self.text = text
+        self.event = _EVENT_NAMES[kind]
+        self.value_keys = tuple(sc.VAR_PREFIX + n for n in names)
+        self.type_keys = tuple(sc.VAR_PREFIX + n + sc.VAR_TYPE_SUFFIX for n in names)
+        self._secret: tuple[bool, ...] = ()
+        self._secret_for: Any = None
+
+    def secret(self, serializer: Any) -> tuple[bool, ...]:
+        """Which of the point's names are redacted (asked once per serializer, not per value)."""
+        if self._secret_for is not serializer:
+            is_secret = serializer.redactor.is_secret
+            self._secret = tuple(_is_secret(is_secret, n) for n in self.names)
+            self._secret_for = serializer
+        return self._secret
+
+
+def _is_secret(is_secret: Any, name: str) -> bool:
+    try:
+        return bool(is_secret(name))
+    except Exception:
+        return True  # a name that cannot be checked is not trusted
+
+
+class Probe:
+    """One instrumented function's switch, span name and attributes (see the module doc).
+
+    ``on`` is read by the rewritten code on every call; set it to ``False`` to make the function
+    run its original body with no other cost.
+    """
+
+    __slots__ = ("__weakref__", "_generation", "_limiter", "attributes", "name", "on", "points", "spec")
+
+    def __init__(self, spec: FunctionSpec, enabled: bool = True) -> None:
+        self.on = enabled
+        self.spec = spec
+        self.name = f"{spec.module}.{spec.qualname}"
+        self.attributes = {
+            sc.CODE_FUNCTION_NAME: self.name,
+            sc.CODE_FILE_PATH: spec.filename,
+            sc.CODE_LINE_NUMBER: spec.def_line,
+            sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
+        }
+        if spec.target:
+            self.attributes[sc.TARGET] = spec.target
+        self.points = [_PointInfo(p.kind, p.line, p.names, p.text) for p in spec.points]
+        self._limiter: Any = None
+        self._generation = -1
+
+    def _allow(self) -> bool:
+        if self._generation != _config.generation:
+            self._generation = _config.generation
+            if _config.capture_rate_limit > 0:
+                from otel_scope.capture import RateLimiter
+
+                self._limiter = RateLimiter(_config.capture_rate_limit)
+            else:
+                self._limiter = None
+        return self._limiter is None or self._limiter.allow()
+
+    def enter(self) -> CallRecorder | None:
+        """A recorder for this call, or ``None`` when nothing would be recorded."""
+        try:
+            if _config.broken:
+                return None
+            context = decide()  # None: no SDK, sampled out, or outside an explicit session
+            if context is None:
+                return None
+            span = claim_call_span()  # a runtime wrapper's span for this very call: share it
+            if span is not None:
+                return CallRecorder(self, span, None, False) if self._allow() else None
+            if not self._allow():
+                return None
+            started = begin(self.name, self.attributes, context)
+            if started is None:
+                return None
+            return CallRecorder(self, started[0], started[1], True)
+        except Exception as exc:
+            _disable(exc)
+            return None
+
+
+class _Rendered:
+    """A value serialized at capture time (it was mutable)."""
+
+    __slots__ = ("text", "type")
+
+    def __init__(self, text: str, type_name: str) -> None:
+        self.text = text
+        self.type = type_name
+
+
+class CallRecorder:
+    """Collects one call's captures and emits them as events when the call ends."""
+
+    __slots__ = (
+        "args",
+        "context",
+        "error",
+        "evicted",
+        "first",
+        "hits",
+        "limiter_dropped",
+        "own",
+        "probe",
+        "redacted",
+        "return_value",
+        "returned",
+        "rings",
+        "seq",
+        "span",
+        "token",
+        "yields",
+    )
+
+    def __init__(self, probe: Probe, span: Any, token: object, own: bool) -> None:
+        self.probe = probe
+        self.span = span
+        self.token = token
+        self.own = own
+        # What resume() re-attaches after a yield: only generators need it.
+        self.context = otel_context.get_current() if own and probe.spec.generator else None
+        self.hits = [0] * len(probe.points)
+        self.first: list[tuple] = []
+        self.rings: dict[int, list] | None = None
+        self.seq = 0
+        self.evicted = 0
+        self.returned = False
+        self.return_value: Any = None
+        self.error: BaseException | None = None
+        self.yields = 0
+        limiter = probe._limiter
+        self.limiter_dropped = limiter.dropped if limiter is not None else 0
+        self.redacted = 0
+        self.args: dict[str, str] = {}
+
+    # --- called by the rewritten code -----------------------------------------------------------
+
+    def v(self, index: int, *values: Any) -> None:
+        """Names assigned by the statement of point ``index`` now hold ``values``."""
+        try:
+            for value in values:
+                if type(value) not in _ATOMIC:
+                    values = self._render(index, values)
+                    break
+            self._keep(index, values)
+        except Exception as exc:
+            _disable(exc)
+
+    def d(self, index: int) -> None:
+        """Names of point ``index`` were deleted."""
+        try:
+            self._keep(index, None)
+        except Exception as exc:
+            _disable(exc)
+
+    def l(self, index: int) -> None:  # noqa: E743 - one letter keeps rewritten lines short
+        """Line of point ``index`` was reached."""
+        try:
+            self._keep(index, None)
+        except Exception as exc:
+            _disable(exc)
+
+    def x(self, index: int, value: Any) -> Any:
+        """An expression of point ``index`` evaluated to ``value``; returns it unchanged."""
+        try:
+            self._keep(index, (value,) if type(value) in _ATOMIC else self._render(index, (value,)))
+        except Exception as exc:
+            _disable(exc)
+        return value
+
+    def ret(self, index: int, value: Any) -> Any:
+        """The call returns ``value`` from point ``index``; returns it unchanged."""
+        try:
+            self.returned = True
+            self.return_value = value
+            self._keep(index, None)
+        except Exception as exc:
+            _disable(exc)
+        return value
+
+    def a(self, *values: Any) -> None:
+        """The call's arguments (in parameter order): span attributes of a span we opened."""
+        try:
+            if self.own and _config.capture_args:
+                serializer = _config.get_serializer()
+                params = self.probe.spec.params
+                pairs = zip(params, values, strict=True)
+                self.args = {sc.ARG_PREFIX + n: serializer.named(n, v) for n, v in pairs}
+        except Exception as exc:
+            _disable(exc)
+
+    def suspend(self, value: Any) -> Any:
+        """A generator is about to yield ``value``: take our span out of the current context."""
+        self.yields += 1
+        if self.token is not None:
+            try:
+                otel_context.detach(self.token)  # type: ignore[arg-type]
+            except Exception:
+                pass  # resumed in another context; nothing of ours is attached there
+            self.token = None
+        return value
+
+    def resume(self, value: Any) -> Any:
+        """A generator resumed (``value`` was sent in): make our span current again."""
+        if self.own and self.token is None:
+            try:
+                self.token = otel_context.attach(self.context)  # type: ignore[arg-type]
+            except Exception as exc:
+                _disable(exc)
+        return value
+
+    def __enter__(self) -> CallRecorder:
+        return self
+
+    def __exit__(self, error_type: type | None, error: BaseException | None, tb: Any) -> None:
+        """The call ended (``error`` if it raised): emit the events and close our span."""
+        self.error = error
+        self.exit()
+
+    def exit(self) -> None:
+        """The call ended: emit the events, close our span (never raises)."""
+        summary: dict[str, Any] = {}
+        try:
+            summary = self._emit()
+        except Exception as exc:
+            _disable(exc)
+        try:
+            if self.own:
+                self._close(summary)
+            elif summary:
+                self.span.set_attributes(summary)
+        except Exception as exc:
+            _disable(exc)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _render(self, index: int, values: tuple) -> tuple:
+        serializer = _config.get_serializer()
+        secret = self.probe.points[index].secret(serializer) or (False,) * len(values)
+        rendered = []
+        for hidden, value in zip(secret, values, strict=True):
+            if type(value) in _ATOMIC:
+                rendered.append(value)
+            elif hidden:
+                self.redacted += 1
+                rendered.append(_Rendered(REDACTED, serializer.type_name(value)))
+            else:
+                rendered.append(_Rendered(serializer(value), serializer.type_name(value)))
+        return tuple(rendered)
+
+    def _keep(self, index: int, payload: Any) -> None:
+        hits = self.hits
+        hit = hits[index] = hits[index] + 1
+        self.seq += 1
+        entry = (self.seq, time_ns(), index, hit, payload)
+        sample = _config.loop_sample
+        if hit <= sample:
+            self.first.append(entry)
+            return
+        rings = self.rings
+        if rings is None:
+            rings = self.rings = {}
+        ring = rings.get(index)
+        if ring is None:
+            ring = rings[index] = [None] * sample
+        slot = (hit - sample - 1) % sample
+        if ring[slot] is not None:
+            self.evicted += 1
+        ring[slot] = entry
+
+    def _emit(self) -> dict[str, Any]:
+        """Publish the kept captures as events; the span attributes that summarize them."""
+        entries = self.first
+        if self.rings:
+            entries = entries + [e for ring in self.rings.values() for e in ring if e is not None]
+            entries.sort(key=lambda e: e[0])
+        budget = _config.max_events
+        over = len(entries) - budget
+        if over > 0:
+            head = budget - budget // 2
+            entries = entries[:head] + entries[len(entries) - (budget - head) :]
+        span = self.span
+        context = span.get_span_context()
+        common = {
+            sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
+            sc.SESSION_ID: f"{context.trace_id:032x}",
+            sc.CALL_ID: f"{context.span_id:016x}",
+        }
+        serializer = _config.get_serializer()
+        type_name = serializer.type_name
+        points = self.probe.points
+        bases: dict[int, dict] = {}
+        out = []
+        for _seq, when, index, hit, payload in entries:
+            point = points[index]
+            base = bases.get(index)
+            if base is None:
+                base = bases[index] = {**common, sc.CODE_LINE_NUMBER: point.line}
+            attributes = base.copy()
+            attributes[sc.HIT] = hit
+            kind = point.kind
+            if kind == LOCALS:
+                secret = point.secret(serializer)
+                for hidden, vkey, tkey, value in zip(
+                    secret, point.value_keys, point.type_keys, payload, strict=True
+                ):
+                    if type(value) is _Rendered:
+                        attributes[vkey] = value.text
+                        attributes[tkey] = value.type
+                    else:
+                        if hidden:
+                            self.redacted += 1
+                        attributes[vkey] = REDACTED if hidden else serializer(value)
+                        attributes[tkey] = type_name(value)
+            elif kind == DELETE:
+                for vkey in point.value_keys:
+                    attributes[vkey] = DELETED
+            elif kind == EXPRESSION:
+                value = payload[0]
+                attributes[sc.EXPRESSION_TEXT] = point.text
+                text = value.text if type(value) is _Rendered else serializer(value)
+                attributes[sc.EXPRESSION_VALUE] = text
+            elif kind == RETURN and _config.capture_return and hit == self.hits[index] and self.returned:
+                attributes[sc.RETURN_VALUE] = serializer(self.return_value)
+                attributes[sc.RETURN_TYPE] = serializer.type_name(self.return_value)
+            out.append((point.event, attributes, when))
+        _publish(span, out)
+        dropped = self.evicted + max(0, over)
+        reasons = [r for r, n in (("loop_sampling", self.evicted), ("max_events", over)) if n > 0]
+        summary: dict[str, Any] = {sc.CAPTURES_RECORDED: len(entries), sc.CAPTURES_DROPPED: dropped}
+        if reasons:
+            summary[sc.CAPTURES_DROPPED_REASON] = ",".join(reasons)
+        if self.redacted:
+            summary[sc.REDACTED_COUNT] = self.redacted
+        if self.limiter_dropped:
+            summary[sc.RATE_LIMITED] = self.limiter_dropped
+        return summary
+
+    def _close(self, summary: dict[str, Any]) -> None:
+        span, error = self.span, self.error
+        attributes = {**self.args, **summary}
+        if self.probe.spec.generator:
+            attributes[sc.YIELD_COUNT] = self.yields
+            attributes[sc.GENERATOR_END] = (
+                "exhausted" if error is None else "closed" if isinstance(error, GeneratorExit) else "error"
+            )
+        if error is not None and not isinstance(error, GeneratorExit):
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        elif self.returned and _config.capture_return:
+            serializer = _config.get_serializer()
+            attributes[sc.RETURN_VALUE] = serializer(self.return_value)
+            attributes[sc.RETURN_TYPE] = serializer.type_name(self.return_value)
+        if attributes:
+            span.set_attributes(attributes)
+        if self.token is not None:
+            try:
+                otel_context.detach(self.token)  # type: ignore[arg-type]
+            except Exception:
+                pass  # the generator finished in another context than it started
+            self.token = None
+        span.end()

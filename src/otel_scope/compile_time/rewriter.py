@@ -1,0 +1,1080 @@
+"""Rewriting a module's source so chosen functions report their locals, lines and returns.
+
+Two stages, so that line numbers stay exact:
+
+1. **libcst** (:class:`CaptureInserter`) finds the planned functions by qualified name and
+   inserts calls to the per-call recorder (``_otel_scope_r.v(3, x, y)``) after every statement
+   that assigns captured locals, at the start of blocks that bind names (``for``, ``with``,
+   ``except``, ``case``) and before chosen lines. It never changes a character of an original
+   line: each insertion is a *new line* carrying a marker comment ``#@otel-scope:<line>`` that
+   names the original line it belongs to. Only in one-line blocks (``if x: y = 1``), where no
+   new line can go, calls are appended after the block's last statement, which leaves every
+   original column in place too.
+
+2. **ast** (:func:`_assemble`) parses the generated text, maps every line back to the original
+   (unmarked lines are the original lines in order, marked lines take their marker's line), and
+   then does the edits that must not move a single character: the function boundary (enter,
+   exception, exit), return and ``yield`` wrappers, expression capture, and a second, untouched
+   copy of the body that runs when nothing is recorded. Nodes it adds have no line at all
+   (``lineno = -1``), which CPython compiles to instructions without a line, except the entry
+   test, which takes the first statement's line, and wrappers, which take the line of what they
+   wrap: tracebacks, ``f_lineno``, ``sys.settrace`` line events and coverage see exactly the
+   original lines and events.
+
+A planned function becomes::
+
+    def f(a):
+        "docstring"
+        global g                                  # hoisted: both copies assign it
+        if not _otel_scope_p_0.on or (_otel_scope_r := _otel_scope_p_0.enter()) is None:
+            <the original body>                   # not recording: the original code, unchanged
+        else:
+            with _otel_scope_r:                   # records an exception, emits events, ends
+                _otel_scope_r.a(a)                # the span we opened
+                <the body with recorder calls>
+
+Anything that cannot be rewritten safely is compiled from the original source instead and
+reported in :attr:`RewriteResult.skipped`; the rewriter never produces broken code.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import copy
+import dis
+import fnmatch
+import gc
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import CodeType
+from typing import Any
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from otel_scope.compile_time.spec import (
+    DELETE,
+    EXPRESSION,
+    LINE,
+    LOCALS,
+    PROBE_PREFIX,
+    RECORDER,
+    RETURN,
+    FunctionSpec,
+    Point,
+)
+from otel_scope.targets.plan import CapturePlan
+
+_log = logging.getLogger("otel_scope")
+
+MARKER = "#@otel-scope:"
+_MARKER_RE = re.compile(r"#@otel-scope:(\d+)$")
+_NEWLINE_RE = re.compile(r"\r\n|\r|\n")
+
+# Calls that read or write a frame's local variables behind the compiler's back: with the
+# recorder's own local (``_otel_scope_r``) in the frame, their results would differ.
+_FRAME_READERS = frozenset({"locals", "exec", "eval"})
+_FRAME_ATTRIBUTES = frozenset({"_getframe", "currentframe", "f_locals"})
+
+
+@dataclass
+class RewriteResult:
+    """The outcome of :func:`rewrite_source`.
+
+    ``code`` is the module's code object, ready for ``exec`` in the module's namespace: its first
+    statement creates the probes (see :func:`otel_scope.compile_time.recorder.bind_probes`), so
+    the code is self-contained (cached code, ``python -m``, ``importlib.reload`` all work).
+    ``instrumented`` lists the qualified names that were rewritten; ``skipped`` maps each planned
+    function that was not to the reason. ``specs`` maps each probe's global name to its
+    :class:`FunctionSpec`; ``generated`` is stage 1's text, for debugging.
+    """
+
+    code: Any
+    instrumented: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    specs: dict[str, FunctionSpec] = field(default_factory=dict)
+    generated: str = ""
+
+
+def plan_for(plans: Mapping[str, CapturePlan], qualname: str) -> CapturePlan | None:
+    """The plan for ``qualname``: an exact key first, else a glob key (``*``, ``Class.*``)."""
+    plan = plans.get(qualname)
+    if plan is not None:
+        return plan
+    for key, candidate in plans.items():
+        if "*" in key and fnmatch.fnmatchcase(qualname, key):
+            return candidate
+    return None
+
+
+def rewrite_source(
+    source: str,
+    filename: str,
+    module_name: str,
+    plans: Mapping[str, CapturePlan],
+    *,
+    probe_prefix: str = PROBE_PREFIX,
+    prelude: bool = True,
+) -> RewriteResult:
+    """Rewrite the functions of a module named in ``plans`` (keys are ``__qualname__`` values).
+
+    Never raises for a module that compiles: whatever cannot be instrumented is compiled from
+    the original source and listed in ``skipped`` with a one-line reason (also logged).
+    ``probe_prefix`` names the probe globals; ``prelude=False`` leaves out the statement that
+    creates them (on-demand recompilation installs its probe itself).
+    """
+    result = RewriteResult(code=None)
+    collecting = gc.isenabled()
+    gc.disable()  # libcst allocates many short-lived objects: collections would cost ~15%
+    try:
+        _rewrite(source, filename, module_name, plans, probe_prefix, prelude, result)
+    except Exception as exc:  # a rewriter bug must not break the user's import
+        reason = f"otel-scope could not rewrite {filename}: {type(exc).__name__}: {exc}"
+        result.skipped.update(dict.fromkeys(result.instrumented or plans, reason))
+        result.instrumented.clear()
+        result.specs.clear()
+        result.code = None
+    finally:
+        if collecting:
+            gc.enable()
+    if result.code is None:
+        result.code = compile(source, filename, "exec", dont_inherit=True)
+    for qualname, reason in result.skipped.items():
+        _log.warning("otel-scope: %s.%s left uninstrumented: %s", module_name, qualname, reason)
+    return result
+
+
+def _rewrite(
+    source: str,
+    filename: str,
+    module_name: str,
+    plans: Mapping[str, CapturePlan],
+    probe_prefix: str,
+    prelude: bool,
+    result: RewriteResult,
+) -> None:
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as exc:
+        reason = f"libcst cannot parse the module ({str(exc).splitlines()[0]})"
+        result.skipped.update(dict.fromkeys(plans, reason))
+        return
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)  # freshly parsed: nobody else holds it
+    inserter = CaptureInserter(plans, module_name, filename)
+    generated = wrapper.visit(inserter).code
+    result.skipped.update(inserter.skipped)
+    if not inserter.functions:
+        return
+    line_map = _line_map(source, generated)
+    if line_map is None:
+        reason = "the rewritten text did not keep the original lines (please report this)"
+        result.skipped.update(dict.fromkeys(inserter.order, reason))
+        return
+    tree = ast.parse(generated, filename)
+    _remap_lines(tree, line_map)
+    original_tree = ast.parse(source, filename)
+    originals = {key: node for key, node in _functions(original_tree)}
+    counter = 0
+    for key, node, parent_body in _functions_with_parents(tree):
+        state = inserter.functions.get(key)
+        if state is None:
+            continue
+        qualname = key[0]
+        probe_name = f"{probe_prefix}{counter}"
+        try:
+            _assemble(node, state, probe_name, source)
+        except Exception as exc:
+            index = next(i for i, n in enumerate(parent_body) if n is node)
+            parent_body[index] = originals[key]
+            result.skipped[qualname] = f"rewriting failed ({type(exc).__name__}: {exc})"
+            continue
+        counter += 1
+        result.specs[probe_name] = state.spec
+        result.instrumented.append(qualname)
+    if prelude and result.specs:
+        _add_prelude(tree, result.specs)
+    _fix_positions(tree)
+    result.code = compile(tree, filename, "exec", dont_inherit=True)
+    result.generated = generated
+
+
+# --- stage 1: libcst --------------------------------------------------------------------------
+
+
+@dataclass
+class _FunctionState:
+    """A planned function while the inserter walks it."""
+
+    plan: CapturePlan
+    spec: FunctionSpec
+    body: cst.BaseSuite
+    lines: frozenset[int]
+
+    def line_to_report(self, first: int, last: int) -> int | None:
+        """The line event a statement spanning ``first..last`` gets, if any."""
+        if self.plan.at_least("lines"):
+            return first
+        if not self.plan.at_least("locals"):
+            return None
+        for line in range(first, last + 1):
+            if line in self.lines:
+                return line
+        return None
+
+
+@dataclass
+class _Scope:
+    kind: str  # "function" or "class"
+    name: str
+    state: _FunctionState | None = None
+
+
+class CaptureInserter(cst.CSTTransformer):
+    """Insert recorder calls into the functions named in a plan (stage 1, see module doc).
+
+    After the visit, :attr:`functions` maps ``(qualname, def line)`` to the state of each
+    rewritten function and :attr:`skipped` maps qualified names to the reason they were not.
+    """
+
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, plans: Mapping[str, CapturePlan], module_name: str, filename: str) -> None:
+        super().__init__()
+        self.plans = plans
+        self.module_name = module_name
+        self.filename = filename
+        self.stack: list[_Scope] = []
+        self.functions: dict[tuple[str, int], _FunctionState] = {}
+        self.order: list[str] = []
+        self.skipped: dict[str, str] = {}
+
+    # Nodes whose insides never hold a statement or a function: not walked (most of the tree).
+    # Their leave_ methods still run; what they need they read from the original node.
+    _OPAQUE = (
+        cst.BaseExpression,
+        cst.SimpleStatementLine,
+        cst.SimpleStatementSuite,
+        cst.Decorator,
+        cst.Parameters,
+        cst.Annotation,
+    )
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, self._OPAQUE):
+            return False
+        return super().on_visit(node)
+
+    # -- scopes ----------------------------------------------------------------------------
+
+    def _qualname(self, name: str) -> str:
+        parts: list[str] = []
+        for scope in self.stack:
+            parts.append(scope.name)
+            if scope.kind == "function":
+                parts.append("<locals>")
+        parts.append(name)
+        return ".".join(parts)
+
+    def _current(self) -> _FunctionState | None:
+        return self.stack[-1].state if self.stack and self.stack[-1].kind == "function" else None
+
+    def _line(self, node: cst.CSTNode) -> int:
+        return self.get_metadata(PositionProvider, node).start.line
+
+    def _last_line(self, node: cst.CSTNode) -> int:
+        return self.get_metadata(PositionProvider, node).end.line
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.stack.append(_Scope("class", node.name.value))
+
+    def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
+        self.stack.pop()
+        return updated_node
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        qualname = self._qualname(node.name.value)
+        plan = plan_for(self.plans, qualname)
+        state = None
+        if plan is not None:
+            problem = _unsafe(node)
+            if problem:
+                self.skipped[qualname] = problem
+            else:
+                def_line = self._line(node.name)
+                spec = FunctionSpec(
+                    module=self.module_name,
+                    qualname=qualname,
+                    filename=self.filename,
+                    def_line=def_line,
+                    target=plan.target,
+                    params=_parameter_names(node.params),
+                )
+                state = _FunctionState(plan, spec, node.body, frozenset(plan.lines))
+                self.functions[(qualname, def_line)] = state
+                self.order.append(qualname)
+        self.stack.append(_Scope("function", node.name.value, state))
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        self.stack.pop()
+        return updated_node
+
+    # -- blocks ----------------------------------------------------------------------------
+
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        state = self._current()
+        if state is None or not state.plan.at_least("locals"):
+            return updated_node
+        is_body = original_node is state.body
+        out: list[cst.BaseStatement] = []
+        for index, (old, new) in enumerate(zip(original_node.body, updated_node.body, strict=True)):
+            first = self._line(old)
+            simple = isinstance(old, cst.SimpleStatementLine)
+            if not (is_body and index == 0 and _is_docstring(old)) and not _is_declaration(old):
+                line = state.line_to_report(first, self._last_line(old) if simple else first)
+                if line is not None:
+                    out.append(_marked([self._call(state, Point(LINE, line), "l")], line))
+            out.append(new)
+            if simple:
+                calls = [c for small in old.body for c in self._after(state, small, first)]
+                if calls:
+                    out.append(_marked(calls, first))
+        return updated_node.with_changes(body=out)
+
+    def leave_SimpleStatementSuite(
+        self, original_node: cst.SimpleStatementSuite, updated_node: cst.SimpleStatementSuite
+    ) -> cst.SimpleStatementSuite:
+        state = self._current()
+        if state is None or not state.plan.at_least("locals"):
+            return updated_node
+        line = self._line(original_node)
+        extra: list[cst.BaseSmallStatement] = []
+        for index, small in enumerate(original_node.body):
+            reported = state.line_to_report(line, line)
+            if reported is not None and index == 0:
+                extra.append(self._call(state, Point(LINE, reported, suite_key=0), "l"))
+            extra.extend(self._after(state, small, line, suite_key=3 * index + 2))
+        if not extra:
+            return updated_node
+        return updated_node.with_changes(body=[*updated_node.body, *extra])
+
+    # -- names bound by compound statements: captured at the start of their block ---------------
+
+    def leave_For(self, original_node: cst.For, updated_node: cst.For) -> cst.For:
+        names = _target_names(original_node.target) + _walrus_names(original_node.iter)
+        return self._head(original_node, updated_node, names)
+
+    def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
+        names: list[str] = []
+        for item in original_node.items:
+            names += _walrus_names(item.item)
+            if item.asname is not None:
+                names += _target_names(item.asname.name)
+        return self._head(original_node, updated_node, names)
+
+    def leave_ExceptHandler(
+        self, original_node: cst.ExceptHandler, updated_node: cst.ExceptHandler
+    ) -> cst.ExceptHandler:
+        names = _target_names(original_node.name.name) if original_node.name else []
+        return self._head(original_node, updated_node, names)
+
+    def leave_ExceptStarHandler(
+        self, original_node: cst.ExceptStarHandler, updated_node: cst.ExceptStarHandler
+    ) -> cst.ExceptStarHandler:
+        names = _target_names(original_node.name.name) if original_node.name else []
+        return self._head(original_node, updated_node, names)
+
+    def leave_MatchCase(self, original_node: cst.MatchCase, updated_node: cst.MatchCase) -> cst.MatchCase:
+        collector = _PatternNames()
+        original_node.pattern.visit(collector)
+        names = collector.names + (_walrus_names(original_node.guard) if original_node.guard else [])
+        return self._head(original_node, updated_node, names)
+
+    def leave_If(self, original_node: cst.If, updated_node: cst.If) -> cst.If:
+        names = _walrus_names(original_node.test)
+        node = self._head(original_node, updated_node, names)
+        if names and isinstance(node.orelse, cst.Else):
+            node = node.with_changes(orelse=self._head(original_node, node.orelse, names))
+        return node
+
+    def leave_While(self, original_node: cst.While, updated_node: cst.While) -> cst.While:
+        names = _walrus_names(original_node.test)
+        node = self._head(original_node, updated_node, names)
+        if names and node.orelse is not None:
+            node = node.with_changes(orelse=self._head(original_node, node.orelse, names))
+        return node
+
+    def _head(self, original: cst.CSTNode, updated: Any, names: list[str]) -> Any:
+        """``updated`` with a capture of ``names`` at the start of its block."""
+        state = self._current()
+        if state is None:
+            return updated
+        names = _unique(n for n in names if state.plan.captures(n))
+        if not names:
+            return updated
+        line = self._line(original)
+        body = updated.body
+        if isinstance(body, cst.IndentedBlock):
+            call = self._call(state, Point(LOCALS, line, tuple(names)), "v", names)
+            body = body.with_changes(body=[_marked([call], line), *body.body])
+        else:
+            call = self._call(state, Point(LOCALS, line, tuple(names), suite_key=-1), "v", names)
+            body = body.with_changes(body=[*body.body, call])
+        return updated.with_changes(body=body)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _after(
+        self,
+        state: _FunctionState,
+        small: cst.BaseSmallStatement,
+        line: int,
+        suite_key: int | None = None,
+    ) -> list[cst.BaseSmallStatement]:
+        """Recorder calls that follow one small statement (assignments and ``del``)."""
+        if isinstance(small, cst.Del):
+            names = _unique(n for n in _target_names(small.target) if state.plan.captures(n))
+            if not names:
+                return []
+            return [self._call(state, Point(DELETE, line, tuple(names), suite_key=suite_key), "d")]
+        names = _unique(n for n in _assigned_names(small) if state.plan.captures(n))
+        if not names:
+            return []
+        return [self._call(state, Point(LOCALS, line, tuple(names), suite_key=suite_key), "v", names)]
+
+    def _call(self, state: _FunctionState, point: Point, method: str, names: Sequence[str] = ()) -> cst.Expr:
+        index = state.spec.add(point)
+        args = [cst.Arg(cst.Integer(str(index))), *(cst.Arg(cst.Name(n)) for n in names)]
+        return cst.Expr(cst.Call(cst.Attribute(cst.Name(RECORDER), cst.Name(method)), args))
+
+
+def _marked(calls: list[cst.BaseSmallStatement], line: int) -> cst.SimpleStatementLine:
+    """A new line holding ``calls``, marked as belonging to original line ``line``."""
+    return cst.SimpleStatementLine(
+        body=calls,
+        trailing_whitespace=cst.TrailingWhitespace(
+            whitespace=cst.SimpleWhitespace("  "), comment=cst.Comment(f"{MARKER}{line}")
+        ),
+    )
+
+
+def _unique(names: Iterator[str] | list[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def _is_docstring(statement: cst.BaseStatement) -> bool:
+    if not isinstance(statement, cst.SimpleStatementLine) or not statement.body:
+        return False
+    first = statement.body[0]
+    return isinstance(first, cst.Expr) and isinstance(first.value, (cst.SimpleString, cst.ConcatenatedString))
+
+
+def _is_declaration(statement: cst.BaseStatement) -> bool:
+    """``global``/``nonlocal``: no code, so no line event either."""
+    return isinstance(statement, cst.SimpleStatementLine) and all(
+        isinstance(small, (cst.Global, cst.Nonlocal)) for small in statement.body
+    )
+
+
+def _target_names(node: cst.BaseExpression | cst.BaseAssignTargetExpression) -> list[str]:
+    """Plain names bound by an assignment target (attributes and subscripts are not locals)."""
+    if isinstance(node, cst.Name):
+        return [node.value]
+    if isinstance(node, (cst.Tuple, cst.List)):
+        return [n for element in node.elements for n in _target_names(element.value)]
+    if isinstance(node, cst.StarredElement):
+        return _target_names(node.value)
+    return []
+
+
+class _WalrusNames(cst.CSTVisitor):
+    """Targets of ``:=`` in an expression, comprehensions included (they bind in the function)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False  # a walrus in a lambda binds in the lambda
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self.names += _target_names(node.target)
+
+
+def _walrus_names(node: cst.CSTNode | None) -> list[str]:
+    if node is None:
+        return []
+    collector = _WalrusNames()
+    node.visit(collector)
+    return collector.names
+
+
+class _PatternNames(cst.CSTVisitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def visit_MatchAs(self, node: cst.MatchAs) -> None:
+        if node.name is not None:
+            self.names.append(node.name.value)
+
+    def visit_MatchStar(self, node: cst.MatchStar) -> None:
+        if node.name is not None:
+            self.names.append(node.name.value)
+
+    def visit_MatchMapping(self, node: cst.MatchMapping) -> None:
+        if node.rest is not None:
+            self.names.append(node.rest.value)
+
+
+def _assigned_names(small: cst.BaseSmallStatement) -> list[str]:
+    names: list[str] = []
+    if isinstance(small, cst.Assign):
+        for target in small.targets:
+            names += _target_names(target.target)
+    elif isinstance(small, cst.AnnAssign):
+        if small.value is not None:
+            names += _target_names(small.target)
+    elif isinstance(small, cst.AugAssign):
+        names += _target_names(small.target)
+    elif isinstance(small, cst.Import):
+        for alias in small.names:
+            if alias.asname is not None:
+                names += _target_names(alias.asname.name)
+            else:
+                names.append(cst.Module([]).code_for_node(alias.name).split(".")[0])
+    elif isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+        for alias in small.names:
+            if alias.asname is not None:
+                names += _target_names(alias.asname.name)
+            else:
+                names.append(cst.Module([]).code_for_node(alias.name))
+    if isinstance(small, cst.Return):
+        return []  # a walrus in a return value cannot be captured after the return
+    return names + _walrus_names(small)
+
+
+def _parameter_names(params: cst.Parameters) -> tuple[str, ...]:
+    names = [p.name.value for p in (*params.posonly_params, *params.params)]
+    if isinstance(params.star_arg, cst.Param):
+        names.append(params.star_arg.name.value)
+    names += [p.name.value for p in params.kwonly_params]
+    if params.star_kwarg is not None:
+        names.append(params.star_kwarg.name.value)
+    return tuple(names)
+
+
+class _UnsafeFinder(cst.CSTVisitor):
+    """Finds constructs that make a function unsafe to rewrite (see ``_FRAME_READERS``)."""
+
+    def __init__(self, root: cst.FunctionDef) -> None:
+        super().__init__()
+        self.root = root
+        self.problem = ""
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return node is self.root  # nested functions are separate scopes
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if isinstance(func, cst.Name) and (
+            func.value in _FRAME_READERS or (func.value == "vars" and not node.args)
+        ):
+            self.problem = self.problem or f"it calls {func.value}(), which would see the recorder's local"
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        if node.attr.value in _FRAME_ATTRIBUTES:
+            self.problem = self.problem or f"it uses .{node.attr.value}, which would see the recorder's local"
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if node.value.startswith("_otel_scope_"):
+            self.problem = self.problem or f"it already uses the reserved name {node.value}"
+
+
+def _unsafe(node: cst.FunctionDef) -> str:
+    finder = _UnsafeFinder(node)
+    node.visit(finder)
+    return finder.problem
+
+
+# --- between the stages: lines ----------------------------------------------------------------
+
+
+class _LineMap:
+    """Generated line (1-based) -> original line, plus column maps for lines libcst respaced.
+
+    libcst's round trip is not always exact about blanks (``except (A, B) :`` comes back as
+    ``except (A, B):``). Such a line has the same non-blank characters in the same order, so its
+    columns map exactly; anything else is drift, and the module is left uninstrumented.
+    """
+
+    def __init__(self) -> None:
+        self.lines = [0]
+        self.columns: dict[int, tuple[list[int], list[int]]] = {}
+
+    def start(self, line: int, col: int) -> int:
+        mapped = self.columns.get(line)
+        if mapped is None:
+            return col
+        generated, original = mapped
+        k = bisect.bisect_left(generated, col)
+        return original[k] if k < len(original) else (original[-1] + 1 if original else col)
+
+    def end(self, line: int, col: int) -> int:
+        mapped = self.columns.get(line)
+        if mapped is None:
+            return col
+        generated, original = mapped
+        k = bisect.bisect_left(generated, col)
+        return original[k - 1] + 1 if k > 0 else 0
+
+
+def _blank_free_offsets(text: str) -> list[int]:
+    return [i for i, byte in enumerate(text.encode()) if byte not in b" \t\x0c"]
+
+
+def _line_map(source: str, generated: str) -> _LineMap | None:
+    """Map generated lines back to the original ones; ``None`` if the text drifted.
+
+    Unmarked generated lines must be the original lines, in order and unchanged (a one-line
+    block may have recorder calls appended after its last statement; blanks may differ, see
+    :class:`_LineMap`).
+    """
+    original = _NEWLINE_RE.split(source)
+    result = _LineMap()
+    next_original = 0
+    for text in _NEWLINE_RE.split(generated):
+        expected = original[next_original] if next_original < len(original) else None
+        match = _MARKER_RE.search(text)
+        if match is not None and text != expected:
+            result.lines.append(int(match.group(1)))
+            continue
+        if expected is None:
+            return None
+        if text != expected and not (RECORDER in text and text.startswith(_code_part(expected))):
+            ours, theirs = text, expected
+            if RECORDER in text:  # calls appended to a one-line block: compare what precedes them
+                ours, theirs = text.split(f"; {RECORDER}.", 1)[0], _code_part(expected)
+            if _squeeze(ours) != _squeeze(theirs):
+                return None
+            result.columns[len(result.lines)] = (_blank_free_offsets(ours), _blank_free_offsets(theirs))
+        next_original += 1
+        result.lines.append(next_original)
+    return result if next_original == len(original) else None
+
+
+def _squeeze(text: str) -> str:
+    return "".join(text.split())
+
+
+def _code_part(line: str) -> str:
+    """``line`` without a trailing comment (a heuristic: enough to check an appended call)."""
+    return line.split("#", 1)[0].rstrip()
+
+
+def _remap_lines(tree: ast.AST, line_map: _LineMap) -> None:
+    lines = line_map.lines
+    respaced = line_map.columns
+    for node in ast.walk(tree):
+        if "lineno" in node._attributes:
+            start, end = node.lineno, getattr(node, "end_lineno", None)
+            if start in respaced:
+                node.col_offset = line_map.start(start, node.col_offset)
+            if end is not None and end in respaced and node.end_col_offset is not None:
+                node.end_col_offset = line_map.end(end, node.end_col_offset)
+            node.lineno = lines[start]
+            if end is not None:
+                node.end_lineno = lines[end]
+
+
+def _fix_positions(tree: ast.AST) -> None:
+    """Make every range valid after remapping (a marked last line maps to an earlier line)."""
+    for node in ast.walk(tree):
+        if "lineno" not in node._attributes or node.lineno < 0:
+            continue
+        if node.end_lineno is None or node.end_lineno < node.lineno:
+            node.end_lineno = node.lineno
+            node.end_col_offset = max(node.col_offset, node.end_col_offset or 0)
+        elif node.end_lineno == node.lineno and (node.end_col_offset or 0) < node.col_offset:
+            node.end_col_offset = node.col_offset
+
+
+def _functions(tree: ast.AST) -> Iterator[tuple[tuple[str, int], ast.AST]]:
+    for key, node, _parent in _functions_with_parents(tree):
+        yield key, node
+
+
+def _functions_with_parents(tree: ast.AST) -> Iterator[tuple[tuple[str, int], ast.AST, list]]:
+    """Every function with its ``(qualname, def line)`` key and the list that holds it.
+
+    Inner functions come before the functions that contain them.
+    """
+
+    def walk(node: ast.AST, prefix: str) -> Iterator[tuple[tuple[str, int], ast.AST, list]]:
+        for _name, value in ast.iter_fields(node):
+            if not isinstance(value, list):
+                continue
+            for child in value:
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    qualname = prefix + child.name
+                    yield from walk(child, qualname + ".<locals>.")
+                    yield (qualname, child.lineno), child, value
+                elif isinstance(child, ast.ClassDef):
+                    yield from walk(child, prefix + child.name + ".")
+                elif isinstance(child, ast.AST):
+                    yield from walk(child, prefix)
+
+    yield from walk(tree, "")
+
+
+# --- stage 2: ast ------------------------------------------------------------------------------
+
+_MATCH_CASE = "match_case"  # ast.match_case exists from 3.10 on; compared by name for clarity
+_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Lambda,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
+def _own(node: ast.AST) -> Iterator[ast.AST]:
+    """Nodes of ``node``'s own scope: nested functions, classes, lambdas and comprehensions excluded."""
+    for child in ast.iter_child_nodes(node):
+        yield child
+        if not isinstance(child, _SCOPES):
+            yield from _own(child)
+
+
+def _statement_lists(node: ast.AST) -> Iterator[list]:
+    """Every statement list of ``node``'s own scope (``node``'s body included)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        for name in ("body", "orelse", "finalbody"):
+            value = getattr(current, name, None)
+            if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
+                yield value
+        for child in ast.iter_child_nodes(current):
+            is_block = isinstance(child, (ast.stmt, ast.excepthandler)) or type(child).__name__ == _MATCH_CASE
+            if is_block and not isinstance(child, _SCOPES):
+                stack.append(child)
+
+
+def _probe_index(statement: ast.stmt) -> int | None:
+    """The point index of a recorder call statement inserted by stage 1, else ``None``."""
+    if not isinstance(statement, ast.Expr):
+        return None
+    call = statement.value
+    if (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == RECORDER
+        and call.args
+        and isinstance(call.args[0], ast.Constant)
+    ):
+        return call.args[0].value
+    return None
+
+
+def _place(node: ast.AST, line: int, col: int = -1) -> ast.AST:
+    """Give ``node`` and everything under it one position (``-1``: no line at all)."""
+    for child in ast.walk(node):
+        if "lineno" in child._attributes:
+            child.lineno = child.end_lineno = line
+            child.col_offset = child.end_col_offset = col
+    return node
+
+
+def _place_shallow(node: ast.AST) -> None:
+    """No line for ``node`` itself (its children keep theirs)."""
+    node.lineno = node.end_lineno = node.col_offset = node.end_col_offset = -1
+
+
+def _rec(method: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(
+        func=ast.Attribute(value=ast.Name(RECORDER, ast.Load()), attr=method, ctx=ast.Load()),
+        args=list(args),
+        keywords=[],
+    )
+
+
+def _wrap(method: str, args: list[ast.expr], value: ast.expr, like: ast.AST) -> ast.Call:
+    """``_otel_scope_r.<method>(*args)``, wrapping ``value``, with ``like``'s position.
+
+    ``like`` is the construct whose own instruction follows the wrapper's call (the ``return``,
+    the ``yield``, or the wrapped call itself), so the call adds no line event; the recorder
+    and any constant are loaded at the start of ``value``, where evaluation begins anyway.
+    """
+    call = _rec(method, *args)
+    ast.copy_location(call, like)
+    for synthetic in (call.func, call.func.value, *(a for a in args if a is not value)):
+        ast.copy_location(synthetic, value)
+        synthetic.end_lineno, synthetic.end_col_offset = synthetic.lineno, synthetic.col_offset
+    return call
+
+
+def _assemble(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef, state: _FunctionState, probe: str, source: str
+) -> None:
+    """Turn ``fn`` (already holding stage 1's calls) into the dispatching form (module doc)."""
+    spec, plan = state.spec, state.plan
+    body = list(fn.body)
+    doc: list[ast.stmt] = []
+    if body and _is_docstring_node(body[0]):
+        doc = [body.pop(0)]
+    holder = ast.Module(body=body, type_ignores=[])
+    hoisted = _hoist_declarations(holder)
+    for statements in _statement_lists(holder):
+        _order_suite(statements, spec.points)
+        for statement in statements:
+            if _probe_index(statement) is not None:
+                _place(statement, -1)  # no line of its own: adds no line event
+    if not holder.body:
+        holder.body = [ast.Pass()]
+        _place(holder.body[0], -1)
+    plain = copy.deepcopy(holder)
+    _strip(plain)
+    first_line = _first_line(copy.deepcopy(plain.body), fn)
+    spec.generator = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own(holder))
+    async_generator = spec.generator and isinstance(fn, ast.AsyncFunctionDef)
+    _Boundary(spec, plan, source, async_generator).visit(holder)
+
+    instrumented: list[ast.stmt] = []
+    if spec.params:
+        args = _place(ast.Expr(_rec("a", *[ast.Name(p, ast.Load()) for p in spec.params])), -1)
+        instrumented.append(args)
+    instrumented += holder.body
+    # "with recorder:" rather than try/except/finally: an exception leaving the body is re-raised
+    # by the with statement's own cleanup, which restores the frame's position to the failing
+    # instruction (a bare "raise" in a handler would show no line in pdb's --Return--).
+    guarded = ast.With(items=[ast.withitem(ast.Name(RECORDER, ast.Load()))], body=instrumented)
+    _place_shallow(guarded)
+    _place(guarded.items[0].context_expr, -1)
+    test = ast.BoolOp(
+        op=ast.Or(),
+        values=[
+            ast.UnaryOp(ast.Not(), ast.Attribute(ast.Name(probe, ast.Load()), "on", ast.Load())),
+            ast.Compare(
+                left=ast.NamedExpr(
+                    target=ast.Name(RECORDER, ast.Store()),
+                    value=ast.Call(ast.Attribute(ast.Name(probe, ast.Load()), "enter", ast.Load()), [], []),
+                ),
+                ops=[ast.Is()],
+                comparators=[ast.Constant(None)],
+            ),
+        ],
+    )
+    _place(test, first_line)
+    dispatch = ast.If(test=test, body=plain.body, orelse=[guarded])
+    _place_shallow(dispatch)
+    fn.body = [*doc, *hoisted, dispatch]
+
+
+def _add_prelude(tree: ast.Module, specs: dict[str, FunctionSpec]) -> None:
+    """Create the probes first thing when the module runs (after its docstring and futures)."""
+    data = tuple((name, spec.to_data()) for name, spec in specs.items())
+    # One expression statement: it binds no name of its own in the module (introspection of
+    # the module's namespace sees only the probes, which are not callable).
+    recorder = "__import__('otel_scope.compile_time.recorder', None, None, ('bind_probes',))"
+    statements = ast.parse(f"{recorder}.bind_probes(globals(), {data!r})").body
+    index = 0
+    body = tree.body
+    if body and _is_docstring_node(body[0]):
+        index = 1
+    while index < len(body) and _is_future_import(body[index]):
+        index += 1
+    body[index:index] = [_place(statement, -1) for statement in statements]
+
+
+def _is_docstring_node(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
+
+
+def _is_future_import(statement: ast.stmt) -> bool:
+    return isinstance(statement, ast.ImportFrom) and statement.module == "__future__"
+
+
+def _first_line(body: list[ast.stmt], fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """The line of the first instruction the original body executes.
+
+    The entry test takes this line, so the first line event is the one the original emits. It
+    is not always the first statement's line (``x = (\n a)`` starts on its second line), so
+    the untouched body is compiled alone and its first instruction asked.
+    """
+    fallback = next((s.lineno for s in body if s.lineno > 0), fn.lineno)
+    alone = ast.FunctionDef(
+        name="_",
+        args=ast.arguments([], [], None, [], [], None, []),
+        body=body,
+        decorator_list=[],
+        returns=None,
+    )
+    if isinstance(fn, ast.AsyncFunctionDef):
+        alone = ast.AsyncFunctionDef(**{k: getattr(alone, k) for k in alone._fields if hasattr(alone, k)})
+    ast.copy_location(alone, fn)
+    try:
+        module = compile(ast.Module([alone], []), "<first line>", "exec", dont_inherit=True)
+    except SyntaxError:  # e.g. "nonlocal" without its enclosing function
+        return fallback
+    code = next(c for c in module.co_consts if isinstance(c, CodeType))
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in _PROLOGUE:
+            continue
+        line = _instruction_line(instruction)
+        if line is not None and line > 0:
+            return line
+    return fallback
+
+
+_PROLOGUE = frozenset({"RESUME", "RETURN_GENERATOR", "POP_TOP", "MAKE_CELL", "COPY_FREE_VARS", "GEN_START"})
+
+
+def _instruction_line(instruction: dis.Instruction) -> int | None:
+    positions = getattr(instruction, "positions", None)  # 3.11+
+    if positions is not None:
+        return positions.lineno
+    return instruction.starts_line
+
+
+def _order_suite(statements: list[ast.stmt], points: list[Point]) -> None:
+    """Move calls appended to a one-line block to where they belong (see :class:`Point`)."""
+    keyed: list[tuple[float, ast.stmt]] = []
+    original = 0
+    moved = False
+    for statement in statements:
+        index = _probe_index(statement)
+        key = points[index].suite_key if index is not None else None
+        if index is None:
+            keyed.append((3 * original + 1, statement))
+            original += 1
+        elif key is not None:
+            keyed.append((key, statement))
+            moved = True
+        else:
+            keyed.append((3 * original - 0.5, statement))
+    if moved:
+        keyed.sort(key=lambda item: item[0])
+        statements[:] = [statement for _key, statement in keyed]
+
+
+def _hoist_declarations(holder: ast.Module) -> list[ast.stmt]:
+    """Remove ``global``/``nonlocal`` from the body and return them, to go first.
+
+    Both copies of the body sit in one function; a declaration in the second copy would come
+    after the first copy's assignments, which is a SyntaxError.
+    """
+    hoisted: list[ast.stmt] = []
+    for statements in list(_statement_lists(holder)):
+        kept = []
+        for statement in statements:
+            if isinstance(statement, (ast.Global, ast.Nonlocal)):
+                hoisted.append(statement)
+            else:
+                kept.append(statement)
+        if len(kept) != len(statements):
+            if not kept and statements is not holder.body:
+                kept = [_place(ast.Pass(), -1)]
+            statements[:] = kept
+    return hoisted
+
+
+def _strip(holder: ast.Module) -> None:
+    """Remove stage 1's calls: what is left is the original body."""
+    for statements in list(_statement_lists(holder)):
+        kept = [s for s in statements if _probe_index(s) is None]
+        statements[:] = kept or [_place(ast.Pass(), -1)]
+
+
+class _Boundary(ast.NodeTransformer):
+    """Wrap returns, yields and (level ``expressions``) calls of one function's own scope."""
+
+    def __init__(self, spec: FunctionSpec, plan: CapturePlan, source: str, async_generator: bool) -> None:
+        self.spec = spec
+        self.plan = plan
+        self.source = source
+        self.async_generator = async_generator
+        self.expressions = plan.at_least("expressions")
+        self.lines = frozenset(plan.lines)
+        self._source_lines: list[bytes] | None = None
+
+    def _segment(self, node: ast.AST) -> str:
+        """The source text of ``node`` (ast columns are UTF-8 byte offsets)."""
+        if self._source_lines is None:
+            self._source_lines = [line.encode() for line in _NEWLINE_RE.split(self.source)]
+        lines = self._source_lines[node.lineno - 1 : node.end_lineno]
+        if not lines:
+            return ""
+        if len(lines) == 1:
+            return lines[0][node.col_offset : node.end_col_offset].decode(errors="replace")
+        lines[0] = lines[0][node.col_offset :]
+        lines[-1] = lines[-1][: node.end_col_offset]
+        return b"\n".join(lines).decode(errors="replace")
+
+    def _skip(self, node: ast.AST) -> ast.AST:
+        return node  # another scope: leave it alone
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = _skip
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _skip
+
+    def visit_Return(self, node: ast.Return) -> ast.AST:
+        self.generic_visit(node)
+        if node.value is None:
+            if self.async_generator:
+                return node  # "return <value>" is a SyntaxError in an async generator
+            value = ast.copy_location(ast.Constant(None), node)
+        else:
+            value = node.value
+        index = self.spec.add(Point(RETURN, node.lineno))
+        node.value = _wrap("ret", [ast.Constant(index), value], value, node)
+        return node
+
+    def visit_Yield(self, node: ast.Yield) -> ast.AST:
+        self.generic_visit(node)
+        value = node.value if node.value is not None else ast.copy_location(ast.Constant(None), node)
+        node.value = _wrap("suspend", [value], value, node)
+        return _wrap("resume", [node], node, node)
+
+    def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.AST:
+        self.generic_visit(node)
+        node.value = _wrap("suspend", [node.value], node.value, node)
+        return _wrap("resume", [node], node, node)
+
+    def visit_Expr(self, node: ast.Expr) -> ast.AST:
+        if _probe_index(node) is not None:
+            return node
+        return self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if not self.expressions or (self.lines and node.lineno not in self.lines):
+            return node
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "super":
+            return node
+        text = self._segment(node)
+        if len(text) > 200:
+            text = text[:199] + "…"
+        index = self.spec.add(Point(EXPRESSION, node.lineno, (), text))
+        return _wrap("x", [ast.Constant(index), node], node, node)

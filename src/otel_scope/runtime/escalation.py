@@ -1,0 +1,280 @@
+"""Escalation: a runtime-traced function that misbehaves gets compile-time locals on its next calls.
+
+A runtime span says *that* a call failed or was slow; the locals say *why*. Rather than capture
+locals on every call (costly, and noisy), the rules here watch the runtime data the wrappers
+already have and deepen capture only where something happened:
+
+* **exception**: a call raised an ``Exception`` (not ``StopIteration``, nor ``KeyboardInterrupt``,
+  ``SystemExit``, ``GeneratorExit`` or a cancellation: those are control flow, not faults);
+* **slow**: a call took at least :data:`SLOW_FACTOR` times the 90th percentile of the function's
+  own recent calls (and :data:`SLOW_MIN_EXCESS_NS` more), once :data:`SLOW_MIN_SAMPLES` calls
+  have been seen; comparing a function with its own history needs no threshold from the user.
+
+Escalating adds a request for the function (all locals, compile-time; source ``escalation``) to
+the engine, which recompiles it on demand (``__code__`` swap: a call in flight finishes under the
+code it started with). After :data:`ESCALATION_CALLS` recorded calls, or :data:`MAX_DURATION_S`
+seconds, the request is removed and the original code object is back. Every escalation puts an
+``otel_scope.escalation`` event on the span that triggered it, and ``otel-scope targets list``
+shows the active and recent ones.
+
+Budgets, so that a function failing in a tight loop cannot turn capture on and off continuously:
+one escalation per function per :data:`FUNCTION_COOLDOWN_S`, at most :data:`PROCESS_PER_MINUTE`
+per process per minute, and :data:`MAX_ACTIVE` at once.
+
+Whether it runs at all (:func:`enabled`): ``escalation=off`` never; ``on`` always; ``auto`` (the
+default) in ``development`` unless the mode is ``runtime`` (the user asked for runtime only), and
+never in ``production``, where deeper capture must be asked for explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from otel_scope import semconv
+from otel_scope.capture import RateLimiter
+from otel_scope.config import Settings
+from otel_scope.targets.patterns import parse_pattern
+from otel_scope.targets.plan import LEVEL_ORDER
+from otel_scope.targets.planner import Request
+
+if TYPE_CHECKING:
+    from otel_scope.engine import Engine, Handle
+    from otel_scope.runtime.wrappers import RuntimeProbe
+
+_log = logging.getLogger("otel_scope")
+
+ESCALATION_CALLS = 5  # recorded calls captured with locals after a trigger
+MAX_DURATION_S = 300.0  # an escalation ends after this even if the function is not called again
+FUNCTION_COOLDOWN_S = 60.0  # one escalation per function per this many seconds (from its start)
+PROCESS_PER_MINUTE = 10
+MAX_ACTIVE = 5
+SLOW_WINDOW = 64  # recent durations kept per function
+SLOW_MIN_SAMPLES = 20
+SLOW_FACTOR = 3.0
+SLOW_MIN_EXCESS_NS = 5_000_000  # 5 ms: a 3x jump from microseconds is scheduling noise
+_RECOMPUTE_EVERY = 16  # calls between two recomputations of a function's slow threshold
+_HISTORY = 50  # finished escalations kept for `otel-scope targets list`
+_STATS_LIMIT = 512  # functions with duration statistics before stale ones are dropped
+# Exceptions that end iteration: control flow, not faults. KeyboardInterrupt, SystemExit,
+# GeneratorExit and asyncio.CancelledError are not Exceptions at all, so they never count either.
+CONTROL_FLOW = (StopIteration, StopAsyncIteration)
+
+
+def enabled(settings: Settings) -> tuple[bool, str]:
+    """Whether escalation runs under ``settings``, and why (shown by ``otel-scope targets list``)."""
+    if settings.escalation == "off":
+        return False, "escalation is off"
+    if settings.escalation == "on":
+        return True, "escalation is on"
+    if settings.mode == "off":
+        return False, "auto: off because the mode is off"
+    if settings.production:
+        return False, "auto in production: off (set escalation=on to enable it)"
+    if settings.mode == "runtime":
+        return False, "auto with mode runtime: off (set escalation=on to enable it)"
+    return True, "auto in development: on"
+
+
+@dataclass
+class Escalation:
+    """One escalation of one function, active or finished."""
+
+    function: str
+    reason: str  # "exception" or "slow"
+    detail: str  # the exception type, or the duration against the function's usual one
+    calls: int
+    started: float = field(default_factory=time.time)
+    seen: int = 0  # escalated calls recorded so far
+    state: str = "active"  # "active", "ended" or "failed"
+    outcome: str = ""  # why it ended, or why it could not start
+    handle: Handle | None = field(default=None, repr=False)
+    timer: threading.Timer | None = field(default=None, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        """The JSON form shown by ``otel-scope targets list``."""
+        return {
+            "function": self.function,
+            "reason": self.reason,
+            "detail": self.detail,
+            "calls": self.calls,
+            "seen": self.seen,
+            "state": self.state,
+            "outcome": self.outcome,
+            "started": self.started,
+        }
+
+
+class _Durations:
+    """A function's recent call durations and the slow threshold derived from them."""
+
+    __slots__ = ("count", "p90", "recent", "threshold")
+
+    def __init__(self) -> None:
+        self.recent: deque[int] = deque(maxlen=SLOW_WINDOW)
+        self.count = 0
+        self.p90 = 0
+        self.threshold: int | None = None
+
+    def add(self, duration_ns: int) -> bool:
+        """Record one duration; True if it is an outlier against the recent ones."""
+        threshold = self.threshold
+        if threshold is not None and duration_ns >= threshold:
+            return True  # not kept: an outlier would inflate the percentile it is compared with
+        self.recent.append(duration_ns)
+        self.count += 1
+        if self.count % _RECOMPUTE_EVERY == 0 and len(self.recent) >= SLOW_MIN_SAMPLES:
+            ordered = sorted(self.recent)
+            self.p90 = ordered[int(len(ordered) * 0.9) - 1]
+            self.threshold = max(int(self.p90 * SLOW_FACTOR), self.p90 + SLOW_MIN_EXCESS_NS)
+        return False
+
+
+class Escalator:
+    """Applies the escalation rules; :meth:`on_finish` is the runtime probes' hook."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._active: dict[RuntimeProbe, Escalation] = {}
+        self._history: deque[Escalation] = deque(maxlen=_HISTORY)
+        self._last_start: dict[str, float] = {}
+        self._durations: dict[RuntimeProbe, _Durations] = {}
+        self._process_budget = RateLimiter(PROCESS_PER_MINUTE / 60.0, burst=PROCESS_PER_MINUTE)
+        level = settings.level if LEVEL_ORDER[settings.level] > LEVEL_ORDER["locals"] else "locals"
+        self._level = level
+
+    # -- the hook (runs in the user's thread, after each recorded call) ------------------------
+    def on_finish(self, probe: RuntimeProbe, span: Any, exc: BaseException | None) -> None:
+        active = self._active.get(probe)
+        if active is not None:
+            active.seen += 1
+            if active.seen >= active.calls:
+                self._end(probe, active, f"after {active.calls} calls")
+            return
+        if exc is not None:
+            if not isinstance(exc, Exception) or isinstance(exc, CONTROL_FLOW):
+                return
+            self._escalate(probe, span, "exception", type(exc).__qualname__)
+            return
+        start = getattr(span, "start_time", None)
+        if start is None:
+            return
+        stats = self._durations.get(probe)
+        if stats is None:
+            stats = self._new_durations(probe)
+        duration = time.time_ns() - start
+        if stats.add(duration):
+            self._escalate(probe, span, "slow", f"{duration / 1e6:.1f} ms (p90 {stats.p90 / 1e6:.1f} ms)")
+
+    def _new_durations(self, probe: RuntimeProbe) -> _Durations:
+        if len(self._durations) >= _STATS_LIMIT:  # forget functions that are no longer traced
+            for old in [p for p in self._durations if not p.enabled]:
+                del self._durations[old]
+        stats = self._durations[probe] = _Durations()
+        return stats
+
+    # -- starting and ending -------------------------------------------------------------------
+    def _escalate(self, probe: RuntimeProbe, span: Any, reason: str, detail: str) -> None:
+        if probe.deep:  # compile-time capture is on already: nothing deeper to switch on
+            return
+        name = probe.name
+        with self._lock:
+            now = time.monotonic()
+            if probe in self._active or len(self._active) >= MAX_ACTIVE:
+                return
+            last = self._last_start.get(name)
+            if last is not None and now - last < FUNCTION_COOLDOWN_S:
+                return
+            if not self._process_budget.allow():
+                return
+            self._last_start[name] = now
+            escalation = self._active[probe] = Escalation(name, reason, detail, ESCALATION_CALLS)
+        failure = self._switch_on(probe, escalation)
+        if failure:
+            with self._lock:
+                self._active.pop(probe, None)
+                escalation.state, escalation.outcome = "failed", failure
+                self._history.append(escalation)
+            _log.debug("otel-scope: escalation of %s failed: %s", name, failure)
+            return
+        timer = threading.Timer(MAX_DURATION_S, self._expire, (probe, escalation))
+        timer.daemon = True
+        escalation.timer = timer
+        timer.start()
+        if span.is_recording():
+            span.add_event(
+                semconv.EVENT_ESCALATION,
+                {
+                    semconv.ESCALATION_REASON: reason,
+                    semconv.ESCALATION_CALLS: escalation.calls,
+                    semconv.MECHANISM: semconv.MECHANISM_RUNTIME,
+                },
+            )
+
+    def _switch_on(self, probe: RuntimeProbe, escalation: Escalation) -> str:
+        """Add the compile-time request; returns why it could not be done ("" on success)."""
+        site = self._engine.site_of(probe)
+        if site is None:
+            return "the function is no longer traced"
+        pattern = parse_pattern(f"{site.module}:{site.qualname}")
+        request = Request(
+            pattern, mode="hybrid", runtime=False, capture_locals=None, level=self._level, source="escalation"
+        )
+        try:
+            handle = self._engine.add(request, function=site.func)
+        except Exception as exc:  # the engine guards itself; this guards the program from us
+            return f"{type(exc).__name__}: {exc}"
+        escalation.handle = handle
+        if probe.deep:
+            return ""
+        entry = next((e for e in self._engine.entries() if e.request is request), None)
+        handle.remove()
+        why = "; ".join(entry.errors.values()) if entry is not None else ""
+        return why or "compile-time capture could not be switched on (no source for the function?)"
+
+    def _expire(self, probe: RuntimeProbe, escalation: Escalation) -> None:
+        self._end(probe, escalation, f"after {MAX_DURATION_S:g} s")
+
+    def _end(self, probe: RuntimeProbe, escalation: Escalation, outcome: str) -> None:
+        with self._lock:
+            if escalation.state != "active":
+                return
+            escalation.state, escalation.outcome = "ended", outcome
+            if self._active.get(probe) is escalation:
+                del self._active[probe]
+            self._history.append(escalation)
+        if escalation.timer is not None:
+            escalation.timer.cancel()
+        if escalation.handle is not None:
+            escalation.handle.remove()
+
+    def end(self, outcome: str, functions: set[str] | None = None) -> None:
+        """End the active escalations of ``functions`` (all if None) now.
+
+        Removing a runtime target ends its function's escalation too: escalation deepens a
+        runtime-traced function, and once the target is gone the user expects no more spans.
+        """
+        with self._lock:
+            active = [(p, e) for p, e in self._active.items() if functions is None or e.function in functions]
+        for probe, escalation in active:
+            self._end(probe, escalation, outcome)
+
+    def after_fork_in_child(self) -> None:
+        """Fresh lock and no active escalations: another thread may have held the lock at the fork,
+        and the timers that end escalations did not survive it."""
+        self._lock = threading.Lock()
+        self._active.clear()
+
+    # -- what `otel-scope targets list` shows --------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """Active escalations first, then the most recent finished ones, newest first."""
+        with self._lock:
+            active = [e.row() for e in self._active.values()]
+            finished = [e.row() for e in reversed(self._history)]
+        return active + finished

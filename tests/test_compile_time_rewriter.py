@@ -1,0 +1,431 @@
+"""Compile-time rewriting: every construct emits the right values at the original lines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import sampling
+
+from otel_scope import semconv as sc
+from otel_scope.compile_time import configure, probes, rewrite_source
+from otel_scope.compile_time import recorder as recorder_module
+from otel_scope.config.settings import Settings
+from otel_scope.runtime.tracing import end_call, start_call
+from otel_scope.targets.plan import CapturePlan
+from rewrite_samples.support import SAMPLES, events, line_of, load, memory_spans, only_span, var_events
+
+L = lambda marker, name="constructs": line_of(name, marker)  # noqa: E731
+
+
+@pytest.fixture
+def spans():
+    configure(Settings())
+    with memory_spans() as exporter:
+        yield exporter
+    configure(Settings())
+
+
+@pytest.fixture(scope="module")
+def mod():
+    return load("constructs")
+
+
+def test_assignment_kinds_emit_their_values_at_the_original_lines(spans, mod):
+    assert mod.assignments(1) == 12
+    span = only_span(spans, ".assignments")
+    assert var_events(span, "x") == [(L("x"), "2"), (L("aug"), "12")]
+    assert var_events(span, "y") == [(L("unpack"), "2"), (L("del"), "<deleted>")]
+    assert var_events(span, "z") == [(L("unpack"), "2")]
+    assert var_events(span, "rest") == [(L("unpack"), "[3, 4]")]
+    assert var_events(span, "w") == [(L("ann"), "24")]
+    assert var_events(span, "n") == [(L("walrus"), "12")]
+    assert var_events(span, "squares") == [(L("comp"), "[0, 1, 4]")]
+    assert [line for line, _ in var_events(span, "inc")] == [L("lambda")]
+    assert [line for line, _ in var_events(span, "osp")] == [L("import")]
+    unpack = next(e for e in events(span) if e.attributes["code.line.number"] == L("unpack"))
+    assert {"otel_scope.var.y", "otel_scope.var.z", "otel_scope.var.rest"} <= set(unpack.attributes)
+    assert unpack.attributes["otel_scope.var.rest.type"] == "list"
+    returned = events(span, sc.EVENT_RETURN)
+    assert [(e.attributes["code.line.number"], e.attributes[sc.RETURN_VALUE]) for e in returned] == [
+        (L("ret"), "12")
+    ]
+    assert span.attributes[sc.RETURN_VALUE] == "12"
+    assert span.attributes[sc.MECHANISM] == "compile_time"
+    assert span.attributes[sc.CODE_LINE_NUMBER] == mod.assignments.__code__.co_firstlineno
+    assert span.attributes[sc.TARGET] == "constructs:*"
+    assert span.attributes[sc.ARG_PREFIX + "a"] == "1"
+    assert mod.assignments.__doc__ == "Docstring stays first."
+
+
+def test_comprehension_and_lambda_variables_are_not_outer_locals(spans, mod):
+    mod.assignments(1)
+    span = only_span(spans, ".assignments")
+    names = {k for e in span.events for k in e.attributes if k.startswith(sc.VAR_PREFIX)}
+    assert "otel_scope.var.i" not in names and "otel_scope.var.q" not in names
+
+
+def test_every_event_names_its_call_session_and_mechanism(spans, mod):
+    mod.assignments(1)
+    span = only_span(spans, ".assignments")
+    context = span.get_span_context()
+    for event in span.events:
+        assert event.attributes[sc.MECHANISM] == "compile_time"
+        assert event.attributes[sc.SESSION_ID] == f"{context.trace_id:032x}"
+        assert event.attributes[sc.CALL_ID] == f"{context.span_id:016x}"
+        assert event.attributes[sc.HIT] >= 1
+    assert [e.timestamp for e in span.events] == sorted(e.timestamp for e in span.events)
+
+
+def test_loop_targets_are_captured_at_the_start_of_each_iteration(spans, mod):
+    assert mod.loops(4) == 6
+    span = only_span(spans, ".loops")
+    assert var_events(span, "i") == [(L("for"), str(i)) for i in range(4)]
+    assert var_events(span, "total")[:5] == [(L("for_body") - 2, "0")] + [
+        (L("for_body"), str(v)) for v in (0, 1, 3, 6)
+    ]
+    # one-line loop body: targets first, then the body's assignment, all on that line
+    suite = [e for e in events(span) if e.attributes["code.line.number"] == L("for_suite")]
+    assert [
+        sorted(k for k in e.attributes if k.startswith(sc.VAR_PREFIX) and "type" not in k) for e in suite
+    ] == [
+        ["otel_scope.var.j", "otel_scope.var.k", "otel_scope.var.l"],
+        ["otel_scope.var.total"],
+    ]
+
+
+def test_except_as_finally_and_with_as_are_captured(spans, mod):
+    assert mod.handlers(True) == "boom"
+    span = only_span(spans, ".handlers")
+    assert var_events(span, "err") == [(L("except"), "ValueError('boom')")]
+    assert var_events(span, "result") == [(L("except_body"), "'boom'")]
+    assert var_events(span, "done") == [(L("finally"), "True")]
+    assert [line for line, _ in var_events(span, "fh")] == [L("with")]
+    first_line = (SAMPLES / "constructs.py").read_text().splitlines(keepends=True)[0]
+    assert var_events(span, "first") == [(L("with"), repr(first_line))]
+
+
+def test_return_inside_finally_swallows_the_exception_as_before(spans, mod):
+    assert mod.return_in_finally() == "from finally"
+    span = only_span(spans, ".return_in_finally")
+    assert span.status.is_ok
+    assert span.attributes[sc.RETURN_VALUE] == "'from finally'"
+    assert [e.attributes["code.line.number"] for e in events(span, sc.EVENT_RETURN)] == [L("ret_finally")]
+
+
+def test_match_case_bindings_are_captured_at_the_case_line(spans, mod):
+    assert mod.matcher({"kind": "a", "x": 1}) == "a"
+    assert mod.matcher([7, 8, 9]) == 7
+    assert mod.matcher("hello") == 5
+    assert mod.matcher(3.5) is None
+    first, second, third, _ = sorted(
+        (s for s in spans.get_finished_spans() if s.name.endswith(".matcher")), key=lambda s: s.start_time
+    )
+    assert var_events(first, "kind") == [(L("case_map"), "'a'")]
+    assert var_events(first, "others") == [(L("case_map"), "{'x': 1}")]
+    assert var_events(second, "more") == [(L("case_seq"), "[8, 9]")]
+    assert var_events(third, "size") == [(L("case_guard"), "5")]
+
+
+def test_closures_with_nonlocal_get_their_own_spans_as_children(spans, mod):
+    assert mod.outer(3) == 6
+    outer = only_span(spans, ".outer")
+    inner = [s for s in spans.get_finished_spans() if s.name.endswith("outer.<locals>.bump")]
+    assert len(inner) == 2
+    assert all(s.parent.span_id == outer.context.span_id for s in inner)
+    assert [var_events(s, "count") for s in inner] == [[(L("nonlocal"), "3")], [(L("nonlocal"), "6")]]
+    assert var_events(outer, "count") == [(L("nonlocal") - 4, "0")]
+
+
+def test_assignments_to_globals_are_captured(spans, mod):
+    before = mod.COUNTER
+    assert mod.use_global(5) == before + 5
+    assert var_events(only_span(spans, ".use_global"), "COUNTER") == [(L("global"), str(before + 5))]
+
+
+def test_generator_events_stay_with_their_call_across_interleaved_suspensions(spans, mod):
+    first, second = mod.gen(3), mod.gen(3)
+    assert next(first) == 0
+    assert next(second) == 0
+    assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left attached while suspended
+    assert first.send(10) == 1  # i = got rebinds the target; the range goes on
+    assert next(second) == 1
+    assert list(first) == [2]
+    assert list(second) == [2]
+    done = [s for s in spans.get_finished_spans() if s.name.endswith(".gen")]
+    assert len(done) == 2
+    one, two = done
+    assert var_events(one, "got") == [(L("yield"), "10"), (L("yield"), "None"), (L("yield"), "None")]
+    assert var_events(one, "i") == [
+        (L("yield") - 1, "0"),
+        (L("got"), "10"),
+        (L("yield") - 1, "1"),
+        (L("yield") - 1, "2"),
+    ]
+    assert [v for _, v in var_events(two, "i")] == ["0", "1", "2"]
+    assert one.attributes[sc.GENERATOR_END] == "exhausted"
+    assert one.attributes[sc.RETURN_VALUE] == "'done'"
+
+
+def test_spans_opened_inside_a_generator_are_its_children_only_while_it_runs(spans, mod):
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("consumer") as consumer:
+        gen = mod.gen(2)
+        next(gen)
+        with tracer.start_as_current_span("between"):
+            pass
+        list(gen)
+    between = only_span(spans, "between")
+    assert between.parent.span_id == consumer.get_span_context().span_id
+
+
+def test_closing_a_generator_early_ends_its_span_as_closed(spans, mod):
+    gen = mod.gen(5)
+    next(gen)
+    gen.close()
+    span = only_span(spans, ".gen")
+    assert span.attributes[sc.GENERATOR_END] == "closed"
+    assert span.status.is_ok
+
+
+def test_yield_from_returns_the_delegate_result(spans, mod):
+    assert list(mod.delegate(2)) == [0, 1]
+    assert var_events(only_span(spans, ".delegate"), "result") == [(L("yield_from"), "'done'")]
+
+
+def test_concurrent_async_tasks_keep_their_own_events(spans, mod):
+    async def main():
+        return await asyncio.gather(mod.coro(0.02, 1), mod.coro(0.01, 2), mod.coro(0, 3))
+
+    assert asyncio.run(main()) == [2, 4, 6]
+    coros = [s for s in spans.get_finished_spans() if s.name.endswith(".coro")]
+    assert len(coros) == 3
+    pairs = sorted((var_events(s, "before")[0][1], var_events(s, "after")[0][1]) for s in coros)
+    assert pairs == [("1", "2"), ("2", "4"), ("3", "6")]
+    assert {var_events(s, "after")[0][0] for s in coros} == {L("async_after")}
+
+
+def test_async_generators_are_instrumented(spans, mod):
+    async def main():
+        return [item async for item in mod.agen(3)]
+
+    assert asyncio.run(main()) == [0, 10, 20]
+    span = only_span(spans, ".agen")
+    assert var_events(span, "item") == [(L("agen_item"), v) for v in ("0", "10", "20")]
+
+
+def test_methods_super_class_cell_and_decorators_work(spans, mod):
+    child = mod.Child()
+    assert child.greet() == "base:Child"
+    assert mod.Child.static(2) == 6
+    assert mod.Child.make("!") == "Child!"
+    assert child.prop == 42
+    assert mod.decorated(4) == 8
+    assert var_events(only_span(spans, "Child.greet"), "parent") == [(L("super"), "'base'")]
+    assert var_events(only_span(spans, "Child.greet"), "klass")[0][0] == L("class_cell")
+    assert var_events(only_span(spans, "Child.static"), "y") == [(L("static"), "6")]
+    assert var_events(only_span(spans, "Child.make"), "name") == [(L("classmethod"), "'Child!'")]
+    assert var_events(only_span(spans, "Child.prop"), "value") == [(L("property"), "42")]
+    assert var_events(only_span(spans, ".decorated"), "doubled") == [(L("decorated"), "8")]
+
+
+def test_multiline_statements_report_their_first_line(spans, mod):
+    assert mod.multiline(1) == "2-22"
+    span = only_span(spans, ".multiline")
+    assert var_events(span, "x") == [(L("ml_x"), "2")]
+    assert var_events(span, "text")[0][0] == L("ml_str") - 1
+    assert var_events(span, "combined") == [(L("ml_combined_end") - 3, "'2-22'")]
+
+
+def test_functions_reading_their_own_frame_are_left_alone_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="otel_scope"):
+        module = load("constructs")
+    assert "uses_locals" in module.REWRITE.skipped
+    assert "locals()" in module.REWRITE.skipped["uses_locals"]
+    assert module.uses_locals() == ["x"]
+    assert any("uses_locals" in r.getMessage() and "uninstrumented" in r.getMessage() for r in caplog.records)
+
+
+def test_level_boundaries_records_the_call_without_locals(spans):
+    module = load("constructs", level="boundaries")
+    assert module.assignments(1) == 12
+    span = only_span(spans, ".assignments")
+    assert events(span) == []
+    assert span.attributes[sc.RETURN_VALUE] == "12"
+
+
+def test_level_lines_emits_an_event_for_every_executed_line(spans):
+    module = load("constructs", level="lines")
+    module.loops(2)
+    span = only_span(spans, ".loops")
+    lines = [e.attributes["code.line.number"] for e in events(span, sc.EVENT_LINE)]
+    assert lines[:4] == [L("for") - 1, L("for"), L("for_body"), L("for_body")]
+
+
+def test_chosen_lines_get_line_events_at_level_locals(spans):
+    plans = {"loops": CapturePlan(lines=(L("while"),))}
+    module = load("constructs", plans=plans)
+    module.loops(4)
+    span = only_span(spans, ".loops")
+    assert [e.attributes["code.line.number"] for e in events(span, sc.EVENT_LINE)] == [L("while")]
+
+
+def test_level_expressions_records_call_values_with_their_text(spans):
+    module = load(
+        "constructs",
+        plans={"multiline": CapturePlan(level="expressions", lines=(L("ml_x") + 6, L("ml_x") + 8))},
+    )
+    module.multiline(1)
+    span = only_span(spans, ".multiline")
+    found = [
+        (e.attributes[sc.EXPRESSION_TEXT], e.attributes[sc.EXPRESSION_VALUE])
+        for e in events(span, sc.EVENT_EXPRESSION)
+    ]
+    assert found == [
+        ("len(text)", "22"),
+        ('"{}-{}".format(\n        x,\n        len(text),\n    )', "'2-22'"),
+    ]
+
+
+def test_a_runtime_span_for_the_same_call_is_reused_and_not_ended(spans, mod):
+    func = mod.assignments
+    started = start_call("runtime." + func.__qualname__, {sc.MECHANISM: "runtime"}, code=func.__code__)
+    assert started is not None
+    span, token = started
+    assert func(1) == 12
+    assert spans.get_finished_spans() == ()  # the compile-time side did not end the runtime span
+    end_call(span, token)
+    (only,) = spans.get_finished_spans()
+    assert only.name == "runtime.assignments"
+    assert var_events(only, "x") == [(L("x"), "2"), (L("aug"), "12")]
+
+
+def test_threads_calling_one_function_keep_events_in_their_own_spans(spans, mod):
+    barrier = threading.Barrier(4)
+    results = {}
+
+    def worker(n):
+        barrier.wait()
+        results[n] = [mod.loops(n) for _ in range(20)]
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in (3, 4, 5, 6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = [s for s in spans.get_finished_spans() if s.name.endswith(".loops")]
+    assert len(done) == 80
+    for span in done:
+        n = int(span.attributes[sc.ARG_PREFIX + "n"])
+        assert [v for _, v in var_events(span, "i")] == [str(i) for i in range(n)]
+
+
+def test_loops_keep_first_and_last_iterations_and_count_the_rest(spans, mod):
+    configure(Settings(loop_sample=2))
+    mod.loops(10)
+    span = only_span(spans, ".loops")
+    assert [v for _, v in var_events(span, "i")] == ["0", "1", "8", "9"]
+    hits = [e.attributes[sc.HIT] for e in events(span) if "otel_scope.var.i" in e.attributes]
+    assert hits == [1, 2, 9, 10]
+    assert span.attributes[sc.CAPTURES_DROPPED] > 0
+    assert span.attributes[sc.CAPTURES_DROPPED_REASON] == "loop_sampling"
+    assert span.attributes[sc.CAPTURES_RECORDED] == len(span.events)
+
+
+def test_the_event_cap_keeps_the_earliest_and_latest_events(spans, mod):
+    configure(Settings(loop_sample=50, max_events=10))
+    mod.loops(30)
+    span = only_span(spans, ".loops")
+    assert len(span.events) == 10
+    assert span.attributes[sc.CAPTURES_RECORDED] == 10
+    assert "max_events" in span.attributes[sc.CAPTURES_DROPPED_REASON]
+    assert var_events(span, "total")[0] == (L("for_body") - 2, "0")  # the first capture survives
+    assert events(span, sc.EVENT_RETURN)  # and so does the last
+
+
+def test_secret_looking_names_are_redacted(spans):
+    source = "def login(user):\n    password = 'hunter2'\n    api_key = 'k'\n    ok = True\n    return ok\n"
+    namespace = {"__name__": "auth"}
+    exec(rewrite_source(source, "auth.py", "auth", {"login": CapturePlan()}).code, namespace)
+    namespace["login"]("bob")
+    span = only_span(spans, ".login")
+    assert var_events(span, "password") == [(2, "[redacted]")]
+    assert var_events(span, "api_key") == [(3, "[redacted]")]
+    assert var_events(span, "ok") == [(4, "True")]
+    assert span.attributes[sc.REDACTED_COUNT] == 2
+
+
+def test_values_whose_repr_raises_never_reach_the_program(spans):
+    source = (
+        "class Evil:\n    def __repr__(self):\n        raise RuntimeError('no repr')\n"
+        "def make():\n    evil = Evil()\n    return evil\n"
+    )
+    namespace = {"__name__": "evil"}
+    exec(rewrite_source(source, "evil.py", "evil", {"make": CapturePlan()}).code, namespace)
+    assert type(namespace["make"]()).__name__ == "Evil"
+    assert var_events(only_span(spans, ".make"), "evil")[0][0] == 5
+
+
+def test_a_broken_recorder_switches_itself_off_without_touching_the_program(spans, mod, monkeypatch, caplog):
+    def broken(*args):
+        raise RuntimeError("recorder bug")
+
+    monkeypatch.setattr(recorder_module.CallRecorder, "_keep", broken)
+    with caplog.at_level(logging.WARNING, logger="otel_scope"):
+        assert mod.assignments(1) == 12
+        assert mod.assignments(1) == 12
+    warnings = [r for r in caplog.records if "switched off" in r.getMessage()]
+    assert len(warnings) == 1
+    assert len([s for s in spans.get_finished_spans() if s.name.endswith(".assignments")]) == 1
+    configure(Settings())  # configure() re-arms capture
+
+
+def test_nothing_is_recorded_when_sampled_out_or_switched_off(mod):
+    configure(Settings())
+    with memory_spans(sampler=sampling.ALWAYS_OFF) as exporter:
+        assert mod.loops(5) == 4
+        assert exporter.get_finished_spans() == ()
+    with memory_spans() as exporter:
+        for probe in probes(mod.__name__):
+            probe.on = False
+        try:
+            assert mod.loops(5) == 4
+            assert exporter.get_finished_spans() == ()
+        finally:
+            for probe in probes(mod.__name__):
+                probe.on = True
+
+
+def test_the_capture_rate_limit_skips_calls_and_counts_them(spans, mod):
+    configure(Settings(capture_rate_limit=0.001))
+    for _ in range(3):
+        mod.use_global(1)
+    assert len([s for s in spans.get_finished_spans() if s.name.endswith(".use_global")]) == 1
+
+
+def test_injected_names_do_not_leak_through_star_import(mod):
+    exported = {n for n in vars(mod) if not n.startswith("_")}
+    assert not [n for n in exported if "otel_scope" in n]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="except* is 3.11+")
+def test_except_star_binds_are_captured(spans):
+    module = load("star")
+    assert module.star_handler() == "handled"
+    span = only_span(spans, ".star_handler")
+    assert [line for line, _ in var_events(span, "vals")] == [L("star_vals", "star")]
+    assert var_events(span, "caught") == [(L("star_caught", "star"), "1")]
+    assert [line for line, _ in var_events(span, "types")] == [L("star_types", "star")]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="type parameters are 3.12+")
+def test_type_parameter_syntax_is_supported(spans):
+    module = load("pep695")
+    assert module.first([4, 5]) == 4
+    assert module.Box(None).get(3) == 3
+    assert var_events(only_span(spans, ".first"), "head") == [(L("head", "pep695"), "4")]
+    assert var_events(only_span(spans, "Box.get"), "found") == [(L("found", "pep695"), "3")]

@@ -1,0 +1,243 @@
+"""Escalation: a runtime-traced function that fails (or is slow) gets compile-time locals on its next
+calls, then is switched back; budgets keep it from flapping; the settings turn it on and off.
+
+In-process with a real engine, real recompilation and a real SDK pipeline; then end to end under
+``opentelemetry-instrument`` with spans over real OTLP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otel_scope.config import Settings
+from otel_scope.control.commands import Controller
+from otel_scope.engine import CompileTimeAdapter, Engine
+from otel_scope.runtime import escalation
+from otel_scope.runtime.escalation import Escalator, enabled
+from otel_scope.targets import parse_pattern
+from otel_scope.targets.planner import Request
+from scope_run import run_instrumented, run_plain
+from sdk import MemorySpans, installed_provider
+
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+@pytest.fixture
+def apps(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(APPS))
+    import failing
+    import liveshop
+
+    return liveshop, failing
+
+
+@pytest.fixture
+def memory() -> Iterator[MemorySpans]:
+    with installed_provider() as spans:
+        yield spans
+
+
+@pytest.fixture
+def engine(memory) -> Iterator[Engine]:
+    e = Engine(Settings())
+    e.compile_time = CompileTimeAdapter(e, e.settings)
+    yield e
+    e.remove_all()
+
+
+@pytest.fixture
+def escalator(engine: Engine) -> Iterator[Escalator]:
+    esc = Escalator(engine, engine.settings)
+    engine.set_on_finish(esc.on_finish)
+    yield esc
+    esc.end("test over")
+
+
+def target(engine: Engine, pattern: str):
+    return engine.add(Request(parse_pattern(pattern)))
+
+
+def locals_events(span) -> list:
+    return [e for e in span.events if e.name == "otel_scope.locals"]
+
+
+def escalation_events(span) -> list:
+    return [e for e in span.events if e.name == "otel_scope.escalation"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "on"),
+    [
+        (Settings(), True),
+        (Settings(escalation="off"), False),
+        (Settings(environment="production"), False),
+        (Settings(environment="production", escalation="on"), True),
+        (Settings(mode="runtime"), False),
+        (Settings(mode="runtime", escalation="on"), True),
+    ],
+    ids=[
+        "auto-development",
+        "off",
+        "auto-production",
+        "on-production",
+        "auto-runtime-mode",
+        "on-runtime-mode",
+    ],
+)
+def test_on_by_default_in_development_off_in_production_unless_asked(settings, on) -> None:
+    assert enabled(settings)[0] is on
+
+
+def test_a_failure_escalates_the_next_calls_to_compile_time_locals_then_switches_back(
+    engine, escalator, memory, apps
+) -> None:
+    shop, _ = apps
+    original = shop.risky.__code__
+    target(engine, "liveshop:risky")
+    assert shop.risky(1) == 8.0
+    with pytest.raises(ZeroDivisionError):
+        shop.risky(2)
+    results = [shop.risky(n) for n in range(3, 3 + escalation.ESCALATION_CALLS + 2)]
+    assert results == [8.0] * len(results)
+    spans = memory.named("liveshop.risky")
+    assert len(spans) == 2 + len(results)  # one span per call: the locals go on the runtime span
+    assert escalation_events(spans[0]) == [] and locals_events(spans[0]) == []
+    (event,) = escalation_events(spans[1])
+    assert dict(event.attributes) == {
+        "otel_scope.escalation.reason": "exception",
+        "otel_scope.escalation.calls": escalation.ESCALATION_CALLS,
+        "otel_scope.mechanism": "runtime",
+    }
+    escalated = spans[2 : 2 + escalation.ESCALATION_CALLS]
+    assert all(locals_events(s) for s in escalated)
+    first = {k: v for e in locals_events(escalated[0]) for k, v in e.attributes.items()}
+    assert first["otel_scope.var.values"] == "[3, 6]" and first["otel_scope.var.ratio"] == "2.0"
+    assert first["otel_scope.var.api_token"] == "[redacted]"
+    assert all(s.attributes["otel_scope.mechanism"] == "runtime" for s in spans)
+    after = spans[2 + escalation.ESCALATION_CALLS :]
+    assert all(locals_events(s) == [] for s in after)
+    assert shop.risky.__code__ is original
+    (row,) = escalator.rows()
+    assert row["state"] == "ended" and row["outcome"] == f"after {escalation.ESCALATION_CALLS} calls"
+    assert row["reason"] == "exception" and row["detail"] == "ZeroDivisionError"
+
+
+def test_one_escalation_per_function_per_cooldown(engine, escalator, memory, apps) -> None:
+    shop, _ = apps
+    target(engine, "liveshop:risky")
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            shop.risky(2)
+        for n in range(3, 3 + escalation.ESCALATION_CALLS):
+            shop.risky(n)
+    with pytest.raises(ZeroDivisionError):
+        shop.risky(2)
+    assert sum(len(escalation_events(s)) for s in memory.named("liveshop.risky")) == 1
+    assert len(escalator.rows()) == 1
+
+
+def test_no_more_than_max_active_escalations_at_once(engine, escalator, memory, apps, monkeypatch) -> None:
+    shop, failing = apps
+    monkeypatch.setattr(escalation, "MAX_ACTIVE", 1)
+    target(engine, "liveshop:risky")
+    target(engine, "failing:outer")
+    with pytest.raises(ZeroDivisionError):
+        shop.risky(2)
+    with pytest.raises(ZeroDivisionError):
+        failing.outer(3)
+    assert [r["function"] for r in escalator.rows()] == ["liveshop.risky"]
+    assert escalation_events(memory.named("failing.outer")[0]) == []
+
+
+def test_a_call_far_slower_than_the_functions_recent_calls_escalates(engine, escalator, memory, apps) -> None:
+    _, failing = apps
+    original = failing.nap.__code__
+    target(engine, "failing:nap")
+    for _ in range(32):  # enough history for the 90th percentile
+        failing.nap(0)
+    failing.nap(0.03)
+    (event,) = escalation_events(memory.named("failing.nap")[-1])
+    assert event.attributes["otel_scope.escalation.reason"] == "slow"
+    assert failing.nap.__code__ is not original  # recompiled for the next calls
+    row = escalator.rows()[0]
+    assert row["state"] == "active" and row["reason"] == "slow"
+    assert row["detail"].startswith("3") and "p90" in row["detail"]
+
+
+def test_control_flow_exceptions_do_not_escalate(engine, escalator, memory, apps) -> None:
+    _, failing = apps
+    target(engine, "failing:stop")
+    target(engine, "failing:exhausted")
+    with pytest.raises(SystemExit):
+        failing.stop(0)
+    with pytest.raises(StopIteration):
+        failing.exhausted([])
+    assert escalator.rows() == []
+
+
+def test_removing_the_runtime_target_ends_its_escalation_and_restores_the_code(
+    engine, escalator, memory, apps
+) -> None:
+    shop, _ = apps
+    original = shop.risky.__code__
+    controller = Controller(engine.settings, escalator, engine=lambda: engine)
+    assert controller.handle({"op": "add", "patterns": ["liveshop:risky"]})["ok"]
+    with pytest.raises(ZeroDivisionError):
+        shop.risky(2)
+    assert shop.risky.__code__ is not original  # escalated: recompiled
+    listed = controller.handle({"op": "list"})
+    assert listed["escalations"][0]["state"] == "active"
+    assert {t["source"] for t in listed["targets"]} == {"control", "escalation"}
+    assert controller.handle({"op": "remove", "patterns": ["liveshop:risky"]})["ok"]
+    assert shop.risky.__code__ is original and engine.entries() == []
+    assert escalator.rows()[0]["outcome"] == "its target was removed"
+
+
+# -- end to end ----------------------------------------------------------------------------------------
+def test_a_traced_function_fails_once_and_its_next_call_carries_compile_time_locals(
+    otlp_receiver, tmp_path: Path
+) -> None:
+    plain = run_plain("app_escalate.py", tmp_path)
+    traced = run_instrumented(
+        "app_escalate.py", ["--scope-targets", "liveshop:risky"], otlp_receiver.env("grpc"), tmp_path
+    )
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout) == (0, plain.stdout)
+    assert traced.stderr_without_session_line == plain.stderr == ""
+    spans = otlp_receiver.wait_for(lambda s: len([x for x in s if x.name == "liveshop.risky"]) == 4)
+    calls = sorted((x for x in spans if x.name == "liveshop.risky"), key=lambda x: x.start_time_ns)
+    one, two, three, four = calls
+    assert two.status_code == "ERROR"
+    frame = two.events_named("otel_scope.exception.frame")[0].attributes
+    assert frame["otel_scope.var.divisor"] == "0" and frame["otel_scope.var.api_token"] == "[redacted]"
+    (event,) = two.events_named("otel_scope.escalation")
+    assert event.attributes["otel_scope.escalation.reason"] == "exception"
+    assert event.attributes["otel_scope.escalation.calls"] == escalation.ESCALATION_CALLS
+    for later in (three, four):
+        assert later.attributes["otel_scope.mechanism"] == "runtime"
+        values = {k: v for e in later.events_named("otel_scope.locals") for k, v in e.attributes.items()}
+        assert values["otel_scope.var.ratio"] == "2.0"
+        assert values["otel_scope.mechanism"] == "compile_time"
+    assert one.events_named("otel_scope.locals") == []
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"OTEL_SCOPE_ESCALATION": "off"}, {"OTEL_SCOPE_ENVIRONMENT": "production"}],
+    ids=["off", "production"],
+)
+def test_no_escalation_and_no_exception_frames_when_turned_off_or_in_production(
+    otlp_receiver, tmp_path: Path, env
+) -> None:
+    traced = run_instrumented(
+        "app_escalate.py",
+        ["--scope-targets", "liveshop:risky"],
+        {**otlp_receiver.env("grpc"), **env},
+        tmp_path,
+    )
+    assert traced.returncode == 0
+    spans = otlp_receiver.wait_for(lambda s: len([x for x in s if x.name == "liveshop.risky"]) == 4)
+    names = {e.name for x in spans for e in x.events}
+    assert names == {"exception"}

@@ -1,0 +1,216 @@
+"""Run real libraries' own test suites with every one of their modules rewritten.
+
+    python tests/thirdparty_suites.py                    # toolz, more-itertools, six
+    python tests/thirdparty_suites.py six --level lines  # one library, another level
+
+For each library this downloads its sdist from PyPI once (pinned version, into
+``~/.cache/otel-scope-thirdparty``), unpacks it into a temporary directory and runs its test
+suite with pytest twice, in fresh interpreters: as shipped, and with otel-scope's import hook
+rewriting every function of every module of the library at the finest level (all locals, every
+line, expression values: level ``expressions``) while an SDK tracer provider records every call.
+The pass/fail/skip counts of the two runs must be identical; the script prints both, plus how
+many functions were rewritten and how many spans and events were recorded, and exits non-zero on
+any difference. Test modules themselves are left to pytest (its assertion rewriting owns them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE = Path(os.environ.get("OTEL_SCOPE_THIRDPARTY_CACHE", Path.home() / ".cache" / "otel-scope-thirdparty"))
+
+
+@dataclass(frozen=True)
+class Library:
+    requirement: str  # name==version, downloaded as an sdist
+    packages: tuple[str, ...]  # top-level modules/packages to rewrite
+    tests: str  # what pytest runs, relative to the unpacked sdist
+
+    @property
+    def sdist(self) -> str:
+        name, version = self.requirement.split("==")
+        return f"{name}-{version}"
+
+
+LIBRARIES = {
+    "toolz": Library("toolz==1.0.0", ("toolz", "tlz"), "toolz"),
+    "more-itertools": Library("more-itertools==10.5.0", ("more_itertools",), "tests"),
+    "six": Library("six==1.16.0", ("six",), "test_six.py"),
+}
+
+PLUGIN = '''\
+"""Loaded with pytest -p: rewrite the library under test before anything imports it."""
+import os
+import random
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from otel_scope.compile_time import ImportHook, configure
+from otel_scope.config.settings import Settings
+from otel_scope.targets.plan import CapturePlan
+
+PACKAGES = os.environ["OTEL_SCOPE_SUITE_PACKAGES"].split(",")
+PLANS = {"*": CapturePlan(level=os.environ["OTEL_SCOPE_SUITE_LEVEL"], target="suite")}
+
+
+class Counter(SpanExporter):
+    spans = events = 0
+
+    def export(self, spans):
+        Counter.spans += len(spans)
+        Counter.events += sum(len(s.events) for s in spans)
+        return SpanExportResult.SUCCESS
+
+
+class PrivateRandomIds(RandomIdGenerator):
+    """The SDK's default draws span IDs from the global random module, which would shift the
+    sequence a seeded program sees (more-itertools' sample() tests notice): use our own."""
+
+    _random = random.Random()
+
+    def generate_span_id(self):
+        return self._random.getrandbits(64) or 1
+
+    def generate_trace_id(self):
+        return self._random.getrandbits(128) or 1
+
+
+provider = TracerProvider(id_generator=PrivateRandomIds())
+provider.add_span_processor(SimpleSpanProcessor(Counter()))
+trace.set_tracer_provider(provider)
+configure(Settings())
+
+
+def plans_for(name):
+    return PLANS if any(name == p or name.startswith(p + ".") for p in PACKAGES) else None
+
+
+HOOK = ImportHook(plans_for)
+HOOK.install()
+
+
+def pytest_terminal_summary(terminalreporter):
+    functions = sum(len(done) for done, _ in HOOK.results.values())
+    skipped = sum(len(left) for _, left in HOOK.results.values())
+    terminalreporter.write_line(
+        f"OTEL-SCOPE modules={len(HOOK.results)} functions={functions} left_alone={skipped} "
+        f"spans={Counter.spans} events={Counter.events}"
+    )
+'''
+
+_COUNT = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|deselected)")
+
+
+def fetch(library: Library) -> Path:
+    """The library's sdist, downloaded into the cache on first use."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    found = sorted(CACHE.glob(f"{library.sdist}.tar.gz"))
+    if not found:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-d",
+                str(CACHE),
+                library.requirement,
+            ],
+            check=True,
+        )
+        found = sorted(CACHE.glob(f"{library.sdist}.tar.gz"))
+    return found[0]
+
+
+def run_suite(
+    source: Path, library: Library, level: str | None, workdir: Path
+) -> tuple[dict[str, int], str, float]:
+    """Run the suite once (``level=None``: as shipped); return its counts, our summary, seconds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(workdir), str(source)])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["XDG_CACHE_HOME"] = str(workdir / "cache")  # a cold rewrite cache each time
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", library.tests]
+    if level is not None:
+        env["OTEL_SCOPE_SUITE_PACKAGES"] = ",".join(library.packages)
+        env["OTEL_SCOPE_SUITE_LEVEL"] = level
+        args[3:3] = ["-p", "otel_scope_suite_plugin"]
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=source, env=env, capture_output=True, text=True, timeout=1800)
+    seconds = time.perf_counter() - started
+    lines = done.stdout.strip().splitlines()
+    summary = next((line for line in reversed(lines) if _COUNT.search(line) and " in " in line), "")
+    counts = {
+        kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in _COUNT.findall(summary)
+    }
+    ours = next((line for line in lines if line.startswith("OTEL-SCOPE ")), "")
+    if not counts:
+        raise RuntimeError(
+            f"no pytest summary for {library.requirement}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    return counts, ours[len("OTEL-SCOPE ") :], seconds
+
+
+def compare(name: str, level: str = "expressions") -> dict:
+    """Both runs of one library, as a dict (``same`` tells whether the counts are equal)."""
+    library = LIBRARIES[name]
+    archive = fetch(library)
+    with tempfile.TemporaryDirectory(prefix="otel-scope-suite-") as tmp:
+        workdir = Path(tmp)
+        with tarfile.open(archive) as tar:
+            tar.extractall(workdir, filter="data") if sys.version_info >= (3, 12) else tar.extractall(workdir)
+        source = workdir / library.sdist
+        (workdir / "otel_scope_suite_plugin.py").write_text(PLUGIN)
+        plain, _, plain_seconds = run_suite(source, library, None, workdir)
+        rewritten, ours, rewritten_seconds = run_suite(source, library, level, workdir)
+    return {
+        "library": library.requirement,
+        "plain": plain,
+        "rewritten": rewritten,
+        "same": plain == rewritten,
+        "instrumentation": ours,
+        "seconds": (round(plain_seconds, 1), round(rewritten_seconds, 1)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "libraries", nargs="*", metavar="LIBRARY", help=f"any of {', '.join(LIBRARIES)} (default: all)"
+    )
+    parser.add_argument(
+        "--level", default="expressions", choices=["boundaries", "locals", "lines", "expressions"]
+    )
+    options = parser.parse_args(argv)
+    unknown = set(options.libraries) - set(LIBRARIES)
+    if unknown:
+        parser.error(f"unknown libraries: {', '.join(sorted(unknown))}")
+    failed = False
+    for name in options.libraries or list(LIBRARIES):
+        result = compare(name, options.level)
+        failed |= not result["same"]
+        print(f"{result['library']}: {'SAME' if result['same'] else 'DIFFERENT'}")
+        print(f"  as shipped : {result['plain']}  ({result['seconds'][0]} s)")
+        print(f"  rewritten  : {result['rewritten']}  ({result['seconds'][1]} s)")
+        print(f"  otel-scope : {result['instrumentation']}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
