@@ -18,8 +18,8 @@ traced by otel-scope in runtime mode
 otel-scope's message patches installed versus not installed, alternated ``--rounds`` times so
 that drift hits both alike; the minimum and the median over rounds are reported. Measured with no
 current span, and with a session's root span current (as on the main thread under
-``opentelemetry-instrument``). ``queue.SimpleQueue`` is reported separately: it is a C type that
-otel-scope replaces by a Python subclass while installed.
+``opentelemetry-instrument``). ``queue.SimpleQueue`` is not patched at all (a C type) and is
+kept in the table as a control: its two columns should agree.
 
 The SDK pipeline is real: a ``BatchSpanProcessor`` feeding an exporter that discards.
 """

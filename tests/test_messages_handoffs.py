@@ -92,11 +92,11 @@ def _consume_in_thread(q, n: int) -> list:
     return got, t
 
 
-@pytest.mark.parametrize("kind", ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue"])
+@pytest.mark.parametrize("kind", ["Queue", "LifoQueue", "PriorityQueue"])
 def test_the_consumer_gets_the_identical_object_and_the_next_traced_call_receives(
     memory: MemorySpans, traced: Engine, kind: str
 ) -> None:
-    q = getattr(queue, kind)()  # looked up now: queue.SimpleQueue is otel-scope's while installed
+    q = getattr(queue, kind)()
     order = Order(1)
     got, t = _consume_in_thread(q, 1)
     send(q, order)
@@ -192,8 +192,7 @@ def test_the_session_root_span_is_not_a_sender(memory: MemorySpans, traced: Engi
 def test_a_pool_submit_is_one_message_not_its_internal_queue_and_threads(
     memory: MemorySpans, traced: Engine
 ) -> None:
-    # Made while otel-scope is installed: the pool's work queue is the patched SimpleQueue, and
-    # the first submit starts a worker thread.
+    # The pool's own work queue and the worker thread its first submit starts are not messages.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         assert submit(pool, Order(3)).n == 3
     ((_, sent),) = _events(memory, SENT)
@@ -206,15 +205,13 @@ def test_a_pool_submit_is_one_message_not_its_internal_queue_and_threads(
 def test_uninstall_restores_every_patched_object(traced: Engine) -> None:
     patched = {
         "Queue._put": vars(queue.Queue)["_put"],
-        "SimpleQueue": queue.SimpleQueue,
         "start": vars(multiprocessing.process.BaseProcess)["start"],
     }
+    assert queue.SimpleQueue is _queue.SimpleQueue  # never replaced (see messages.py)
     messages.uninstall()
-    assert queue.SimpleQueue is _queue.SimpleQueue
     assert vars(queue.Queue)["_put"] is not patched["Queue._put"]
     assert vars(queue.Queue)["_put"].__qualname__ == "Queue._put"
     assert not hasattr(vars(queue.Queue)["_put"], "__wrapped__")
     assert not hasattr(vars(multiprocessing.process.BaseProcess)["start"], "__wrapped__")
     assert propagation.handoff_hook is None
     messages.install(traced.serializer)  # the fixture uninstalls again
-    assert queue.SimpleQueue is patched["SimpleQueue"]

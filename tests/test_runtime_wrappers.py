@@ -287,3 +287,20 @@ def test_rate_limit_skips_calls_and_the_next_span_counts_them(memory) -> None:
         assert len(spans) == 2 and spans[-1].attributes["otel_scope.rate_limited"] == 49
     finally:
         limited.remove_all()
+
+
+def test_traced_functions_still_pickle_by_reference(memory, engine) -> None:
+    import pickle
+
+    add(engine, f"{MOD}:add")
+    assert pickle.loads(pickle.dumps(kinds.add)) is kinds.add  # the wrapper, found by reference
+    assert pickle.loads(pickle.dumps(kinds.add))(1) == 3
+
+
+def test_process_pool_runs_a_traced_function(memory, engine) -> None:
+    import concurrent.futures
+    import multiprocessing
+
+    add(engine, f"{MOD}:add")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(kinds.add, 2).result(timeout=60) == 4

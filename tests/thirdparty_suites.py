@@ -2,6 +2,7 @@
 
     python tests/thirdparty_suites.py                    # toolz, more-itertools, six
     python tests/thirdparty_suites.py six --level lines  # one library, another level
+    python tests/thirdparty_suites.py stdlib             # nine pure-Python stdlib modules' suites
 
 For each library this downloads its sdist from PyPI once (pinned version, into
 ``~/.cache/otel-scope-thirdparty``), unpacks it into a temporary directory and runs its test
@@ -11,6 +12,10 @@ line, expression values: level ``expressions``) while an SDK tracer provider rec
 The pass/fail/skip counts of the two runs must be identical; the script prints both, plus how
 many functions were rewritten and how many spans and events were recorded, and exits non-zero on
 any difference. Test modules themselves are left to pytest (its assertion rewriting owns them).
+
+``stdlib`` does the same for pure-Python standard-library modules (textwrap, difflib, fractions,
+shlex, argparse, statistics, calendar, configparser, string) with CPython's own unittest suites
+from the ``test`` package, where the interpreter ships it.
 """
 
 from __future__ import annotations
@@ -110,6 +115,37 @@ def pytest_terminal_summary(terminalreporter):
     )
 '''
 
+STDLIB_MODULES = ("textwrap", "difflib", "fractions", "shlex", "argparse", "statistics", "calendar")
+STDLIB_MODULES += ("configparser", "string")
+
+STDLIB_RUNNER = '''\
+"""Run CPython's unittest suites for some modules, rewritten (argv[1] == "rewritten") or not."""
+import io
+import sys
+import unittest
+
+MODULES = sys.argv[2].split(",")
+if sys.argv[1] == "rewritten":
+    import otel_scope_suite_plugin as plugin  # the SDK provider and the counting exporter
+
+    for name in MODULES:
+        sys.modules.pop(name, None)  # imported at start-up by the plugin's own imports: re-import
+for name in MODULES:
+    __import__(name)
+counts = {"passed": 0, "failed": 0, "skipped": 0}
+for name in MODULES:
+    result = unittest.TextTestRunner(stream=io.StringIO(), verbosity=0).run(
+        unittest.defaultTestLoader.loadTestsFromName("test.test_" + name)
+    )
+    bad = len(result.failures) + len(result.errors)
+    counts["failed"] += bad
+    counts["skipped"] += len(result.skipped)
+    counts["passed"] += result.testsRun - bad - len(result.skipped)
+print("COUNTS", " ".join(f"{n} {k}" for k, n in counts.items()), "in")
+if sys.argv[1] == "rewritten":
+    plugin.pytest_terminal_summary(type("R", (), {"write_line": staticmethod(print)}))
+'''
+
 _COUNT = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|deselected)")
 
 
@@ -167,8 +203,53 @@ def run_suite(
     return counts, ours[len("OTEL-SCOPE ") :], seconds
 
 
+def compare_stdlib(level: str = "expressions") -> dict:
+    """Both runs of the standard-library suites (see the module doc), as :func:`compare` does."""
+    with tempfile.TemporaryDirectory(prefix="otel-scope-suite-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "otel_scope_suite_plugin.py").write_text(PLUGIN)
+        (workdir / "run_stdlib.py").write_text(STDLIB_RUNNER)
+        results = []
+        for mode in ("plain", "rewritten"):
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST_"))}
+            env.update(
+                PYTHONPATH=str(workdir),
+                PYTHONDONTWRITEBYTECODE="1",
+                XDG_CACHE_HOME=str(workdir / "cache"),
+                OTEL_SCOPE_SUITE_PACKAGES=",".join(STDLIB_MODULES),
+                OTEL_SCOPE_SUITE_LEVEL=level,
+            )
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, str(workdir / "run_stdlib.py"), mode, ",".join(STDLIB_MODULES)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            line = next((x for x in done.stdout.splitlines() if x.startswith("COUNTS ")), "")
+            if not line:
+                raise RuntimeError(
+                    f"the stdlib suites did not run:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+                )
+            ours = next((x for x in done.stdout.splitlines() if x.startswith("OTEL-SCOPE ")), "")
+            counts = {kind: int(n) for n, kind in _COUNT.findall(line)}
+            results.append((counts, ours[len("OTEL-SCOPE ") :], time.perf_counter() - started))
+    (plain, _, plain_seconds), (rewritten, ours, rewritten_seconds) = results
+    return {
+        "library": f"CPython {sys.version.split()[0]} stdlib: " + ", ".join(STDLIB_MODULES),
+        "plain": plain,
+        "rewritten": rewritten,
+        "same": plain == rewritten,
+        "instrumentation": ours,
+        "seconds": (round(plain_seconds, 1), round(rewritten_seconds, 1)),
+    }
+
+
 def compare(name: str, level: str = "expressions") -> dict:
     """Both runs of one library, as a dict (``same`` tells whether the counts are equal)."""
+    if name == "stdlib":
+        return compare_stdlib(level)
     library = LIBRARIES[name]
     archive = fetch(library)
     with tempfile.TemporaryDirectory(prefix="otel-scope-suite-") as tmp:
@@ -198,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         "--level", default="expressions", choices=["boundaries", "locals", "lines", "expressions"]
     )
     options = parser.parse_args(argv)
-    unknown = set(options.libraries) - set(LIBRARIES)
+    unknown = set(options.libraries) - set(LIBRARIES) - {"stdlib"}
     if unknown:
         parser.error(f"unknown libraries: {', '.join(sorted(unknown))}")
     failed = False

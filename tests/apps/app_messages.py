@@ -15,7 +15,7 @@ from msg_work import Job
 
 def over_queue(kind):
     kinds = {"queue": queue.Queue, "lifo": queue.LifoQueue, "priority": queue.PriorityQueue}
-    q = kinds.get(kind, queue.SimpleQueue)()
+    q = kinds[kind]()
     results = []
     # queue.Queue: the common loop that stops at a sentinel; the others: exactly one item.
     consume = msg_plumbing.consume if kind == "queue" else msg_plumbing.consume_one
@@ -29,7 +29,7 @@ def over_queue(kind):
 
 
 def main(kind):
-    if kind in ("queue", "lifo", "priority", "simple"):
+    if kind in ("queue", "lifo", "priority"):
         return over_queue(kind)
     if kind == "thread":
         results = []

@@ -31,12 +31,11 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import Event as _SdkEvent
 from opentelemetry.sdk.trace import _Span as _SdkSpan
-from opentelemetry.trace import Status, StatusCode
 
 from otel_scope import semconv as sc
 from otel_scope.capture import REDACTED
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
-from otel_scope.runtime.tracing import begin, claim_call_span, decide
+from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span, record_exception
 
 _log = logging.getLogger("otel_scope")
 
@@ -512,18 +511,15 @@ class CallRecorder:
                 "exhausted" if error is None else "closed" if isinstance(error, GeneratorExit) else "error"
             )
         if error is not None and not isinstance(error, GeneratorExit):
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            record_exception(span, error, _config.get_serializer())
         elif self.returned and _config.capture_return:
             serializer = _config.get_serializer()
             attributes[sc.RETURN_VALUE] = serializer(self.return_value)
             attributes[sc.RETURN_TYPE] = serializer.type_name(self.return_value)
         if attributes:
             span.set_attributes(attributes)
-        if self.token is not None:
-            try:
-                otel_context.detach(self.token)  # type: ignore[arg-type]
-            except Exception:
-                pass  # the generator finished in another context than it started
-            self.token = None
-        span.end()
+        token, self.token = self.token, None
+        if token is not None:
+            end_call(span, token)  # detach (the generator may finish in another context), end
+        else:
+            end_span(span)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 
 from otel_scope.config import Settings
@@ -21,8 +22,18 @@ def closing_line(session: Session, settings: Settings) -> str:
     return line
 
 
+def multiprocessing_helper() -> bool:
+    """Whether this interpreter was started by ``multiprocessing`` (a spawn child, the resource
+    tracker, a forkserver): it belongs to its parent's session, so it starts none of its own.
+    """
+    argv = getattr(sys, "orig_argv", sys.argv)
+    return any(a.startswith("from multiprocessing.") for a in argv) or "--multiprocessing-fork" in argv
+
+
 def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> ProcessSession | None:
     """Start this run's services (live control, escalation) and its ``process`` session, if any."""
+    if multiprocessing_helper():
+        return None
     services = start_services(engine, settings, say)
     if settings.session != "process":
         return None

@@ -24,6 +24,7 @@ from otel_scope.capture import Serializer
 from otel_scope.config import Settings
 from otel_scope.engine.discovery import Site, iter_sites, site_for_function, source_available
 from otel_scope.runtime.wrappers import RuntimeProbe, is_ours
+from otel_scope.runtime.wrappers import install as install_wrapper
 from otel_scope.targets.patterns import TargetPattern, never_instrumented, parse_pattern
 from otel_scope.targets.plan import CapturePlan
 from otel_scope.targets.planner import Request, decide_function
@@ -312,7 +313,7 @@ class Engine:
                 rate_limit=self.settings.rate_limit,
             )
             probe.on_finish = self.on_finish
-            wrapper = wrapt.wrap_function_wrapper(site.owner, site.attr, probe)
+            wrapper = install_wrapper(site.owner, site.attr, probe)
             applied.probe, applied.wrapper = probe, wrapper
             if isinstance(site.owner, types.ModuleType):
                 applied.aliases = _replace_aliases(site.raw, wrapper, site.owner)

@@ -29,9 +29,9 @@ without a message, e.g. when started from untraced code), and flushes its spans 
 current OTel context, a C-level context-variable lookup, and does nothing more unless an
 otel-scope call span is current (the session's root span does not count). The receiving side of
 ``queue``/``asyncio`` queues is patched only once a message has been sent through any of them.
-``queue.SimpleQueue`` is a C type whose methods cannot be patched, so while otel-scope is
-installed ``queue.SimpleQueue`` names a subclass with Python ``put``/``get``: that one hand-off
-pays a Python call (measured in ``benchmarks/bench_state_messages.py``).
+``queue.SimpleQueue`` is a C type whose methods cannot be patched; replacing the class itself
+would change the type of every such queue in the program (``ThreadPoolExecutor`` uses it) and
+cost each of its hand-offs a Python call, so it is deliberately not covered.
 """
 
 from __future__ import annotations
@@ -408,7 +408,6 @@ _CHANNELS = {
     id(queue.Queue): "queue.Queue",
     id(queue.LifoQueue): "queue.LifoQueue",
     id(queue.PriorityQueue): "queue.PriorityQueue",
-    id(queue.SimpleQueue): "queue.SimpleQueue",
     id(asyncio.Queue): "asyncio.Queue",
     id(asyncio.LifoQueue): "asyncio.LifoQueue",
     id(asyncio.PriorityQueue): "asyncio.PriorityQueue",
@@ -547,43 +546,6 @@ _QUEUE_CLASSES = (
     asyncio.LifoQueue,
     asyncio.PriorityQueue,
 )
-
-_SimpleQueueBase: Any = queue.SimpleQueue
-_simple_put = _SimpleQueueBase.put
-_simple_get = _SimpleQueueBase.get
-
-
-class SimpleQueue(_SimpleQueueBase):  # type: ignore[misc,valid-type]
-    """``queue.SimpleQueue`` while otel-scope is installed: the C queue, with message tags.
-
-    The C type's methods cannot be patched, hence a subclass that ``queue.SimpleQueue`` names
-    between :func:`install` and :func:`uninstall` (instances made meanwhile keep working after).
-    """
-
-    __slots__ = ()
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        ctx = _current()
-        if ctx and ctx is not session_state.fallback_context and _SPAN_KEY in ctx and _active:
-            _queue_sent(self, item, ctx)
-        _simple_put(self, item, block, timeout)
-
-    def put_nowait(self, item: Any) -> None:
-        self.put(item, False)
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        item = _simple_get(self, block, timeout)
-        if _tables:
-            _queue_received(self, item)
-        return item
-
-    def get_nowait(self) -> Any:
-        return self.get(False)
-
-
-SimpleQueue.__module__ = "queue"
-_CHANNELS[id(SimpleQueue)] = "queue.SimpleQueue"
-
 
 def _arm_receiving() -> None:
     """Patch the queues' ``_get`` the first time a message is sent through one of them."""
@@ -834,7 +796,6 @@ def install(serializer: Serializer) -> None:
             return
         for cls in _QUEUE_CLASSES:
             _replace(cls, "_put", _patched_put(vars(cls)["_put"]))
-        _replace(queue, "SimpleQueue", SimpleQueue)
         if sys.version_info >= (3, 11):  # create_task(context=...) carries the pending message
             loop_class = asyncio.base_events.BaseEventLoop
             _replace(loop_class, "create_task", _patched_create_task(vars(loop_class)["create_task"]))

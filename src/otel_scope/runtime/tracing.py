@@ -16,18 +16,23 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_scope import semconv
 from otel_scope._version import __version__
+from otel_scope.runtime import messages
 from otel_scope.sessions import state as session_state
+
+if TYPE_CHECKING:
+    from otel_scope.capture import Serializer
 
 _log = logging.getLogger("otel_scope")
 
@@ -156,6 +161,8 @@ def begin(
         return None
     if not trace_id:  # a new trace: its ID exists only now
         span.set_attribute(semconv.SESSION_ID, _trace_hex(span.get_span_context().trace_id))
+    if messages.waiting:  # messages handed to this thread/task before the span started
+        messages.claim(span, name)
     new_ctx = trace.set_span_in_context(span, ctx)
     if code is not None:
         new_ctx = otel_context.set_value(_CALL_KEY, [code, span], new_ctx)
@@ -176,7 +183,41 @@ def end_call(span: Span, token: object) -> None:
         otel_context.detach(token)  # type: ignore[arg-type]
     except Exception:  # a generator resumed in another context; the span still ends
         pass
+    end_span(span)
+
+
+def end_span(span: Span) -> None:
+    """End an otel-scope span, first handing it the messages it took while current."""
+    if messages.waiting:
+        messages.settle(span)
     span.end()
+
+
+def record_exception(span: Span, exc: BaseException, serializer: Serializer) -> None:
+    """Record ``exc`` on ``span`` as an ``exception`` event with ERROR status, never raising.
+
+    Unlike ``Span.record_exception`` this never calls a user exception's ``__str__``: the message
+    goes through the safe serializer's view of the exception's ``args``.
+    """
+    try:
+        type_name = serializer.type_name(exc)  # read through type's own descriptors
+        args = BaseException.args.__get__(exc)  # the builtin slot, not a user property
+        if len(args) == 1 and type(args[0]) is str:
+            message = args[0][: serializer.max_length]
+        else:
+            message = ", ".join(serializer(arg) for arg in args)
+        stack = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
+        span.add_event(
+            "exception",
+            {
+                semconv.EXCEPTION_TYPE: type_name,
+                semconv.EXCEPTION_MESSAGE: message,
+                "exception.stacktrace": f"{stack}{type_name}: {message}",
+            },
+        )
+        span.set_status(Status(StatusCode.ERROR, f"{type_name}: {message}"))
+    except Exception:  # recording must never disturb the exception being propagated
+        _log.debug("otel-scope could not record an exception", exc_info=True)
 
 
 def claim_call_span(depth: int = 2) -> Span | None:

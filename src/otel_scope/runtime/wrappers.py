@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-import traceback
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
 import wrapt
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
 from otel_scope import semconv
 from otel_scope.capture import RateLimiter, Serializer
-from otel_scope.runtime import messages, state, tracing
+from otel_scope.runtime import state, tracing
 
 _log = logging.getLogger("otel_scope")
 
@@ -55,33 +54,6 @@ def _kind(func: Any) -> str:
     if inspect.isgeneratorfunction(func):
         return "generator"
     return "function"
-
-
-def record_exception(span: Span, exc: BaseException, serializer: Serializer) -> None:
-    """Record ``exc`` on ``span`` as an ``exception`` event with ERROR status, never raising.
-
-    Unlike ``Span.record_exception`` this never calls a user exception's ``__str__``: the message
-    goes through the safe serializer's view of the exception's ``args``.
-    """
-    try:
-        type_name = serializer.type_name(exc)  # read through type's own descriptors
-        args = BaseException.args.__get__(exc)  # the builtin slot, not a user property
-        if len(args) == 1 and type(args[0]) is str:
-            message = args[0][: serializer.max_length]
-        else:
-            message = ", ".join(serializer(arg) for arg in args)
-        stack = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
-        span.add_event(
-            "exception",
-            {
-                semconv.EXCEPTION_TYPE: type_name,
-                semconv.EXCEPTION_MESSAGE: message,
-                "exception.stacktrace": f"{stack}{type_name}: {message}",
-            },
-        )
-        span.set_status(Status(StatusCode.ERROR, f"{type_name}: {message}"))
-    except Exception:  # recording must never disturb the exception being propagated
-        _log.debug("otel-scope could not record an exception", exc_info=True)
 
 
 class RuntimeProbe:
@@ -182,8 +154,6 @@ class RuntimeProbe:
         return attrs
 
     def _finish(self, span: Span, exc: BaseException | None) -> None:
-        if messages.waiting:
-            messages.settle(span)
         if self.on_finish is not None:
             try:
                 self.on_finish(self, span, exc)
@@ -211,12 +181,10 @@ class RuntimeProbe:
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
-        if messages.waiting:
-            messages.claim(span, self.name)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            record_exception(span, exc, self.serializer)
+            tracing.record_exception(span, exc, self.serializer)
             self._finish(span, exc)
             raise
         else:
@@ -245,13 +213,11 @@ class RuntimeProbe:
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
-        if messages.waiting:
-            messages.claim(span, self.name)
         span_ctx = otel_context.get_current()
         try:
             gen = wrapped(*args, **kwargs)
         except BaseException as exc:
-            record_exception(span, exc, self.serializer)
+            tracing.record_exception(span, exc, self.serializer)
             tracing.end_call(span, token)
             raise
         otel_context.detach(token)
@@ -274,14 +240,12 @@ class RuntimeProbe:
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
-        if messages.waiting:
-            messages.claim(span, self.name)
         before = state.snapshot(receiver, self.serializer) if receiver is not None else None
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             state.record_changes(span, before, receiver, self.serializer)
-            record_exception(span, exc, self.serializer)
+            tracing.record_exception(span, exc, self.serializer)
             self._finish(span, exc)
             raise
         else:
@@ -300,15 +264,13 @@ class RuntimeProbe:
         if started is None:
             return await coro
         span, token = started
-        if messages.waiting:
-            messages.claim(span, self.name)
         # Taken when the body starts running, not when the coroutine object was created.
         before = state.snapshot(receiver, self.serializer) if receiver is not None else None
         try:
             result = await coro
         except BaseException as exc:
             state.record_changes(span, before, receiver, self.serializer)
-            record_exception(span, exc, self.serializer)
+            tracing.record_exception(span, exc, self.serializer)
             self._finish(span, exc)
             raise
         else:
@@ -325,9 +287,9 @@ def _end_generator(probe: RuntimeProbe, span: Span, end: str, count: int, exc: B
     span.set_attribute(semconv.GENERATOR_END, end)
     span.set_attribute(semconv.YIELD_COUNT, count)
     if exc is not None:
-        record_exception(span, exc, probe.serializer)
+        tracing.record_exception(span, exc, probe.serializer)
     probe._finish(span, exc)
-    span.end()
+    tracing.end_span(span)
 
 
 def _traced_generator(probe: RuntimeProbe, gen: Any, span: Span, span_ctx: Any) -> Any:
@@ -412,8 +374,33 @@ async def _traced_async_generator(probe: RuntimeProbe, agen: Any, span: Span, sp
             _end_generator(probe, span, "closed", count, None)
 
 
+class ScopeFunctionWrapper(wrapt.FunctionWrapper):
+    """The wrapper otel-scope installs: a wrapt ``FunctionWrapper`` that pickles like a function.
+
+    Functions pickle by reference (module and qualified name); a plain wrapt proxy refuses to
+    pickle at all, which would break ``ProcessPoolExecutor.submit(traced_function)`` and
+    ``multiprocessing.Process(target=traced_function)``. This one pickles by the same reference,
+    which resolves to the wrapper where otel-scope is active and to the function elsewhere.
+    """
+
+    def __reduce_ex__(self, protocol: int) -> Any:
+        return _by_reference, (self.__wrapped__.__module__, self.__wrapped__.__qualname__)
+
+
+def _by_reference(module: str, qualname: str) -> Any:
+    import importlib
+
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def install(owner: Any, attr: str, probe: RuntimeProbe) -> ScopeFunctionWrapper:
+    """Wrap ``owner.attr`` with ``probe``; :func:`wrapt.unwrap_object` with the result undoes it."""
+    return wrapt.wrap_object(owner, attr, ScopeFunctionWrapper, (probe,))
+
+
 def is_ours(obj: Any) -> bool:
-    """Whether ``obj`` is a wrapt wrapper installed by otel-scope."""
-    return isinstance(obj, wrapt.FunctionWrapper) and isinstance(
-        getattr(obj, "_self_wrapper", None), RuntimeProbe
-    )
+    """Whether ``obj`` is a wrapper installed by otel-scope."""
+    return isinstance(obj, ScopeFunctionWrapper)
