@@ -547,6 +547,7 @@ _QUEUE_CLASSES = (
     asyncio.PriorityQueue,
 )
 
+
 def _arm_receiving() -> None:
     """Patch the queues' ``_get`` the first time a message is sent through one of them."""
     global _receiving_armed
