@@ -287,8 +287,15 @@ class Engine:
             e.sites.add(key)
             e.errors.pop(site.full_name, None)
         try:
-            self._apply_capture(applied, want_capture)
-            self._apply_runtime(applied, want_runtime, selecting)
+            # Atomic per function, as seen by calls in flight: the runtime span's call marker is
+            # switched on before recompiled code can look for it, and off only after it is gone,
+            # so no call ever gets a second (compile-time) span.
+            if want_capture is None:
+                self._apply_capture(applied, None)
+                self._apply_runtime(applied, want_runtime, selecting, deep=False)
+            else:
+                self._apply_runtime(applied, want_runtime, selecting, deep=True)
+                self._apply_capture(applied, want_capture)
         except Exception as exc:  # never let instrumentation break the program
             _log.warning("otel-scope: could not instrument %s: %s", site.full_name, exc)
             for e in selecting:
@@ -296,7 +303,7 @@ class Engine:
         if applied.probe is None and applied.capture is None:
             del self._applied[key]
 
-    def _apply_runtime(self, applied: Applied, want: bool, selecting: list[Entry]) -> None:
+    def _apply_runtime(self, applied: Applied, want: bool, selecting: list[Entry], deep: bool) -> None:
         site = applied.site
         if want and applied.probe is None:
             current = vars(site.owner).get(site.attr)
@@ -313,6 +320,7 @@ class Engine:
                 rate_limit=self.settings.rate_limit,
             )
             probe.on_finish = self.on_finish
+            probe.deep = deep
             wrapper = install_wrapper(site.owner, site.attr, probe)
             applied.probe, applied.wrapper = probe, wrapper
             if isinstance(site.owner, types.ModuleType):
@@ -326,10 +334,7 @@ class Engine:
             applied.probe = applied.wrapper = None
             applied.aliases = []
         if applied.probe is not None:
-            applied.probe.deep = applied.capture is not None
-            # On-demand recompilation swaps __code__ after the probe was made: the call marker must
-            # name the code that will run, or the compile-time events open a second span.
-            applied.probe.code = site.func.__code__
+            applied.probe.deep = deep
             applied.probe.state = any(e.request.state for e in selecting)
 
     def _apply_capture(self, applied: Applied, want: CapturePlan | None) -> None:

@@ -68,6 +68,7 @@ class RuntimeProbe:
         "code",
         "deep",
         "enabled",
+        "func",
         "kind",
         "limiter",
         "name",
@@ -112,6 +113,9 @@ class RuntimeProbe:
         self.deep = False  # compile-time capture also active: mark calls for claim_call_span
         self.state = False  # capture the instance's attributes before and after each call
         self.code = code
+        # The call marker names the code about to run, read at call time: on-demand recompilation
+        # swaps the function's __code__ after this probe was made.
+        self.func = plain
         self.calls = 0
         # Called after each recorded call, before its span ends (escalation rules hook in here).
         self.on_finish: Callable[[RuntimeProbe, Span, BaseException | None], None] | None = None
@@ -177,7 +181,7 @@ class RuntimeProbe:
         attrs = self._call_attributes(instance, args, kwargs)
         if self.limiter is not None and self.limiter.dropped:
             attrs[semconv.RATE_LIMITED] = self.limiter.dropped
-        started = tracing.begin(self.name, attrs, ctx, self.code if self.deep else None, owned=True)
+        started = tracing.begin(self.name, attrs, ctx, self.func.__code__ if self.deep else None, owned=True)
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
@@ -199,7 +203,7 @@ class RuntimeProbe:
         self, kind: str, ctx: Any, wrapped: Any, instance: Any, args: tuple, kwargs: dict
     ) -> Any:
         attrs = self._call_attributes(instance, args, kwargs)
-        code = self.code if self.deep else None
+        code = self.func.__code__ if self.deep else None
         receiver = state.receiver_of(instance) if self.state else None
         if kind == "function":  # only with state capture: plain calls take the path in __call__
             if self.limiter is not None and self.limiter.dropped:
