@@ -1,4 +1,7 @@
 """Every construct the rewriter must handle; `# @name` comments mark lines the tests look up."""
+
+# fmt: off
+# (the layout is the test data: one-line blocks and multi-line statements must stay as written)
 import asyncio
 
 COUNTER = 0
@@ -175,4 +178,3 @@ def fails_multiline(a):
 def uses_locals():
     x = 1
     return sorted(locals())
-

@@ -1,4 +1,5 @@
 """Helpers shared by the compile-time tests: an in-memory SDK and loading rewritten samples."""
+
 import contextlib
 import re
 import sys
@@ -77,7 +78,9 @@ def events(span, name="otel_scope.locals"):
 def var_events(span, var):
     """(line, value) of every locals event carrying ``var``."""
     key = "otel_scope.var." + var
-    return [(e.attributes["code.line.number"], e.attributes[key]) for e in events(span) if key in e.attributes]
+    return [
+        (e.attributes["code.line.number"], e.attributes[key]) for e in events(span) if key in e.attributes
+    ]
 
 
 def only_span(exporter, suffix):

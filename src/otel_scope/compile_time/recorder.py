@@ -29,13 +29,17 @@ from time import time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.sdk.trace import Event as _SdkEvent
-from opentelemetry.sdk.trace import _Span as _SdkSpan
 
 from otel_scope import semconv as sc
 from otel_scope.capture import REDACTED
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
 from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span, record_exception
+
+try:  # the SDK's span and event classes, for the fast path of _publish (private: may move)
+    from opentelemetry.sdk.trace import Event as _SdkEvent
+    from opentelemetry.sdk.trace import _Span as _SdkSpan
+except ImportError:  # pragma: no cover - another SDK version: add_event() is used instead
+    _SdkEvent = _SdkSpan = None
 
 _log = logging.getLogger("otel_scope")
 
@@ -58,7 +62,7 @@ def _publish(span: Any, events: list[tuple[str, dict, int]]) -> None:
     values are already bounded strings and ints, so the SDK's per-event attribute validation
     (most of ``add_event``'s cost) has nothing to do. Any other span gets ``add_event``.
     """
-    if type(span) is _SdkSpan and span._end_time is None:
+    if _SdkSpan is not None and type(span) is _SdkSpan and span._end_time is None:
         span._events.extend([_SdkEvent(name, attributes, when) for name, attributes, when in events])
     else:
         for name, attributes, when in events:
