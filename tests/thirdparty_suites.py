@@ -55,15 +55,14 @@ LIBRARIES = {
 PLUGIN = '''\
 """Loaded with pytest -p: rewrite the library under test before anything imports it."""
 import os
-import random
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_scope.compile_time import ImportHook, configure
 from otel_scope.config.settings import Settings
+from otel_scope.distro.ids import PrivateRandomIdGenerator
 from otel_scope.targets.plan import CapturePlan
 
 PACKAGES = os.environ["OTEL_SCOPE_SUITE_PACKAGES"].split(",")
@@ -79,20 +78,7 @@ class Counter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-class PrivateRandomIds(RandomIdGenerator):
-    """The SDK's default draws span IDs from the global random module, which would shift the
-    sequence a seeded program sees (more-itertools' sample() tests notice): use our own."""
-
-    _random = random.Random()
-
-    def generate_span_id(self):
-        return self._random.getrandbits(64) or 1
-
-    def generate_trace_id(self):
-        return self._random.getrandbits(128) or 1
-
-
-provider = TracerProvider(id_generator=PrivateRandomIds())
+provider = TracerProvider(id_generator=PrivateRandomIdGenerator())  # leaves the program's random alone
 provider.add_span_processor(SimpleSpanProcessor(Counter()))
 trace.set_tracer_provider(provider)
 configure(Settings())

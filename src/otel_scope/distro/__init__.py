@@ -23,6 +23,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 from otel_scope.config import ConfigError, Settings, load_settings
+from otel_scope.distro.ids import PrivateRandomIdGenerator
 from otel_scope.distro.reporting import quiet_export_errors, say
 
 _log = logging.getLogger("otel_scope")
@@ -132,7 +133,7 @@ def _otlp_timeouts() -> dict[Any, dict[str, Any]]:
 
 
 class ScopeConfigurator(_OTelSDKConfigurator):
-    """The SDK configurator, with exporter validation and bounded export time."""
+    """The SDK configurator, with exporter validation, bounded export time and private IDs."""
 
     def _configure(self, **kwargs: Any) -> None:
         settings_once()
@@ -140,6 +141,8 @@ class ScopeConfigurator(_OTelSDKConfigurator):
         exporters = choose_trace_exporters(os.environ)
         os.environ["OTEL_TRACES_EXPORTER"] = ",".join(exporters) or "none"
         kwargs.setdefault("exporter_args_map", _otlp_timeouts())
+        if not os.environ.get("OTEL_PYTHON_ID_GENERATOR"):
+            kwargs.setdefault("id_generator", PrivateRandomIdGenerator())
         super()._configure(**kwargs)
 
 
