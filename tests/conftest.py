@@ -11,6 +11,7 @@ import pytest
 
 # Test helpers (otlp_receiver, sdk, ...) are imported by bare name: pyproject sets pythonpath=tests.
 from otlp_receiver import OtlpReceiver
+from sdk import MemorySpans, installed_provider
 
 
 @pytest.fixture
@@ -22,3 +23,11 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
     """
     with OtlpReceiver() as receiver:
         yield receiver
+
+
+@pytest.fixture
+def memory() -> Iterator[MemorySpans]:
+    """The real SDK pipeline (TracerProvider -> in-memory exporter) as the global provider, for one
+    test: in-process tests assert on the spans otel-scope actually made."""
+    with installed_provider() as spans:
+        yield spans

@@ -28,15 +28,8 @@ from otel_scope.control.commands import Controller
 from otel_scope.control.server import MAX_CLIENTS, MAX_LINE, ControlServer
 from otel_scope.engine import CompileTimeAdapter, Engine
 from otel_scope.targets import parse_pattern
-from sdk import MemorySpans, installed_provider
 
 APPS = Path(__file__).resolve().parent / "apps"
-
-
-@pytest.fixture
-def memory() -> Iterator[MemorySpans]:
-    with installed_provider() as spans:
-        yield spans
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from otel_scope.runtime.escalation import Escalator, enabled
 from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 from scope_run import run_instrumented, run_plain
-from sdk import MemorySpans, installed_provider
 
 APPS = Path(__file__).resolve().parent / "apps"
 
@@ -32,12 +31,6 @@ def apps(monkeypatch: pytest.MonkeyPatch):
     import liveshop
 
     return liveshop, failing
-
-
-@pytest.fixture
-def memory() -> Iterator[MemorySpans]:
-    with installed_provider() as spans:
-        yield spans
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from otel_scope.runtime import exception_frames
 from otel_scope.runtime.exception_frames import ExceptionFrames
 from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
-from sdk import MemorySpans, installed_provider
 
 APPS = Path(__file__).resolve().parent / "apps"
 
@@ -27,12 +26,6 @@ def failing(monkeypatch: pytest.MonkeyPatch):
     import failing
 
     return failing
-
-
-@pytest.fixture
-def memory() -> Iterator[MemorySpans]:
-    with installed_provider() as spans:
-        yield spans
 
 
 @pytest.fixture

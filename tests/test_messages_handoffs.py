@@ -21,7 +21,7 @@ from otel_scope.runtime import messages, propagation
 from otel_scope.sessions import state as session_state
 from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
-from sdk import MemorySpans, installed_provider
+from sdk import MemorySpans
 
 SENT, RECEIVED = "otel_scope.message.sent", "otel_scope.message.received"
 
@@ -55,12 +55,6 @@ async def send_async(q, item) -> None:
 
 async def handle_async(item) -> object:
     return item
-
-
-@pytest.fixture
-def memory() -> Iterator[MemorySpans]:
-    with installed_provider() as spans:
-        yield spans
 
 
 @pytest.fixture

@@ -16,15 +16,9 @@ from otel_scope.engine import Engine
 from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 from runtime_samples import kinds
-from sdk import MemorySpans, installed_provider
+from sdk import installed_provider
 
 MOD = "runtime_samples.kinds"
-
-
-@pytest.fixture
-def memory() -> Iterator[MemorySpans]:
-    with installed_provider() as spans:
-        yield spans
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from otel_scope.engine import Engine
 from otel_scope.runtime import state
 from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
-from sdk import MemorySpans, installed_provider
+from sdk import MemorySpans
 
 RAN: list[str] = []
 
@@ -220,12 +220,6 @@ class Account:
     @staticmethod
     def fee(amount: int) -> int:
         return amount // 10
-
-
-@pytest.fixture
-def memory() -> Iterator[MemorySpans]:
-    with installed_provider() as spans:
-        yield spans
 
 
 @pytest.fixture

@@ -188,16 +188,26 @@ class RuntimeProbe:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            tracing.record_exception(span, exc, self.serializer)
-            self._finish(span, exc)
+            self._failed(span, exc)
             raise
         else:
-            if self.capture_return:
-                span.set_attribute(semconv.RETURN_VALUE, self.serializer(result))
-            self._finish(span, None)
+            self._returned(span, result)
             return result
         finally:
             tracing.end_call(span, token)
+
+    def _failed(self, span: Span, exc: BaseException, before: Any = None, receiver: Any = None) -> None:
+        """The call raised ``exc``: state changes, the exception event, the finish hook."""
+        state.record_changes(span, before, receiver, self.serializer)
+        tracing.record_exception(span, exc, self.serializer)
+        self._finish(span, exc)
+
+    def _returned(self, span: Span, result: Any, before: Any = None, receiver: Any = None) -> None:
+        """The call returned ``result``: state changes, the return value, the finish hook."""
+        state.record_changes(span, before, receiver, self.serializer)
+        if self.capture_return:
+            span.set_attribute(semconv.RETURN_VALUE, self.serializer(result))
+        self._finish(span, None)
 
     def _call_special(
         self, kind: str, ctx: Any, wrapped: Any, instance: Any, args: tuple, kwargs: dict
@@ -248,15 +258,10 @@ class RuntimeProbe:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            state.record_changes(span, before, receiver, self.serializer)
-            tracing.record_exception(span, exc, self.serializer)
-            self._finish(span, exc)
+            self._failed(span, exc, before, receiver)
             raise
         else:
-            state.record_changes(span, before, receiver, self.serializer)
-            if self.capture_return:
-                span.set_attribute(semconv.RETURN_VALUE, self.serializer(result))
-            self._finish(span, None)
+            self._returned(span, result, before, receiver)
             return result
         finally:
             tracing.end_call(span, token)
@@ -273,15 +278,10 @@ class RuntimeProbe:
         try:
             result = await coro
         except BaseException as exc:
-            state.record_changes(span, before, receiver, self.serializer)
-            tracing.record_exception(span, exc, self.serializer)
-            self._finish(span, exc)
+            self._failed(span, exc, before, receiver)
             raise
         else:
-            state.record_changes(span, before, receiver, self.serializer)
-            if self.capture_return:
-                span.set_attribute(semconv.RETURN_VALUE, self.serializer(result))
-            self._finish(span, None)
+            self._returned(span, result, before, receiver)
             return result
         finally:
             tracing.end_call(span, token)
