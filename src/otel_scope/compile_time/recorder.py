@@ -497,7 +497,10 @@ class CallRecorder:
         _publish(span, out)
         dropped = self.evicted + max(0, over)
         reasons = [r for r, n in (("loop_sampling", self.evicted), ("max_events", over)) if n > 0]
-        summary: dict[str, Any] = {sc.CAPTURES_RECORDED: len(entries), sc.CAPTURES_DROPPED: dropped}
+        summary: dict[str, Any] = {}
+        if self.probe.points:  # a function with capture points says how many it kept and dropped
+            summary[sc.CAPTURES_RECORDED] = len(entries)
+            summary[sc.CAPTURES_DROPPED] = dropped
         if reasons:
             summary[sc.CAPTURES_DROPPED_REASON] = ",".join(reasons)
         if self.redacted:
