@@ -27,7 +27,7 @@ def main() -> int:
     rc = subprocess.call(command, cwd=HERE, env=env)
     if rc != 0:
         return rc
-    print("\n$ otel-scope history --last --function 'shop.*'", flush=True)
+    print("\n$ otel-scope history --last", flush=True)
     return subprocess.call([str(BIN / "otel-scope"), "history", "--last"], env=env)
 
 
