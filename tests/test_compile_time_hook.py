@@ -318,3 +318,22 @@ def test_opentelemetry_instrument_in_compile_time_mode_sends_locals_over_otlp(ot
     assert (line("attempt") + 1, "missing", "3") in assigned(second)
     assert all(e.attributes["otel_scope.mechanism"] == "compile_time" for e in first.events)
     assert first.attributes["otel_scope.mechanism"] == "compile_time"
+
+
+def test_runtime_only_runs_never_import_libcst(tmp_path) -> None:
+    """The rewriter (and libcst, ~85 ms to import) loads only when a module is rewritten."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from otel_scope.config import Settings\n"
+        "from otel_scope.targets import parse_pattern\n"
+        "from otel_scope import api\n"
+        "api.start(Settings(mode='runtime', targets=(parse_pattern('wave:*'),)))\n"
+        "import wave\n"
+        "assert 'libcst' not in sys.modules, 'libcst imported'\n"
+        "assert 'otel_scope.compile_time.rewriter' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -11,10 +11,37 @@ The engine calls four things (see ``docs/compile-time.md``):
 :func:`rewrite_source` is the rewriter itself, used by both paths.
 """
 
+from typing import Any
+
 from otel_scope.compile_time.hook import ImportHook, ScopeLoader
-from otel_scope.compile_time.recompile import Recompiled, RecompileError, recompile
 from otel_scope.compile_time.recorder import Probe, configure, probes
-from otel_scope.compile_time.rewriter import RewriteResult, rewrite_source
+
+# libcst costs ~85 ms to import: the rewriter (and recompile, which uses it) load on first use,
+# so a process whose modules all come from the cache, or that only uses runtime mode, never pays.
+_LAZY = {
+    "RewriteResult": "rewriter",
+    "rewrite_source": "rewriter",
+    "rewriter": None,
+    "Recompiled": "recompile",
+    "RecompileError": "recompile",
+    "recompile": "recompile",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    source = _LAZY[name] or name
+    module = importlib.import_module(f"{__name__}.{source}")
+    # Bind every name this submodule provides: importing submodule "recompile" has just bound
+    # the *module* to the package attribute "recompile", which the function must replace.
+    for lazy, where in _LAZY.items():
+        if where == source:
+            globals()[lazy] = getattr(module, lazy)
+    return globals().get(name, module)
+
 
 __all__ = [
     "ImportHook",

@@ -40,7 +40,6 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from otel_scope._version import __version__
-from otel_scope.compile_time.rewriter import rewrite_source
 from otel_scope.targets.plan import CapturePlan
 
 _log = logging.getLogger("otel_scope")
@@ -158,6 +157,8 @@ class ImportHook(importlib.abc.MetaPathFinder):
                 _log.warning("otel-scope: %s.%s left uninstrumented: %s", fullname, qualname, reason)
         else:
             source = importlib.util.decode_source(data)
+            from otel_scope.compile_time.rewriter import rewrite_source  # libcst: only when rewriting
+
             result = rewrite_source(source, origin, fullname, plans)
             code, instrumented, skipped = result.code, result.instrumented, result.skipped
             _write_cache(path, (code, instrumented, skipped))
