@@ -337,3 +337,33 @@ def test_runtime_only_runs_never_import_libcst(tmp_path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_excluded_function_is_not_rewritten_under_a_module_wide_locals_target(
+    tmp_path, monkeypatch
+) -> None:
+    from otel_scope.engine import CompileTimeAdapter, Engine
+    from otel_scope.targets import parse_pattern
+
+    (tmp_path / "exclmod.py").write_text(
+        "def kept(x):\n    y = x + 1\n    return y\n\n\ndef left(x):\n    return x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = Settings(locals=(parse_pattern("exclmod:*"),), exclude=(parse_pattern("exclmod:left"),))
+    engine = Engine(settings)
+    engine.compile_time = CompileTimeAdapter(engine, settings)
+    from otel_scope.targets.planner import requests_from_settings
+
+    for request in requests_from_settings(settings):
+        engine.add(request)
+    engine.compile_time.install_import_hook()
+    try:
+        import exclmod
+
+        names = set(exclmod.kept.__code__.co_names)
+        assert any(n.startswith("_otel_scope_p_") for n in names)  # rewritten
+        assert not any(n.startswith("_otel_scope_p_") for n in exclmod.left.__code__.co_names)  # left alone
+    finally:
+        engine.compile_time.uninstall_import_hook()
+        engine.remove_all()
+        sys.modules.pop("exclmod", None)

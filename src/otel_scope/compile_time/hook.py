@@ -47,7 +47,7 @@ _log = logging.getLogger("otel_scope")
 # Bump when the rewritten code's shape changes, so older cache entries are not used.
 CACHE_FORMAT = "1"
 
-PlansFor = Callable[[str], "Mapping[str, CapturePlan] | None"]
+PlansFor = Callable[[str], "Mapping[str, CapturePlan | None] | None"]
 
 
 def default_cache_dir() -> Path:
@@ -183,8 +183,8 @@ def _rewritable(fullname: str, spec: importlib.machinery.ModuleSpec) -> bool:
 
 def _cache_key(data: bytes, plans: Mapping[str, CapturePlan]) -> str:
     digest = hashlib.sha256(data)
-    for name, plan in sorted(plans.items()):
-        digest.update(f"\0{name}\0{plan.key()}\0{plan.target}".encode())
+    for name, plan in plans.items():  # in order: the first matching glob wins
+        digest.update(f"\0{name}\0{plan.key()}\0{plan.target}".encode() if plan else f"\0{name}\0-".encode())
     digest.update(f"\0{sys.version}\0{__version__}\0{CACHE_FORMAT}".encode())
     return digest.hexdigest()[:40]
 

@@ -99,11 +99,11 @@ class RewriteResult:
     generated: str = ""
 
 
-def plan_for(plans: Mapping[str, CapturePlan], qualname: str) -> CapturePlan | None:
-    """The plan for ``qualname``: an exact key first, else a glob key (``*``, ``Class.*``)."""
-    plan = plans.get(qualname)
-    if plan is not None:
-        return plan
+def plan_for(plans: Mapping[str, CapturePlan | None], qualname: str) -> CapturePlan | None:
+    """The plan for ``qualname``: an exact key first, else the first matching glob key (``*``,
+    ``Class.*``) in the mapping's order. A key mapped to ``None`` excludes what it matches."""
+    if qualname in plans:
+        return plans[qualname]
     for key, candidate in plans.items():
         if "*" in key and fnmatch.fnmatchcase(qualname, key):
             return candidate

@@ -65,7 +65,7 @@ class CompileTimeAdapter:
         self._settings = settings
         self._hook: Any = None
         self._configured = False
-        self._import_plans: dict[str, dict[str, CapturePlan]] = {}
+        self._import_plans: dict[str, dict[str, CapturePlan | None]] = {}
 
     def _mechanism(self) -> Any:
         from otel_scope import compile_time
@@ -76,7 +76,7 @@ class CompileTimeAdapter:
         return compile_time
 
     # -- the import hook -----------------------------------------------------------------------
-    def plans_for(self, module_name: str) -> Mapping[str, CapturePlan] | None:
+    def plans_for(self, module_name: str) -> Mapping[str, CapturePlan | None] | None:
         """Compile-time plans for a module about to be imported (None: import it unchanged)."""
         engine = self._engine
         if not engine.wants(module_name):
@@ -87,15 +87,19 @@ class CompileTimeAdapter:
             if e.function is None and e.request.pattern.matches_module(module_name)
         ]
         keys = {_key(r.pattern.attr, r.pattern.attr_prefix) for r in requests}
-        plans: dict[str, CapturePlan] = {}
+        plans: dict[str, CapturePlan | None] = {}
+        # Exclusions first: a key mapped to None is never rewritten (see rewriter.plan_for).
+        for p in self._settings.exclude:
+            if p.matches_module(module_name) and p.attr is not None:
+                plans[_key(p.attr, p.attr_prefix)] = None
         # Most specific first: the hook takes an exact qualname, else the first matching glob.
         for key in sorted(keys, key=lambda k: (k.endswith("*"), -len(k))):
             probe = key[:-1] + "\0" if key.endswith("*") else key  # stands for "any name here"
             covering = [r for r in requests if r.pattern.matches(module_name, probe)]
             capture = decide_function(covering, self._settings, True).capture
-            if capture is not None:
+            if capture is not None and key not in plans:
                 plans[key] = capture
-        if not plans:
+        if not any(plans.values()):
             return None
         self._import_plans[module_name] = plans
         return plans

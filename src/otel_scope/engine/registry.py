@@ -14,7 +14,7 @@ import logging
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,22 +189,6 @@ class Engine:
                     for site in iter_sites(module, entry.request.pattern):
                         if not self.excluded(site.module, site.qualname):
                             self._reconcile(site)
-
-    def capture_plans(self, module_name: str, qualnames: Iterable[str]) -> Mapping[str, CapturePlan]:
-        """Compile-time plans for the given functions of a module about to be imported."""
-        out: dict[str, CapturePlan] = {}
-        for qualname in qualnames:
-            if self.excluded(module_name, qualname):
-                continue
-            requests = [
-                e.request
-                for e in self._entries.values()
-                if e.function is None and e.request.pattern.matches(module_name, qualname)
-            ]
-            capture = decide_function(requests, self.settings, True).capture if requests else None
-            if capture is not None:
-                out[qualname] = capture
-        return out
 
     # -- introspection -------------------------------------------------------------------------
     def functions_of(self, entry: Entry) -> list[str]:

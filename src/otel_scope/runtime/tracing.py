@@ -101,14 +101,6 @@ def _trace_hex(trace_id: int) -> str:
     return last[1]
 
 
-def would_record() -> bool:
-    """Cheap check whether any span could be recorded now (an SDK provider is installed)."""
-    provider = trace._TRACER_PROVIDER
-    if provider is not _state.provider:
-        _resolve(provider)
-    return _state.tracer is not None
-
-
 def decide() -> Context | None:
     """The parent context for a new otel-scope span, or ``None`` if the span would not record.
 
@@ -234,8 +226,3 @@ def claim_call_span(depth: int = 2) -> Span | None:
         return None
     marker[0] = None  # claimed: a recursive call of the same function opens its own span
     return marker[1]
-
-
-def current_span() -> Span:
-    """The current span (an invalid span when there is none)."""
-    return trace.get_current_span()

@@ -21,8 +21,3 @@ fallback_context: Context | None = None
 #: The explicit session active in this context, if any. In ``explicit`` mode nothing is
 #: recorded outside one.
 active: ContextVar[Any] = ContextVar("otel_scope_session", default=None)
-
-
-def explicit_only() -> bool:
-    """True when otel-scope records only inside ``with otel_scope.session(...)``."""
-    return kind == "explicit"

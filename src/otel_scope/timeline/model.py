@@ -97,6 +97,3 @@ class TraceData:
         """Spans whose parent is not in this trace (normally one root, more if data is missing)."""
         ids = {s.span_id for s in self.spans}
         return [s for s in self.spans if not s.parent_span_id or s.parent_span_id not in ids]
-
-    def find_span(self, span_id: str) -> SpanRecord | None:
-        return next((s for s in self.spans if s.span_id == span_id), None)
