@@ -2,7 +2,8 @@
 """The project's two set-up commands, needing only Python 3.10+ on the machine.
 
     python3 dev.py demo    install otel-scope, run the example app in hybrid mode, show its trace
-    python3 dev.py test    install otel-scope with its test tools, lint, and run the test suite
+    python3 dev.py test    install otel-scope with its test tools, lint, and run the test suite,
+                           then run it again on every other CPython 3.10-3.13 found on the machine
     python3 dev.py bench   install the baselines (PySnooper, hunter, snoop) and run benchmarks/
 
 Both create (or reuse) a virtual environment in ``.venv`` next to this file, so nothing is
@@ -11,7 +12,9 @@ installed into the system Python. ``.ci/run`` calls ``python3 dev.py test``.
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -20,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+SUPPORTED = ((3, 10), (3, 11), (3, 12), (3, 13))
 
 
 def run(*cmd: str | os.PathLike[str], **kw: object) -> int:
@@ -27,21 +31,53 @@ def run(*cmd: str | os.PathLike[str], **kw: object) -> int:
     return subprocess.call([str(c) for c in cmd], cwd=ROOT, **kw)  # type: ignore[arg-type]
 
 
-def ensure_venv(extras: str) -> None:
-    if not (BIN / "python").exists():
-        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-        run(BIN / "python", "-m", "pip", "install", "-q", "--upgrade", "pip")
+def ensure_venv(extras: str, venv_dir: Path = VENV, python: str | None = None) -> Path:
+    """Create (or reuse) ``venv_dir`` and install otel-scope with ``extras``; returns its bin dir."""
+    bin_dir = venv_dir / ("Scripts" if os.name == "nt" else "bin")
+    if not (bin_dir / "python").exists():
+        if python is None:
+            venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
+        elif run(python, "-m", "venv", "--clear", venv_dir) != 0:
+            sys.exit(f"dev.py: could not create a virtual environment with {python}")
+        run(bin_dir / "python", "-m", "pip", "install", "-q", "--upgrade", "pip")
     spec = f".[{extras}]" if extras else "."
-    if run(BIN / "python", "-m", "pip", "install", "-q", "-e", spec) != 0:
+    if run(bin_dir / "python", "-m", "pip", "install", "-q", "-e", spec) != 0:
         sys.exit("dev.py: installing otel-scope failed (see pip's message above)")
+    return bin_dir
 
 
-def env() -> dict[str, str]:
+def env(bin_dir: Path = BIN) -> dict[str, str]:
     e = dict(os.environ)
-    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
-    e["VIRTUAL_ENV"] = str(VENV)
+    e["PATH"] = f"{bin_dir}{os.pathsep}{e.get('PATH', '')}"
+    e["VIRTUAL_ENV"] = str(bin_dir.parent)
     e.pop("PYTHONPATH", None)
     return e
+
+
+def other_pythons() -> dict[tuple[int, int], str]:
+    """Other supported CPythons on this machine (on PATH, or installed by pyenv), one per version."""
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    found: dict[tuple[int, int], str] = {}
+    for major, minor in SUPPORTED:
+        if (major, minor) == sys.version_info[:2]:
+            continue
+        candidates = [shutil.which(f"python{major}.{minor}")]
+        candidates += sorted(glob.glob(f"{root}/versions/{major}.{minor}.*/bin/python"), reverse=True)
+        for candidate in filter(None, candidates):
+            check = "import sys, venv; print(*sys.version_info[:2])"
+            probe = subprocess.run([candidate, "-c", check], capture_output=True, text=True)
+            if probe.returncode == 0 and probe.stdout.split() == [str(major), str(minor)]:
+                found[(major, minor)] = candidate
+                break
+    return found
+
+
+def pytest(bin_dir: Path, args: list[str]) -> int:
+    rc = run(bin_dir / "python", "-m", "pytest", *args, env=env(bin_dir))
+    if rc == 5:
+        print("dev.py: pytest collected no tests; that counts as a failure", file=sys.stderr)
+        return 1
+    return rc
 
 
 def test(args: list[str]) -> int:
@@ -49,10 +85,11 @@ def test(args: list[str]) -> int:
     for cmd in (("ruff", "check", "."), ("ruff", "format", "--check", ".")):
         if run(BIN / cmd[0], *cmd[1:], env=env()) != 0:
             return 1
-    rc = run(BIN / "python", "-m", "pytest", *args, env=env())
-    if rc == 5:
-        print("dev.py: pytest collected no tests; that counts as a failure", file=sys.stderr)
-        return 1
+    rc = pytest(BIN, args)
+    for (major, minor), python in other_pythons().items():
+        print(f"dev.py: the suite again on Python {major}.{minor} ({python})", flush=True)
+        bin_dir = ensure_venv("test", ROOT / f".venv-{major}.{minor}", python)
+        rc = pytest(bin_dir, args) or rc
     return rc
 
 
