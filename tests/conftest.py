@@ -9,6 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from otel_scope.config import Settings
+from otel_scope.engine import CompileTimeAdapter, Engine
+
 # Test helpers (otlp_receiver, sdk, ...) are imported by bare name: pyproject sets pythonpath=tests.
 from otlp_receiver import OtlpReceiver
 from sdk import MemorySpans, installed_provider
@@ -31,3 +34,13 @@ def memory() -> Iterator[MemorySpans]:
     test: in-process tests assert on the spans otel-scope actually made."""
     with installed_provider() as spans:
         yield spans
+
+
+@pytest.fixture
+def engine(memory) -> Iterator[Engine]:
+    """An engine with both mechanisms and default settings, restored after the test (files that
+    need other settings define their own ``engine``)."""
+    e = Engine(Settings())
+    e.compile_time = CompileTimeAdapter(e, e.settings)
+    yield e
+    e.remove_all()

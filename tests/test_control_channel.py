@@ -26,7 +26,7 @@ from otel_scope.control import paths
 from otel_scope.control.client import ControlError, send
 from otel_scope.control.commands import Controller
 from otel_scope.control.server import MAX_CLIENTS, MAX_LINE, ControlServer
-from otel_scope.engine import CompileTimeAdapter, Engine
+from otel_scope.engine import Engine
 from otel_scope.targets import parse_pattern
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -47,14 +47,6 @@ def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def engine(memory) -> Iterator[Engine]:
-    e = Engine(Settings())
-    e.compile_time = CompileTimeAdapter(e, e.settings)
-    yield e
-    e.remove_all()
 
 
 @pytest.fixture

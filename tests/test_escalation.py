@@ -14,7 +14,7 @@ import pytest
 
 from otel_scope.config import Settings
 from otel_scope.control.commands import Controller
-from otel_scope.engine import CompileTimeAdapter, Engine
+from otel_scope.engine import Engine
 from otel_scope.runtime import escalation
 from otel_scope.runtime.escalation import Escalator, enabled
 from otel_scope.targets import parse_pattern
@@ -31,14 +31,6 @@ def apps(monkeypatch: pytest.MonkeyPatch):
     import liveshop
 
     return liveshop, failing
-
-
-@pytest.fixture
-def engine(memory) -> Iterator[Engine]:
-    e = Engine(Settings())
-    e.compile_time = CompileTimeAdapter(e, e.settings)
-    yield e
-    e.remove_all()
 
 
 @pytest.fixture
