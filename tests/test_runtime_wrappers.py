@@ -298,3 +298,14 @@ def test_process_pool_runs_a_traced_function(memory, engine) -> None:
     add(engine, f"{MOD}:add")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert pool.submit(kinds.add, 2).result(timeout=60) == 4
+
+
+def test_contextmanager_methods_of_real_code_keep_their_calling_behaviour(memory, engine) -> None:
+    """jinja2's compiler enters a @contextmanager method per filter: it must stay a context
+    manager factory when traced (looking through ``__wrapped__`` made it a generator)."""
+    jinja2 = pytest.importorskip("jinja2")
+    add(engine, "jinja2.compiler:CodeGenerator._filter_test_common")
+    template = jinja2.Environment().from_string("{{ name | upper }}")
+    assert template.render(name="ada") == "ADA"
+    (span,) = memory.named("CodeGenerator._filter_test_common")
+    assert span.status.is_ok

@@ -96,7 +96,9 @@ class RuntimeProbe:
         plain = _unwrap_callable(func)
         code: CodeType | None = getattr(plain, "__code__", None)
         self.name = qualified_name(module, qualname)
-        self.kind = _kind(plain)
+        # How the call behaves comes from the object installed at the attribute, never from what
+        # it wraps: a @contextmanager function wraps a generator but returns a context manager.
+        self.kind = _kind(getattr(func, "__func__", func))
         self.attributes: dict[str, Any] = {
             semconv.CODE_FUNCTION_NAME: self.name,
             semconv.MECHANISM: mechanism,
