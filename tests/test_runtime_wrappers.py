@@ -309,3 +309,19 @@ def test_contextmanager_methods_of_real_code_keep_their_calling_behaviour(memory
     assert template.render(name="ada") == "ADA"
     (span,) = memory.named("CodeGenerator._filter_test_common")
     assert span.status.is_ok
+
+
+def test_decorators_that_change_the_kind_are_traced_as_the_installed_object(memory, engine) -> None:
+    """An asynccontextmanager stays an async context manager factory; a sync wrapper around a
+    coroutine function stays sync (it returns the value, not a coroutine)."""
+    add(engine, f"{MOD}:opened")
+    add(engine, f"{MOD}:run_sync")
+
+    async def use() -> int:
+        async with kinds.opened(4) as value:
+            return value
+
+    assert asyncio.run(use()) == 8
+    assert kinds.run_sync(1) == 2
+    assert len(memory.named("kinds.opened")) == 1
+    assert len(memory.named("kinds.run_sync")) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 
 
@@ -81,3 +82,23 @@ class Base:
 
 class Sub(Base):
     label = "sub"
+
+
+@contextlib.asynccontextmanager
+async def opened(value):
+    yield value * 2
+
+
+def _sync_wrapper(func):
+    """A decorator that turns a coroutine function into a plain one but keeps ``__wrapped__``."""
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        return asyncio.run(func(*args, **kwargs))
+
+    return run
+
+
+@_sync_wrapper
+async def run_sync(x):
+    return x + 1
