@@ -40,9 +40,14 @@ def qualified_name(module: str, qualname: str) -> str:
     return f"{module}.{qualname}"
 
 
+def _installed_callable(obj: Any) -> Any:
+    """The function a classmethod/staticmethod/bound method calls: it decides the calling kind."""
+    return getattr(obj, "__func__", obj)
+
+
 def _unwrap_callable(obj: Any) -> Any:
-    """The plain function behind a classmethod/staticmethod/bound method, for introspection."""
-    obj = getattr(obj, "__func__", obj)
+    """The innermost function behind decorators, for introspection of its signature only."""
+    obj = _installed_callable(obj)
     return inspect.unwrap(obj) if callable(obj) else obj
 
 
@@ -98,7 +103,7 @@ class RuntimeProbe:
         self.name = qualified_name(module, qualname)
         # How the call behaves comes from the object installed at the attribute, never from what
         # it wraps: a @contextmanager function wraps a generator but returns a context manager.
-        self.kind = _kind(getattr(func, "__func__", func))
+        self.kind = _kind(_installed_callable(func))
         self.attributes: dict[str, Any] = {
             semconv.CODE_FUNCTION_NAME: self.name,
             semconv.MECHANISM: mechanism,
