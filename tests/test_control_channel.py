@@ -184,7 +184,7 @@ def test_too_many_clients_at_once_are_told_to_retry_and_the_channel_recovers(ser
         try:
             if Conn(server.path).ask({"op": "list"})["ok"]:
                 break
-        except EOFError:
+        except (EOFError, ConnectionError):  # turned away as busy: the hang-up may beat our send
             time.sleep(0.05)
     else:
         pytest.fail("the channel did not recover after the clients left")
