@@ -14,9 +14,7 @@ from typing import Any
 from rich.text import Text
 
 from otel_scope.cli._common import CliError, make_console, print_json
-from otel_scope.config.settings import LEVELS
-
-MODES = ("auto", "runtime", "compile_time", "hybrid")
+from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add.add_argument("--lines", metavar="N+M", help="line events for these lines (e.g. 15+22)")
     add.add_argument("--level", choices=LEVELS, help="capture level")
-    add.add_argument("--mode", choices=MODES, help="mechanism (default auto: the planner decides)")
+    add.add_argument("--mode", choices=TARGET_MODES, help="mechanism (default auto: the planner decides)")
     remove = actions.add_parser("remove", help="remove targets (patterns as 'list' shows them) or --all")
     remove.add_argument("patterns", nargs="*", metavar="PATTERN", help="target patterns")
     remove.add_argument("--all", action="store_true", help="every target, restoring every function")

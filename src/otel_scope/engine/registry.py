@@ -28,6 +28,7 @@ from otel_scope.runtime.wrappers import install as install_wrapper
 from otel_scope.targets.patterns import TargetPattern, never_instrumented, parse_pattern
 from otel_scope.targets.plan import CapturePlan
 from otel_scope.targets.planner import Request, decide_function
+from otel_scope.vocabulary import Mechanism, mechanism
 
 _log = logging.getLogger("otel_scope")
 
@@ -62,10 +63,9 @@ class Applied:
     entries: set[int] = field(default_factory=set)
 
     @property
-    def mechanism(self) -> str:
-        if self.probe is not None and self.capture is not None:
-            return "hybrid"
-        return "runtime" if self.probe is not None else "compile_time"
+    def mechanism(self) -> Mechanism:
+        """An entry always has at least one of the two, so this is never ``off``."""
+        return mechanism(self.probe is not None, self.capture is not None)
 
 
 class Handle:

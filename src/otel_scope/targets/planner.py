@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from otel_scope.config import Settings
 from otel_scope.targets.patterns import TargetPattern
-from otel_scope.targets.plan import LEVEL_ORDER, CapturePlan
+from otel_scope.targets.plan import CapturePlan
+from otel_scope.vocabulary import LEVEL_ORDER, Mechanism, mechanism
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,8 @@ class Decision:
     reasons: tuple[str, ...]
 
     @property
-    def mechanism(self) -> str:
-        if self.runtime and self.capture is not None:
-            return "hybrid"
-        return "compile_time" if self.capture is not None else "runtime" if self.runtime else "off"
+    def mechanism(self) -> Mechanism:
+        return mechanism(self.runtime, self.capture is not None)
 
 
 def effective_mode(settings: Settings, requested: str = "auto") -> tuple[str, str]:
