@@ -114,7 +114,7 @@ def rewrite_source(
     source: str,
     filename: str,
     module_name: str,
-    plans: Mapping[str, CapturePlan],
+    plans: Mapping[str, CapturePlan | None],
     *,
     probe_prefix: str = PROBE_PREFIX,
     prelude: bool = True,
@@ -151,7 +151,7 @@ def _rewrite(
     source: str,
     filename: str,
     module_name: str,
-    plans: Mapping[str, CapturePlan],
+    plans: Mapping[str, CapturePlan | None],
     probe_prefix: str,
     prelude: bool,
     result: RewriteResult,
@@ -241,7 +241,7 @@ class CaptureInserter(cst.CSTTransformer):
 
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, plans: Mapping[str, CapturePlan], module_name: str, filename: str) -> None:
+    def __init__(self, plans: Mapping[str, CapturePlan | None], module_name: str, filename: str) -> None:
         super().__init__()
         self.plans = plans
         self.module_name = module_name
