@@ -78,20 +78,21 @@ _INT_LIMIT = 1 << 13000
 _SMALL_INT = 10**19  # repr at most 20 characters
 
 # Readers that bypass metaclasses, properties and __getattribute__: the C descriptors of the
-# builtin types, called directly. Typeshed types a class's __dict__ as Mapping[str, Any], so each
-# reader is annotated with what the descriptor returns (object where user code can store anything).
-_type_namespace: Callable[[type], Namespace] = type.__dict__["__dict__"].__get__
-_type_mro: Callable[[type], tuple[type, ...]] = type.__dict__["__mro__"].__get__
-_type_qualname: Callable[[type], object] = type.__dict__["__qualname__"].__get__
-_type_module: Callable[[type], object] = type.__dict__["__module__"].__get__
+# builtin types, called directly. Each is annotated with what the descriptor returns (object where
+# user code can store anything). vars(cls) is cls.__dict__, spelled so where typeshed declares
+# __dict__ as a property of the instances (ModuleType; type in older typeshed).
+_type_namespace: Callable[[type], Namespace] = vars(type)["__dict__"].__get__
+_type_mro: Callable[[type], tuple[type, ...]] = vars(type)["__mro__"].__get__
+_type_qualname: Callable[[type], object] = vars(type)["__qualname__"].__get__
+_type_module: Callable[[type], object] = vars(type)["__module__"].__get__
 _exception_args: Callable[[BaseException], tuple[object, ...]] = BaseException.__dict__["args"].__get__
 _function_qualname: Callable[[types.FunctionType], str] = types.FunctionType.__dict__["__qualname__"].__get__
 _function_module: Callable[[types.FunctionType], object] = types.FunctionType.__dict__["__module__"].__get__
 _method_function: Callable[[types.MethodType], object] = types.MethodType.__dict__["__func__"].__get__
-# Typeshed declares ModuleType.__dict__ as an instance property; on the class it is the namespace.
 _module_namespace: Callable[[types.ModuleType], dict[str, Any]] = vars(types.ModuleType)["__dict__"].__get__
-_datetime_tzinfo: Callable[[datetime.datetime], object] = datetime.datetime.__dict__["tzinfo"].__get__
-_time_tzinfo: Callable[[datetime.time], object] = datetime.time.__dict__["tzinfo"].__get__
+# Any: Serializer._datetime picks the one for the value's exact class, which mypy cannot follow.
+_datetime_tzinfo: Callable[[Any], object] = datetime.datetime.__dict__["tzinfo"].__get__
+_time_tzinfo: Callable[[Any], object] = datetime.time.__dict__["tzinfo"].__get__
 
 
 class _PlainClass:
@@ -532,10 +533,8 @@ class Serializer:
         return f"{text}…(+{total - keep} {unit})"
 
     def _datetime(self, value: datetime.datetime | datetime.time, path: IdPath, budget: int) -> str:
-        # Registered for the exact classes only; mypy cannot pair each class with its reader.
-        cls: type[Any] = type(value)
-        tzinfo_of: Callable[[Any], object] = _datetime_tzinfo if cls is datetime.datetime else _time_tzinfo
-        tz = tzinfo_of(value)
+        cls: type[Any] = type(value)  # exactly datetime or time (registered for those only)
+        tz = (_datetime_tzinfo if cls is datetime.datetime else _time_tzinfo)(value)
         tz_type = type(tz)
         if tz is None or tz_type is datetime.timezone or tz_type is zoneinfo.ZoneInfo:
             return self._builtin_repr(value, path, budget)
