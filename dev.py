@@ -82,7 +82,7 @@ def pytest(bin_dir: Path, args: list[str]) -> int:
 
 def test(args: list[str]) -> int:
     ensure_venv("test")
-    for cmd in (("ruff", "check", "."), ("ruff", "format", "--check", ".")):
+    for cmd in (("ruff", "check", "."), ("ruff", "format", "--check", "."), ("mypy",)):
         if run(BIN / cmd[0], *cmd[1:], env=env()) != 0:
             return 1
     rc = pytest(BIN, args)
