@@ -116,6 +116,7 @@ def test(args: list[str]) -> int:
         ("ruff", "check", "."),
         ("ruff", "format", "--check", "."),
         ("lint-imports",),  # the package layers, [tool.importlinter] in pyproject.toml
+        ("mypy",),  # the types, [tool.mypy] in pyproject.toml
     )
     for cmd in lint:
         if run(BIN / cmd[0], *cmd[1:], env=env()) != 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.engine import CompileTimeAdapter, Engine, Handle
@@ -70,7 +70,7 @@ def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
     return engine
 
 
-def _capture_request(capture_locals: str | Sequence[str] | None) -> frozenset[str] | bool | None:
+def _capture_request(capture_locals: str | Sequence[str] | None) -> frozenset[str] | Literal[False] | None:
     if capture_locals is None:
         return False
     if capture_locals == "*":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
@@ -168,7 +169,7 @@ def _print_list(reply: dict[str, Any]) -> None:
         _table(console, ("ESCALATION", "REASON", "STARTED", "STATE"), escalations, "")
 
 
-def _table(console: Any, header: tuple[str, ...], rows: list[tuple[str, ...]], empty: str) -> None:
+def _table(console: Any, header: tuple[str, ...], rows: Sequence[tuple[str, ...]], empty: str) -> None:
     """Plain aligned columns (not a rich table): piped output keeps every row on one line."""
     if not rows:
         console.print(empty)

@@ -57,7 +57,7 @@ class Applied:
     site: Site
     probe: RuntimeProbe | None = None
     wrapper: Any = None
-    aliases: list[tuple[dict, str]] = field(default_factory=list)
+    aliases: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     capture: CapturePlan | None = None
     compiled: Any = None  # compile-time installation with a .restore()
     entries: set[int] = field(default_factory=set)
@@ -335,7 +335,7 @@ class Engine:
             applied.capture = want
 
 
-def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict, str]]:
+def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict[str, Any], str]]:
     """Point other modules' references to ``original`` (``from m import f``) at ``wrapper``.
 
     Without this, a target added while the program runs would miss every caller that imported the

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from otel_scope.config import Settings
 from otel_scope.targets.patterns import TargetPattern
@@ -33,7 +34,7 @@ class Request:
     pattern: TargetPattern
     mode: str = "auto"  # per-request override; "auto" defers to the settings' mode
     runtime: bool = True  # a span per call was asked for (a --scope-targets pattern)
-    capture_locals: frozenset[str] | bool | None = False  # False: none; None: all; else names
+    capture_locals: frozenset[str] | Literal[False] | None = False  # False: none; None: all; else names
     lines: tuple[int, ...] = ()
     level: str | None = None
     state: bool = False
