@@ -144,7 +144,7 @@
       centre.set(c.id, top + 8);
       const cls = ["bar", c.mechanism, c.session ? "session" : "", c.error ? "error" : ""].join(" ");
       const label = `${c.name}, ${fmtDuration(c.end - c.start)} at ${fmtOffset(c.start)}${c.error ? ", raised " + c.error : ""}`;
-      const g = svg("g", { class: cls, tabindex: 0, role: "button", "data-call": c.id, "aria-label": label });
+      const g = svg("g", { class: cls, tabindex: 0, role: "button", "data-call": c.id, "data-lane": c.lane, "aria-label": label });
       g.append(svg("rect", { x: left, y: top, width: w, height: 16 }));
       const title = svg("title"); title.textContent = label; g.append(title);
       if (w > 40) {
@@ -162,7 +162,7 @@
       const x1 = x(m.from_t), y1 = centre.get(m.from), x2 = x(m.to_t), y2 = centre.get(m.to);
       const bend = Math.max(30, Math.abs(y2 - y1) / 2);
       const path = svg("path", {
-        class: "message", "data-message": m.id, "marker-end": "url(#arrowhead)",
+        class: "message", "data-message": m.id, "data-from": m.from, "data-to": m.to, "marker-end": "url(#arrowhead)",
         d: `M${x1},${y1} C${x1 + bend / 3},${y1 + (y2 > y1 ? bend : -bend)} ${x2 - bend / 3},${y2 + (y2 > y1 ? -bend : bend)} ${x2},${y2}`,
       });
       const title = svg("title"); title.textContent = `message #${m.id}${m.channel ? " via " + m.channel : ""}${m.summary ? ": " + m.summary : ""}`;
