@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from view_browser import (
     EXAMPLES,
     ExampleTrace,
@@ -78,9 +79,7 @@ def test_lanes_per_component_and_an_arrow_per_message(page, example: ExampleTrac
     assert {"shop.orders.OrderReceiver", "shop.inventory.InventoryChecker", "session"} <= set(lanes)
     arrows = page.locator("path.message")
     assert arrows.count() == 5  # four orders and the closing None, each put on the queue
-    lane_of = dict(
-        page.locator(".bar").evaluate_all("els => els.map(e => [e.dataset.call, e.dataset.lane])")
-    )
+    lane_of = dict(page.locator(".bar").evaluate_all("els => els.map(e => [e.dataset.call, e.dataset.lane])"))
     ends = arrows.evaluate_all("els => els.map(e => [e.dataset.from, e.dataset.to])")
     assert {(lane_of[a], lane_of[b]) for a, b in ends} == {
         ("shop.orders.OrderReceiver", "shop.inventory.InventoryChecker")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from scope_run import BIN, base_env, run_instrumented
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

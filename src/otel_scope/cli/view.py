@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
                 fh.write(page)
         except OSError as exc:
             raise CliError(f"cannot write {args.html}: {exc.strerror or exc}") from None
-        embedded = data.summary()
-        print(f"wrote {args.html}: trace {embedded['trace_id']} ({embedded['span_count']} spans); open it in any browser")
+        spans = len(data.trace.spans)
+        print(f"wrote {args.html}: trace {data.trace.trace_id} ({spans} spans); open it in any browser")
         return 0
     try:
         server = ViewServer(data, args.port)

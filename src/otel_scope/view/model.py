@@ -168,7 +168,9 @@ class ViewData:
             "start": self.offset(span.start_ns),
             "end": self.offset(span.end_ns),
             "mechanism": _mechanism(span.attributes),
-            "error": _exception_text(exc) if exc else (span.status_message or None)
+            "error": _exception_text(exc)
+            if exc
+            else (span.status_message or None)
             if span.status_code == "ERROR"
             else None,
             "captures": sum(e.name in _VALUE_EVENTS for e in span.events),
@@ -215,7 +217,9 @@ class ViewData:
                     {
                         "id": mid,
                         "channel": attrs.get(semconv.MESSAGE_CHANNEL) or rattrs.get(semconv.MESSAGE_CHANNEL),
-                        "summary": _text(attrs.get(semconv.MESSAGE_SUMMARY, rattrs.get(semconv.MESSAGE_SUMMARY, ""))),
+                        "summary": _text(
+                            attrs.get(semconv.MESSAGE_SUMMARY, rattrs.get(semconv.MESSAGE_SUMMARY, ""))
+                        ),
                         "from": sender[0].span_id if sender else None,
                         "from_t": self.offset(sender[1].time_ns) if sender else None,
                         "to": receiver.span_id if receiver else None,
@@ -391,8 +395,8 @@ def _exception(span: SpanRecord) -> EventRecord | None:
 
 
 def _exception_text(event: EventRecord) -> str:
-    a = event.attributes
-    return f"{_text(a.get(semconv.EXCEPTION_TYPE, 'Exception'))}: {_text(a.get(semconv.EXCEPTION_MESSAGE, ''))}"
+    kind = _text(event.attributes.get(semconv.EXCEPTION_TYPE, "Exception"))
+    return f"{kind}: {_text(event.attributes.get(semconv.EXCEPTION_MESSAGE, ''))}"
 
 
 def _exception_line(exc: EventRecord, span: SpanRecord) -> int | None:

@@ -73,8 +73,9 @@ def embedded_subset(data: ViewData) -> dict[str, Any]:
 def standalone_page(data: ViewData) -> str:
     """One HTML file with the assets and a bounded subset of the trace inline."""
     head = f"<style>\n{asset('view.css')}\n</style>"
+    data_block = _json_block(embedded_subset(data))
     scripts = (
-        f'<script type="application/json" id="otel-scope-data">{_json_block(embedded_subset(data))}</script>\n'
+        f'<script type="application/json" id="otel-scope-data">{data_block}</script>\n'
         f"<script>\n{asset('query.js')}\n</script>\n<script>\n{asset('view.js')}\n</script>"
     )
     return _fill(head, scripts)
