@@ -295,7 +295,7 @@
       if (previous !== null && hit > previous + 1) {
         select.append(el("option", { disabled: "" }, `… hits ${previous + 1}–${hit - 1} not recorded`));
       }
-      const option = el("option", { value: i }, `hit ${hit} of ${hits.length}${current.dropped_captures ? "+" : ""}`);
+      const option = el("option", { value: i }, `hit ${hit}`);
       if (i === shown) option.selected = true;
       select.append(option);
       previous = hit;
