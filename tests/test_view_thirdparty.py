@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from scope_run import base_env, run_instrumented
 from view_browser import ExampleTrace, Server, launch_chromium, screenshot, start_server
 
@@ -78,7 +79,8 @@ def test_a_sampled_loop_line_offers_its_recorded_hits_and_shows_the_gap(page) ->
 def test_jump_to_exception_opens_the_call_that_raised_at_its_exception(page) -> None:
     page.keyboard.press("e")
     page.wait_for_function("document.getElementById('call-title').textContent === 'json.loads'")
-    assert "raised json.decoder.JSONDecodeError: Expecting property name" in page.locator("#step-text").inner_text()
+    step_text = page.locator("#step-text").inner_text()
+    assert "raised json.decoder.JSONDecodeError: Expecting property name" in step_text
     assert "JSONDecodeError" in page.locator("#result .exception").inner_text()
     assert "exception" in page.locator("#variables tr.changed").inner_text()
     current = page.locator("#source tr.current")
