@@ -187,3 +187,59 @@ def test_self_contained_html_works_from_file_with_the_network_blocked(
     screenshot(page, "view-html-offline")
     context.close()
     assert requested == []  # nothing tried to leave the file
+
+
+PARITY_QUERIES = [
+    "reserved == 1",
+    "reserved > 1 and available <= 4",
+    "not available < 3 and already_reserved >= 1",
+    "on_hand == 5 or item_id == 'x'",
+    "order == \"Order(order_id=2, item='gadget', quantity=1)\"",
+    "0 < available < 5",
+    "return != None",
+    "item == 'widget'",
+]
+BAD_QUERIES = [
+    "",
+    "reserved",
+    "reserved = 1",
+    "(reserved == 1",
+    "1 == 1",
+    "reserved == 1 and",
+    "reserved == {'widget': 2}",
+    "and == 1",
+]
+
+
+def test_the_html_files_search_agrees_with_the_servers(
+    browser, example: ExampleTrace, tmp_path: Path
+) -> None:
+    """The file's JavaScript evaluator and the server's (otel_scope.timeline.query) find the same steps
+    and refuse the same malformed text with the same message."""
+    from otel_scope.timeline import LocalStoreSource
+    from otel_scope.timeline.query import QueryError
+    from otel_scope.view import ViewData, search
+
+    out = tmp_path / "trace.html"
+    assert view(example, "--html", str(out)).returncode == 0
+    data = ViewData(LocalStoreSource(example.store).get_trace(example.trace_id))
+    page = browser.new_page()
+    page.goto(out.as_uri())
+    page.wait_for_selector(".bar")
+    in_browser = """q => {
+      try {
+        const where = OtelScopeQuery.compileWhere(q);
+        const calls = JSON.parse(document.getElementById('otel-scope-data').textContent).calls;
+        const found = Object.values(calls).flatMap(c => OtelScopeQuery.callMatches(where, c));
+        return found.map(m => [m.call, m.step]);
+      } catch (err) { return err.message; }
+    }"""
+    for query in PARITY_QUERIES:
+        expected = sorted([m["call"], m["step"]] for m in search(data, query)["matches"])
+        assert sorted(page.evaluate(in_browser, query)) == expected, query
+    assert any(search(data, q)["count"] for q in PARITY_QUERIES[1:])
+    for query in BAD_QUERIES:
+        with pytest.raises(QueryError) as raised:
+            search(data, query)
+        assert page.evaluate(in_browser, query) == str(raised.value), query
+    page.close()

@@ -20,6 +20,14 @@
 
   class QueryError extends Error {}
 
+  function pyRepr(text) {
+    // Python's repr of a str, so messages read exactly as the terminal's (common cases).
+    const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+    let body = text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/\r/g, "\\r").replace(/\t/g, "\\t");
+    if (quote === "'") body = body.replace(/'/g, "\\'");
+    return quote + body + quote;
+  }
+
   function unquote(text) {
     // A Python string literal's simple escapes; anything fancier stays as written.
     const body = text.slice(1, -1);
@@ -59,7 +67,7 @@
       const at = TOKEN.lastIndex;
       const m = TOKEN.exec(text);
       if (!m) {
-        throw new QueryError(`where '${text}': cannot read '${text.slice(at, at + 12)}' at column ${at + 1}; ${ACCEPTED}`);
+        throw new QueryError(`where ${pyRepr(text)}: cannot read ${pyRepr(text.slice(at, at + 12))} at column ${at + 1}; ${ACCEPTED}`);
       }
       const kind = m[1] ? "number" : m[2] ? "string" : m[3] ? "name" : m[4] ? "op" : m[5] ? "paren" : "space";
       if (kind !== "space") tokens.push({ kind, text: m[0], column: at });
@@ -74,7 +82,7 @@
     const peek = () => tokens[pos];
     const fail = (what, token) => {
       const where = token ? `at column ${token.column + 1}` : "at the end";
-      return new QueryError(`where '${text}': ${what} ${where}; ${ACCEPTED}`);
+      return new QueryError(`where ${pyRepr(text)}: ${what} ${where}; ${ACCEPTED}`);
     };
     const keyword = (word) => {
       const t = peek();
@@ -93,7 +101,7 @@
         return (env) => (Object.prototype.hasOwnProperty.call(env, t.text) ? coerce(env[t.text]) : MISSING);
       }
       pos -= 1;
-      throw fail(`expected a name or a value, not '${t.text}'`, t);
+      throw fail(`expected a name or a value, not ${pyRepr(t.text)}`, t);
     }
     function comparison() {
       const operands = [operand()];
@@ -127,10 +135,10 @@
       while (keyword("or")) parts.push(and());
       return parts.length === 1 ? parts[0] : (env) => parts.some((p) => p(env));
     }
-    if (!tokens.length) throw new QueryError(`where '${text}': the condition is empty; ${ACCEPTED}`);
+    if (!tokens.length) throw new QueryError(`where ${pyRepr(text)}: the condition is empty; ${ACCEPTED}`);
     const tree = or();
-    if (peek()) throw fail(`unexpected '${peek().text}'`, peek());
-    if (!names.size) throw new QueryError(`where '${text}': the condition names no captured value; ${ACCEPTED}`);
+    if (peek()) throw fail(`unexpected ${pyRepr(peek().text)}`, peek());
+    if (!names.size) throw new QueryError(`where ${pyRepr(text)}: the condition names no captured value; ${ACCEPTED}`);
     return { text, names, matches: tree };
   }
 
