@@ -312,12 +312,18 @@
     kvRows($("variables"), [...vars.entries()], new Set(Object.keys(step.set || {})));
     renderSource(step);
     for (const li of $("steps").children) {
-      if (Number(li.dataset.step) === stepIndex) { li.setAttribute("aria-current", "step"); li.scrollIntoView({ block: "nearest" }); }
+      if (Number(li.dataset.step) === stepIndex) { li.setAttribute("aria-current", "step"); keepInView($("steps"), li); }
       else li.removeAttribute("aria-current");
     }
     const idx = order.findIndex((c) => c.id === current.id);
     $("prev").disabled = stepIndex === 0 && idx <= 0;
     $("next").disabled = stepIndex === current.steps.length - 1 && idx === order.length - 1;
+  }
+
+  // Scroll only the list (scrollIntoView would move the whole page at every step).
+  function keepInView(list, item) {
+    const top = item.offsetTop, bottom = top + item.offsetHeight;
+    if (top < list.scrollTop || bottom > list.scrollTop + list.clientHeight) list.scrollTop = top - list.clientHeight / 2;
   }
 
   // Stepping runs through the session: past a call's last step comes the next call's first.
