@@ -89,11 +89,17 @@ class ViewData:
     trace: TraceData
     spans: dict[str, SpanRecord] = field(init=False)
     _calls: dict[str, dict[str, Any]] = field(init=False, default_factory=dict)
+    _steps: dict[str, list[dict[str, Any]]] = field(init=False, default_factory=dict)
+    _files: dict[str, tuple[list[str], ast.Module | None]] = field(init=False, default_factory=dict)
     _summary: dict[str, Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.spans = {s.span_id: s for s in self.trace.spans}
         self.start = self.trace.start_ns
+        self.children: dict[str, list[str]] = {}
+        for span in self.trace.spans:
+            if span.parent_span_id in self.spans:
+                self.children.setdefault(span.parent_span_id, []).append(span.span_id)
 
     def offset(self, time_ns: int) -> int:
         return max(0, time_ns - self.start)
@@ -253,26 +259,25 @@ class ViewData:
             self._calls[span_id] = self._build_call(self.spans[span_id])
         return self._calls[span_id]
 
+    def steps(self, span_id: str) -> list[dict[str, Any]]:
+        """The call's steps alone (what search reads): no source file is opened for them."""
+        if span_id not in self._steps:
+            span = self.spans[span_id]
+            self._steps[span_id] = self._build_steps(span, _arguments(span), _state(span), _exception(span))
+        return self._steps[span_id]
+
     def _build_call(self, span: SpanRecord) -> dict[str, Any]:
         arguments = _arguments(span)
         exc = _exception(span)
-        state = [
-            {
-                "attribute": _text(e.attributes.get(semconv.STATE_ATTRIBUTE, "?")),
-                "before": _text(e.attributes.get(semconv.STATE_BEFORE, "?")),
-                "after": _text(e.attributes.get(semconv.STATE_AFTER, "?")),
-            }
-            for e in span.events
-            if e.name == semconv.EVENT_STATE
-        ]
-        steps = self._steps(span, arguments, state, exc)
+        state = _state(span)
+        steps = self.steps(span.span_id)
         return {
             "id": span.span_id,
             "name": function_name(span),
             "span_name": span.name,
             "kind": span.kind,
             "parent": span.parent_span_id if span.parent_span_id in self.spans else None,
-            "children": [s.span_id for s in self.trace.spans if s.parent_span_id == span.span_id],
+            "children": self.children.get(span.span_id, []),
             "start": self.offset(span.start_ns),
             "end": self.offset(span.end_ns),
             "mechanism": _mechanism(span.attributes),
@@ -292,12 +297,12 @@ class ViewData:
             "attributes": {k: _text(v) for k, v in span.attributes.items()},
             "links": [{"span": x.span_id, "trace": x.trace_id, **x.attributes} for x in span.links],
             "steps": steps,
-            "source": _source(span),
+            "source": self._source(span),
             "dropped_captures": _int(span.attributes.get(semconv.CAPTURES_DROPPED)) or 0,
             "dropped_reason": span.attributes.get(semconv.CAPTURES_DROPPED_REASON),
         }
 
-    def _steps(
+    def _build_steps(
         self,
         span: SpanRecord,
         arguments: dict[str, str],
@@ -386,6 +391,58 @@ class ViewData:
             step["kind"], step["text"] = "event", f"{name}" + (f" {extra}" if extra else "")
         return step
 
+    def _file(self, path: str) -> tuple[list[str], ast.Module | None] | str:
+        """A source file's lines and syntax tree, read and parsed once per view (or why not)."""
+        if path not in self._files:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                return f"cannot read {path} here ({exc.__class__.__name__})"
+            try:
+                tree: ast.Module | None = ast.parse(text)
+            except SyntaxError:
+                tree = None
+            self._files[path] = (text.splitlines(), tree)
+        return self._files[path]
+
+    def _source(self, span: SpanRecord) -> dict[str, Any]:
+        """The function's source lines, read from ``code.file.path`` (or why they cannot be shown).
+
+        The file is read when a call is first opened, so an edited file shows its current text:
+        the ``note`` says so when the recorded ``def`` line no longer starts a function.
+        """
+        path = span.attributes.get(semconv.CODE_FILE_PATH)
+        def_line = _int(span.attributes.get(semconv.CODE_LINE_NUMBER))
+        if not path or def_line is None:
+            return {"path": path, "missing": "this span records no source file and line"}
+        found = self._file(str(path))
+        if isinstance(found, str):
+            return {"path": path, "missing": found}
+        lines, tree = found
+        first, last, note = def_line, min(len(lines), def_line + 40), None
+        if tree is None:
+            note = "the file no longer parses; showing 40 lines from the recorded def line"
+        else:
+            node = next(
+                (
+                    n
+                    for n in ast.walk(tree)
+                    if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and min([n.lineno, *(d.lineno for d in n.decorator_list)]) <= def_line <= n.lineno
+                ),
+                None,
+            )
+            if node is None:
+                note = f"no function starts at line {def_line} of the file now (edited since the run?)"
+            else:
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                last = node.end_lineno or last
+        if last - first + 1 > MAX_SOURCE_LINES:
+            last = first + MAX_SOURCE_LINES - 1
+            note = f"the function is longer than {MAX_SOURCE_LINES} lines; the rest is not shown"
+        return {"path": os.fspath(path), "first_line": first, "lines": lines[first - 1 : last], "note": note}
+
 
 def _exception(span: SpanRecord) -> EventRecord | None:
     """The exception that ended a failed span."""
@@ -411,48 +468,14 @@ def _exception_line(exc: EventRecord, span: SpanRecord) -> int | None:
     return line
 
 
-def _source(span: SpanRecord) -> dict[str, Any]:
-    """The function's source lines, read now from ``code.file.path`` (or why it cannot be shown).
-
-    The file is read when the call is opened, so an edited file shows its current text: the
-    ``note`` says so when the recorded ``def`` line no longer starts a function.
-    """
-    path = span.attributes.get(semconv.CODE_FILE_PATH)
-    def_line = _int(span.attributes.get(semconv.CODE_LINE_NUMBER))
-    if not path or def_line is None:
-        return {"path": path, "missing": "this span records no source file and line"}
-    try:
-        with open(str(path), encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        return {"path": path, "missing": f"cannot read {path} here ({exc.__class__.__name__})"}
-    lines = text.splitlines()
-    first, last, note = def_line, min(len(lines), def_line + 40), None
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        tree, note = None, "the file no longer parses; showing 40 lines from the recorded def line"
-    if tree is not None:
-        node = next(
-            (
-                n
-                for n in ast.walk(tree)
-                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                and min([n.lineno, *(d.lineno for d in n.decorator_list)]) <= def_line <= n.lineno
-            ),
-            None,
-        )
-        if node is None:
-            note = f"no function starts at line {def_line} of the file now (edited since the run?)"
-        else:
-            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            last = node.end_lineno or last
-    if last - first + 1 > MAX_SOURCE_LINES:
-        last = first + MAX_SOURCE_LINES - 1
-        note = f"the function is longer than {MAX_SOURCE_LINES} lines; the rest is not shown"
-    return {
-        "path": os.fspath(path),
-        "first_line": first,
-        "lines": lines[first - 1 : last],
-        "note": note,
-    }
+def _state(span: SpanRecord) -> list[dict[str, str]]:
+    """The attributes of ``self`` the call changed, before and after."""
+    return [
+        {
+            "attribute": _text(e.attributes.get(semconv.STATE_ATTRIBUTE, "?")),
+            "before": _text(e.attributes.get(semconv.STATE_BEFORE, "?")),
+            "after": _text(e.attributes.get(semconv.STATE_AFTER, "?")),
+        }
+        for e in span.events
+        if e.name == semconv.EVENT_STATE
+    ]

@@ -39,18 +39,16 @@ def search(data: ViewData, text: str) -> dict[str, Any]:
     where = compile_where(text)
     matches: list[dict[str, Any]] = []
     for call in data.summary()["calls"]:
-        detail = data.call(call["id"])
-        if detail is not None:
-            matches += _call_matches(where, detail)
+        matches += _call_matches(where, call, data.steps(call["id"]))
     matches.sort(key=lambda m: m["t"])
     return {"query": text, "count": len(matches), "shown": len(matches[:MAX_MATCHES]),
             "matches": matches[:MAX_MATCHES]}  # fmt: skip
 
 
-def _call_matches(where: Where, call: dict[str, Any]) -> list[dict[str, Any]]:
+def _call_matches(where: Where, call: dict[str, Any], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     env: dict[str, str] = {}
     found = []
-    for step in call["steps"]:
+    for step in steps:
         values = step_values(step)
         env.update(values)
         if where.names.intersection(values) and where.matches(env):

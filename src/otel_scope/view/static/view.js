@@ -245,7 +245,9 @@
     const list = $("steps");
     list.replaceChildren();
     current.steps.forEach((s, i) => {
-      const item = el("li", { "data-step": i, onclick: () => { stepIndex = i; renderStep(); } },
+      const go = () => { stepIndex = i; chosenHit.clear(); renderStep(); };
+      const item = el("li", { "data-step": i, tabindex: 0, onclick: go,
+        onkeydown: (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); go(); } } },
         `${fmtOffset(s.t)}  ${s.line ? "L" + s.line + "  " : ""}${s.text || s.kind}`);
       list.append(item);
     });
