@@ -121,6 +121,19 @@ def test_stepping_backward_and_forward_changes_the_variables_panel(page) -> None
     screenshot(page, "view-stepping")
 
 
+def test_a_message_is_followed_both_ways_between_sender_and_receiver(page) -> None:
+    open_first_check_stock(page)
+    assert "received #" in page.locator("#messages").inner_text()
+    page.keyboard.press("s")  # to the sender of the message this call received
+    page.wait_for_function("document.getElementById('call-title').textContent.endsWith('.receive')")
+    assert "Order(order_id=1" in page.locator("#result").inner_text()
+    assert page.locator(".bar.selected").get_attribute("data-lane") == "shop.orders.OrderReceiver"
+    assert page.locator("path.message.active").count() == 1  # the arrow of the message it sent
+    page.locator("#messages button", has_text="check_stock").click()  # and back to the receiver
+    page.wait_for_function(f"document.getElementById('call-title').textContent === '{CHECK_STOCK}'")
+    assert "Order(order_id=1" in page.locator("#arguments").inner_text()
+
+
 def test_search_finds_the_bugs_value_and_opens_its_line(page) -> None:
     page.keyboard.press("/")
     page.keyboard.type("reserved == 1 and available == 5")

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from otel_scope import semconv
+from otel_scope.timeline.model import SpanRecord
 from otel_scope.timeline.query import Where, compile_where
+from otel_scope.timeline.render import function_name
 from otel_scope.view.model import ViewData
 
 MAX_MATCHES = 200
@@ -38,14 +41,34 @@ def search(data: ViewData, text: str) -> dict[str, Any]:
     """
     where = compile_where(text)
     matches: list[dict[str, Any]] = []
-    for call in data.summary()["calls"]:
-        matches += _call_matches(where, call, data.steps(call["id"]))
+    for span in data.trace.spans:  # every call, also those the summary leaves without a bar
+        if _may_set(span, where.names):
+            matches += _call_matches(where, span.span_id, function_name(span), data.steps(span.span_id))
     matches.sort(key=lambda m: m["t"])
     return {"query": text, "count": len(matches), "shown": len(matches[:MAX_MATCHES]),
             "matches": matches[:MAX_MATCHES]}  # fmt: skip
 
 
-def _call_matches(where: Where, call: dict[str, Any], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+# Steps that set names not spelled in their attribute keys: the end of every call sets
+# "return" or "exception", a state change sets its attribute, an expression its source text.
+_ALWAYS = frozenset({"return", "exception"})
+_NAMED_BY_VALUE = frozenset({semconv.EVENT_STATE, semconv.EVENT_EXPRESSION})
+
+
+def _may_set(span: SpanRecord, names: frozenset[str]) -> bool:
+    """Whether any step of ``span`` can set one of ``names``: a cheap test on attribute keys, so
+    a search builds steps only for the calls it could match (a match needs such a step)."""
+    if names & _ALWAYS:
+        return True
+    if any(semconv.ARG_PREFIX + n in span.attributes for n in names):
+        return True
+    return any(
+        e.name in _NAMED_BY_VALUE or any(semconv.VAR_PREFIX + n in e.attributes for n in names)
+        for e in span.events
+    )
+
+
+def _call_matches(where: Where, call: str, name: str, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     env: dict[str, str] = {}
     found = []
     for step in steps:
@@ -54,8 +77,8 @@ def _call_matches(where: Where, call: dict[str, Any], steps: list[dict[str, Any]
         if where.names.intersection(values) and where.matches(env):
             found.append(
                 {
-                    "call": call["id"],
-                    "name": call["name"],
+                    "call": call,
+                    "name": name,
                     "step": step["index"],
                     "line": step.get("line"),
                     "t": step["t"],
