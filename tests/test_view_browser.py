@@ -86,6 +86,14 @@ def test_lanes_per_component_and_an_arrow_per_message(page, example: ExampleTrac
     }
     assert example.trace_id in page.locator("#trace-facts").inner_text()
     screenshot(page, "view-lanes")
+    width = float(page.locator("#lanes svg").get_attribute("width"))
+    page.locator("#zoom-in").click()
+    page.keyboard.press("+")
+    assert page.locator("#zoom-level").inner_text() == "4×"
+    assert float(page.locator("#lanes svg").get_attribute("width")) > 3 * width - 1000
+    assert page.locator("path.message").count() == 5
+    page.keyboard.press("0")
+    assert float(page.locator("#lanes svg").get_attribute("width")) == width
 
 
 def test_opening_check_stock_shows_its_source_with_reserved_1_on_its_line(page) -> None:

@@ -86,6 +86,8 @@
   let current = null; // the opened call's detail
   let stepIndex = 0;
   const chosenHit = new Map(); // line -> step index picked in its hit selector
+  let zoom = 1; // horizontal magnification of the time axis (the lanes scroll sideways)
+  function setZoom(next) { zoom = Math.max(1, Math.min(256, next)); if (summary) drawLanes(); }
 
   // -- lanes -----------------------------------------------------------------------------------
   function drawLanes() {
@@ -95,7 +97,8 @@
     const visible = work.length ? work : calls;
     const t0 = Math.min(...visible.map((c) => c.start));
     const t1 = Math.max(...visible.map((c) => c.end), t0 + 1);
-    const labelW = 300, width = Math.max(900, box.clientWidth || 900), plotW = width - labelW - 20;
+    const labelW = 300, fit = Math.max(900, box.clientWidth || 900) - labelW - 20;
+    const plotW = fit * zoom, width = labelW + plotW + 20;
     const x = (t) => labelW + Math.max(0, Math.min(plotW, ((t - t0) / (t1 - t0)) * plotW));
     const ROW = 20;
     // Rows within a lane: nested calls of the same component sit below their caller.
@@ -170,6 +173,10 @@
       root.append(path);
     }
     box.replaceChildren(root);
+    $("zoom-level").textContent = `${zoom}×`;
+    if (current) markSelected(current.id);
+    const selected = document.querySelector(".bar.selected rect");
+    if (selected) box.scrollLeft = Math.max(0, Number(selected.getAttribute("x")) - labelW - 40);
   }
 
   function markSelected(id) {
@@ -400,6 +407,9 @@
     if (first) await openCall(first.id, 0, false);
   }
 
+  $("zoom-in").addEventListener("click", () => setZoom(zoom * 2));
+  $("zoom-out").addEventListener("click", () => setZoom(zoom / 2));
+  $("zoom-fit").addEventListener("click", () => setZoom(1));
   $("prev").addEventListener("click", () => step(-1));
   $("next").addEventListener("click", () => step(1));
   $("jump-exception").addEventListener("click", jumpToException);
@@ -415,6 +425,9 @@
     if (ev.key === "ArrowRight" || ev.key === "j") { ev.preventDefault(); step(1); }
     else if (ev.key === "ArrowLeft" || ev.key === "k") { ev.preventDefault(); step(-1); }
     else if (ev.key === "e") jumpToException();
+    else if (ev.key === "+" || ev.key === "=") setZoom(zoom * 2);
+    else if (ev.key === "-") setZoom(zoom / 2);
+    else if (ev.key === "0") setZoom(1);
     else if (ev.key === "/") { ev.preventDefault(); $("q").focus(); }
     else if (ev.key === "s") { const sender = document.querySelector("#messages .sender"); if (sender) sender.click(); }
   });
