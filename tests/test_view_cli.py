@@ -135,3 +135,24 @@ def test_bad_input_is_one_line_naming_what_is_accepted(
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("otel-scope: ") and message in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_calls_in_a_child_process_get_lanes_of_their_own(tmp_path: Path) -> None:
+    """A real ``multiprocessing.Queue`` hand-off to a forked child (tests/apps/app_messages.py)."""
+    from otel_scope.timeline import LocalStoreSource
+    from scope_run import run_instrumented
+
+    run = run_instrumented(
+        "app_messages.py", ["--scope-targets", "msg_work:*"], {"HANDOFF_KIND": "mp_queue_fork"}, tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    trace = LocalStoreSource(tmp_path / "store.sqlite3").get_trace(run.session_trace_id or "")
+    summary = ViewData(trace).summary()
+    lanes = {lane["id"] for lane in summary["lanes"]}
+    session = next(s for s in trace.spans if s.name == "otel_scope.session")
+    parent = f"pid {session.attributes['process.pid']}"
+    assert {f"msg_work ({parent})", "msg_work (process 2)"} <= lanes
+    lane_of = {c["id"]: c["lane"] for c in summary["calls"]}
+    (arrow,) = summary["messages"]
+    assert arrow["channel"] == "multiprocessing.Queue"
+    assert (lane_of[arrow["from"]], lane_of[arrow["to"]]) == (f"msg_work ({parent})", "msg_work (process 2)")

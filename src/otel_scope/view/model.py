@@ -113,9 +113,23 @@ class ViewData:
     def _process_key(self, span: SpanRecord) -> str:
         return str(span.resource.get("service.instance.id") or span.service_name or "")
 
+    def _process_labels(self) -> dict[str, str]:
+        """A short name per process of the trace: its pid when a session span recorded one,
+        else its order of appearance (child processes share the resource but not its
+        ``service.instance.id``, which the SDK draws per process)."""
+        labels: dict[str, str] = {}
+        for span in self.trace.spans:
+            key = self._process_key(span)
+            pid = span.attributes.get("process.pid") if span.name == semconv.SESSION_SPAN_NAME else None
+            if pid is not None:
+                labels[key] = f"pid {pid}"
+            elif key not in labels:
+                labels[key] = f"process {len(labels) + 1}"
+        return labels
+
     def _build_summary(self) -> dict[str, Any]:
         trace = self.trace
-        processes = {self._process_key(s) for s in trace.spans}
+        processes = self._process_labels()
         several = len(processes) > 1
         lanes: dict[str, dict[str, Any]] = {}
         calls: list[dict[str, Any]] = []
@@ -129,8 +143,7 @@ class ViewData:
                 parent_lane = lane_by_span.get(span.parent_span_id or "")
                 lane, kind = (parent_lane, "") if parent_lane else (span.name, "span")
             if several and lane != SESSION_LANE:
-                process = span.resource.get("process.pid") or self._process_key(span)[:8]
-                lane = f"{lane} [{process}]"
+                lane = f"{lane} ({processes[self._process_key(span)]})"
             lane_by_span[span.span_id] = lane
             if lane not in lanes:
                 lanes[lane] = {"id": lane, "label": lane, "kind": kind or "span", "calls": 0}
