@@ -156,3 +156,32 @@ def test_calls_in_a_child_process_get_lanes_of_their_own(tmp_path: Path) -> None
     (arrow,) = summary["messages"]
     assert arrow["channel"] == "multiprocessing.Queue"
     assert (lane_of[arrow["from"]], lane_of[arrow["to"]]) == (f"msg_work ({parent})", "msg_work (process 2)")
+
+
+def test_a_large_trace_draws_a_stated_subset_of_bars_and_search_still_reads_every_call(
+    example: ExampleTrace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_scope.timeline import LocalStoreSource
+    from otel_scope.view import model, search
+
+    monkeypatch.setattr(model, "MAX_SUMMARY_CALLS", 5)
+    data = ViewData(LocalStoreSource(example.store).get_trace(example.trace_id))
+    summary = data.summary()
+    assert (len(summary["calls"]), summary["calls_total"]) == (5, 16)
+    drawn = {c["id"] for c in summary["calls"]}
+    assert all(m["from"] in drawn or m["to"] in drawn for m in summary["messages"])
+    found = search(data, "reserved == 1")
+    assert found["count"] == 2 and not {m["call"] for m in found["matches"]} & drawn
+
+
+def test_a_call_whose_source_file_is_gone_says_so(example: ExampleTrace) -> None:
+    from otel_scope.timeline import LocalStoreSource
+
+    trace = LocalStoreSource(example.store).get_trace(example.trace_id)
+    check = next(s for s in trace.spans if s.name == CHECK_STOCK)
+    check.attributes["code.file.path"] = "/nowhere/inventory.py"
+    source = ViewData(trace).call(check.span_id)["source"]  # type: ignore[index]
+    assert source == {
+        "path": "/nowhere/inventory.py",
+        "missing": "cannot read /nowhere/inventory.py here (FileNotFoundError)",
+    }

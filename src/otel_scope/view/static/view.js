@@ -77,6 +77,8 @@
     }
   }
   const shortName = (name) => name.split(".").slice(-2).join(".");
+  // A call the summary drew no bar for (large traces) is still named by its span ID.
+  const nameOf = (id) => (callsById.has(id) ? shortName(callsById.get(id).name) : `span ${id}`);
 
   // -- state -----------------------------------------------------------------------------------
   const store = makeStore();
@@ -234,11 +236,11 @@
     for (const m of summary.messages) {
       if (m.from === d.id && m.to) {
         list.append(el("li", {}, `sent #${m.id}${m.channel ? " via " + m.channel : ""} to `,
-          el("button", { class: "link-button", type: "button", onclick: () => openCall(m.to, 0) }, shortName(callsById.get(m.to).name))));
+          el("button", { class: "link-button", type: "button", onclick: () => openCall(m.to, 0) }, nameOf(m.to))));
       }
       if (m.to === d.id && m.from) {
         list.append(el("li", {}, `received #${m.id}${m.channel ? " via " + m.channel : ""} from `,
-          el("button", { class: "link-button sender", type: "button", onclick: () => openCall(m.from, 0) }, shortName(callsById.get(m.from).name))));
+          el("button", { class: "link-button sender", type: "button", onclick: () => openCall(m.from, 0) }, nameOf(m.from))));
       }
     }
     if (d.parent && callsById.has(d.parent)) {
