@@ -395,6 +395,13 @@ class ViewData:
             )
         elif name == EXCEPTION_EVENT:
             step["kind"], step["text"] = "exception_event", "caught " + _exception_text(event)
+        elif name == semconv.EVENT_ESCALATION:
+            calls = a.get(semconv.ESCALATION_CALLS)
+            reason = _text(a.get(semconv.ESCALATION_REASON, ""))
+            step["kind"] = "escalation"
+            step["text"] = f"escalated on {reason}" + (
+                f": its next {calls} calls get compile-time locals" if calls else ""
+            )
         elif name == semconv.EVENT_EXCEPTION_FRAME:
             where = _text(a.get(semconv.CODE_FUNCTION_NAME, "?"))
             step["kind"], step["set"] = "exception_frame", _variables(a)
