@@ -7,7 +7,7 @@ import os
 import sys
 import webbrowser
 
-from otel_scope.cli._common import BACKENDS, CliError, add_source_options, open_source, pick_trace_id
+from otel_scope.cli._common import BACKENDS, CliError, add_store_option, open_source, pick_trace_id
 from otel_scope.timeline import FileSource, TraceSource
 from otel_scope.view import ViewData, ViewServer, standalone_page
 
@@ -30,12 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--html", metavar="FILE", help="write one self-contained HTML file (no server, works offline)"
     )
-    add_source_options(parser)
+    # As history's --from, and also a trace FILE: a page is often made from an attachment.
+    parser.add_argument(
+        "--from",
+        dest="backend",
+        nargs="+",
+        metavar=("BACKEND|FILE", "URL"),
+        help="read from a backend instead of the local store: 'jaeger [URL]' (default URL "
+        "http://localhost:16686) or 'tempo [URL]' (default http://localhost:3200); or a trace "
+        "FILE (OTLP JSON/JSONL or Jaeger JSON)",
+    )
+    add_store_option(parser)
     parser.set_defaults(run=run)
-    # --from also takes a trace file here (the page is often opened from an attachment).
-    for action in parser._actions:
-        if action.dest == "backend":
-            action.help = (action.help or "") + "; or a trace FILE (OTLP JSON/JSONL or Jaeger JSON)"
 
 
 def _source(args: argparse.Namespace) -> TraceSource:
