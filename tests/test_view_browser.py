@@ -74,7 +74,7 @@ def variables(page) -> str:  # type: ignore[no-untyped-def]
     return page.locator("#variables").inner_text()
 
 
-def test_lanes_per_component_and_an_arrow_per_message(page, example: ExampleTrace) -> None:
+def test_lanes_per_component_and_an_arrow_per_message(tmp_path: Path, page, example: ExampleTrace) -> None:
     lanes = page.locator(".lane").evaluate_all("els => els.map(e => e.dataset.lane)")
     assert {"shop.orders.OrderReceiver", "shop.inventory.InventoryChecker", "session"} <= set(lanes)
     arrows = page.locator("path.message")
@@ -85,7 +85,7 @@ def test_lanes_per_component_and_an_arrow_per_message(page, example: ExampleTrac
         ("shop.orders.OrderReceiver", "shop.inventory.InventoryChecker")
     }
     assert example.trace_id in page.locator("#trace-facts").inner_text()
-    screenshot(page, "view-lanes")
+    screenshot(page, "view-lanes", tmp_path)
     width = float(page.locator("#lanes svg").get_attribute("width"))
     page.locator("#zoom-in").click()
     page.keyboard.press("+")
@@ -96,7 +96,7 @@ def test_lanes_per_component_and_an_arrow_per_message(page, example: ExampleTrac
     assert float(page.locator("#lanes svg").get_attribute("width")) == width
 
 
-def test_opening_check_stock_shows_its_source_with_reserved_1_on_its_line(page) -> None:
+def test_opening_check_stock_shows_its_source_with_reserved_1_on_its_line(tmp_path: Path, page) -> None:
     open_first_check_stock(page)
     row = page.locator(f'#source tr[data-line="{RESERVED_LINE}"]')
     assert "reserved = already_reserved + 1" in row.locator("td.code").inner_text()
@@ -105,10 +105,10 @@ def test_opening_check_stock_shows_its_source_with_reserved_1_on_its_line(page) 
     state = page.locator("#state").inner_text()
     assert "self.reserved" in state and "{'widget': 1}" in state
     assert "'status': 'reserved'" in page.locator("#result").inner_text()
-    screenshot(page, "view-check-stock")
+    screenshot(page, "view-check-stock", tmp_path)
 
 
-def test_stepping_backward_and_forward_changes_the_variables_panel(page) -> None:
+def test_stepping_backward_and_forward_changes_the_variables_panel(tmp_path: Path, page) -> None:
     open_first_check_stock(page)
     at_call = variables(page)
     assert "order" in at_call and "already_reserved" not in at_call
@@ -126,7 +126,7 @@ def test_stepping_backward_and_forward_changes_the_variables_panel(page) -> None
     page.locator("#prev").click()
     page.locator("#prev").click()
     assert variables(page) == at_call
-    screenshot(page, "view-stepping")
+    screenshot(page, "view-stepping", tmp_path)
 
 
 def test_a_message_is_followed_both_ways_between_sender_and_receiver(page) -> None:
@@ -142,7 +142,7 @@ def test_a_message_is_followed_both_ways_between_sender_and_receiver(page) -> No
     assert "Order(order_id=1" in page.locator("#arguments").inner_text()
 
 
-def test_search_finds_the_bugs_value_and_opens_its_line(page) -> None:
+def test_search_finds_the_bugs_value_and_opens_its_line(tmp_path: Path, page) -> None:
     page.keyboard.press("/")
     page.keyboard.type("reserved == 1 and available == 5")
     page.keyboard.press("Enter")
@@ -157,10 +157,12 @@ def test_search_finds_the_bugs_value_and_opens_its_line(page) -> None:
     page.locator("#q").press("Enter")
     page.wait_for_function("document.getElementById('search-status').textContent.includes('ends too soon')")
     assert "the condition ends too soon" in page.locator("#search-status").inner_text()
-    screenshot(page, "view-search")
+    screenshot(page, "view-search", tmp_path)
 
 
-def test_keyboard_opens_a_bar_and_dark_mode_follows_the_system(browser, server: Server) -> None:
+def test_keyboard_opens_a_bar_and_dark_mode_follows_the_system(
+    tmp_path: Path, browser, server: Server
+) -> None:
     context = browser.new_context(color_scheme="dark", viewport={"width": 1400, "height": 1200})
     page = context.new_page()
     page.goto(server.url)
@@ -173,7 +175,7 @@ def test_keyboard_opens_a_bar_and_dark_mode_follows_the_system(browser, server: 
     page.locator("#theme").click()
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
     page.locator("#theme").click()
-    screenshot(page, "view-dark")
+    screenshot(page, "view-dark", tmp_path)
     context.close()
 
 
@@ -205,7 +207,7 @@ def test_self_contained_html_works_from_file_with_the_network_blocked(
     page.locator("#q").press("Enter")
     page.wait_for_function("document.querySelectorAll('#search-list li').length > 0")
     assert page.locator("#source tr.current").get_attribute("data-line") == str(RESERVED_LINE)
-    screenshot(page, "view-html-offline")
+    screenshot(page, "view-html-offline", tmp_path)
     context.close()
     assert requested == []  # nothing tried to leave the file
 

@@ -58,7 +58,7 @@ def page(server: Server):  # type: ignore[no-untyped-def]
         browser.close()
 
 
-def test_a_sampled_loop_line_offers_its_recorded_hits_and_shows_the_gap(page) -> None:
+def test_a_sampled_loop_line_offers_its_recorded_hits_and_shows_the_gap(tmp_path: Path, page) -> None:
     page.locator('.bar[aria-label^="textwrap.TextWrapper._wrap_chunks,"]').click()
     select = page.locator(f'#source tr[data-line="{CHUNK_LINE}"] select')
     options = select.locator("option").all_inner_texts()
@@ -73,10 +73,10 @@ def test_a_sampled_loop_line_offers_its_recorded_hits_and_shows_the_gap(page) ->
     current = page.locator("#source tr.current")
     assert current.get_attribute("data-line") == str(CHUNK_LINE)
     assert page.locator("#step-text").inner_text().endswith(f"line {CHUNK_LINE}: l = 6")  # word59
-    screenshot(page, "view-loop-hits")
+    screenshot(page, "view-loop-hits", tmp_path)
 
 
-def test_jump_to_exception_opens_the_call_that_raised_at_its_exception(page) -> None:
+def test_jump_to_exception_opens_the_call_that_raised_at_its_exception(tmp_path: Path, page) -> None:
     page.keyboard.press("e")
     page.wait_for_function("document.getElementById('call-title').textContent === 'json.loads'")
     step_text = page.locator("#step-text").inner_text()
@@ -86,4 +86,4 @@ def test_jump_to_exception_opens_the_call_that_raised_at_its_exception(page) -> 
     current = page.locator("#source tr.current")
     assert "_default_decoder.decode(s)" in current.inner_text()  # the line of json.loads that raised
     assert Path(page.locator("#source-note").inner_text().split(" · ")[0]).name == "__init__.py"
-    screenshot(page, "view-exception")
+    screenshot(page, "view-exception", tmp_path)

@@ -2,7 +2,8 @@
 
 The browser is Debian's ``chromium`` driven by Playwright for Python; Playwright's own browser
 downloads are never used (``dev.py test`` installs the Debian package when it is missing and it
-can). Screenshots go to ``tests/artifacts/`` (ignored by git) so a failed run can be looked at.
+can). Screenshots are test artefacts in each test's ``tmp_path`` (pytest keeps the last runs'
+under its base temporary directory), or in ``$OTEL_SCOPE_TEST_ARTIFACTS`` when that is set.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest
 from scope_run import BIN, base_env, run_instrumented
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 # Headless, and nothing that reaches the network on its own (updates, sync, field trials, QUIC).
 CHROMIUM_ARGS = [
@@ -108,8 +108,11 @@ def launch_chromium(playwright):  # type: ignore[no-untyped-def]
     return playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
 
 
-def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
+def screenshot(page, name: str, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """Save a full-page screenshot as a test artefact."""
+    chosen = os.environ.get("OTEL_SCOPE_TEST_ARTIFACTS")
+    directory = Path(chosen) if chosen else tmp_path
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
