@@ -100,7 +100,7 @@ def test_a_pattern_that_cannot_be_applied_is_refused_with_why_and_the_program_ru
         app.wait_ready()
         refused = app.targets("add", "liveshop:no_such_function")
         assert refused.returncode == 1
-        assert "failed  liveshop:no_such_function: nothing in liveshop matches it" in refused.stdout
+        assert "failed  liveshop:no_such_function: liveshop has no 'no_such_function'" in refused.stdout
         malformed = app.targets("add", "liveshop:price@x")
         assert malformed.returncode == 1
         assert malformed.stderr.startswith("otel-scope: process ") and "accepted forms" in malformed.stderr

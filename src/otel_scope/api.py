@@ -63,7 +63,7 @@ def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
         session_state.kind = settings.session
         engine = _engine = _make_engine(settings)
     for request in requests_from_settings(settings):
-        engine.add(request)
+        _report(engine.add(request))
     engine.compile_time.install_import_hook()
     propagation.install()
     if settings.messages:
@@ -137,7 +137,15 @@ def trace(
         request = make_request(TargetPattern(text="<function>", module=""), **options)
         return get_engine().add_function(target, request)
     request = make_request(target, **options)
-    return get_engine().add(request)
+    return _report(get_engine().add(request))
+
+
+def _report(handle: Handle) -> Handle:
+    """Tell the user, in one line, about a target that selects nothing in its loaded module."""
+    problem = handle.problem
+    if problem:
+        _log.warning("otel-scope: %s selects nothing: %s", handle.target, problem)
+    return handle
 
 
 def session(name: str) -> Any:

@@ -13,7 +13,6 @@ source file edited since the import is refused rather than half-applied.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import itertools
 import linecache
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from types import CodeType, FunctionType
 from typing import Any
 
+from otel_scope.callables import innermost_function
 from otel_scope.compile_time.recorder import Probe, register
 from otel_scope.compile_time.rewriter import rewrite_source
 from otel_scope.targets.plan import CapturePlan
@@ -69,21 +69,11 @@ class Recompiled:
 
 
 def unwrap(func: Any) -> FunctionType:
-    """The plain function behind bound methods, classmethod/staticmethod and ``functools.wraps``."""
-    seen = set()
-    while id(func) not in seen:
-        seen.add(id(func))
-        if isinstance(func, functools.partial):
-            func = func.func
-        elif hasattr(func, "__func__"):
-            func = func.__func__
-        elif hasattr(func, "__wrapped__"):
-            func = func.__wrapped__
-        else:
-            break
-    if not isinstance(func, FunctionType):
-        raise RecompileError(f"{func!r} is not a Python function")
-    return func
+    """The plain function behind methods and decorators (see :mod:`otel_scope.callables`)."""
+    target = innermost_function(func)
+    if target is None:
+        raise RecompileError(f"{type(func).__name__} object is not a Python function")
+    return target
 
 
 def recompile(func: Any, plan: CapturePlan) -> Recompiled:

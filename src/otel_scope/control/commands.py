@@ -186,7 +186,7 @@ class Controller:
         loaded = _loaded_modules(pattern)
         failure = ""
         if entry is not None and entry.errors:
-            failure = "; ".join(f"{name}: {why}" for name, why in sorted(entry.errors.items()))
+            failure = entry.failure()
         elif not functions and loaded and all(engine.excluded(m) for m in loaded):
             failure = f"{', '.join(loaded[:3])} is excluded (the exclude setting, or otel-scope's own code)"
         elif not functions and loaded:

@@ -22,7 +22,13 @@ import wrapt
 
 from otel_scope.capture import Serializer
 from otel_scope.config import Settings
-from otel_scope.engine.discovery import Site, iter_sites, site_for_function, source_available
+from otel_scope.engine.discovery import (
+    Site,
+    explain_no_match,
+    iter_sites,
+    site_for_function,
+    source_available,
+)
 from otel_scope.runtime.wrappers import RuntimeProbe, is_ours
 from otel_scope.runtime.wrappers import install as install_wrapper
 from otel_scope.targets.patterns import TargetPattern, never_instrumented, parse_pattern
@@ -42,6 +48,12 @@ class Entry:
     sites: set[tuple[int, str]] = field(default_factory=set)
     # function name -> why it could not be instrumented as asked (shown by `otel-scope targets`)
     errors: dict[str, str] = field(default_factory=dict)
+
+    def failure(self) -> str:
+        """Why this request could not be applied as asked, in one line ('' when it was)."""
+        text = self.request.pattern.text
+        errors = sorted(self.errors.items())
+        return "; ".join(why if name == text else f"{name}: {why}" for name, why in errors)
 
     def selects(self, site: Site) -> bool:
         if self.function is not None:
@@ -89,6 +101,11 @@ class Handle:
     def active(self) -> bool:
         return not self._removed
 
+    @property
+    def problem(self) -> str:
+        """Why this target instruments nothing now, in one line ('' when it does, or waits)."""
+        return "" if self.functions else self._entry.failure()
+
     def remove(self) -> None:
         """Undo this target; idempotent and thread-safe."""
         if self._removed:
@@ -130,8 +147,8 @@ class Engine:
             self._entries[entry.id] = entry
             for site in self._sites_for(entry):
                 self._reconcile(site)
-            if function is None and not entry.sites and request.pattern.module not in sys.modules:
-                _log.debug("otel-scope: %s waits for its module to be imported", request.pattern.text)
+            if function is None and not entry.sites:
+                self._no_match(entry)
             return Handle(self, entry)
 
     def add_function(self, func: Any, request: Request) -> Handle:
@@ -144,6 +161,17 @@ class Engine:
             )
         pattern = parse_pattern(f"{site.module}:{site.qualname}")
         return self.add(Request(**{**request.__dict__, "pattern": pattern}), function=site.func)
+
+    def _no_match(self, entry: Entry) -> None:
+        """Say in one line why a pattern selected nothing in its loaded module (kept in errors)."""
+        pattern = entry.request.pattern
+        module = sys.modules.get(pattern.module)
+        if not isinstance(module, types.ModuleType):
+            _log.debug("otel-scope: %s waits for its module to be imported", pattern.text)
+            return
+        if pattern.module_prefix or self.excluded(pattern.module):
+            return
+        entry.errors[pattern.text] = explain_no_match(module, pattern)  # the caller tells the user
 
     def remove(self, entry: Entry) -> None:
         with self._lock:
@@ -270,6 +298,7 @@ class Engine:
         for e in selecting:
             e.sites.add(key)
             e.errors.pop(site.full_name, None)
+            e.errors.pop(e.request.pattern.text, None)  # it selects something now
         try:
             # Atomic per function, as seen by calls in flight: the runtime span's call marker is
             # switched on before recompiled code can look for it, and off only after it is gone,
