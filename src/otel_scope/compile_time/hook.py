@@ -13,8 +13,8 @@ loader in a :class:`ScopeLoader`, which:
 * serves ``get_code`` (``python -m``) and forwards everything else to the original loader
   (``get_source`` for ``inspect.getsource``, ``is_package``, resource readers);
 * caches rewritten code with ``marshal`` in ``$XDG_CACHE_HOME/otel-scope`` (``~/.cache`` when
-  unset), keyed by the source, the plans, the Python version and otel-scope's version; it never
-  writes the user's ``__pycache__``;
+  unset), keyed by the source, its path, the plans, the Python version and otel-scope's version;
+  it never writes the user's ``__pycache__``;
 * calls ``loaded(module)`` after any wanted module has executed, so runtime mode can wrap
   functions of modules imported later.
 
@@ -147,7 +147,7 @@ class ImportHook(importlib.abc.MetaPathFinder):
         """The rewritten code of module ``fullname``: from the cache, or rewritten and cached."""
         origin = loader.get_filename(fullname)
         data = loader.get_data(origin)
-        key = _cache_key(data, plans)
+        key = _cache_key(data, plans, fullname, origin)
         path = self.cache_dir / f"{fullname}-{key}.bin"
         cached = _read_cache(path)
         if cached is not None:
@@ -181,8 +181,12 @@ def _rewritable(fullname: str, spec: importlib.machinery.ModuleSpec) -> bool:
     return True
 
 
-def _cache_key(data: bytes, plans: Mapping[str, CapturePlan]) -> str:
+def _cache_key(data: bytes, plans: Mapping[str, CapturePlan], fullname: str, origin: str) -> str:
+    """Everything the rewritten code depends on: source, plans, module name and file path (the
+    code names its file: identical sources in two directories must not share an entry), Python
+    and otel-scope versions. Settings reach the rewrite only through the plans and exclusions."""
     digest = hashlib.sha256(data)
+    digest.update(f"\0{fullname}\0{os.path.abspath(origin)}".encode())
     for name, plan in plans.items():  # in order: the first matching glob wins
         digest.update(f"\0{name}\0{plan.key()}\0{plan.target}".encode() if plan else f"\0{name}\0-".encode())
     digest.update(f"\0{sys.version}\0{__version__}\0{CACHE_FORMAT}".encode())
