@@ -392,3 +392,19 @@ def test_an_excluded_function_is_not_rewritten_under_a_module_wide_locals_target
         engine.compile_time.uninstall_import_hook()
         engine.remove_all()
         sys.modules.pop("exclmod", None)
+
+
+def test_recompiling_a_rewritten_function_checks_the_source_it_was_rewritten_from(package, hook):
+    import linecache
+
+    from otel_scope.compile_time import RecompileError, recompile
+
+    configure(Settings())
+    shop = importlib.import_module("hookpkg.shop")
+    recompile(shop.check_stock, CapturePlan(level="lines")).restore()  # unedited: accepted
+    path = package / "hookpkg" / "shop.py"
+    path.write_text(SHOP.replace("len(items)", "len(items) * 9"))
+    linecache.checkcache(str(path))
+    with pytest.raises(RecompileError, match="no longer matches the running code"):
+        recompile(shop.check_stock, CapturePlan(level="lines"))
+    assert shop.check_stock([1, 2]) == (2, 3)

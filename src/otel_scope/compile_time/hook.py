@@ -49,6 +49,20 @@ CACHE_FORMAT = "1"
 
 PlansFor = Callable[[str], "Mapping[str, CapturePlan | None] | None"]
 
+# File -> digest of the source text its rewritten code was made from: on-demand recompilation of a
+# function rewritten at import checks the current source against it (the rewritten code cannot be
+# compared with a plain compile of the source).
+_rewritten_sources: dict[str, str] = {}
+
+
+def source_digest(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def rewritten_from(filename: str) -> str | None:
+    """The digest of the source the import hook rewrote ``filename`` from (None: not rewritten)."""
+    return _rewritten_sources.get(filename)
+
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/otel-scope/<python tag>``, else ``~/.cache/otel-scope/<python tag>``."""
@@ -147,6 +161,7 @@ class ImportHook(importlib.abc.MetaPathFinder):
         """The rewritten code of module ``fullname``: from the cache, or rewritten and cached."""
         origin = loader.get_filename(fullname)
         data = loader.get_data(origin)
+        source = importlib.util.decode_source(data)
         key = _cache_key(data, plans, fullname, origin)
         path = self.cache_dir / f"{fullname}-{key}.bin"
         cached = _read_cache(path)
@@ -156,12 +171,12 @@ class ImportHook(importlib.abc.MetaPathFinder):
             for qualname, reason in skipped.items():
                 _log.warning("otel-scope: %s.%s left uninstrumented: %s", fullname, qualname, reason)
         else:
-            source = importlib.util.decode_source(data)
             from otel_scope.compile_time.rewriter import rewrite_source  # libcst: only when rewriting
 
             result = rewrite_source(source, origin, fullname, plans)
             code, instrumented, skipped = result.code, result.instrumented, result.skipped
             _write_cache(path, (code, instrumented, skipped))
+        _rewritten_sources[origin] = source_digest(source)
         self.results[fullname] = (list(instrumented), dict(skipped))
         return code
 
