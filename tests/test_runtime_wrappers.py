@@ -112,13 +112,15 @@ def test_user_repr_is_never_called_for_self_or_arguments(memory, engine) -> None
 def test_remove_restores_the_exact_original_objects(engine) -> None:
     before = {name: vars(kinds.Base)[name] for name in ("method", "make", "which", "static", "doubled")}
     before_fn = kinds.add
+    codes = {name: vars(kinds.Base)[name].__func__.__code__ for name in ("make", "which", "static")}
     handle = add(engine, f"{MOD}:*")
-    assert vars(kinds.Base)["make"] is not before["make"]
+    assert vars(kinds.Base)["make"].__func__.__code__ is not codes["make"]  # a code trampoline
     handle.remove()
     handle.remove()  # idempotent
     for name, obj in before.items():
         assert vars(kinds.Base)[name] is obj
     assert kinds.add is before_fn
+    assert {name: vars(kinds.Base)[name].__func__.__code__ for name in codes} == codes
     assert "make" not in vars(kinds.Sub) and kinds.Sub.which() == "sub" and kinds.Base().static(1) == 3
 
 
@@ -220,8 +222,7 @@ def test_nesting_follows_context_into_asyncio_tasks(memory, engine) -> None:
 
 def test_disabled_probe_calls_straight_through(memory, engine) -> None:
     handle = add(engine, f"{MOD}:add")
-    wrapper = vars(kinds)["add"]
-    wrapper._self_wrapper.enabled = False
+    engine.probe_for(f"{MOD}.add").enabled = False
     assert kinds.add(1) == 3
     assert memory.spans() == []
     handle.remove()
@@ -271,7 +272,7 @@ def test_rate_limit_skips_calls_and_the_next_span_counts_them(memory) -> None:
     try:
         limited.add(Request(parse_pattern(f"{MOD}:add")))
         now = [0.0]
-        vars(kinds)["add"]._self_wrapper.limiter = RateLimiter(1.0, clock=lambda: now[0])
+        limited.probe_for(f"{MOD}.add").limiter = RateLimiter(1.0, clock=lambda: now[0])
         for _ in range(50):
             assert kinds.add(1) == 3  # the program sees every call
         assert len(memory.named("kinds.add")) == 1  # a burst of one per second

@@ -197,11 +197,15 @@ class Controller:
         if failure:
             handle.remove()
             return {**result, "ok": False, "error": f"{pattern.text}: {failure}"}
-        mechanisms = {row["function"]: row["mechanism"] for row in engine.active()}
+        rows = {row["function"]: row for row in engine.active()}
         result.update(
             ok=True,
             id=entry.id if entry is not None else None,
-            functions=[{"function": f, "mechanism": mechanisms.get(f)} for f in functions],
+            functions=[
+                {"function": f, "mechanism": rows[f]["mechanism"], "installed": rows[f]["installed"]}
+                for f in functions
+                if f in rows
+            ],
             waiting=not functions,
             plan=list(decide(request, engine.settings).reasons),
         )

@@ -29,6 +29,8 @@ from otel_scope.engine.discovery import (
     site_for_function,
     source_available,
 )
+from otel_scope.runtime import trampoline
+from otel_scope.runtime.trampoline import Trampoline
 from otel_scope.runtime.wrappers import RuntimeProbe, is_ours
 from otel_scope.runtime.wrappers import install as install_wrapper
 from otel_scope.targets.patterns import TargetPattern, never_instrumented, parse_pattern
@@ -71,6 +73,7 @@ class Applied:
     aliases: list[tuple[dict, str]] = field(default_factory=list)
     capture: CapturePlan | None = None
     compiled: Any = None  # compile-time installation with a .restore()
+    trampoline: Trampoline | None = None  # the runtime probe reached through the code, not a wrapper
     entries: set[int] = field(default_factory=set)
 
     @property
@@ -78,6 +81,13 @@ class Applied:
         if self.probe is not None and self.capture is not None:
             return "hybrid"
         return "runtime" if self.probe is not None else "compile_time"
+
+    @property
+    def installed_as(self) -> str | None:
+        """How the runtime probe is reached: through the function's code, or a wrapper."""
+        if self.probe is None:
+            return None
+        return "code trampoline" if self.trampoline is not None else "wrapper"
 
 
 class Handle:
@@ -235,6 +245,7 @@ class Engine:
                     {
                         "function": applied.site.full_name,
                         "mechanism": applied.mechanism,
+                        "installed": applied.installed_as,
                         "calls": applied.probe.calls if applied.probe is not None else None,
                         "targets": patterns,
                     }
@@ -244,6 +255,14 @@ class Engine:
     def entries(self) -> list[Entry]:
         with self._lock:
             return list(self._entries.values())
+
+    def probe_for(self, full_name: str) -> RuntimeProbe | None:
+        """The runtime probe instrumenting the function ``module.qualname`` now, if any."""
+        with self._lock:
+            for applied in self._applied.values():
+                if applied.site.full_name == full_name and applied.probe is not None:
+                    return applied.probe
+            return None
 
     def site_of(self, probe: RuntimeProbe) -> Site | None:
         """The site ``probe`` is installed at (None once it was removed)."""
@@ -318,10 +337,22 @@ class Engine:
 
     def _apply_runtime(self, applied: Applied, want: bool, selecting: list[Entry], deep: bool) -> None:
         site = applied.site
+        state_capture = any(e.request.state for e in selecting)
+        code_target = _code_target(site, deep or state_capture) if want else None
+        probe = applied.probe
+        if probe is not None and not want:
+            probe.enabled = False  # a call already inside the probe finishes normally
+            self._uninstall_runtime(applied)
+            applied.probe = None
+        elif probe is not None and (applied.trampoline is not None) != (code_target is not None):
+            # Switching between trampoline and wrapper (compile-time capture came or went): the
+            # probe stays the same object, so whoever holds it (escalation) keeps it.
+            self._uninstall_runtime(applied)
+            self._install_runtime(applied, probe, code_target)
         if want and applied.probe is None:
             current = vars(site.owner).get(site.attr)
-            if is_ours(current):  # installed by another Engine (tests): leave it
-                return
+            if is_ours(current) or trampoline.installed(_installed_function(site)):
+                return  # installed by another Engine (tests): leave it
             probe = RuntimeProbe(
                 site.raw,
                 site.module,
@@ -334,21 +365,38 @@ class Engine:
             )
             probe.on_finish = self.on_finish
             probe.deep = deep
-            wrapper = install_wrapper(site.owner, site.attr, probe)
-            applied.probe, applied.wrapper = probe, wrapper
-            if isinstance(site.owner, types.ModuleType):
-                applied.aliases = _replace_aliases(site.raw, wrapper, site.owner)
-        elif not want and applied.probe is not None:
-            applied.probe.enabled = False  # a call already inside the wrapper finishes normally
+            self._install_runtime(applied, probe, code_target)
+        if applied.probe is not None:
+            applied.probe.deep = deep
+            applied.probe.state = state_capture
+
+    @staticmethod
+    def _install_runtime(
+        applied: Applied, probe: RuntimeProbe, code_target: types.FunctionType | None
+    ) -> None:
+        """Make calls reach ``probe``: through the function's code if given, else a wrapper."""
+        site = applied.site
+        applied.probe = probe
+        if code_target is not None:
+            applied.trampoline = trampoline.install(code_target, probe)
+            return
+        applied.wrapper = install_wrapper(site.owner, site.attr, probe)
+        if isinstance(site.owner, types.ModuleType):
+            applied.aliases = _replace_aliases(site.raw, applied.wrapper, site.owner)
+
+    @staticmethod
+    def _uninstall_runtime(applied: Applied) -> None:
+        """Put back exactly what was there before :meth:`_install_runtime`."""
+        site = applied.site
+        if applied.trampoline is not None:
+            applied.trampoline.restore()
+        else:
             wrapt.unwrap_object(site.owner, site.attr, applied.wrapper, missing_ok=True)
             for namespace, name in applied.aliases:
                 if namespace.get(name) is applied.wrapper:
                     namespace[name] = site.raw
-            applied.probe = applied.wrapper = None
-            applied.aliases = []
-        if applied.probe is not None:
-            applied.probe.deep = deep
-            applied.probe.state = any(e.request.state for e in selecting)
+        applied.wrapper = applied.trampoline = None
+        applied.aliases = []
 
     def _apply_capture(self, applied: Applied, want: CapturePlan | None) -> None:
         if want == applied.capture:
@@ -362,6 +410,28 @@ class Engine:
                 raise RuntimeError("compile-time capture is not available in this process")
             applied.compiled = self.compile_time.install(applied.site, want)
             applied.capture = want
+
+
+def _code_target(site: Site, needs_wrapper: bool) -> types.FunctionType | None:
+    """The function whose code gets the trampoline, or None when the attribute is wrapped.
+
+    A trampoline reaches every reference to the installed function (registries, callbacks,
+    partials), so it is used wherever the installed object is a Python function (or the function
+    of a classmethod/staticmethod). Wrapping stays for objects without code of their own
+    (``lru_cache``, ``partial``, callable objects), for async generators, and for hybrid or state
+    targets: their call marker and receiver come from the wrapper.
+    """
+    func = _installed_function(site)
+    if needs_wrapper or func is None or trampoline.unsupported(func) is not None:
+        return None
+    return func
+
+
+def _installed_function(site: Site) -> types.FunctionType | None:
+    """The Python function installed at ``site`` (a classmethod's/staticmethod's own), if any."""
+    raw = site.raw
+    func = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
+    return func if isinstance(func, types.FunctionType) else None
 
 
 def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict, str]]:

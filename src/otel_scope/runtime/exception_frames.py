@@ -38,6 +38,7 @@ from typing import Any
 import otel_scope
 from otel_scope import semconv
 from otel_scope.capture import RateLimiter, Serializer
+from otel_scope.runtime import trampoline
 from otel_scope.runtime.escalation import CONTROL_FLOW
 
 _log = logging.getLogger("otel_scope")
@@ -122,7 +123,7 @@ class ExceptionFrames:
 
     @staticmethod
     def _is_own(code: CodeType) -> bool:
-        return code.co_filename.startswith(_OWN_DIR)
+        return code.co_filename.startswith(_OWN_DIR) or trampoline.is_trampoline(code)
 
     def _is_user_function(self, frame: FrameType) -> bool:
         code = frame.f_code
