@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from otel_scope.config import ConfigError, Settings, load_settings
-from otel_scope.engine import CompileTimeAdapter, Engine, Handle
+from otel_scope.engine import CompileTimeAdapter, Engine, Handle, script
 from otel_scope.runtime import messages, propagation
 from otel_scope.sessions import session as _session_module
 from otel_scope.sessions import state as session_state
@@ -62,8 +62,19 @@ def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
             _engine.remove_all()
         session_state.kind = settings.session
         engine = _engine = _make_engine(settings)
-    for request in requests_from_settings(settings):
-        _report(engine.add(request))
+    requests = requests_from_settings(settings)
+    for request in requests:
+        handle = engine.add(request)
+        if request.pattern.module != script.MAIN:  # the script has not run yet: nothing to say
+            _report(handle)
+    names = script.script_module_names()
+    if len(names) > 1:  # a script file or ``-m`` module (not ``-c``, not a multiprocessing child)
+        aliased = script.script_requests(requests, names)
+        for request in aliased:
+            engine.add(request)
+        watched = [r for r in requests if r.pattern.module == script.MAIN] + aliased
+        if watched:
+            script.ScriptWatcher(engine, watched).start()
     engine.compile_time.install_import_hook()
     propagation.install()
     if settings.messages:
