@@ -191,7 +191,7 @@ def test_properties_are_refused_naming_what_is_accepted(engine) -> None:
     assert problem.startswith("runtime_samples.kinds.Base.doubled is a property (reading it is not a call")
 
 
-def test_the_python_api_prints_the_refusal_as_one_warning(caplog) -> None:
+def test_the_python_api_prints_the_refusal_as_one_warning(memory, caplog) -> None:
     import otel_scope
     from otel_scope import api
 

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry import trace as otel_trace
+
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.engine import CompileTimeAdapter, Engine, Handle, script
 from otel_scope.runtime import messages, propagation
@@ -143,12 +145,32 @@ def trace(
     ``handle.remove()`` undoes exactly this call. Raises ``ValueError`` for a malformed pattern
     or option, naming what is accepted.
     """
+    _warn_without_sdk()
     options: dict[str, Any] = {"mode": mode, "capture_locals": capture_locals, "lines": lines, "level": level}
     if callable(target) and not isinstance(target, str):
         request = make_request(TargetPattern(text="<function>", module=""), **options)
         return get_engine().add_function(target, request)
     request = make_request(target, **options)
     return _report(get_engine().add(request))
+
+
+_said_no_sdk = False
+
+
+def _warn_without_sdk() -> None:
+    """Say once that nothing will record when no OpenTelemetry SDK was set up in this process.
+
+    otel-scope instruments either way (a provider set later starts recording at once), but under
+    plain ``python`` the API's default provider records nothing and trace IDs are all zeros.
+    """
+    global _said_no_sdk
+    if _said_no_sdk or not isinstance(otel_trace.get_tracer_provider(), otel_trace.ProxyTracerProvider):
+        return
+    _said_no_sdk = True
+    _log.warning(
+        "otel-scope: no OpenTelemetry SDK is set up in this process, so nothing records: run under "
+        "opentelemetry-instrument, or call opentelemetry.trace.set_tracer_provider(TracerProvider(...))"
+    )
 
 
 def _report(handle: Handle) -> Handle:

@@ -252,6 +252,32 @@ class Engine:
                 )
             return sorted(rows, key=lambda r: r["function"])
 
+    def unmatched(self) -> list[str]:
+        """One line per pattern that has selected nothing so far, saying why where known.
+
+        Entries sharing a pattern's text (a script target and its ``__main__`` alias) count as
+        one: the pattern matched if any of them did.
+        """
+        with self._lock:
+            by_text: dict[str, list[Entry]] = {}
+            for entry in self._entries.values():
+                if entry.function is None:
+                    by_text.setdefault(entry.request.pattern.text, []).append(entry)
+            lines = []
+            for text, entries in sorted(by_text.items()):
+                if any(e.sites for e in entries):
+                    continue
+                pattern = entries[0].request.pattern
+                loaded = sys.modules.get(pattern.module)
+                if isinstance(loaded, types.ModuleType) and not pattern.module_prefix:
+                    why = explain_no_match(loaded, pattern)
+                elif pattern.module_prefix:
+                    why = f"no function below {pattern.module} matches it"
+                else:
+                    why = f"module {pattern.module} was never imported"
+                lines.append(f"{text} selected nothing: {why}")
+            return lines
+
     def entries(self) -> list[Entry]:
         with self._lock:
             return list(self._entries.values())
