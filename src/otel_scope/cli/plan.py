@@ -19,7 +19,7 @@ from rich.text import Text
 from otel_scope.cli._common import CliError, make_console, print_json
 from otel_scope.config import SETTING_NAMES, ConfigError, env_var_for, flag_for, load_settings
 from otel_scope.engine.adapter import function_qualnames
-from otel_scope.targets.patterns import TargetPattern
+from otel_scope.targets.patterns import TargetPattern, wildcard_skips
 from otel_scope.targets.planner import decide_function, requests_from_settings
 
 
@@ -86,7 +86,10 @@ def build_plan(settings: Any) -> list[dict[str, Any]]:
                 rows.append({"function": module, "mechanism": "off", "capture": "", "why": [str(exc)]})
                 continue
             for qualname in names:
-                if request.pattern.matches(module, qualname) and "<locals>" not in qualname:
+                pattern = request.pattern
+                if pattern.is_wildcard and wildcard_skips(qualname):
+                    continue
+                if pattern.matches(module, qualname) and "<locals>" not in qualname:
                     functions.setdefault((module, qualname), path)
     for (module, qualname), _path in sorted(functions.items()):
         if any(p.matches(module, qualname) for p in settings.exclude):

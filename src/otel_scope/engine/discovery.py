@@ -16,11 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_scope.callables import DESCRIPTOR_KINDS, innermost_function
-from otel_scope.targets.patterns import TargetPattern
-
-# Under a wildcard, dunders are skipped (wrapping __repr__ or __getattr__ invites recursion and
-# noise) except these, which are ordinary entry points into user code.
-_WILDCARD_DUNDERS = frozenset({"__init__", "__call__", "__enter__", "__exit__", "__aenter__", "__aexit__"})
+from otel_scope.targets.patterns import TargetPattern, wildcard_skips
 
 
 @dataclass(frozen=True)
@@ -74,9 +70,7 @@ def site_at(owner: Any, attr: str, raw: Any, module: str, qualname: str) -> Site
 def _selected(pattern: TargetPattern, module: str, qualname: str, attr: str) -> bool:
     if not pattern.matches(module, qualname):
         return False
-    if pattern.is_wildcard and attr.startswith("__") and attr.endswith("__"):
-        return attr in _WILDCARD_DUNDERS
-    return True
+    return not (pattern.is_wildcard and wildcard_skips(attr))
 
 
 def _iter_class(
