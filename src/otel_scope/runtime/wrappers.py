@@ -217,11 +217,11 @@ class RuntimeProbe:
         self, kind: str, ctx: Any, wrapped: Any, instance: Any, args: tuple, kwargs: dict
     ) -> Any:
         attrs = self._call_attributes(instance, args, kwargs)
+        if self.limiter is not None and self.limiter.dropped:  # every kind counts what it skipped
+            attrs[semconv.RATE_LIMITED] = self.limiter.dropped
         code = self.func.__code__ if self.deep else None
         receiver = state.receiver_of(instance) if self.state else None
         if kind == "function":  # only with state capture: plain calls take the path in __call__
-            if self.limiter is not None and self.limiter.dropped:
-                attrs[semconv.RATE_LIMITED] = self.limiter.dropped
             return self._call_with_state(ctx, attrs, code, receiver, wrapped, args, kwargs)
         if kind == "coroutine":
             return self._coroutine(ctx, attrs, code, wrapped(*args, **kwargs), receiver)
