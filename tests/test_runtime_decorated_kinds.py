@@ -212,3 +212,19 @@ def test_wildcards_reach_decorated_functions_defined_in_the_module(memory, engin
     cells.get_character_cell_size("b")
     assert memory.named("cells.get_character_cell_size")
     assert callable(functools.partial)  # the stdlib names stay untouched
+
+
+def test_built_in_functions_of_a_compiled_module_get_a_runtime_span(memory, engine) -> None:
+    """black's mypyc-compiled ``format_str`` is a built-in function: wrapped at its attribute,
+    no locals (a locals request still gets the span), and restored exactly."""
+    import black
+
+    original = vars(black)["format_str"]
+    assert type(original).__name__ == "builtin_function_or_method"
+    handle = engine.add(Request(parse_pattern("black:format_str"), capture_locals=None))
+    assert black.format_str("x  =  1\n", mode=black.Mode()) == "x = 1\n"
+    (span,) = memory.named("black.format_str")
+    assert "code.file.path" not in span.attributes and span.attributes["otel_scope.return"] == "'x = 1\\n'"
+    assert engine.active()[0]["installed"] == "wrapper"
+    handle.remove()
+    assert vars(black)["format_str"] is original

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib.machinery
 import inspect
 import types
 from collections.abc import Iterator
@@ -28,7 +29,9 @@ class Site:
     module: str
     qualname: str
     raw: Any  # the attribute as stored: function, classmethod or staticmethod
-    func: types.FunctionType  # the plain function (for code, source and names)
+    # The plain function (for code, source and names); None for a compiled module's built-in
+    # function, which gets a runtime span (wrapped at the attribute) and nothing else.
+    func: types.FunctionType | None
 
     @property
     def key(self) -> tuple[int, str]:
@@ -61,6 +64,12 @@ def site_at(owner: Any, attr: str, raw: Any, module: str, qualname: str) -> Site
     """
     func = plain_function(raw)
     if func is None:
+        if (
+            isinstance(raw, types.BuiltinFunctionType)
+            and isinstance(owner, types.ModuleType)
+            and compiled(owner)
+        ):
+            return Site(owner, attr, module, qualname, raw, None)
         return None
     if issubclass(type(raw), functools.cached_property):
         return Site(raw, "func", module, qualname, raw.func, func)
@@ -107,7 +116,10 @@ def iter_sites(module: types.ModuleType, pattern: TargetPattern) -> Iterator[Sit
         if not _selected(pattern, name, attr, attr):
             continue
         site = site_at(module, attr, raw, name, attr)
-        if site is None or (pattern.is_wildcard and site.func.__module__ != name):
+        defined_in = getattr(
+            site.func if site is not None and site.func is not None else raw, "__module__", None
+        )
+        if site is None or (pattern.is_wildcard and defined_in != name):
             continue
         yield site
 
@@ -132,8 +144,20 @@ def site_for_function(func: Any) -> Site | None:
     return site if site is not None and site.func is plain else None
 
 
-def source_available(func: types.FunctionType) -> bool:
+def compiled(module: types.ModuleType) -> bool:
+    """Whether ``module`` is an extension module (C, Cython, mypyc: ``.so``/``.pyd``)."""
+    filename = getattr(module, "__file__", None) or ""
+    return isinstance(filename, str) and filename.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+# What a compiled module's functions get, said by `plan`, refusals and the README alike.
+COMPILED_NOTE = "compiled module (.so): runtime spans only for Python-level callables; no locals"
+
+
+def source_available(func: types.FunctionType | None) -> bool:
     """Whether compile-time rewriting can read this function's source."""
+    if func is None:
+        return False
     try:
         inspect.getsourcelines(func)
     except (OSError, TypeError):
@@ -199,7 +223,7 @@ def _what(raw: Any) -> str:
     if isinstance(raw, type):
         return f"a class: name its methods ({raw.__name__}.* or {raw.__name__}.__init__)"
     if isinstance(raw, (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodDescriptorType)):
-        return f"a built-in function with no Python code ({accepted})"
+        return f"a built-in function with no Python code ({accepted}; for a {COMPILED_NOTE})"
     if callable(raw):
         kind = type(raw)
         return (
