@@ -12,8 +12,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from opentelemetry import trace as otel_trace
+
 from otel_scope.config import ConfigError, Settings, load_settings
-from otel_scope.engine import CompileTimeAdapter, Engine, Handle
+from otel_scope.engine import CompileTimeAdapter, Engine, Handle, script
 from otel_scope.runtime import messages, propagation
 from otel_scope.sessions import session as _session_module
 from otel_scope.sessions import state as session_state
@@ -61,8 +63,19 @@ def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
             _engine.remove_all()
         session_state.kind = settings.session
         engine = _engine = _make_engine(settings)
-    for request in requests_from_settings(settings):
-        engine.add(request)
+    requests = requests_from_settings(settings)
+    for request in requests:
+        handle = engine.add(request)
+        if request.pattern.module != script.MAIN:  # the script has not run yet: nothing to say
+            _report(handle)
+    names = script.script_module_names()
+    if len(names) > 1:  # a script file or ``-m`` module (not ``-c``, not a multiprocessing child)
+        aliased = script.script_requests(requests, names)
+        for request in aliased:
+            engine.add(request)
+        watched = [r for r in requests if r.pattern.module == script.MAIN] + aliased
+        if watched:
+            script.ScriptWatcher(engine, watched).start()
     engine.compile_time.install_import_hook()
     propagation.install()
     if settings.messages:
@@ -131,12 +144,40 @@ def trace(
     ``handle.remove()`` undoes exactly this call. Raises ``ValueError`` for a malformed pattern
     or option, naming what is accepted.
     """
+    _warn_without_sdk()
     options: dict[str, Any] = {"mode": mode, "capture_locals": capture_locals, "lines": lines, "level": level}
     if callable(target) and not isinstance(target, str):
         request = make_request(TargetPattern(text="<function>", module=""), **options)
         return get_engine().add_function(target, request)
     request = make_request(target, **options)
-    return get_engine().add(request)
+    return _report(get_engine().add(request))
+
+
+_said_no_sdk = False
+
+
+def _warn_without_sdk() -> None:
+    """Say once that nothing will record when no OpenTelemetry SDK was set up in this process.
+
+    otel-scope instruments either way (a provider set later starts recording at once), but under
+    plain ``python`` the API's default provider records nothing and trace IDs are all zeros.
+    """
+    global _said_no_sdk
+    if _said_no_sdk or not isinstance(otel_trace.get_tracer_provider(), otel_trace.ProxyTracerProvider):
+        return
+    _said_no_sdk = True
+    _log.warning(
+        "otel-scope: no OpenTelemetry SDK is set up in this process, so nothing records: run under "
+        "opentelemetry-instrument, or call opentelemetry.trace.set_tracer_provider(TracerProvider(...))"
+    )
+
+
+def _report(handle: Handle) -> Handle:
+    """Tell the user, in one line, about a target that selects nothing in its loaded module."""
+    problem = handle.problem
+    if problem:
+        _log.warning("otel-scope: %s selects nothing: %s", handle.target, problem)
+    return handle
 
 
 def session(name: str) -> Any:

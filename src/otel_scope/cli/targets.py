@@ -103,13 +103,20 @@ def _options(row: dict[str, Any]) -> str:
     return ", ".join(parts) or ("span per call" if row.get("runtime", True) else "-")
 
 
+def _mechanism(row: dict[str, Any]) -> str:
+    """``runtime`` plus how calls reach the span: the function's code (every reference) or a
+    wrapper at its attribute (callers that looked it up there)."""
+    installed = row.get("installed")
+    return f"{row['mechanism']}, {installed}" if installed else row["mechanism"]
+
+
 def _print_added(reply: dict[str, Any]) -> int:
     console = make_console()
     for result in reply["results"]:
         if not result["ok"]:
             console.print(Text(f"failed  {result['error']}", style="red"))
             continue
-        functions = ", ".join(f"{f['function']} ({f['mechanism']})" for f in result["functions"])
+        functions = ", ".join(f"{f['function']} ({_mechanism(f)})" for f in result["functions"])
         line = f"added   {result['pattern']} [{_options(result)}]"
         console.print(line + (f" -> {functions}" if functions else f": {result.get('note', 'waiting')}"))
     return 0 if reply["ok"] else 1
@@ -136,12 +143,18 @@ def _print_list(reply: dict[str, Any]) -> None:
         (
             row["function"],
             row["mechanism"],
+            {"code trampoline": "code", "wrapper": "wrapper"}.get(row.get("installed") or "", "-"),
             "-" if row["calls"] is None else str(row["calls"]),
             ", ".join(row["targets"]),
         )
         for row in reply["functions"]
     ]
-    _table(console, ("FUNCTION", "MECHANISM", "CALLS", "TARGETS"), functions, "no function is instrumented")
+    _table(
+        console,
+        ("FUNCTION", "MECHANISM", "REACHED BY", "CALLS", "TARGETS"),
+        functions,
+        "no function is instrumented",
+    )
     console.print()
     targets = [
         (

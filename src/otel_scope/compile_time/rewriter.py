@@ -66,6 +66,7 @@ from otel_scope.compile_time.spec import (
     FunctionSpec,
     Point,
 )
+from otel_scope.targets.patterns import wildcard_skips
 from otel_scope.targets.plan import CapturePlan
 
 _log = logging.getLogger("otel_scope")
@@ -101,9 +102,12 @@ class RewriteResult:
 
 def plan_for(plans: Mapping[str, CapturePlan | None], qualname: str) -> CapturePlan | None:
     """The plan for ``qualname``: an exact key first, else the first matching glob key (``*``,
-    ``Class.*``) in the mapping's order. A key mapped to ``None`` excludes what it matches."""
+    ``Class.*``) in the mapping's order. A key mapped to ``None`` excludes what it matches.
+    Globs skip dunders other than ``__init__``/``__call__``/context-manager methods."""
     if qualname in plans:
         return plans[qualname]
+    if wildcard_skips(qualname):  # the one wildcard rule of both mechanisms
+        return None
     for key, candidate in plans.items():
         if "*" in key and fnmatch.fnmatchcase(qualname, key):
             return candidate

@@ -157,9 +157,7 @@ class RemoteTargets:
             added.append(engine.add(request))
             entry = next((e for e in engine.entries() if e.request is request), None)
             if entry is not None and entry.errors:
-                failures += [
-                    f"{request.pattern.text}: {name}: {why}" for name, why in sorted(entry.errors.items())
-                ]
+                failures.append(f"{request.pattern.text}: {entry.failure()}")
         if failures:
             for handle in added:
                 handle.remove()

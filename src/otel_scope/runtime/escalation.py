@@ -222,6 +222,8 @@ class Escalator:
         site = self._engine.site_of(probe)
         if site is None:
             return "the function is no longer traced"
+        if site.func is None:
+            return "compiled code has no locals to capture"
         pattern = parse_pattern(f"{site.module}:{site.qualname}")
         request = Request(
             pattern, mode="hybrid", runtime=False, capture_locals=None, level=self._level, source="escalation"

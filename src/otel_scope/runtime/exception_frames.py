@@ -37,6 +37,7 @@ from typing import Any
 
 from otel_scope import semconv
 from otel_scope.capture import RateLimiter, Serializer
+from otel_scope.runtime import trampoline
 from otel_scope.runtime.escalation import CONTROL_FLOW
 
 _log = logging.getLogger("otel_scope")
@@ -121,7 +122,7 @@ class ExceptionFrames:
 
     @staticmethod
     def _is_own(code: CodeType) -> bool:
-        return code.co_filename.startswith(_OWN_DIR)
+        return code.co_filename.startswith(_OWN_DIR) or trampoline.is_trampoline(code)
 
     def _is_user_function(self, frame: FrameType) -> bool:
         code = frame.f_code

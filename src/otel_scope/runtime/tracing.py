@@ -67,14 +67,20 @@ def _classify(sampler: Any) -> tuple[str, str]:
         return _ALWAYS, _ALWAYS
     if sampler is sampling.ALWAYS_OFF:
         return _NEVER, _NEVER
-    if isinstance(sampler, sampling.ParentBased):
+    # Only the SDK's own ParentBased classes: a subclass may decide otherwise in should_sample.
+    if type(sampler) in (sampling.ParentBased, sampling.ParentBasedTraceIdRatio):
         root = sampler._root  # the SDK keeps the delegates as attributes; read once, not per call
         root_policy = (
             _ALWAYS if root is sampling.ALWAYS_ON else _NEVER if root is sampling.ALWAYS_OFF else _ASK
         )
+        # "Follow the parent's flag" only when all four parent delegates are the defaults
+        # (ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON) records under an
+        # unsampled remote parent, so it must be asked).
         default = (
             sampler._local_parent_sampled is sampling.ALWAYS_ON
             and sampler._local_parent_not_sampled is sampling.ALWAYS_OFF
+            and sampler._remote_parent_sampled is sampling.ALWAYS_ON
+            and sampler._remote_parent_not_sampled is sampling.ALWAYS_OFF
         )
         return root_policy, _FOLLOW if default else _ASK
     return _ASK, _ASK
@@ -91,16 +97,20 @@ def _resolve(provider: Any) -> None:
         _state.tracer = provider.get_tracer("otel_scope", __version__)
 
 
-_last_trace: list[Any] = [0, ""]
+# One immutable (trace ID, hex) pair, read and replaced whole: two mutable slots let a thread read
+# another thread's ID between the other's two writes (seen on 3.10).
+_last_trace: tuple[int, str] = (0, "0" * 32)
 
 
 def _trace_hex(trace_id: int) -> str:
     """32-hex form of ``trace_id``; the last one is cached since a session reuses it for every span."""
+    global _last_trace
     last = _last_trace
-    if last[0] != trace_id:
-        last[1] = format(trace_id, "032x")
-        last[0] = trace_id
-    return last[1]
+    if last[0] == trace_id:
+        return last[1]
+    text = format(trace_id, "032x")
+    _last_trace = (trace_id, text)
+    return text
 
 
 def decide() -> Context | None:

@@ -107,19 +107,32 @@ class ProcessSession:
         ctx = trace.set_span_in_context(self.session.span)
         state.fallback_context = ctx
         self._token = otel_context.attach(ctx)
-        self._previous_excepthook = sys.excepthook
-        sys.excepthook = self._excepthook
+        # No sys.excepthook of ours: programs call the hook themselves (and compare its output
+        # with the built-in one's); the exception that ends the run is read at exit instead.
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError, OSError):
                 if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
                     signal.signal(signal.SIGTERM, self._sigterm)
-        atexit.register(self.end)
+        atexit.register(self._at_exit)
 
-    def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    def _at_exit(self) -> None:
+        """End the session at interpreter exit, as ended by the uncaught exception if one was.
+
+        Python stores the exception that reached the top level in ``sys.last_value`` before it
+        prints it (a call of ``sys.excepthook`` by the program does not), so this tells a run that
+        died of an exception from one that printed one. It is recorded through the safe path: a
+        user exception's ``__str__``/``__repr__`` is never called.
+        """
+        exc = getattr(sys, "last_value", None)
+        if not isinstance(exc, BaseException):
+            self.end()
+            return
         if self.session.recording:
-            self.session.span.record_exception(exc)
+            from otel_scope.capture import Serializer
+            from otel_scope.runtime.tracing import record_exception
+
+            record_exception(self.session.span, exc, Serializer())
         self.end("exception", exc)
-        self._previous_excepthook(exc_type, exc, tb)
 
     def _sigterm(self, signum: int, frame: Any) -> None:
         self.end("signal SIGTERM")

@@ -52,6 +52,14 @@ class Decision:
         return mechanism(self.runtime, self.capture is not None)
 
 
+# How a runtime span is reached, said wherever a plan has one without compile-time capture.
+RUNTIME_REACH = (
+    "runtime span per call, through the function's code (every reference reaches it: registries, "
+    "callbacks, partials); objects without code of their own (lru_cache, partial) are wrapped at "
+    "their attribute"
+)
+
+
 def effective_mode(settings: Settings, requested: str = "auto") -> tuple[str, str]:
     """The concrete mode for a request, and why."""
     if settings.mode == "off":
@@ -92,10 +100,12 @@ def decide(request: Request, settings: Settings, source_available: bool = True) 
     if mode == "runtime":
         if wants_capture:
             reasons.append("locals/lines requested but the mode is runtime: only a span per call")
+        reasons.append(RUNTIME_REACH)
         return Decision(True, None, tuple(reasons))
     if mode == "compile_time" or (mode == "hybrid" and (wants_capture or not request.runtime)):
         if not source_available:
             reasons.append("no source available for compile-time rewriting: runtime span instead")
+            reasons.append(RUNTIME_REACH)
             return Decision(True, None, tuple(reasons))
         runtime = mode == "hybrid" and request.runtime
         reasons.append(
@@ -105,9 +115,12 @@ def decide(request: Request, settings: Settings, source_available: bool = True) 
             + f" at level {plan.level}"
         )
         if runtime:
-            reasons.append("also a runtime target: one span per call carries the events")
+            reasons.append(
+                "also a runtime target: one span per call carries the events (a wrapper at the "
+                "attribute; other references get the events in a compile-time span)"
+            )
         return Decision(runtime, plan, tuple(reasons))
-    reasons.append("runtime span per call")
+    reasons.append(RUNTIME_REACH)
     return Decision(True, None, tuple(reasons))
 
 
