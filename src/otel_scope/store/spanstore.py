@@ -38,6 +38,10 @@ _PRUNE_TARGET = 0.9
 _PRUNE_ROUNDS = 8
 _HEX = re.compile(r"^[0-9a-f]{1,32}$")
 
+# The function a span is about, as SQL; queries must spell it exactly so to use its index.
+FUNCTION_EXPR = "coalesce(json_extract(attributes, '$.\"code.function.name\"'), name)"
+
+# Readers find a call's children, a trace's functions and a time window through these indexes.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL,
@@ -58,6 +62,8 @@ CREATE TABLE IF NOT EXISTS spans (
     PRIMARY KEY (trace_id, span_id)
 );
 CREATE INDEX IF NOT EXISTS spans_trace_start ON spans (trace_id, start_ns);
+CREATE INDEX IF NOT EXISTS spans_trace_parent ON spans (trace_id, parent_span_id, start_ns);
+CREATE INDEX IF NOT EXISTS spans_trace_function ON spans (trace_id, FUNCTION_EXPR);
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY,
     start_ns INTEGER NOT NULL,
@@ -74,7 +80,7 @@ CREATE TABLE IF NOT EXISTS traces (
     bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_updated ON traces (updated_ns);
-"""
+""".replace("FUNCTION_EXPR", FUNCTION_EXPR)
 
 _UPSERT_TRACE = """
 INSERT INTO traces (trace_id, start_ns, end_ns, updated_ns, span_count, error_count, root_name,
@@ -151,6 +157,33 @@ def record_from_span(span: ReadableSpan) -> SpanRecord:
         status_message=span.status.description or "",
         resource=_plain(span.resource.attributes),
         dropped_events_count=span.dropped_events,
+    )
+
+
+# The columns record_from_row reads, in its order: every reader selects exactly these.
+SPAN_COLUMNS = (
+    "span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, status_message, "
+    "attributes, events, links, resource, dropped_events"
+)
+
+
+def record_from_row(trace_id: str, row: Sequence[Any]) -> SpanRecord:
+    """One ``spans`` row (selected as :data:`SPAN_COLUMNS`) as a :class:`SpanRecord`."""
+    return SpanRecord(
+        trace_id=trace_id,
+        span_id=row[0],
+        parent_span_id=row[1],
+        name=row[2],
+        kind=row[3],
+        start_ns=row[4],
+        end_ns=row[5],
+        status_code=row[6],
+        status_message=row[7],
+        attributes=json.loads(row[8]),
+        events=[EventRecord(e["name"], e["time_ns"], e["attributes"]) for e in json.loads(row[9])],
+        links=[LinkRecord(x["trace_id"], x["span_id"], x["attributes"]) for x in json.loads(row[10])],
+        resource=json.loads(row[11]),
+        dropped_events_count=row[12],
     )
 
 
@@ -357,32 +390,11 @@ class SpanStore:
             return None
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, status_message, "
-                "attributes, events, links, resource, dropped_events FROM spans WHERE trace_id = ? "
-                "ORDER BY start_ns",
-                (full,),
+                f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns", (full,)
             ).fetchall()
         if not rows:
             return None
-        spans = [
-            SpanRecord(
-                trace_id=full,
-                span_id=row[0],
-                parent_span_id=row[1],
-                name=row[2],
-                kind=row[3],
-                start_ns=row[4],
-                end_ns=row[5],
-                status_code=row[6],
-                status_message=row[7],
-                attributes=json.loads(row[8]),
-                events=[EventRecord(e["name"], e["time_ns"], e["attributes"]) for e in json.loads(row[9])],
-                links=[LinkRecord(x["trace_id"], x["span_id"], x["attributes"]) for x in json.loads(row[10])],
-                resource=json.loads(row[11]),
-                dropped_events_count=row[12],
-            )
-            for row in rows
-        ]
+        spans = [record_from_row(full, row) for row in rows]
         return TraceData(full, spans)
 
     def last_trace_id(self) -> str | None:
