@@ -325,7 +325,7 @@ class View:
     dedupe: bool = False
 
 
-FOLD_MIN = 4  # a run of this many calls to one function in a row becomes one line
+FOLD_MIN = 10  # a run of this many calls to one function in a row becomes one line
 _DEDUPE_MIN = 60  # values at least this long are shown once, then as @N
 _DEDUPE_CAP = 50_000  # remembered values (hashes), so memory stays bounded
 
@@ -951,10 +951,12 @@ def write_entries(stats: TraceStats, entries: Iterable[TimelineEntry], out: Outp
     _write_lines(entries, out, None)
 
 
-def render_entries(trace: TraceData, entries: Iterable[TimelineEntry], console: Console) -> None:
+def render_entries(trace: TraceData, entries: Iterable[TimelineEntry], out: Console | Output) -> None:
     """Print the header of ``trace`` and then ``entries``, one line each, never wrapped."""
     with staged(trace) as reader:
-        write_entries(trace_stats(reader), entries, Output.for_console(console))
+        write_entries(
+            trace_stats(reader), entries, out if isinstance(out, Output) else Output.for_console(out)
+        )
 
 
 @dataclass(frozen=True)
