@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 from otel_scope import semconv as sc
-from otel_scope.store import SpanStore
 from otel_scope.timeline.model import EventRecord, SpanRecord
 
 OTEL_SCOPE = Path(sys.executable).with_name("otel-scope")
@@ -54,6 +53,8 @@ def _span(span_id: int, parent: int | None, name: str, start: int, end: int, **k
 
 def generate(path: Path, spans: int) -> None:
     """A store at ``path`` holding one trace of about ``spans`` spans."""
+    from otel_scope.store import SpanStore  # only in the generating process (see run)
+
     store = SpanStore(path)
     base = 1_700_000_000_000_000_000
     runtime = {sc.MECHANISM: sc.MECHANISM_RUNTIME, sc.SESSION_ID: TRACE_ID}
@@ -106,9 +107,11 @@ def generate(path: Path, spans: int) -> None:
     store.close()
 
 
-def _measure(args: list[str], env: dict[str, str], first_lines: int | None = None) -> tuple[float, float]:
-    """Seconds and peak RSS (MB) of one ``otel-scope`` run; with ``first_lines``, the time until
-    that many lines arrived (the process is then stopped)."""
+def _measure(
+    args: list[str], env: dict[str, str], first_lines: int | None = None
+) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one ``otel-scope`` run; with ``first_lines``,
+    the wall time until that many lines arrived (the process is then stopped)."""
     started = time.perf_counter()
     if first_lines is None:
         process = subprocess.Popen([str(OTEL_SCOPE), *args], stdout=subprocess.DEVNULL, env=env)
@@ -126,17 +129,22 @@ def _measure(args: list[str], env: dict[str, str], first_lines: int | None = Non
         elapsed = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"otel-scope {' '.join(args)} failed with status {status}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def run(sizes: list[int], directory: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_SCOPE_")}
-    print(f"{'spans':>9}  {'command':<44}  {'seconds':>8}  {'peak RSS MB':>11}")
+    startup = _measure(["--version"], env)
+    print(f"{'':>9}  {'otel-scope --version (start-up alone)':<44}  {startup[0]:>8.2f}  {startup[1]:>6.2f}  "
+          f"{startup[2]:>11.0f}")  # fmt: skip
+    print(f"{'spans':>9}  {'command':<44}  {'seconds':>8}  {'CPU s':>6}  {'peak RSS MB':>11}")
     for size in sizes:
         store = directory / f"store-{size}.sqlite3"
         if not store.exists():
+            # In a child process: a child's peak RSS on Linux starts at its parent's RSS at fork
+            # time, so this process stays small for the figures of the commands it runs.
             started = time.perf_counter()
-            generate(store, size)
+            subprocess.run([sys.executable, __file__, "--generate", str(size), str(store)], check=True)
             took = time.perf_counter() - started
             print(f"{size:>9,}  generate ({store.stat().st_size / 2**20:.0f} MB store, {took:.0f} s)")
         exported = directory / f"export-{size}.otlp.json"
@@ -155,15 +163,19 @@ def run(sizes: list[int], directory: Path) -> None:
             ("import (otlp-json, into a new store)", ["import", str(exported), "--store", str(imported)], None),
         ]  # fmt: skip
         for label, args, first in cases:
-            seconds, rss = _measure(args, env, first)
-            print(f"{size:>9,}  {label:<44}  {seconds:>8.2f}  {rss:>11.0f}", flush=True)
+            seconds, cpu, rss = _measure(args, env, first)
+            print(f"{size:>9,}  {label:<44}  {seconds:>8.2f}  {cpu:>6.2f}  {rss:>11.0f}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated span counts")
     parser.add_argument("--keep", type=Path, help="keep the generated stores here (reused next time)")
+    parser.add_argument("--generate", nargs=2, metavar=("SPANS", "PATH"), help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.generate:
+        generate(Path(options.generate[1]), int(options.generate[0]))
+        return
     sizes = [int(s) for s in options.sizes.split(",")]
     if options.keep:
         options.keep.mkdir(parents=True, exist_ok=True)

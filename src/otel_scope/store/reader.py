@@ -16,13 +16,23 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from otel_scope import semconv
-from otel_scope.store.spanstore import BUSY_TIMEOUT_MS, FUNCTION_EXPR, SPAN_COLUMNS, record_from_row
+from otel_scope.store.spanstore import (
+    BUSY_TIMEOUT_MS,
+    COMPILE_TIME,
+    DROPPED_EXPR,
+    NOTABLE,
+    RUNTIME,
+    SPAN_COLUMNS,
+    record_from_row,
+)
 from otel_scope.timeline.model import FunctionStats, SpanRecord, TraceStats
 
-# A missing parent: the parent is not in this trace (another process, a dropped span).
-_ORPHAN = (
-    "parent_span_id IS NOT NULL AND parent_span_id != '' AND NOT EXISTS "
-    "(SELECT 1 FROM spans p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id)"
+# The parents that are not in the trace: each distinct parent ID looked up once, so finding the
+# orphans of a million spans costs one pass over the parent index and a probe per parent.
+_MISSING_PARENTS = (
+    "SELECT parent FROM (SELECT DISTINCT parent_span_id AS parent FROM spans INDEXED BY spans_trace_parent "
+    "WHERE trace_id = ?1 AND parent_span_id IS NOT NULL) "
+    "WHERE NOT EXISTS (SELECT 1 FROM spans p WHERE p.trace_id = ?1 AND p.span_id = parent)"
 )
 
 
@@ -51,10 +61,12 @@ class TraceReader:
         self.close()
 
     def _spans(
-        self, where: str, params: tuple[Any, ...] = (), order: str = "start_ns, end_ns"
+        self, where: str, params: tuple[Any, ...] = (), order: str = "start_ns, end_ns", index: str = ""
     ) -> Iterator[SpanRecord]:
+        """Decoded spans of the trace; ``?1`` in ``where`` is the trace ID, ``params`` are ``?2``..."""
+        indexed = f" INDEXED BY {index}" if index else ""
         cursor = self._conn.execute(
-            f"SELECT {SPAN_COLUMNS} FROM spans s WHERE trace_id = ? AND {where} ORDER BY {order}",
+            f"SELECT {SPAN_COLUMNS} FROM spans{indexed} WHERE trace_id = ?1 AND {where} ORDER BY {order}",
             (self.trace_id, *params),
         )
         for row in cursor:
@@ -63,36 +75,41 @@ class TraceReader:
     # -- the tree --------------------------------------------------------------------------------
     def roots(self) -> Iterator[SpanRecord]:
         """Spans with no parent at all, in start order (normally the one session span)."""
-        return self._spans("(parent_span_id IS NULL OR parent_span_id = '')")
+        return self._spans("parent_span_id IS NULL", index="spans_trace_parent")
 
     def orphans(self) -> Iterator[SpanRecord]:
         """Spans whose parent is not in the trace, in start order: data is missing above them."""
-        return self._spans(_ORPHAN)
+        return self._spans(f"parent_span_id IN ({_MISSING_PARENTS})")
 
     def children(self, span_id: str) -> Iterator[SpanRecord]:
         """The spans whose parent is ``span_id``, in start order (through the parent index)."""
-        return self._spans("parent_span_id = ?", (span_id,))
+        return self._spans("parent_span_id = ?2", (span_id,), index="spans_trace_parent")
 
     def spans(self, function: Callable[[str], bool] | None = None) -> Iterator[SpanRecord]:
-        """Every span in start order; with ``function``, only those whose function it accepts
-        (decided inside SQLite on the function name alone, so others are never decoded)."""
+        """Every span in start order; with ``function``, only those whose name it accepts
+        (decided on the name index, so other spans are never read)."""
         if function is None:
             return self._spans("1")
         self._conn.create_function("otel_scope_function", 1, lambda name: bool(function(name or "")))
-        return self._spans(f"otel_scope_function({FUNCTION_EXPR})")
+        return self._spans(
+            "span_id IN (SELECT span_id FROM spans INDEXED BY spans_trace_name "
+            "WHERE trace_id = ?1 AND otel_scope_function(name))"
+        )
 
     def mentioning(self, words: frozenset[str]) -> Iterator[SpanRecord]:
         """Spans whose attributes or events contain one of ``words`` (a superset, for ``--where``)."""
         if not words:
             return iter(())
-        tests = " OR ".join("instr(attributes, ?) OR instr(events, ?)" for _ in words)
+        tests = " OR ".join(
+            f"instr(attributes, ?{2 * n + 2}) OR instr(events, ?{2 * n + 3})" for n in range(len(words))
+        )
         params = tuple(w for word in sorted(words) for w in (word, word))
         return self._spans(f"({tests})", params)
 
     def parent_and_function(self, span_id: str) -> tuple[str | None, str] | None:
-        """A span's parent ID and function name (for call paths), or ``None`` if not stored."""
+        """A span's parent ID and name (for call paths), or ``None`` if not stored."""
         row = self._conn.execute(
-            f"SELECT parent_span_id, {FUNCTION_EXPR} FROM spans WHERE trace_id = ? AND span_id = ?",
+            "SELECT parent_span_id, name FROM spans WHERE trace_id = ? AND span_id = ?",
             (self.trace_id, span_id),
         ).fetchone()
         return (row[0] or None, row[1]) if row else None
@@ -106,42 +123,40 @@ class TraceReader:
         return [r[0] for r in rows]
 
     def spans_of_resource(self, resource: str) -> Iterator[SpanRecord]:
-        return self._spans("resource = ?", (resource,))
+        return self._spans("resource = ?2", (resource,))
 
     # -- aggregates ------------------------------------------------------------------------------
     def stats(self) -> TraceStats:
-        """The header's numbers in one pass over the trace's rows."""
-        mechanism = f"json_extract(attributes, {_json_path(semconv.MECHANISM)})"
+        """The header's numbers, from indexes: the function index for counts and times, the
+        service index, and the partial index of notable spans for what was dropped."""
         row = self._conn.execute(
-            "SELECT count(*), min(start_ns), max(end_ns), total(status_code = 'ERROR'), "
-            f"total({mechanism} = ?), total({mechanism} = ?), "
-            f"total(max(0, coalesce(CAST(json_extract(attributes, {_json_path(semconv.CAPTURES_DROPPED)}) "
-            "AS INTEGER), 0))), total(dropped_events) FROM spans WHERE trace_id = ?",
-            (semconv.MECHANISM_RUNTIME, semconv.MECHANISM_COMPILE_TIME, self.trace_id),
+            "SELECT count(*), min(start_ns), max(end_ns), total(status_code = 'ERROR') "
+            "FROM spans INDEXED BY spans_trace_name WHERE trace_id = ?",
+            (self.trace_id,),
         ).fetchone()
         count = row[0] or 0
-        runtime, compile_time = int(row[4]), int(row[5])
+        runtime, compile_time = (
+            self._conn.execute(
+                f"SELECT count(*) FROM spans WHERE trace_id = ? AND {which}", (self.trace_id,)
+            ).fetchone()[0]
+            for which in (RUNTIME, COMPILE_TIME)
+        )
         services = [
             r[0]
             for r in self._conn.execute(
-                "SELECT DISTINCT service_name FROM spans WHERE trace_id = ? AND service_name != '' "
-                "ORDER BY service_name",
+                "SELECT DISTINCT service_name FROM spans INDEXED BY spans_trace_service "
+                "WHERE trace_id = ? AND service_name != '' ORDER BY service_name",
                 (self.trace_id,),
             )
         ]
         reason = f"json_extract(attributes, {_json_path(semconv.CAPTURES_DROPPED_REASON)})"
-        reasons = sorted(
-            str(r[0])
-            for r in self._conn.execute(
-                f"SELECT DISTINCT {reason} FROM spans WHERE trace_id = ? AND {reason} IS NOT NULL",
-                (self.trace_id,),
-            )
-        )
-        session = self._conn.execute(
-            f"SELECT json_extract(attributes, {_json_path(semconv.SESSION_NAME)}) FROM spans "
-            f"WHERE trace_id = ? AND json_extract(attributes, {_json_path(semconv.SESSION_NAME)}) "
-            "IS NOT NULL ORDER BY start_ns LIMIT 1",
+        dropped, sdk_dropped, reasons = self._conn.execute(
+            f"SELECT total(max(0, coalesce(CAST({DROPPED_EXPR} AS INTEGER), 0))), total(dropped_events), "
+            f"group_concat(DISTINCT {reason}) FROM spans WHERE trace_id = ? AND {NOTABLE}",
             (self.trace_id,),
+        ).fetchone()
+        session = self._conn.execute(
+            "SELECT session_name FROM traces WHERE trace_id = ?", (self.trace_id,)
         ).fetchone()
         return TraceStats(
             trace_id=self.trace_id,
@@ -155,32 +170,39 @@ class TraceReader:
                 "otel": count - runtime - compile_time,
             },
             services=services,
-            session_name=str(session[0]) if session else None,
-            dropped_captures=int(row[6]),
-            dropped_reasons=reasons,
-            sdk_dropped_events=int(row[7]),
+            session_name=session[0] if session and session[0] is not None else None,
+            dropped_captures=int(dropped),
+            dropped_reasons=sorted(set(reasons.split(","))) if reasons else [],
+            sdk_dropped_events=int(sdk_dropped),
         )
 
     def function_stats(self) -> list[FunctionStats]:
         """Calls, total time, self time (minus direct children) and errors per function, the
-        most total time first. Self time reads each call's children through the parent index."""
+        most total time first: one pass over the function index, and the children of each call
+        summed through the parent index (both covering, so no span row is read)."""
         rows = self._conn.execute(
-            f"SELECT {FUNCTION_EXPR} AS function, count(*), total(end_ns - start_ns), "
-            "total(end_ns - start_ns - coalesce((SELECT total(c.end_ns - c.start_ns) FROM spans c "
-            "WHERE c.trace_id = s.trace_id AND c.parent_span_id = s.span_id), 0)), "
-            "total(status_code = 'ERROR') FROM spans s WHERE trace_id = ? GROUP BY function "
-            "ORDER BY 3 DESC",
+            "SELECT name, count(*), total(end_ns - start_ns), "
+            "total(end_ns - start_ns - (SELECT total(c.end_ns - c.start_ns) FROM spans c "
+            "INDEXED BY spans_trace_parent WHERE c.trace_id = s.trace_id AND c.parent_span_id = s.span_id)), "
+            "total(status_code = 'ERROR') FROM spans s INDEXED BY spans_trace_name "
+            "WHERE trace_id = ? GROUP BY name ORDER BY 3 DESC",
             (self.trace_id,),
         ).fetchall()
         return [FunctionStats(r[0], r[1], int(r[2]), max(0, int(r[3])), int(r[4])) for r in rows]
 
     def slowest(self, limit: int) -> list[SpanRecord]:
         """The ``limit`` longest spans, longest first (the session root included)."""
-        return list(self._spans("1", order=f"end_ns - start_ns DESC LIMIT {max(0, int(limit))}"))
+        ids = self._conn.execute(
+            "SELECT span_id FROM spans INDEXED BY spans_trace_name WHERE trace_id = ? "
+            "ORDER BY end_ns - start_ns DESC LIMIT ?",
+            (self.trace_id, max(0, limit)),
+        ).fetchall()
+        return [span for (span_id,) in ids for span in self._spans("span_id = ?2", (span_id,))]
 
     def exceptions(self, limit: int) -> tuple[int, list[SpanRecord]]:
         """How many spans failed, and the first ``limit`` of them in start order."""
+        failed = f"{NOTABLE} AND status_code = 'ERROR'"
         total = self._conn.execute(
-            "SELECT count(*) FROM spans WHERE trace_id = ? AND status_code = 'ERROR'", (self.trace_id,)
+            f"SELECT count(*) FROM spans WHERE trace_id = ? AND {failed}", (self.trace_id,)
         ).fetchone()[0]
-        return total, list(self._spans("status_code = 'ERROR'", order=f"start_ns LIMIT {max(0, int(limit))}"))
+        return total, list(self._spans(failed, order=f"start_ns LIMIT {max(0, int(limit))}"))

@@ -38,10 +38,27 @@ _PRUNE_TARGET = 0.9
 _PRUNE_ROUNDS = 8
 _HEX = re.compile(r"^[0-9a-f]{1,32}$")
 
-# The function a span is about, as SQL; queries must spell it exactly so to use its index.
-FUNCTION_EXPR = "coalesce(json_extract(attributes, '$.\"code.function.name\"'), name)"
+# SQL the read indexes are built on; queries must spell it exactly so to use them.
+MECHANISM_EXPR = "json_extract(attributes, '$.\"otel_scope.mechanism\"')"
+DROPPED_EXPR = "json_extract(attributes, '$.\"otel_scope.captures.dropped\"')"
+# The few spans the header must look at one by one: failed, or with something dropped.
+NOTABLE = f"(status_code = 'ERROR' OR dropped_events > 0 OR {DROPPED_EXPR} IS NOT NULL)"
+RUNTIME = f"{MECHANISM_EXPR} = 'runtime'"
+COMPILE_TIME = f"{MECHANISM_EXPR} = 'compile_time'"
 
-# Readers find a call's children, a trace's functions and a time window through these indexes.
+# What `otel-scope history` reads, so a million-span trace answers from indexes, not row scans.
+# SQLite before 3.41 never reads an indexed expression back from the index, so the covering
+# indexes use plain columns only: the span name is the function (otel-scope names its spans by
+# code.function.name), and mechanism counts come from partial indexes of trace IDs alone.
+_READ_INDEXES = f"""
+CREATE INDEX IF NOT EXISTS spans_trace_parent ON spans (trace_id, parent_span_id, start_ns, end_ns);
+CREATE INDEX IF NOT EXISTS spans_trace_name ON spans (trace_id, name, status_code, start_ns, end_ns, span_id);
+CREATE INDEX IF NOT EXISTS spans_trace_service ON spans (trace_id, service_name);
+CREATE INDEX IF NOT EXISTS spans_trace_runtime ON spans (trace_id) WHERE {RUNTIME};
+CREATE INDEX IF NOT EXISTS spans_trace_compile_time ON spans (trace_id) WHERE {COMPILE_TIME};
+CREATE INDEX IF NOT EXISTS spans_trace_notable ON spans (trace_id, start_ns) WHERE {NOTABLE};
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL,
@@ -62,8 +79,6 @@ CREATE TABLE IF NOT EXISTS spans (
     PRIMARY KEY (trace_id, span_id)
 );
 CREATE INDEX IF NOT EXISTS spans_trace_start ON spans (trace_id, start_ns);
-CREATE INDEX IF NOT EXISTS spans_trace_parent ON spans (trace_id, parent_span_id, start_ns);
-CREATE INDEX IF NOT EXISTS spans_trace_function ON spans (trace_id, FUNCTION_EXPR);
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY,
     start_ns INTEGER NOT NULL,
@@ -80,7 +95,7 @@ CREATE TABLE IF NOT EXISTS traces (
     bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_updated ON traces (updated_ns);
-""".replace("FUNCTION_EXPR", FUNCTION_EXPR)
+"""
 
 _UPSERT_TRACE = """
 INSERT INTO traces (trace_id, start_ns, end_ns, updated_ns, span_count, error_count, root_name,
@@ -257,7 +272,7 @@ class SpanStore:
                             f"the store {self.path} was written by a newer otel-scope (schema {version}); "
                             "upgrade otel-scope or point OTEL_SCOPE_STORE_PATH at another file"
                         )
-                    for statement in _SCHEMA.split(";"):
+                    for statement in (_SCHEMA + _READ_INDEXES).split(";"):
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

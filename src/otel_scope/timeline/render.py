@@ -367,6 +367,7 @@ class _Fold:
     end_ns: int = 0
     slowest: SpanRecord | None = None
     first_raised: SpanRecord | None = None
+    orphans: bool = False  # the calls' parent is not in the trace
 
     def add(self, span: SpanRecord) -> None:
         self.calls += 1
@@ -381,17 +382,19 @@ class _Fold:
     def text(self) -> str:
         raised = f", {self.raised:,} raised (first #{self.first_raised.span_id})" if self.first_raised else ""
         slowest = self.slowest or self.first
+        orphans = f"  [parent #{self.first.parent_span_id} not in this trace]" if self.orphans else ""
         return (
             f"CALL {function_name(self.first)} × {self.calls:,}{raised}  "
             f"(total {format_duration(self.total_ns)}, slowest {format_duration(slowest.duration_ns)} "
-            f"#{slowest.span_id})"
+            f"#{slowest.span_id}){orphans}"
         )
 
 
-def _folded(children: Iterator[SpanRecord]) -> Iterator[SpanRecord | _Fold]:
-    """Children as they come, except runs of ``FOLD_MIN`` or more calls to one function."""
+def _folded(children: Iterator[SpanRecord], orphans: bool = False) -> Iterator[SpanRecord | _Fold]:
+    """Children as they come, except runs of ``FOLD_MIN`` or more calls to one function (with
+    one parent: orphans fold by the parent they are missing)."""
     for _, run in itertools.groupby(
-        children, key=lambda s: (semconv.MECHANISM in s.attributes, function_name(s))
+        children, key=lambda s: (semconv.MECHANISM in s.attributes, function_name(s), s.parent_span_id)
     ):
         group = iter(run)
         head = list(itertools.islice(group, FOLD_MIN))
@@ -399,7 +402,7 @@ def _folded(children: Iterator[SpanRecord]) -> Iterator[SpanRecord | _Fold]:
             yield from head
             yield from group
             continue
-        fold = _Fold(head[0])
+        fold = _Fold(head[0], orphans=orphans)
         for span in itertools.chain(head, group):
             fold.add(span)
         yield fold
@@ -472,7 +475,11 @@ class _Walker:
         children = ((c.first.start_ns if isinstance(c, _Fold) else c.start_ns, 1, c) for c in kids)
         streams: list[Iterator[tuple[int, int, Any]]] = [events, children]
         if extra is not None:
-            streams.append((o.start_ns, 1, _Orphan(o)) for o in extra)
+            orphans: Iterator[SpanRecord | _Fold] = _folded(extra, orphans=True) if self.view.fold else extra
+            streams.append(
+                (o.first.start_ns, 1, o) if isinstance(o, _Fold) else (o.start_ns, 1, _Orphan(o))
+                for o in orphans
+            )
         return heapq.merge(*streams, key=lambda item: (item[0], item[1]))
 
     def walk(
@@ -636,10 +643,14 @@ def where_entries(reader: TraceReader, where: Where, view: View | None = None) -
         return entry
 
     for span in reader.mentioning(where.names):
-        if where.matches(captured_values(span.attributes)):
+        call = captured_values(span.attributes)
+        if where.matches(call):
             yield located(span, walker.start_entry(span, 0))
         for event in span.events:
-            if where.matches(captured_values(event.attributes)):
+            # An event sees its call's arguments too ("item == 'a' and remaining < 0" works), but
+            # is listed only when the condition reads something the event itself captured.
+            own = captured_values(event.attributes)
+            if not where.names.isdisjoint(own) and where.matches({**call, **own}):
                 yield located(span, walker.event_entry(span, event, 0))
 
 
