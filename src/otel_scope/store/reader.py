@@ -48,6 +48,7 @@ class TraceReader:
         self.trace_id = trace_id
         # What a backend said about the trace (a partial answer), shown in the header.
         self.warnings: list[str] = []
+        self._missing_parents: list[str] | None = None
         uri = "file:" + os.path.abspath(self.path).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
         self._conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
 
@@ -78,8 +79,20 @@ class TraceReader:
         return self._spans("parent_span_id IS NULL", index="spans_trace_parent")
 
     def orphans(self) -> Iterator[SpanRecord]:
-        """Spans whose parent is not in the trace, in start order: data is missing above them."""
-        return self._spans(f"parent_span_id IN ({_MISSING_PARENTS})")
+        """Spans whose parent is not in the trace, in start order: data is missing above them.
+
+        After :meth:`function_stats` (the summary) the missing parents are already known.
+        """
+        if self._missing_parents is None:
+            return self._spans(f"parent_span_id IN ({_MISSING_PARENTS})")
+        if not self._missing_parents:
+            return iter(())
+        self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS missing_parents (span_id TEXT PRIMARY KEY)")
+        self._conn.execute("DELETE FROM missing_parents")
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO missing_parents VALUES (?)", [(p,) for p in self._missing_parents]
+        )
+        return self._spans("parent_span_id IN (SELECT span_id FROM missing_parents)")
 
     def children(self, span_id: str) -> Iterator[SpanRecord]:
         """The spans whose parent is ``span_id``, in start order (through the parent index)."""
@@ -129,23 +142,28 @@ class TraceReader:
     def stats(self) -> TraceStats:
         """The header's numbers, from indexes: the function index for counts and times, the
         service index, and the partial index of notable spans for what was dropped."""
+        # The trace's summary row is kept in step with its spans by every write.
         row = self._conn.execute(
-            "SELECT count(*), min(start_ns), max(end_ns), total(status_code = 'ERROR') "
-            "FROM spans INDEXED BY spans_trace_name WHERE trace_id = ?",
+            "SELECT span_count, start_ns, end_ns, error_count, session_name FROM traces WHERE trace_id = ?",
             (self.trace_id,),
-        ).fetchone()
-        count = row[0] or 0
+        ).fetchone() or (0, 0, 0, 0, None)
+        count = row[0]
         runtime, compile_time = (
             self._conn.execute(
                 f"SELECT count(*) FROM spans WHERE trace_id = ? AND {which}", (self.trace_id,)
             ).fetchone()[0]
             for which in (RUNTIME, COMPILE_TIME)
         )
+        # Distinct services by seeking the service index from one name to the next (a few seeks,
+        # not a pass over a million entries).
         services = [
             r[0]
             for r in self._conn.execute(
-                "SELECT DISTINCT service_name FROM spans INDEXED BY spans_trace_service "
-                "WHERE trace_id = ? AND service_name != '' ORDER BY service_name",
+                "WITH RECURSIVE s(name) AS (SELECT min(service_name) FROM spans "
+                "INDEXED BY spans_trace_service WHERE trace_id = ?1 AND service_name > '' "
+                "UNION ALL SELECT (SELECT min(service_name) FROM spans INDEXED BY spans_trace_service "
+                "WHERE trace_id = ?1 AND service_name > s.name) FROM s WHERE s.name IS NOT NULL) "
+                "SELECT name FROM s WHERE name IS NOT NULL",
                 (self.trace_id,),
             )
         ]
@@ -154,9 +172,6 @@ class TraceReader:
             f"SELECT total(max(0, coalesce(CAST({DROPPED_EXPR} AS INTEGER), 0))), total(dropped_events), "
             f"group_concat(DISTINCT {reason}) FROM spans WHERE trace_id = ? AND {NOTABLE}",
             (self.trace_id,),
-        ).fetchone()
-        session = self._conn.execute(
-            "SELECT session_name FROM traces WHERE trace_id = ?", (self.trace_id,)
         ).fetchone()
         return TraceStats(
             trace_id=self.trace_id,
@@ -170,7 +185,7 @@ class TraceReader:
                 "otel": count - runtime - compile_time,
             },
             services=services,
-            session_name=session[0] if session and session[0] is not None else None,
+            session_name=row[4],
             dropped_captures=int(dropped),
             dropped_reasons=sorted(set(reasons.split(","))) if reasons else [],
             sdk_dropped_events=int(sdk_dropped),
@@ -178,17 +193,36 @@ class TraceReader:
 
     def function_stats(self) -> list[FunctionStats]:
         """Calls, total time, self time (minus direct children) and errors per function, the
-        most total time first: one pass over the function index, and the children of each call
-        summed through the parent index (both covering, so no span row is read)."""
-        rows = self._conn.execute(
-            "SELECT name, count(*), total(end_ns - start_ns), "
-            "total(end_ns - start_ns - (SELECT total(c.end_ns - c.start_ns) FROM spans c "
-            "INDEXED BY spans_trace_parent WHERE c.trace_id = s.trace_id AND c.parent_span_id = s.span_id)), "
-            "total(status_code = 'ERROR') FROM spans s INDEXED BY spans_trace_name "
-            "WHERE trace_id = ? GROUP BY name ORDER BY 3 DESC",
+        most total time first.
+
+        Two passes over covering indexes: per-name totals from the name index, and children's
+        time per parent from the parent index (grouped, so each parent is looked up once, not
+        each span). The parents that turn out to be missing are kept for :meth:`orphans`.
+        """
+        totals = self._conn.execute(
+            "SELECT name, count(*), total(end_ns - start_ns), total(status_code = 'ERROR') "
+            "FROM spans INDEXED BY spans_trace_name WHERE trace_id = ? GROUP BY name",
             (self.trace_id,),
         ).fetchall()
-        return [FunctionStats(r[0], r[1], int(r[2]), max(0, int(r[3])), int(r[4])) for r in rows]
+        children: dict[str, float] = {}
+        missing: list[str] = []
+        for parent, name, took in self._conn.execute(
+            "SELECT k.parent, p.name, k.took FROM (SELECT parent_span_id AS parent, "
+            "total(end_ns - start_ns) AS took FROM spans INDEXED BY spans_trace_parent "
+            "WHERE trace_id = ?1 AND parent_span_id IS NOT NULL GROUP BY parent_span_id) k "
+            "LEFT JOIN spans p ON p.trace_id = ?1 AND p.span_id = k.parent",
+            (self.trace_id,),
+        ):
+            if name is None:
+                missing.append(parent)
+            else:
+                children[name] = children.get(name, 0.0) + took
+        self._missing_parents = missing
+        stats = [
+            FunctionStats(name, calls, int(total), max(0, int(total - children.get(name, 0.0))), int(errors))
+            for name, calls, total, errors in totals
+        ]
+        return sorted(stats, key=lambda f: -f.total_ns)
 
     def slowest(self, limit: int) -> list[SpanRecord]:
         """The ``limit`` longest spans, longest first (the session root included)."""
