@@ -25,10 +25,10 @@ from typing import Any, Protocol, TextIO
 from rich.console import Console
 
 from otel_scope import semconv
-from otel_scope.store.reader import TraceReader
 from otel_scope.timeline.errors import TraceNotFound
 from otel_scope.timeline.model import EventRecord, SpanRecord, TraceData, TraceStats
 from otel_scope.timeline.query import Where, captured_values
+from otel_scope.timeline.reader import TraceReader
 from otel_scope.timeline.staging import staged
 
 MECHANISM_OTEL = "otel"  # spans made by other instrumentations (no otel_scope.mechanism)
@@ -275,7 +275,7 @@ def _describe_event(
 # -- building the timeline -----------------------------------------------------------------------
 class SpanTree(Protocol):
     """What the timeline walk needs from a trace: its roots, orphans and each call's children,
-    each in start order. :class:`~otel_scope.store.reader.TraceReader` answers from indexes;
+    each in start order. :class:`~otel_scope.timeline.reader.TraceReader` answers from indexes;
     :class:`MemoryTree` from a :class:`TraceData` already in memory (``--follow``)."""
 
     trace_id: str

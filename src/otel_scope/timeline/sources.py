@@ -21,11 +21,11 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from otel_scope.store import SpanStore, StoreError
-from otel_scope.store.reader import TraceReader
 from otel_scope.timeline.errors import SourceError, TraceNotFound
 from otel_scope.timeline.jaeger_json import traces_from_jaeger
 from otel_scope.timeline.model import SpanRecord, TraceData
 from otel_scope.timeline.otlp_json import normalize_id, spans_from_otlp
+from otel_scope.timeline.reader import TraceReader
 from otel_scope.timeline.staging import staged
 
 HTTP_TIMEOUT_S = 10.0

@@ -1,6 +1,6 @@
 """A trace held in memory (a file, Jaeger's or Tempo's answer) put where the timeline reads it.
 
-The timeline reads every trace through :class:`~otel_scope.store.reader.TraceReader`, the same
+The timeline reads every trace through :class:`~otel_scope.timeline.reader.TraceReader`, the same
 indexed, incremental queries for a trace from the local store as for one from anywhere else,
 so there is one renderer, one summary and one ``--where`` search. A trace that did not come from
 the store is first written to a private temporary store, removed afterwards.
@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from otel_scope.store import SpanStore
-from otel_scope.store.reader import TraceReader
 from otel_scope.timeline.model import SpanRecord, TraceData
+from otel_scope.timeline.reader import TraceReader
 
 _BATCH = 5_000
 

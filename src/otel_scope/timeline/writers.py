@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from otel_scope.store.reader import TraceReader
 from otel_scope.timeline.jaeger_json import JAEGER_ENVELOPE, jaeger_process, span_to_jaeger
 from otel_scope.timeline.otlp_json import attributes_to_otlp, span_to_otlp
+from otel_scope.timeline.reader import TraceReader
 
 
 def _dumps(value: Any) -> str:
