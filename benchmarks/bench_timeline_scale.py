@@ -158,9 +158,10 @@ def run(sizes: list[int], directory: Path) -> None:
             ("history --function check_stock", ["history", "--function", "check_stock", *common], None),
             ("history --where 'remaining < 0'", ["history", "--where", "remaining < 0", *common], None),
             ("export --format otlp-json", ["export", TRACE_ID, "-o", str(exported), *common], None),
-            ("export --format jaeger-json", ["export", TRACE_ID, "--format", "jaeger-json",
-                                             "-o", str(directory / f"export-{size}.jaeger.json"), *common], None),
-            ("import (otlp-json, into a new store)", ["import", str(exported), "--store", str(imported)], None),
+            ("export --format jaeger-json", ["export", TRACE_ID, "--format", "jaeger-json", "-o",
+                                             str(directory / f"export-{size}.jaeger.json"), *common], None),
+            ("import (otlp-json, into a new store)",
+             ["import", str(exported), "--store", str(imported)], None),
         ]  # fmt: skip
         for label, args, first in cases:
             seconds, cpu, rss = _measure(args, env, first)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.engine import CompileTimeAdapter, Engine, Handle
@@ -19,12 +19,11 @@ from otel_scope.sessions import session as _session_module
 from otel_scope.sessions import state as session_state
 from otel_scope.targets.patterns import TargetPattern, parse_pattern
 from otel_scope.targets.planner import Request, production_limits, requests_from_settings
+from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
 _log = logging.getLogger("otel_scope")
 _lock = threading.Lock()
 _engine: Engine | None = None
-
-MODES = ("auto", "runtime", "compile_time", "hybrid")
 
 
 def get_engine() -> Engine:
@@ -71,7 +70,7 @@ def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
     return engine
 
 
-def _capture_request(capture_locals: str | Sequence[str] | None) -> frozenset[str] | bool | None:
+def _capture_request(capture_locals: str | Sequence[str] | None) -> frozenset[str] | Literal[False] | None:
     if capture_locals is None:
         return False
     if capture_locals == "*":
@@ -97,10 +96,10 @@ def make_request(
     :class:`~otel_scope.targets.patterns.PatternError` for a malformed pattern) naming what is
     accepted.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not valid; accepted: {', '.join(MODES)}")
-    if level is not None and level not in ("boundaries", "locals", "lines", "expressions"):
-        raise ValueError(f"level={level!r} is not valid; accepted: boundaries, locals, lines, expressions")
+    if mode not in TARGET_MODES:
+        raise ValueError(f"mode={mode!r} is not valid; accepted: {', '.join(TARGET_MODES)}")
+    if level is not None and level not in LEVELS:
+        raise ValueError(f"level={level!r} is not valid; accepted: {', '.join(LEVELS)}")
     line_numbers = tuple(sorted({int(n) for n in lines or ()}))
     if line_numbers and line_numbers[0] < 1:
         raise ValueError(f"lines={list(line_numbers)} is not valid; accepted: line numbers from 1")

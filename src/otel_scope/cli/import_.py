@@ -72,7 +72,7 @@ def _select(path: str, prefix: str | None) -> Iterator[SpanRecord]:
 
 def _store(store: SpanStore, spans: Iterable[SpanRecord]) -> tuple[int, dict[str, int]]:
     """Write ``spans`` in batches; returns how many were new, and each trace's first start."""
-    added, traces = 0, {}
+    added, traces = 0, dict[str, int]()
     iterator = iter(spans)
     while batch := list(itertools.islice(iterator, _BATCH)):
         added += store.add_records(batch)

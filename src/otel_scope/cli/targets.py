@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
 
 from otel_scope.cli._common import CliError, make_console, print_json
-from otel_scope.config.settings import LEVELS
-
-MODES = ("auto", "runtime", "compile_time", "hybrid")
+from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add.add_argument("--lines", metavar="N+M", help="line events for these lines (e.g. 15+22)")
     add.add_argument("--level", choices=LEVELS, help="capture level")
-    add.add_argument("--mode", choices=MODES, help="mechanism (default auto: the planner decides)")
+    add.add_argument("--mode", choices=TARGET_MODES, help="mechanism (default auto: the planner decides)")
     remove = actions.add_parser("remove", help="remove targets (patterns as 'list' shows them) or --all")
     remove.add_argument("patterns", nargs="*", metavar="PATTERN", help="target patterns")
     remove.add_argument("--all", action="store_true", help="every target, restoring every function")
@@ -170,7 +169,7 @@ def _print_list(reply: dict[str, Any]) -> None:
         _table(console, ("ESCALATION", "REASON", "STARTED", "STATE"), escalations, "")
 
 
-def _table(console: Any, header: tuple[str, ...], rows: list[tuple[str, ...]], empty: str) -> None:
+def _table(console: Any, header: tuple[str, ...], rows: Sequence[tuple[str, ...]], empty: str) -> None:
     """Plain aligned columns (not a rich table): piped output keeps every row on one line."""
     if not rows:
         console.print(empty)

@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import Any
+from typing import Any, cast
 
 from otel_scope._version import __version__
 from otel_scope.targets.plan import CapturePlan
@@ -143,7 +143,7 @@ class ImportHook(importlib.abc.MetaPathFinder):
 
     # --- code ---------------------------------------------------------------------------------
 
-    def code_for(self, fullname: str, loader: Any, plans: Mapping[str, CapturePlan]) -> CodeType:
+    def code_for(self, fullname: str, loader: Any, plans: Mapping[str, CapturePlan | None]) -> CodeType:
         """The rewritten code of module ``fullname``: from the cache, or rewritten and cached."""
         origin = loader.get_filename(fullname)
         data = loader.get_data(origin)
@@ -181,7 +181,7 @@ def _rewritable(fullname: str, spec: importlib.machinery.ModuleSpec) -> bool:
     return True
 
 
-def _cache_key(data: bytes, plans: Mapping[str, CapturePlan]) -> str:
+def _cache_key(data: bytes, plans: Mapping[str, CapturePlan | None]) -> str:
     digest = hashlib.sha256(data)
     for name, plan in plans.items():  # in order: the first matching glob wins
         digest.update(f"\0{name}\0{plan.key()}\0{plan.target}".encode() if plan else f"\0{name}\0-".encode())
@@ -216,7 +216,7 @@ def _write_cache(path: Path, value: tuple) -> None:
 class ScopeLoader(importlib.abc.Loader):
     """Wraps a module's real loader: rewritten code in, everything else forwarded."""
 
-    def __init__(self, loader: Any, hook: ImportHook, plans: Mapping[str, CapturePlan] | None) -> None:
+    def __init__(self, loader: Any, hook: ImportHook, plans: Mapping[str, CapturePlan | None] | None) -> None:
         self.loader = loader
         self.hook = hook
         self.plans = plans
@@ -232,7 +232,8 @@ class ScopeLoader(importlib.abc.Loader):
         if self.plans is None:
             self.loader.exec_module(module)
         else:
-            exec(self.get_code(module.__name__), module.__dict__)
+            # Plans are kept only for source files (_rewritable), whose get_code never gives None.
+            exec(cast(CodeType, self.get_code(module.__name__)), module.__dict__)
         loaded = self.hook.loaded
         if loaded is not None:
             try:

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 from otel_scope import api
 from otel_scope._version import __version__
 from otel_scope.config import Settings
-from otel_scope.config.settings import LEVELS
 from otel_scope.engine import Engine, Entry
 from otel_scope.targets.patterns import parse_pattern
 from otel_scope.targets.planner import Request, decide
+from otel_scope.vocabulary import LEVELS
 
 if TYPE_CHECKING:
     from otel_scope.runtime.escalation import Escalator

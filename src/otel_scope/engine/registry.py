@@ -28,6 +28,7 @@ from otel_scope.runtime.wrappers import install as install_wrapper
 from otel_scope.targets.patterns import TargetPattern, never_instrumented, parse_pattern
 from otel_scope.targets.plan import CapturePlan
 from otel_scope.targets.planner import Request, decide_function
+from otel_scope.vocabulary import Mechanism, mechanism
 
 _log = logging.getLogger("otel_scope")
 
@@ -56,16 +57,15 @@ class Applied:
     site: Site
     probe: RuntimeProbe | None = None
     wrapper: Any = None
-    aliases: list[tuple[dict, str]] = field(default_factory=list)
+    aliases: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     capture: CapturePlan | None = None
     compiled: Any = None  # compile-time installation with a .restore()
     entries: set[int] = field(default_factory=set)
 
     @property
-    def mechanism(self) -> str:
-        if self.probe is not None and self.capture is not None:
-            return "hybrid"
-        return "runtime" if self.probe is not None else "compile_time"
+    def mechanism(self) -> Mechanism:
+        """An entry always has at least one of the two, so this is never ``off``."""
+        return mechanism(self.probe is not None, self.capture is not None)
 
 
 class Handle:
@@ -335,7 +335,7 @@ class Engine:
             applied.capture = want
 
 
-def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict, str]]:
+def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict[str, Any], str]]:
     """Point other modules' references to ``original`` (``from m import f``) at ``wrapper``.
 
     Without this, a target added while the program runs would miss every caller that imported the

@@ -39,8 +39,8 @@ from otel_scope import semconv
 from otel_scope.capture import RateLimiter
 from otel_scope.config import Settings
 from otel_scope.targets.patterns import parse_pattern
-from otel_scope.targets.plan import LEVEL_ORDER
 from otel_scope.targets.planner import Request
+from otel_scope.vocabulary import LEVEL_ORDER
 
 if TYPE_CHECKING:
     from otel_scope.engine import Engine, Handle

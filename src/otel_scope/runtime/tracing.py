@@ -32,6 +32,8 @@ from otel_scope.runtime import messages
 from otel_scope.sessions import state as session_state
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
     from otel_scope.capture import Serializer
 
 _log = logging.getLogger("otel_scope")
@@ -114,7 +116,7 @@ def decide() -> Context | None:
     if session_state.kind == "explicit" and session_state.active.get() is None:
         return None
     ctx = otel_context.get_current()
-    parent = ctx.get(_SPAN_KEY)
+    parent: Any = ctx.get(_SPAN_KEY)  # the current Span (Context types its values as object)
     if parent is None and session_state.fallback_context is not None:
         ctx = session_state.fallback_context
         parent = ctx.get(_SPAN_KEY)
@@ -133,7 +135,7 @@ def decide() -> Context | None:
 
 def begin(
     name: str, attributes: dict[str, Any], ctx: Context, code: CodeType | None = None, owned: bool = False
-) -> tuple[Span, object] | None:
+) -> tuple[Span, Token[Context]] | None:
     """Start a span under ``ctx`` (from :func:`decide`) and make it current.
 
     Adds ``otel_scope.session.id`` (the trace ID) to the span; ``owned=True`` says ``attributes``
@@ -141,7 +143,7 @@ def begin(
     is the code object about to run, for :func:`claim_call_span`. Returns
     ``(span, token)`` for :func:`end_call`, or ``None`` if the sampler still said no.
     """
-    parent = ctx.get(_SPAN_KEY)
+    parent: Any = ctx.get(_SPAN_KEY)  # the current Span (Context types its values as object)
     trace_id = parent.get_span_context().trace_id if parent is not None else 0
     if trace_id:
         if owned:
@@ -163,7 +165,7 @@ def begin(
 
 def start_call(
     name: str, attributes: dict[str, Any], code: CodeType | None = None
-) -> tuple[Span, object] | None:
+) -> tuple[Span, Token[Context]] | None:
     """:func:`decide` then :func:`begin`: start a current span for one call, or ``None``."""
     ctx = decide()
     return None if ctx is None else begin(name, attributes, ctx, code)
@@ -193,7 +195,8 @@ def record_exception(span: Span, exc: BaseException, serializer: Serializer) -> 
     """
     try:
         type_name = serializer.type_name(exc)  # read through type's own descriptors
-        args = BaseException.args.__get__(exc)  # the builtin slot, not a user property
+        # The builtin slot, not a user property (typeshed types BaseException.args as a tuple).
+        args = BaseException.args.__get__(exc)  # type: ignore[attr-defined]
         if len(args) == 1 and type(args[0]) is str:
             message = args[0][: serializer.max_length]
         else:
@@ -219,7 +222,7 @@ def claim_call_span(depth: int = 2) -> Span | None:
     between the caller of this function and the instrumented function's frame (2 means: the
     instrumented function called a helper which called this).
     """
-    marker = otel_context.get_value(_CALL_KEY)
+    marker: Any = otel_context.get_value(_CALL_KEY)  # [code, span] from begin(), or None
     if marker is None or marker[0] is None:
         return None
     if marker[0] is not sys._getframe(depth).f_code:

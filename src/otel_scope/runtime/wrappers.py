@@ -20,7 +20,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from types import CodeType
-from typing import Any
+from typing import Any, SupportsIndex
 
 import wrapt
 from opentelemetry import context as otel_context
@@ -394,7 +394,7 @@ class ScopeFunctionWrapper(wrapt.FunctionWrapper):
     which resolves to the wrapper where otel-scope is active and to the function elsewhere.
     """
 
-    def __reduce_ex__(self, protocol: int) -> Any:
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
         return _by_reference, (self.__wrapped__.__module__, self.__wrapped__.__qualname__)
 
 

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from otel_scope.config import Settings
 from otel_scope.targets.patterns import TargetPattern
-from otel_scope.targets.plan import LEVEL_ORDER, CapturePlan
+from otel_scope.targets.plan import CapturePlan
+from otel_scope.vocabulary import LEVEL_ORDER, Mechanism, mechanism
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Request:
     pattern: TargetPattern
     mode: str = "auto"  # per-request override; "auto" defers to the settings' mode
     runtime: bool = True  # a span per call was asked for (a --scope-targets pattern)
-    capture_locals: frozenset[str] | bool | None = False  # False: none; None: all; else names
+    capture_locals: frozenset[str] | Literal[False] | None = False  # False: none; None: all; else names
     lines: tuple[int, ...] = ()
     level: str | None = None
     state: bool = False
@@ -46,10 +48,8 @@ class Decision:
     reasons: tuple[str, ...]
 
     @property
-    def mechanism(self) -> str:
-        if self.runtime and self.capture is not None:
-            return "hybrid"
-        return "compile_time" if self.capture is not None else "runtime" if self.runtime else "off"
+    def mechanism(self) -> Mechanism:
+        return mechanism(self.runtime, self.capture is not None)
 
 
 def effective_mode(settings: Settings, requested: str = "auto") -> tuple[str, str]:

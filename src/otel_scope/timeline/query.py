@@ -38,7 +38,7 @@ ACCEPTED = (
     "numbers, 'strings', None, True, False; NAME is a captured variable, argument or 'return'"
 )
 
-_OPS: dict[str, Callable[[object, object], bool]] = {
+_OPS: dict[str, Callable[[Any, Any], Any]] = {  # operands are whatever was captured
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,
@@ -193,7 +193,7 @@ def _compare(op: str, left: object, right: object) -> bool:
         equal = left == right if _number(left) == _number(right) else False
         return equal if op == "==" else not equal
     if (_number(left) and _number(right)) or (isinstance(left, str) and isinstance(right, str)):
-        return _OPS[op](left, right)
+        return bool(_OPS[op](left, right))
     return False
 
 

@@ -20,7 +20,7 @@ import linecache
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import IO, Any, Protocol, cast
 
 from rich.console import Console
 
@@ -116,7 +116,8 @@ def _value(value: Any) -> str:
 
 def _mechanism(attributes: dict[str, Any], default: str = MECHANISM_OTEL) -> str:
     value = attributes.get(semconv.MECHANISM)
-    return value if value in (semconv.MECHANISM_RUNTIME, semconv.MECHANISM_COMPILE_TIME) else default
+    known = value in (semconv.MECHANISM_RUNTIME, semconv.MECHANISM_COMPILE_TIME)
+    return cast(str, value) if known else default  # (mypy 1.x does not narrow on "in")
 
 
 def function_name(span: SpanRecord) -> str:
@@ -469,9 +470,8 @@ class _Walker:
         """What happens inside ``span``, by time: events first when a child starts at the same instant."""
         consumed = _exception_event(span)
         events = ((e.time_ns, 0, e) for e in span.events if e is not consumed)
-        kids: Iterator[SpanRecord | _Fold] = self.tree.children(span.span_id)
-        if self.view.fold:
-            kids = _folded(kids)
+        direct = self.tree.children(span.span_id)
+        kids: Iterator[SpanRecord | _Fold] = _folded(direct) if self.view.fold else direct
         children = ((c.first.start_ns if isinstance(c, _Fold) else c.start_ns, 1, c) for c in kids)
         streams: list[Iterator[tuple[int, int, Any]]] = [events, children]
         if extra is not None:
@@ -843,7 +843,7 @@ class Output:
     of the text itself; captured values are written as they are, never read as markup.
     """
 
-    def __init__(self, stream: TextIO, colour: bool) -> None:
+    def __init__(self, stream: IO[str], colour: bool) -> None:
         self.stream, self.colour = stream, colour
 
     @classmethod
