@@ -344,7 +344,8 @@ def test_generator_and_compile_time_return_and_other_events_are_described() -> N
         "FRAME g.helper LINE 9  VAR x = 1",
         "EXCEPTION KeyError: 'k'",
         "EVENT custom.thing k=v",
-        "RETURN g.gen [generator exhausted after 3 items] (10 ns)",
+        # the compile-time return line's value is the call's, as a runtime span records it
+        "RETURN g.gen -> 7 [generator exhausted after 3 items] (10 ns)",
     ]
 
 
@@ -358,3 +359,37 @@ def test_deeply_nested_calls_render_beyond_the_recursion_limit() -> None:
     assert len(entries) == 2 * depth
     assert [e.depth for e in entries[:3]] == [0, 1, 2] and entries[-1].depth == 0
     assert entries[depth - 1].kind == "call" and entries[depth].kind == "return"
+
+
+def test_a_line_event_shows_the_source_text_of_its_line(tmp_path) -> None:
+    source = tmp_path / "shop_lines.py"
+    source.write_text("def total(items):\n    s = 0\n    for item in items:\n        s += item.price\n")
+    span = _span("0000000000000001", "shop_lines.total", 0, 10)
+    span.attributes[sc.CODE_FILE_PATH] = str(source)
+    span.events.append(EventRecord(sc.EVENT_LINE, 5, {sc.CODE_LINE_NUMBER: 4}))
+    assert [e.text for e in build_timeline(TraceData("ab" * 16, [span]))][1] == "LINE 4  s += item.price"
+
+
+def test_compile_time_and_runtime_render_a_method_call_the_same_way() -> None:
+    runtime = _span("0000000000000001", "bank.Account.deposit", 0, 10)
+    runtime.attributes.update({sc.ARG_PREFIX + "amount": "0", sc.RETURN_VALUE: "5"})
+    compiled = _span("0000000000000002", "bank.Account.deposit", 20, 30)
+    compiled.attributes.update(
+        {
+            sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
+            sc.ARG_PREFIX + "self": "<Account>",
+            sc.ARG_PREFIX + "amount": "0",
+        }
+    )
+    compiled.events.append(EventRecord(sc.EVENT_RETURN, 25, {sc.CODE_LINE_NUMBER: 9, sc.RETURN_VALUE: "5"}))
+    texts = [e.text for e in build_timeline(TraceData("ab" * 16, [runtime, compiled]))]
+    assert texts[0] == texts[2] == "CALL bank.Account.deposit(amount=0)"
+    assert texts[1].split(" (")[0] == texts[4].split(" (")[0] == "RETURN bank.Account.deposit -> 5"
+
+
+def test_offsets_past_ten_seconds_keep_microseconds() -> None:
+    from otel_scope.timeline.render import format_offset
+
+    assert format_offset(13_113_456_789) == "+13.113456s"
+    assert format_offset(13_113_457_789) != format_offset(13_113_456_789)
+    assert format_offset(2_100_000) == "+2.100ms"

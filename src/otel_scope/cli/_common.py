@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import shutil
+import subprocess
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 
 from otel_scope.config import ConfigError, load_settings
 from otel_scope.timeline import JaegerSource, LocalStoreSource, TempoSource, TraceSource
+from otel_scope.timeline.render import Output
 
 BACKENDS = {
     "jaeger": ("http://localhost:16686", JaegerSource),
@@ -92,3 +99,60 @@ def make_console() -> Console:
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()  # a closed pipe surfaces here, inside main(), not at interpreter exit
+
+
+def write_json_list(items: Iterable[Any]) -> None:
+    """A JSON list written item by item, so a million entries never sit in memory at once."""
+    out = sys.stdout
+    out.write("[")
+    for number, item in enumerate(items):
+        out.write(",\n" if number else "\n")
+        out.write(json.dumps(item, indent=2, ensure_ascii=False, default=str))
+    out.write("\n]\n")
+    out.flush()
+
+
+def _pager_command() -> list[str] | None:
+    """``$PAGER`` (empty or ``cat`` means none), else ``less`` when installed."""
+    command = os.environ.get("PAGER")
+    if command is None:
+        return ["less"] if shutil.which("less") else None
+    words = shlex.split(command)
+    return words if words and words != ["cat"] else None
+
+
+@contextmanager
+def paged_output(no_pager: bool) -> Iterator[Output]:
+    """Where a timeline goes: stdout, or a pager when stdout is a terminal, as ``git log`` does.
+
+    ``less`` gets ``LESS=FRX`` unless the user set ``LESS``: it exits at once when the output fits
+    on one screen, keeps colours, and leaves the text on the screen. Quitting the pager early
+    (``q``) ends the command quietly. Piped or redirected output is never paged.
+    """
+    console = make_console()
+    colour = console.is_terminal and console.color_system is not None
+    command = None if no_pager or not console.is_terminal else _pager_command()
+    if command is None:
+        yield Output(sys.stdout, colour)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside main(), not at interpreter exit
+        return
+    env = dict(os.environ)
+    env.setdefault("LESS", "FRX")
+    try:
+        pager = subprocess.Popen(command, stdin=subprocess.PIPE, env=env, text=True, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(
+            f"cannot start the pager {' '.join(command)!r} ({exc.strerror}); set PAGER or use --no-pager"
+        ) from None
+    assert pager.stdin is not None
+    try:
+        yield Output(pager.stdin, colour)
+        pager.stdin.close()
+    except BrokenPipeError:
+        pass  # the user quit the pager before the end: that is not an error
+    finally:
+        try:
+            pager.stdin.close()
+        except BrokenPipeError:
+            pass
+        pager.wait()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from otel_scope.cli._common import CliError, add_source_options, open_source
-from otel_scope.timeline import to_jaeger_json, to_otlp_json
+from otel_scope.timeline.writers import write_jaeger_json, write_otlp_json
 
-FORMATS = {"otlp-json": to_otlp_json, "jaeger-json": to_jaeger_json}
+FORMATS = {"otlp-json": write_otlp_json, "jaeger-json": write_jaeger_json}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write one trace as OTLP JSON or Jaeger JSON",
         description="Write one trace to a file. otlp-json is the OpenTelemetry format (hex IDs) that "
         "Jaeger's upload page and collectors read; jaeger-json is the legacy format the Jaeger UI opens "
-        "offline (Search > JSON File).",
+        "offline (Search > JSON File). The file is written span by span, in bounded memory.",
     )
     parser.add_argument("trace_id", metavar="TRACE_ID", help="trace ID (a unique prefix works locally)")
     parser.add_argument("--format", choices=tuple(FORMATS), default="otlp-json", help="default: otlp-json")
@@ -28,19 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    trace = open_source(args).get_trace(args.trace_id)
-    text = json.dumps(FORMATS[args.format](trace), indent=2, ensure_ascii=False, default=str) + "\n"
-    if not args.output or args.output == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return 0
-    try:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-    print(
-        f"wrote trace {trace.trace_id} ({len(trace.spans)} spans, {args.format}) to {args.output}",
-        file=sys.stderr,
-    )
+    write = FORMATS[args.format]
+    with open_source(args).open_trace(args.trace_id) as reader:
+        if not args.output or args.output == "-":
+            write(reader, sys.stdout)
+            sys.stdout.flush()
+            return 0
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                count = write(reader, fh)
+        except OSError as exc:
+            raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"wrote trace {reader.trace_id} ({count} spans, {args.format}) to {args.output}", file=sys.stderr)
     return 0

@@ -38,6 +38,27 @@ _PRUNE_TARGET = 0.9
 _PRUNE_ROUNDS = 8
 _HEX = re.compile(r"^[0-9a-f]{1,32}$")
 
+# SQL the read indexes are built on; queries must spell it exactly so to use them.
+MECHANISM_EXPR = "json_extract(attributes, '$.\"otel_scope.mechanism\"')"
+DROPPED_EXPR = "json_extract(attributes, '$.\"otel_scope.captures.dropped\"')"
+# The few spans the header must look at one by one: failed, or with something dropped.
+NOTABLE = f"(status_code = 'ERROR' OR dropped_events > 0 OR {DROPPED_EXPR} IS NOT NULL)"
+RUNTIME = f"{MECHANISM_EXPR} = 'runtime'"
+COMPILE_TIME = f"{MECHANISM_EXPR} = 'compile_time'"
+
+# What `otel-scope history` reads, so a million-span trace answers from indexes, not row scans.
+# SQLite before 3.41 never reads an indexed expression back from the index, so the covering
+# indexes use plain columns only: the span name is the function (otel-scope names its spans by
+# code.function.name), and mechanism counts come from partial indexes of trace IDs alone.
+_READ_INDEXES = f"""
+CREATE INDEX IF NOT EXISTS spans_trace_parent ON spans (trace_id, parent_span_id, start_ns, end_ns);
+CREATE INDEX IF NOT EXISTS spans_trace_name ON spans (trace_id, name, status_code, start_ns, end_ns, span_id);
+CREATE INDEX IF NOT EXISTS spans_trace_service ON spans (trace_id, service_name);
+CREATE INDEX IF NOT EXISTS spans_trace_runtime ON spans (trace_id) WHERE {RUNTIME};
+CREATE INDEX IF NOT EXISTS spans_trace_compile_time ON spans (trace_id) WHERE {COMPILE_TIME};
+CREATE INDEX IF NOT EXISTS spans_trace_notable ON spans (trace_id, start_ns) WHERE {NOTABLE};
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL,
@@ -154,6 +175,33 @@ def record_from_span(span: ReadableSpan) -> SpanRecord:
     )
 
 
+# The columns record_from_row reads, in its order: every reader selects exactly these.
+SPAN_COLUMNS = (
+    "span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, status_message, "
+    "attributes, events, links, resource, dropped_events"
+)
+
+
+def record_from_row(trace_id: str, row: Sequence[Any]) -> SpanRecord:
+    """One ``spans`` row (selected as :data:`SPAN_COLUMNS`) as a :class:`SpanRecord`."""
+    return SpanRecord(
+        trace_id=trace_id,
+        span_id=row[0],
+        parent_span_id=row[1],
+        name=row[2],
+        kind=row[3],
+        start_ns=row[4],
+        end_ns=row[5],
+        status_code=row[6],
+        status_message=row[7],
+        attributes=json.loads(row[8]),
+        events=[EventRecord(e["name"], e["time_ns"], e["attributes"]) for e in json.loads(row[9])],
+        links=[LinkRecord(x["trace_id"], x["span_id"], x["attributes"]) for x in json.loads(row[10])],
+        resource=json.loads(row[11]),
+        dropped_events_count=row[12],
+    )
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -225,7 +273,7 @@ class SpanStore:
                             f"the store {self.path} was written by a newer otel-scope (schema {version}); "
                             "upgrade otel-scope or point OTEL_SCOPE_STORE_PATH at another file"
                         )
-                    for statement in _SCHEMA.split(";"):
+                    for statement in (_SCHEMA + _READ_INDEXES).split(";"):
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -358,32 +406,11 @@ class SpanStore:
             return None
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, status_message, "
-                "attributes, events, links, resource, dropped_events FROM spans WHERE trace_id = ? "
-                "ORDER BY start_ns",
-                (full,),
+                f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns", (full,)
             ).fetchall()
         if not rows:
             return None
-        spans = [
-            SpanRecord(
-                trace_id=full,
-                span_id=row[0],
-                parent_span_id=row[1],
-                name=row[2],
-                kind=row[3],
-                start_ns=row[4],
-                end_ns=row[5],
-                status_code=row[6],
-                status_message=row[7],
-                attributes=json.loads(row[8]),
-                events=[EventRecord(e["name"], e["time_ns"], e["attributes"]) for e in json.loads(row[9])],
-                links=[LinkRecord(x["trace_id"], x["span_id"], x["attributes"]) for x in json.loads(row[10])],
-                resource=json.loads(row[11]),
-                dropped_events_count=row[12],
-            )
-            for row in rows
-        ]
+        spans = [record_from_row(full, row) for row in rows]
         return TraceData(full, spans)
 
     def last_trace_id(self) -> str | None:

@@ -162,29 +162,26 @@ def to_jaeger_json(trace: TraceData) -> dict[str, Any]:
         key = json.dumps(span.resource, sort_keys=True, default=str)
         if key not in process_ids:
             process_ids[key] = f"p{len(process_ids) + 1}"
-            rest = {k: v for k, v in span.resource.items() if k != "service.name"}
-            processes[process_ids[key]] = {
-                "serviceName": str(span.resource.get("service.name", "unknown_service")),
-                "tags": [_to_tag(k, v) for k, v in rest.items()],
-            }
-        spans.append(_span_to_jaeger(span, process_ids[key]))
+            processes[process_ids[key]] = jaeger_process(span.resource)
+        spans.append(span_to_jaeger(span, process_ids[key]))
+    return {"data": [{"traceID": trace.trace_id, "spans": spans, "processes": processes,
+                      "warnings": trace.warnings or None}], **JAEGER_ENVELOPE}  # fmt: skip
+
+
+# The fields around the traces of a Jaeger answer.
+JAEGER_ENVELOPE: dict[str, Any] = {"total": 0, "limit": 0, "offset": 0, "errors": None}
+
+
+def jaeger_process(resource: dict[str, Any]) -> dict[str, Any]:
+    """A resource as a Jaeger process: its service name, and the rest as tags."""
+    rest = {k: v for k, v in resource.items() if k != "service.name"}
     return {
-        "data": [
-            {
-                "traceID": trace.trace_id,
-                "spans": spans,
-                "processes": processes,
-                "warnings": trace.warnings or None,
-            }
-        ],
-        "total": 0,
-        "limit": 0,
-        "offset": 0,
-        "errors": None,
+        "serviceName": str(resource.get("service.name", "unknown_service")),
+        "tags": [_to_tag(k, v) for k, v in rest.items()],
     }
 
 
-def _span_to_jaeger(span: SpanRecord, process_id: str) -> dict[str, Any]:
+def span_to_jaeger(span: SpanRecord, process_id: str) -> dict[str, Any]:
     references = []
     if span.parent_span_id:
         references.append({"refType": "CHILD_OF", "traceID": span.trace_id, "spanID": span.parent_span_id})

@@ -97,3 +97,39 @@ class TraceData:
         """Spans whose parent is not in this trace (normally one root, more if data is missing)."""
         ids = {s.span_id for s in self.spans}
         return [s for s in self.spans if not s.parent_span_id or s.parent_span_id not in ids]
+
+
+@dataclass
+class TraceStats:
+    """What a trace's header and summary say, computed without holding its spans.
+
+    Readers of big traces fill this from one aggregate query; a trace in memory from its spans.
+    """
+
+    trace_id: str
+    span_count: int = 0
+    start_ns: int = 0
+    end_ns: int = 0
+    errors: int = 0
+    by_mechanism: dict[str, int] = field(default_factory=dict)
+    services: list[str] = field(default_factory=list)
+    session_name: str | None = None
+    dropped_captures: int = 0
+    dropped_reasons: list[str] = field(default_factory=list)
+    sdk_dropped_events: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_ns - self.start_ns)
+
+
+@dataclass(frozen=True)
+class FunctionStats:
+    """One function's line in the summary: calls, time in it and below it, time in it alone."""
+
+    function: str
+    calls: int
+    total_ns: int
+    self_ns: int
+    errors: int

@@ -48,13 +48,14 @@ def normalize_id(value: Any, size: int) -> str:
     raise SourceError(f"{text!r} is not a {size * 8}-bit ID in hex or base64")
 
 
-def _camel(obj: Any) -> Any:
+def camel_case(obj: Any) -> Any:
+    """``obj`` with every object key in lowerCamelCase (proto field names are snake_case)."""
     # proto3 JSON parsers must accept the proto field names too; OTLP JSON never uses user data
     # as object keys (attributes are lists of {"key", "value"}), so renaming every key is safe.
     if isinstance(obj, dict):
-        return {_SNAKE.sub(lambda m: m.group(1).upper(), k): _camel(v) for k, v in obj.items()}
+        return {_SNAKE.sub(lambda m: m.group(1).upper(), k): camel_case(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_camel(v) for v in obj]
+        return [camel_case(v) for v in obj]
     return obj
 
 
@@ -130,7 +131,7 @@ def _status(value: Any) -> str:
 
 def spans_from_otlp(document: dict[str, Any]) -> list[SpanRecord]:
     """Every span of an OTLP JSON document (``resourceSpans``, or Tempo v1's ``batches``)."""
-    doc = _camel(document)
+    doc = camel_case(document)
     resource_spans = doc.get("resourceSpans", doc.get("batches"))
     if not isinstance(resource_spans, list):
         raise SourceError("no 'resourceSpans' list: not an OTLP JSON trace")
@@ -141,13 +142,13 @@ def spans_from_otlp(document: dict[str, Any]) -> list[SpanRecord]:
             # instrumentationLibrarySpans is the pre-1.0 name that old Tempo versions still return.
             for ss in rs.get("scopeSpans", rs.get("instrumentationLibrarySpans")) or []:
                 for s in ss.get("spans") or []:
-                    spans.append(_span_from_otlp(s, resource))
+                    spans.append(span_from_otlp(s, resource))
     except (AttributeError, TypeError, ValueError) as exc:
         raise SourceError(f"malformed OTLP JSON span ({type(exc).__name__}: {exc})") from None
     return spans
 
 
-def _span_from_otlp(s: dict[str, Any], resource: dict[str, Any]) -> SpanRecord:
+def span_from_otlp(s: dict[str, Any], resource: dict[str, Any]) -> SpanRecord:
     status = s.get("status") or {}
     start = int(s.get("startTimeUnixNano") or 0)
     return SpanRecord(
@@ -189,7 +190,7 @@ def to_otlp_json(trace: TraceData) -> dict[str, Any]:
     groups: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     for span in trace.spans:
         key = json.dumps(span.resource, sort_keys=True, default=str)
-        groups.setdefault(key, (span.resource, []))[1].append(_span_to_otlp(span))
+        groups.setdefault(key, (span.resource, []))[1].append(span_to_otlp(span))
     return {
         "resourceSpans": [
             {
@@ -201,7 +202,7 @@ def to_otlp_json(trace: TraceData) -> dict[str, Any]:
     }
 
 
-def _span_to_otlp(span: SpanRecord) -> dict[str, Any]:
+def span_to_otlp(span: SpanRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"traceId": span.trace_id, "spanId": span.span_id}
     if span.parent_span_id:
         out["parentSpanId"] = span.parent_span_id

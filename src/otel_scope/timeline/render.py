@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
-from collections import deque
+import heapq
+import itertools
+import linecache
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import IO, Any, Protocol, cast
 
 from rich.console import Console
-from rich.text import Text
 
 from otel_scope import semconv
 from otel_scope.timeline.errors import TraceNotFound
-from otel_scope.timeline.model import EventRecord, SpanRecord, TraceData
+from otel_scope.timeline.model import EventRecord, SpanRecord, TraceData, TraceStats
+from otel_scope.timeline.query import Where, captured_values
+from otel_scope.timeline.reader import TraceReader
+from otel_scope.timeline.staging import staged
 
 MECHANISM_OTEL = "otel"  # spans made by other instrumentations (no otel_scope.mechanism)
 _TAGS = {
@@ -52,6 +58,8 @@ _KIND_STYLES = {
 # Entries that open or close a span; every other entry is an event inside one.
 _BOUNDARY_KINDS = frozenset({"call", "return", "exception", "span", "span_end", "session", "session_end"})
 EXCEPTION_EVENT = "exception"  # the SDK's Span.record_exception event name
+_RECEIVERS = frozenset({"self", "cls"})
+_NO_VALUE = object()
 # Event attributes that say where an event came from rather than what it shows.
 _PROVENANCE = (semconv.MECHANISM, semconv.SESSION_ID, semconv.SESSION_NAME, semconv.CALL_ID, semconv.TARGET)
 
@@ -86,10 +94,14 @@ def format_duration(ns: int) -> str:
 
 
 def format_offset(ns: int) -> str:
-    """Time since trace start: ``+12.345ms`` below ten seconds, ``+12.345s`` above."""
+    """Time since trace start: ``+12.345ms`` below ten seconds, ``+13.113456s`` above.
+
+    Past ten seconds the offset keeps microseconds: at millisecond precision every event of a
+    short call shows the same time, which hides their order.
+    """
     if ns < 10_000_000_000:
         return f"+{ns / 1_000_000:.3f}ms"
-    return f"+{ns / 1_000_000_000:.3f}s"
+    return f"+{ns // 1_000_000_000}.{ns % 1_000_000_000 // 1_000:06d}s"
 
 
 def format_time(ns: int) -> str:
@@ -121,10 +133,10 @@ def _line(attributes: dict[str, Any]) -> int | None:
         return None
 
 
-def _variables(attributes: dict[str, Any]) -> str:
+def _variables(attributes: dict[str, Any], fmt: Callable[[Any], str] = _value) -> str:
     # otel_scope.var.<name> holds the value, otel_scope.var.<name>.type its type; names have no dots.
     pairs = [
-        f"{key[len(semconv.VAR_PREFIX) :]} = {_value(v)}"
+        f"{key[len(semconv.VAR_PREFIX) :]} = {fmt(v)}"
         for key, v in attributes.items()
         if key.startswith(semconv.VAR_PREFIX) and "." not in key[len(semconv.VAR_PREFIX) :]
     ]
@@ -161,22 +173,36 @@ def _exception_event(span: SpanRecord) -> EventRecord | None:
     return next((e for e in reversed(span.events) if e.name == EXCEPTION_EVENT), None)
 
 
-def _describe_start(span: SpanRecord) -> tuple[str, str]:
+def _describe_start(
+    span: SpanRecord, fmt: Callable[[Any], str] = _value, full: bool = True
+) -> tuple[str, str]:
     if _is_session(span):
         name = span.attributes.get(semconv.SESSION_NAME) or span.trace_id
         kind = span.attributes.get(semconv.SESSION_KIND)
         return "session", f"SESSION {name}" + (f" ({kind})" if kind else "")
     if semconv.MECHANISM not in span.attributes:
         return "span", f"SPAN {span.name} ({span.kind})"
+    # The runtime wrapper never captures the receiver and compile time does: leaving self/cls
+    # off (unless --full) renders a call the same way whichever mechanism recorded it.
     args = ", ".join(
-        f"{k[len(semconv.ARG_PREFIX) :]}={_value(v)}"
+        f"{k[len(semconv.ARG_PREFIX) :]}={fmt(v)}"
         for k, v in span.attributes.items()
-        if k.startswith(semconv.ARG_PREFIX)
+        if k.startswith(semconv.ARG_PREFIX) and (full or k[len(semconv.ARG_PREFIX) :] not in _RECEIVERS)
     )
     return "call", f"CALL {function_name(span)}({args})"
 
 
-def _describe_end(span: SpanRecord) -> tuple[str, str]:
+def _return_value(span: SpanRecord) -> Any:
+    """The span's return value; for a compile-time call, the value its last return line recorded."""
+    if semconv.RETURN_VALUE in span.attributes:
+        return span.attributes[semconv.RETURN_VALUE]
+    returns = [
+        e for e in span.events if e.name == semconv.EVENT_RETURN and semconv.RETURN_VALUE in e.attributes
+    ]
+    return returns[-1].attributes[semconv.RETURN_VALUE] if returns else _NO_VALUE
+
+
+def _describe_end(span: SpanRecord, fmt: Callable[[Any], str] = _value) -> tuple[str, str]:
     took = f"({format_duration(span.duration_ns)})"
     if _is_session(span):
         name = span.attributes.get(semconv.SESSION_NAME) or span.trace_id
@@ -188,34 +214,38 @@ def _describe_end(span: SpanRecord) -> tuple[str, str]:
         return "exception", f"EXCEPTION {function_name(span)} {what} {took}"
     if semconv.MECHANISM not in span.attributes:
         return "span_end", f"END {span.name} {took}"
-    result = ""
-    if semconv.RETURN_VALUE in span.attributes:
-        result = f" -> {_value(span.attributes[semconv.RETURN_VALUE])}"
+    value = _return_value(span)
+    result = "" if value is _NO_VALUE else f" -> {fmt(value)}"
     if semconv.YIELD_COUNT in span.attributes:
         end = span.attributes.get(semconv.GENERATOR_END, "ended")
         result += f" [generator {end} after {span.attributes[semconv.YIELD_COUNT]} items]"
     return "return", f"RETURN {function_name(span)}{result} {took}"
 
 
-def _describe_event(event: EventRecord) -> tuple[str, str]:
+def _describe_event(
+    event: EventRecord, fmt: Callable[[Any], str] = _value, path: str = ""
+) -> tuple[str, str]:
+    """The kind and text of one event; ``path`` is the call's source file, for bare line events."""
     a = event.attributes
     line = _line(a)
     at = f"LINE {line}  " if line is not None else ""
     name = event.name
     if name == semconv.EVENT_LOCALS:
-        variables = _variables(a)
+        variables = _variables(a, fmt)
         return "locals", f"{at}VAR {variables}{_hit(a)}" if variables else f"{at.rstrip()}{_hit(a)}"
     if name == semconv.EVENT_LINE:
-        return "line", f"{at.rstrip() or 'LINE ?'}{_hit(a)}"
+        # A bare line number says little: show the source text when the file is at hand.
+        source = linecache.getline(path, line).strip() if path and line is not None else ""
+        return "line", f"{at.rstrip() or 'LINE ?'}{'  ' + source if source else ''}{_hit(a)}"
     if name == semconv.EVENT_EXPRESSION:
         text = a.get(semconv.EXPRESSION_TEXT, "?")
-        return "expression", f"{at}EXPR {text} = {_value(a.get(semconv.EXPRESSION_VALUE, '?'))}{_hit(a)}"
+        return "expression", f"{at}EXPR {text} = {fmt(a.get(semconv.EXPRESSION_VALUE, '?'))}{_hit(a)}"
     if name == semconv.EVENT_RETURN:
-        value = f" {_value(a[semconv.RETURN_VALUE])}" if semconv.RETURN_VALUE in a else ""
+        value = f" {fmt(a[semconv.RETURN_VALUE])}" if semconv.RETURN_VALUE in a else ""
         return "return_line", f"{at}RETURN{value}"
     if name == semconv.EVENT_STATE:
         attr = a.get(semconv.STATE_ATTRIBUTE, "?")
-        before, after = _value(a.get(semconv.STATE_BEFORE, "?")), _value(a.get(semconv.STATE_AFTER, "?"))
+        before, after = fmt(a.get(semconv.STATE_BEFORE, "?")), fmt(a.get(semconv.STATE_AFTER, "?"))
         return "state", f"STATE {attr}: {before} -> {after}"
     if name in (semconv.EVENT_MESSAGE_SENT, semconv.EVENT_MESSAGE_RECEIVED):
         sent = name == semconv.EVENT_MESSAGE_SENT
@@ -236,40 +266,177 @@ def _describe_event(event: EventRecord) -> tuple[str, str]:
         )
     if name == semconv.EVENT_EXCEPTION_FRAME:
         where = a.get(semconv.CODE_FUNCTION_NAME, "?")
-        return "exception_frame", f"FRAME {where} {at}VAR {_variables(a)}".rstrip()
+        return "exception_frame", f"FRAME {where} {at}VAR {_variables(a, fmt)}".rstrip()
     if name == EXCEPTION_EVENT:
         return "exception_event", "EXCEPTION " + _exception_text(a)
-    extra = ", ".join(f"{k}={_value(v)}" for k, v in a.items() if k not in _PROVENANCE)
+    extra = ", ".join(f"{k}={fmt(v)}" for k, v in a.items() if k not in _PROVENANCE)
     return "event", f"EVENT {name}" + (f" {extra}" if extra else "")
 
 
 # -- building the timeline -----------------------------------------------------------------------
-class _Builder:
+class SpanTree(Protocol):
+    """What the timeline walk needs from a trace: its roots, orphans and each call's children,
+    each in start order. :class:`~otel_scope.timeline.reader.TraceReader` answers from indexes;
+    :class:`MemoryTree` from a :class:`TraceData` already in memory (``--follow``)."""
+
+    trace_id: str
+
+    def roots(self) -> Iterator[SpanRecord]: ...
+
+    def orphans(self) -> Iterator[SpanRecord]: ...
+
+    def children(self, span_id: str) -> Iterator[SpanRecord]: ...
+
+
+class MemoryTree:
+    """A :class:`SpanTree` over a trace in memory."""
+
+    def __init__(self, trace: TraceData) -> None:
+        self.trace_id = trace.trace_id
+        self.spans = {s.span_id: s for s in trace.spans}
+        self._children: dict[str, list[SpanRecord]] = {}
+        for span in trace.spans:  # already in start order
+            if span.parent_span_id and span.parent_span_id in self.spans:
+                self._children.setdefault(span.parent_span_id, []).append(span)
+
+    def roots(self) -> Iterator[SpanRecord]:
+        return (s for s in self.spans.values() if not s.parent_span_id)
+
+    def orphans(self) -> Iterator[SpanRecord]:
+        return (s for s in self.spans.values() if s.parent_span_id and s.parent_span_id not in self.spans)
+
+    def children(self, span_id: str) -> Iterator[SpanRecord]:
+        return iter(self._children.get(span_id, ()))
+
+
+@dataclass(frozen=True)
+class View:
+    """How much of the timeline to show: ``history``'s narrowing options.
+
+    ``since_ns``/``until_ns`` are offsets from the trace start; ``depth`` hides lines nested more
+    than that many levels below the roots; ``fold`` folds runs of calls to one function into one
+    line; ``full`` keeps every value (no ``@N`` references) and the receiver of every call.
+    """
+
+    depth: int | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    fold: bool = True
+    full: bool = False
+    dedupe: bool = False
+
+
+FOLD_MIN = 10  # a run of this many calls to one function in a row becomes one line
+_DEDUPE_MIN = 60  # values at least this long are shown once, then as @N
+_DEDUPE_CAP = 50_000  # remembered values (hashes), so memory stays bounded
+
+
+class _Values:
+    """Formats captured values; with dedupe, a long value seen before becomes ``@N``.
+
+    The first occurrence reads ``@N=Environment(...)``; later ones ``@N``. Only hashes are kept.
+    """
+
+    def __init__(self, dedupe: bool) -> None:
+        self.dedupe = dedupe
+        self.seen: OrderedDict[int, int] = OrderedDict()
+        self.refs = itertools.count(1)
+
+    def __call__(self, value: Any) -> str:
+        text = _value(value)
+        if not self.dedupe or len(text) < _DEDUPE_MIN:
+            return text
+        key = hash(text)
+        ref = self.seen.get(key)
+        if ref is not None:
+            self.seen.move_to_end(key)
+            return f"@{ref}"
+        ref = self.seen[key] = next(self.refs)
+        if len(self.seen) > _DEDUPE_CAP:
+            self.seen.popitem(last=False)
+        return f"@{ref}={text}"
+
+
+@dataclass
+class _Fold:
+    """A run of consecutive sibling calls to one function, shown as one line."""
+
+    first: SpanRecord
+    calls: int = 0
+    raised: int = 0
+    total_ns: int = 0
+    end_ns: int = 0
+    slowest: SpanRecord | None = None
+    first_raised: SpanRecord | None = None
+    orphans: bool = False  # the calls' parent is not in the trace
+
+    def add(self, span: SpanRecord) -> None:
+        self.calls += 1
+        self.total_ns += span.duration_ns
+        self.end_ns = max(self.end_ns, span.end_ns)
+        if span.status_code == "ERROR":
+            self.raised += 1
+            self.first_raised = self.first_raised or span
+        if self.slowest is None or span.duration_ns > self.slowest.duration_ns:
+            self.slowest = span
+
+    def text(self) -> str:
+        raised = f", {self.raised:,} raised (first #{self.first_raised.span_id})" if self.first_raised else ""
+        slowest = self.slowest or self.first
+        orphans = f"  [parent #{self.first.parent_span_id} not in this trace]" if self.orphans else ""
+        return (
+            f"CALL {function_name(self.first)} × {self.calls:,}{raised}  "
+            f"(total {format_duration(self.total_ns)}, slowest {format_duration(slowest.duration_ns)} "
+            f"#{slowest.span_id}){orphans}"
+        )
+
+
+def _folded(children: Iterator[SpanRecord], orphans: bool = False) -> Iterator[SpanRecord | _Fold]:
+    """Children as they come, except runs of ``FOLD_MIN`` or more calls to one function (with
+    one parent: orphans fold by the parent they are missing)."""
+    for _, run in itertools.groupby(
+        children, key=lambda s: (semconv.MECHANISM in s.attributes, function_name(s), s.parent_span_id)
+    ):
+        group = iter(run)
+        head = list(itertools.islice(group, FOLD_MIN))
+        if len(head) < FOLD_MIN or semconv.MECHANISM not in head[0].attributes:
+            yield from head
+            yield from group
+            continue
+        fold = _Fold(head[0], orphans=orphans)
+        for span in itertools.chain(head, group):
+            fold.add(span)
+        yield fold
+
+
+class _Walker:
     """Walks the span tree depth-first, interleaving each span's events and children by time.
 
     A tree walk (rather than one global sort) keeps every call's lines between its CALL and its
-    RETURN even when clocks tie, which happens often with microsecond-precision sources.
+    RETURN even when clocks tie, which happens often with microsecond-precision sources. The walk
+    is a generator over lazily read children, with an explicit stack (traced recursion can nest
+    deeper than Python's recursion limit), so memory is one call's events per level and the first
+    lines come out before the rest of the trace has been read.
     """
 
-    def __init__(self, trace: TraceData) -> None:
-        self.trace = trace
-        self.start = trace.start_ns
-        self.children: dict[str, list[SpanRecord]] = {}
-        ids = {s.span_id for s in trace.spans}
-        for span in trace.spans:
-            if span.parent_span_id and span.parent_span_id in ids:
-                self.children.setdefault(span.parent_span_id, []).append(span)
+    def __init__(self, tree: SpanTree, start_ns: int, view: View | None = None) -> None:
+        self.tree = tree
+        self.start = start_ns
+        self.view = view or View()
+        self.fmt = _Values(self.view.dedupe and not self.view.full)
+        self.since = None if self.view.since_ns is None else start_ns + self.view.since_ns
+        self.until = None if self.view.until_ns is None else start_ns + self.view.until_ns
 
     def entry(
         self, span: SpanRecord, time_ns: int, depth: int, kind: str, mechanism: str, text: str, **kw: Any
     ) -> TimelineEntry:
         return TimelineEntry(
-            self.trace.trace_id, span.span_id, time_ns, max(0, time_ns - self.start), depth, kind, mechanism,
+            self.tree.trace_id, span.span_id, time_ns, max(0, time_ns - self.start), depth, kind, mechanism,
             function_name(span), text, **kw,
         )  # fmt: skip
 
     def event_entry(self, span: SpanRecord, event: EventRecord, depth: int) -> TimelineEntry:
-        kind, text = _describe_event(event)
+        kind, text = _describe_event(event, self.fmt, str(span.attributes.get(semconv.CODE_FILE_PATH) or ""))
         mechanism = _mechanism(event.attributes, _mechanism(span.attributes))
         return self.entry(
             span,
@@ -282,93 +449,218 @@ class _Builder:
             attributes=event.attributes,
         )
 
-    def span_entries(self, span: SpanRecord, depth: int, seen: set[str] | None = None) -> list[TimelineEntry]:
-        """``span``'s CALL line, its events and nested calls in time order, and its end line.
+    def start_entry(self, span: SpanRecord, depth: int, orphan: bool = False) -> TimelineEntry:
+        kind, text = _describe_start(span, self.fmt, self.view.full)
+        if orphan:
+            text += f"  [parent #{span.parent_span_id} not in this trace]"
+        return self.entry(
+            span, span.start_ns, depth, kind, _mechanism(span.attributes), text, attributes=span.attributes
+        )
 
-        Iterative, with an explicit stack: traced recursion can nest spans deeper than Python's
-        own recursion limit allows this function to recurse.
-        """
-        seen = set() if seen is None else seen
-        out: list[TimelineEntry] = []
-        stack: list[tuple[int, SpanRecord, EventRecord | None]] = [(depth, span, None)]
+    def end_entry(self, span: SpanRecord, depth: int) -> TimelineEntry:
+        kind, text = _describe_end(span, self.fmt)
+        return self.entry(span, span.end_ns, depth, kind, _mechanism(span.attributes), text)
+
+    def _visible(self, start_ns: int, end_ns: int) -> bool:
+        return (self.since is None or end_ns >= self.since) and (self.until is None or start_ns <= self.until)
+
+    def _items(
+        self, span: SpanRecord, level: int, extra: Iterator[SpanRecord] | None
+    ) -> Iterator[tuple[int, int, Any]]:
+        """What happens inside ``span``, by time: events first when a child starts at the same instant."""
+        consumed = _exception_event(span)
+        events = ((e.time_ns, 0, e) for e in span.events if e is not consumed)
+        direct = self.tree.children(span.span_id)
+        kids: Iterator[SpanRecord | _Fold] = _folded(direct) if self.view.fold else direct
+        children = ((c.first.start_ns if isinstance(c, _Fold) else c.start_ns, 1, c) for c in kids)
+        streams: list[Iterator[tuple[int, int, Any]]] = [events, children]
+        if extra is not None:
+            orphans: Iterator[SpanRecord | _Fold] = _folded(extra, orphans=True) if self.view.fold else extra
+            streams.append(
+                (o.first.start_ns, 1, o) if isinstance(o, _Fold) else (o.start_ns, 1, _Orphan(o))
+                for o in orphans
+            )
+        return heapq.merge(*streams, key=lambda item: (item[0], item[1]))
+
+    def walk(
+        self,
+        root: SpanRecord,
+        depth: int = 0,
+        orphan: bool = False,
+        extra: Iterator[SpanRecord] | None = None,
+    ) -> Iterator[TimelineEntry]:
+        """``root``'s start line, what happened inside it, and its end line (with ``extra`` spans
+        merged in as its children: the orphans of a trace, placed under its root by time)."""
+        if not self._visible(root.start_ns, root.end_ns):
+            return
+        limit = self.view.depth
+        yield from self._request(root, depth)
+        yield self.start_entry(root, depth, orphan)
+        empty: Iterator[tuple[int, int, Any]] = iter(())
+        open_ = limit is None or depth < limit
+        stack: list[tuple[SpanRecord, int, Iterator[tuple[int, int, Any]]]] = [
+            (root, depth, self._items(root, depth, extra) if open_ else empty)
+        ]
         while stack:
-            level, current, event = stack.pop()
-            if event is not None:
-                out.append(self.event_entry(current, event, level))
-            elif level < 0:  # the marker pushed below the span's contents: its end line
-                kind, text = _describe_end(current)
-                out.append(
-                    self.entry(
-                        current, current.end_ns, -level - 1, kind, _mechanism(current.attributes), text
-                    )
-                )
-            elif current.span_id not in seen:  # a span seen twice means a parent cycle in bad data
-                seen.add(current.span_id)
-                kind, text = _describe_start(current)
-                mechanism = _mechanism(current.attributes)
-                out.append(
-                    self.entry(
-                        current, current.start_ns, level, kind, mechanism, text, attributes=current.attributes
-                    )
-                )
-                consumed = _exception_event(current)
-                inner: list[tuple[int, int, tuple[int, SpanRecord, EventRecord | None]]] = [
-                    (e.time_ns, 0, (level + 1, current, e)) for e in current.events if e is not consumed
-                ]
-                inner += [
-                    (c.start_ns, 1, (level + 1, c, None)) for c in self.children.get(current.span_id, [])
-                ]
-                inner.sort(key=lambda x: (x[0], x[1]))
-                stack.append((-level - 1, current, None))
-                stack.extend(item for _, _, item in reversed(inner))
-        return out
+            span, level, items = stack[-1]
+            item = next(items, None)
+            if item is None:
+                stack.pop()
+                yield self.end_entry(span, level)
+                continue
+            payload = item[2]
+            if isinstance(payload, EventRecord):
+                if self._visible(payload.time_ns, payload.time_ns):
+                    yield self.event_entry(span, payload, level + 1)
+                continue
+            if isinstance(payload, _Fold):
+                if self._visible(payload.first.start_ns, payload.end_ns):
+                    yield self.entry(payload.first, payload.first.start_ns, level + 1, "fold",
+                                     _mechanism(payload.first.attributes), payload.text())  # fmt: skip
+                continue
+            orphan_child = isinstance(payload, _Orphan)
+            child = payload.span if orphan_child else payload
+            if not self._visible(child.start_ns, child.end_ns):
+                continue
+            yield from self._request(child, level + 1)
+            yield self.start_entry(child, level + 1, orphan_child)
+            deeper = limit is None or level + 1 < limit
+            stack.append((child, level + 1, self._items(child, level + 1, None) if deeper else empty))
 
-    def all_entries(self) -> list[TimelineEntry]:
-        seen: set[str] = set()
-        entries: list[TimelineEntry] = []
-        for root in self.trace.roots():
-            entries += self.span_entries(root, 0, seen)
-        return entries
+    def _request(self, span: SpanRecord, depth: int) -> Iterator[TimelineEntry]:
+        # A server trace is a series of requests: each gets its own section heading.
+        if span.kind == "SERVER":
+            yield self.entry(span, span.start_ns, depth, "request",
+                             _mechanism(span.attributes), f"REQUEST {span.name} #{span.span_id}")  # fmt: skip
+
+    def all_entries(self) -> Iterator[TimelineEntry]:
+        roots = self.tree.roots()
+        first = next(roots, None)
+        if first is None:  # every root is in another process: the orphans are the roots
+            for orphan in self.tree.orphans():
+                yield from self.walk(orphan, 0, orphan=True)
+            return
+        yield from self.walk(first, 0, extra=self.tree.orphans())
+        for root in roots:
+            yield from self.walk(root, 0)
+
+
+@dataclass(frozen=True)
+class _Orphan:
+    span: SpanRecord
 
 
 def matches_function(span: SpanRecord, pattern: str) -> bool:
-    """Whether ``pattern`` selects this span's function for ``--function``.
+    """Whether ``pattern`` selects this span's function for ``--function``."""
+    return function_matcher(pattern)(function_name(span))
+
+
+def function_matcher(pattern: str) -> Callable[[str], bool]:
+    """The ``--function`` test on a function name.
 
     A target pattern's ``:`` is read as ``.``; with wildcards (``*?[``) the pattern must match the
     whole qualified name or its tail (``check_*`` matches ``shop.inventory.check_stock``),
     otherwise it must occur in the name.
     """
-    name = function_name(span)
     pat = pattern.strip().replace(":", ".")
     if any(c in pat for c in "*?["):
-        return fnmatch.fnmatchcase(name, pat) or fnmatch.fnmatchcase(name, "*." + pat)
-    return pat in name
+        return lambda name: fnmatch.fnmatchcase(name, pat) or fnmatch.fnmatchcase(name, "*." + pat)
+    return lambda name: pat in name
+
+
+class _Ancestry:
+    """Parents and function names of spans, looked up in the store and remembered (bounded)."""
+
+    def __init__(self, reader: TraceReader, cap: int = 200_000) -> None:
+        self.reader, self.cap = reader, cap
+        self.known: OrderedDict[str, tuple[str | None, str] | None] = OrderedDict()
+
+    def get(self, span_id: str) -> tuple[str | None, str] | None:
+        if span_id in self.known:
+            self.known.move_to_end(span_id)
+            return self.known[span_id]
+        found = self.reader.parent_and_function(span_id)
+        self.known[span_id] = found
+        if len(self.known) > self.cap:
+            self.known.popitem(last=False)
+        return found
+
+    def chain(self, span_id: str | None) -> Iterator[tuple[str, str]]:
+        """``(span_id, function)`` from ``span_id`` up to the root (stops at a missing parent or a cycle)."""
+        seen: set[str] = set()
+        while span_id and span_id not in seen:
+            seen.add(span_id)
+            found = self.get(span_id)
+            if found is None:
+                return
+            yield span_id, found[1]
+            span_id = found[0]
+
+
+def function_entries(reader: TraceReader, pattern: str, view: View | None = None) -> Iterator[TimelineEntry]:
+    """``--function``: only the matching calls with their own events, each indented by how many
+    matching calls enclose it. Matching is decided inside SQLite on the name, so a million-span
+    trace is read through its function index, not decoded."""
+    matcher = function_matcher(pattern)
+    walker = _Walker(reader, reader.stats().start_ns, view)
+    ancestry = _Ancestry(reader)
+    # The matching calls still open, innermost last, each with its events not yet shown.
+    stack: list[tuple[SpanRecord, deque[EventRecord]]] = []
+
+    def flush(until_ns: int | None) -> Iterator[TimelineEntry]:
+        span, events = stack[-1]
+        while events and (until_ns is None or events[0].time_ns <= until_ns):
+            yield walker.event_entry(span, events.popleft(), len(stack))
+
+    def pop() -> Iterator[TimelineEntry]:
+        yield from flush(None)
+        span, _ = stack.pop()
+        yield walker.end_entry(span, len(stack))
+
+    for span in reader.spans(matcher):
+        enclosing = next((sid for sid, name in ancestry.chain(span.parent_span_id) if matcher(name)), None)
+        while stack and stack[-1][0].span_id != enclosing:
+            yield from pop()
+        if stack:
+            yield from flush(span.start_ns)
+        yield walker.start_entry(span, len(stack))
+        consumed = _exception_event(span)
+        stack.append((span, deque(e for e in span.events if e is not consumed)))
+    while stack:
+        yield from pop()
+
+
+def where_entries(reader: TraceReader, where: Where, view: View | None = None) -> Iterator[TimelineEntry]:
+    """``--where``: every call and event whose captured values satisfy ``where``, in start order,
+    each with its call path (``outer > inner: ...``). Only spans whose stored text mentions one of
+    the condition's names are decoded."""
+    walker = _Walker(reader, reader.stats().start_ns, view)
+    ancestry = _Ancestry(reader)
+
+    def located(span: SpanRecord, entry: TimelineEntry) -> TimelineEntry:
+        names = [name for _, name in ancestry.chain(span.span_id) if name != semconv.SESSION_SPAN_NAME]
+        entry.text = f"{' > '.join(reversed(names))}: {entry.text}"
+        return entry
+
+    for span in reader.mentioning(where.names):
+        call = captured_values(span.attributes)
+        if where.matches(call):
+            yield located(span, walker.start_entry(span, 0))
+        for event in span.events:
+            # An event sees its call's arguments too ("item == 'a' and remaining < 0" works), but
+            # is listed only when the condition reads something the event itself captured.
+            own = captured_values(event.attributes)
+            if not where.names.isdisjoint(own) and where.matches({**call, **own}):
+                yield located(span, walker.event_entry(span, event, 0))
 
 
 def build_timeline(trace: TraceData, function: str | None = None) -> list[TimelineEntry]:
     """The timeline entries of ``trace``; with ``function``, only matching calls and their events,
     indented by how many matching calls enclose them."""
-    builder = _Builder(trace)
-    entries = builder.all_entries()
     if not function:
-        return entries
-    spans = {s.span_id: s for s in trace.spans}
-    keep = {sid for sid, s in spans.items() if matches_function(s, function)}
-    depth_of: dict[str, int] = {}
-    for sid in keep:
-        depth, parent = 0, spans[sid].parent_span_id
-        visited = {sid}
-        while parent in spans and parent not in visited:
-            visited.add(parent)
-            depth += parent in keep
-            parent = spans[parent].parent_span_id
-        depth_of[sid] = depth
-    result = []
-    for e in entries:
-        if e.span_id in keep:
-            e.depth = depth_of[e.span_id] + (0 if e.kind in _BOUNDARY_KINDS else 1)
-            result.append(e)
-    return result
+        return list(_Walker(MemoryTree(trace), trace.start_ns, View(fold=False)).all_entries())
+    with staged(trace) as reader:
+        return list(function_entries(reader, function, View(fold=False)))
 
 
 # -- following messages --------------------------------------------------------------------------
@@ -446,8 +738,9 @@ def follow(trace: TraceData, ident: str) -> list[TimelineEntry]:
     linked to another span with no message events is followed along the link.
     """
     messages = _Messages(trace)
-    builder = _Builder(trace)
-    key = ident.strip()
+    builder = _Walker(MemoryTree(trace), trace.start_ns, View(fold=False))
+    # The timeline prints message IDs as #id: accept them as printed.
+    key = ident.strip().removeprefix("#")
     queue: deque[str] = deque()
     start_span: SpanRecord | None = None
     if key in messages.ids():
@@ -469,7 +762,7 @@ def follow(trace: TraceData, ident: str) -> list[TimelineEntry]:
         linked = [messages.spans[x.span_id] for x in start_span.links if x.span_id in messages.spans]
         for sender in linked:
             entries += _boundary(builder, sender)
-        entries += builder.span_entries(start_span, 1)
+        entries += list(builder.walk(start_span, 1))
         return entries
     done: set[str] = set()
     while queue:
@@ -488,10 +781,10 @@ def follow(trace: TraceData, ident: str) -> list[TimelineEntry]:
     return entries
 
 
-def _boundary(builder: _Builder, span: SpanRecord, sent: EventRecord | None = None) -> list[TimelineEntry]:
+def _boundary(builder: _Walker, span: SpanRecord, sent: EventRecord | None = None) -> list[TimelineEntry]:
     # A sender shown by its CALL line, the send itself, and its RETURN line: the rest of the
     # sender's work is not part of the chain.
-    lines = builder.span_entries(span, 1)
+    lines = list(builder.walk(span, 1))
     out = [lines[0]]
     if sent is not None:
         out.append(builder.event_entry(span, sent, 2))
@@ -500,7 +793,7 @@ def _boundary(builder: _Builder, span: SpanRecord, sent: EventRecord | None = No
 
 
 def _message_entries(
-    builder: _Builder, messages: _Messages, trace: TraceData, mid: str
+    builder: _Walker, messages: _Messages, trace: TraceData, mid: str
 ) -> list[TimelineEntry]:
     sent_events = messages.sent.get(mid, [])
     received = messages.received.get(mid, [])
@@ -524,67 +817,116 @@ def _message_entries(
     for sender in senders:
         entries += _boundary(builder, sender, sent_by.get(sender.span_id))
     for receiver in receivers:
-        entries += builder.span_entries(receiver, 1)
+        entries += list(builder.walk(receiver, 1))
     return entries
 
 
 # -- drawing -------------------------------------------------------------------------------------
-def entries_to_json(entries: list[TimelineEntry]) -> list[dict[str, Any]]:
+def entries_to_json(entries: Iterable[TimelineEntry]) -> list[dict[str, Any]]:
     """The entries as JSON-ready objects (``otel-scope history --json``)."""
     return [asdict(e) for e in entries]
 
 
-def _header(trace: TraceData) -> list[Text]:
-    session = next(
-        (s.attributes[semconv.SESSION_NAME] for s in trace.spans if semconv.SESSION_NAME in s.attributes),
-        None,
+SUMMARY_MIN_SPANS = 1_000  # traces with more spans than this start with a summary
+_SUMMARY_FUNCTIONS = 15
+_SUMMARY_SLOWEST = 5
+_ANSI = {
+    "bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
+    "magenta": "35", "cyan": "36", "bold red": "1;31", "bold yellow": "1;33",
+}  # fmt: skip
+
+
+class Output:
+    """Timeline lines to a text stream, coloured only when asked (a terminal, or a pager of one).
+
+    Writing plain strings rather than rich renderables keeps a million-line timeline at the cost
+    of the text itself; captured values are written as they are, never read as markup.
+    """
+
+    def __init__(self, stream: IO[str], colour: bool) -> None:
+        self.stream, self.colour = stream, colour
+
+    @classmethod
+    def for_console(cls, console: Console) -> Output:
+        return cls(console.file, console.is_terminal and console.color_system is not None)
+
+    def line(self, *parts: tuple[str, str] | str) -> None:
+        out = []
+        for part in parts:
+            text, style = (part, "") if isinstance(part, str) else part
+            code = _ANSI.get(style) if self.colour else None
+            out.append(f"\x1b[{code}m{text}\x1b[0m" if code and text else text)
+        self.stream.write("".join(out) + "\n")
+
+
+def _header(stats: TraceStats) -> list[tuple[str, str]]:
+    first = f"Trace {stats.trace_id}"
+    if stats.session_name:
+        first += f"  session {stats.session_name}"
+    if stats.services:
+        first += f"  service {', '.join(stats.services)}"
+    by_mechanism = ", ".join(f"{m} {n}" for m, n in stats.by_mechanism.items() if n)
+    second = (
+        f"started {format_time(stats.start_ns)}  duration {format_duration(stats.duration_ns)}  "
+        f"spans {stats.span_count} ({by_mechanism})" + (f"  errors {stats.errors}" if stats.errors else "")
     )
-    services = sorted({s.service_name for s in trace.spans if s.service_name})
-    counts = {m: 0 for m in _TAGS}
-    for span in trace.spans:
-        counts[_mechanism(span.attributes)] += 1
-    errors = sum(s.status_code == "ERROR" for s in trace.spans)
-    first = Text.assemble(("Trace ", "bold"), (trace.trace_id, "bold"))
-    if session:
-        first.append(f"  session {session!s}")
-    if services:
-        first.append(f"  service {', '.join(services)}")
-    by_mechanism = ", ".join(f"{m} {n}" for m, n in counts.items() if n)
-    second = Text(
-        f"started {format_time(trace.start_ns)}  duration {format_duration(trace.duration_ns)}  "
-        f"spans {len(trace.spans)} ({by_mechanism})" + (f"  errors {errors}" if errors else ""),
-        style="dim",
-    )
-    lines = [first, second]
-    dropped = sum(_count(s.attributes.get(semconv.CAPTURES_DROPPED)) for s in trace.spans)
-    if dropped:
-        reasons = sorted(
-            {
-                str(s.attributes[semconv.CAPTURES_DROPPED_REASON])
-                for s in trace.spans
-                if semconv.CAPTURES_DROPPED_REASON in s.attributes
-            }
-        )
+    lines = [(first, "bold"), (second, "dim")]
+    if stats.dropped_captures:
+        reasons = f" ({', '.join(stats.dropped_reasons)})" if stats.dropped_reasons else ""
+        lines.append((f"dropped captures: {stats.dropped_captures}{reasons}", "yellow"))
+    if stats.sdk_dropped_events:
         lines.append(
-            Text(
-                f"dropped captures: {dropped}" + (f" ({', '.join(reasons)})" if reasons else ""),
-                style="yellow",
+            (
+                f"events dropped at the SDK's per-span limit: {stats.sdk_dropped_events} (the oldest ones)",
+                "yellow",
             )
         )
-    sdk_dropped = sum(s.dropped_events_count for s in trace.spans)
-    if sdk_dropped:
-        lines.append(
-            Text(
-                f"events dropped at the SDK's per-span limit: {sdk_dropped} (the oldest ones)", style="yellow"
-            )
-        )
-    lines += [Text(f"warning: {w}", style="yellow") for w in trace.warnings]
+    lines += [(f"warning: {w}", "yellow") for w in stats.warnings]
     return lines
 
 
-def _draw(entry: TimelineEntry) -> Text:
+def trace_stats(reader: TraceReader) -> TraceStats:
+    """The reader's stats with the warnings a backend gave about the trace."""
+    stats = reader.stats()
+    stats.warnings = list(reader.warnings)
+    return stats
+
+
+def write_summary(reader: TraceReader, stats: TraceStats, out: Output) -> None:
+    """The summary of a big trace: where the time went, the slowest calls and the exceptions."""
+    functions = reader.function_stats()
+    out.line((f"Summary: {len(functions):,} functions, {stats.span_count:,} spans", "bold"))
+    width = max([len(f.function) for f in functions[:_SUMMARY_FUNCTIONS]] + [8])
+    out.line((f"  {'FUNCTION':<{width}}  {'CALLS':>9}  {'TOTAL':>10}  {'SELF':>10}  RAISED", "dim"))
+    for f in functions[:_SUMMARY_FUNCTIONS]:
+        out.line(
+            f"  {f.function:<{width}}  {f.calls:>9,}  {format_duration(f.total_ns):>10}  "
+            f"{format_duration(f.self_ns):>10}  {f.errors or '':>6}"
+        )
+    if len(functions) > _SUMMARY_FUNCTIONS:
+        out.line((f"  ... {len(functions) - _SUMMARY_FUNCTIONS:,} more functions", "dim"))
+    out.line(("  slowest calls:", "bold"))
+    for span in reader.slowest(_SUMMARY_SLOWEST):
+        out.line(
+            f"    {format_duration(span.duration_ns):>10}  {function_name(span)}  #{span.span_id}  "
+            f"at {format_offset(span.start_ns - stats.start_ns)}"
+        )
+    raised, failures = reader.exceptions(_SUMMARY_SLOWEST)
+    if raised:
+        out.line((f"  exceptions: {raised:,}", "bold red"))
+        for span in failures:
+            exc = _exception_event(span)
+            what = _exception_text(exc.attributes) if exc is not None else span.status_message or "error"
+            at = format_offset(span.start_ns - stats.start_ns)
+            out.line(f"    {at}  {function_name(span)}  {what}  #{span.span_id}")
+    out.line()
+
+
+def _draw(entry: TimelineEntry, out: Output) -> None:
     keyword, _, rest = entry.text.partition(" ")
-    return Text.assemble(
+    if entry.kind == "request":
+        out.line()
+    out.line(
         (f"{format_offset(entry.offset_ns):>12}", "dim"),
         " ",
         (f"{_TAGS.get(entry.mechanism, '[OTEL]'):<9}", _TAG_STYLES.get(entry.mechanism, "")),
@@ -596,24 +938,75 @@ def _draw(entry: TimelineEntry) -> Text:
     )
 
 
-def render_entries(trace: TraceData, entries: list[TimelineEntry], console: Console) -> None:
-    """Print the header of ``trace`` and then ``entries``, one line each, never wrapped."""
-    for line in _header(trace):
-        console.print(line, soft_wrap=True)
-    console.print()
+def _write_header(stats: TraceStats, out: Output) -> None:
+    for text, style in _header(stats):
+        out.line((text, style))
+    out.line()
+
+
+def _write_lines(entries: Iterable[TimelineEntry], out: Output, limit: int | None) -> int:
+    """Draw ``entries`` as they come, stopping (and saying so) after ``limit``; returns how many."""
+    shown = 0
     for entry in entries:
-        console.print(_draw(entry), soft_wrap=True)
+        if limit is not None and shown >= limit:
+            out.line((f"-- stopped after --limit {limit} lines --", "dim"))
+            break
+        _draw(entry, out)
+        shown += 1
+    return shown
+
+
+def write_entries(stats: TraceStats, entries: Iterable[TimelineEntry], out: Output) -> None:
+    """Print the header and then ``entries``, one line each, as they come."""
+    _write_header(stats, out)
+    _write_lines(entries, out, None)
+
+
+def render_entries(trace: TraceData, entries: Iterable[TimelineEntry], out: Console | Output) -> None:
+    """Print the header of ``trace`` and then ``entries``, one line each, never wrapped."""
+    with staged(trace) as reader:
+        write_entries(
+            trace_stats(reader), entries, out if isinstance(out, Output) else Output.for_console(out)
+        )
+
+
+@dataclass(frozen=True)
+class Request:
+    """What ``history`` was asked to show of one trace."""
+
+    function: str | None = None
+    where: Where | None = None
+    view: View = field(default_factory=View)
+    limit: int | None = None
+    summary: bool | None = None  # None: only for traces over SUMMARY_MIN_SPANS
+
+
+def history_entries(reader: TraceReader, request: Request, start_ns: int) -> Iterator[TimelineEntry]:
+    """The timeline entries ``request`` selects, read lazily from ``reader``."""
+    if request.where is not None:
+        return where_entries(reader, request.where, request.view)
+    if request.function:
+        return function_entries(reader, request.function, request.view)
+    return _Walker(reader, start_ns, request.view).all_entries()
+
+
+def write_history(reader: TraceReader, request: Request, out: Output) -> None:
+    """Print one trace's header, its summary when it is big, and the timeline ``request`` selects."""
+    stats = trace_stats(reader)
+    _write_header(stats, out)
+    summary = request.summary if request.summary is not None else stats.span_count > SUMMARY_MIN_SPANS
+    if summary and request.where is None and not request.function:
+        write_summary(reader, stats, out)
+    if _write_lines(history_entries(reader, request, stats.start_ns), out, request.limit):
+        return
+    if request.where is not None:
+        out.line(f"no calls or events where {request.where.text!r}")
+    elif request.function:
+        names = ", ".join(sorted({f.function for f in reader.function_stats()})[:12]) or "none"
+        out.line(f"no calls matching {request.function!r}; functions in this trace: {names}")
 
 
 def render_history(trace: TraceData, console: Console, function: str | None = None) -> None:
     """Print the unified timeline of ``trace``, optionally only the calls matching ``function``."""
-    entries = build_timeline(trace, function)
-    render_entries(trace, entries, console)
-    if function and not entries:
-        names = sorted({function_name(s) for s in trace.spans if semconv.MECHANISM in s.attributes})
-        console.print(
-            Text(
-                f"no calls matching {function!r}; functions in this trace: {', '.join(names[:12]) or 'none'}"
-            ),
-            soft_wrap=True,
-        )
+    with staged(trace) as reader:
+        write_history(reader, Request(function=function, view=View(fold=False)), Output.for_console(console))

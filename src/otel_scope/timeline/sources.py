@@ -15,7 +15,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from abc import ABC, abstractmethod
 from collections import defaultdict
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from otel_scope.store import SpanStore, StoreError
@@ -23,6 +25,8 @@ from otel_scope.timeline.errors import SourceError, TraceNotFound
 from otel_scope.timeline.jaeger_json import traces_from_jaeger
 from otel_scope.timeline.model import SpanRecord, TraceData
 from otel_scope.timeline.otlp_json import normalize_id, spans_from_otlp
+from otel_scope.timeline.reader import TraceReader
+from otel_scope.timeline.staging import staged
 
 HTTP_TIMEOUT_S = 10.0
 
@@ -32,6 +36,10 @@ class TraceSource(Protocol):
 
     def get_trace(self, trace_id: str) -> TraceData:
         """The trace, or :class:`TraceNotFound`; other failures raise :class:`SourceError`."""
+        ...
+
+    def open_trace(self, trace_id: str) -> AbstractContextManager[TraceReader]:
+        """The trace as a lazy :class:`TraceReader` (what the timeline and export read)."""
         ...
 
     def last_trace_id(self) -> str | None:
@@ -76,8 +84,31 @@ class LocalStoreSource:
             )
         return trace
 
+    def open_trace(self, trace_id: str) -> AbstractContextManager[TraceReader]:
+        """Read the stored trace in place, without loading it."""
+        try:
+            full = self.store.resolve(_hex_query(trace_id))
+        except StoreError as exc:
+            raise SourceError(str(exc)) from None
+        if full is None:
+            raise TraceNotFound(
+                f"no trace {trace_id} in the local store {self.path}; "
+                "`otel-scope sessions` lists the stored ones"
+            )
+        return TraceReader(self.path, full)
+
     def last_trace_id(self) -> str | None:
         return self.store.last_trace_id()
+
+
+class _Staged(ABC):
+    """``open_trace`` for sources that answer with a whole trace: stage it for the reader."""
+
+    @abstractmethod
+    def get_trace(self, trace_id: str) -> TraceData: ...
+
+    def open_trace(self, trace_id: str) -> AbstractContextManager[TraceReader]:
+        return staged(self.get_trace(trace_id))
 
 
 # -- HTTP backends -------------------------------------------------------------------------------
@@ -124,7 +155,7 @@ def _from_otlp(trace_id: str, document: Any, warnings: list[str] | None = None) 
     return TraceData(trace_id, spans, warnings or []) if spans else None
 
 
-class JaegerSource:
+class JaegerSource(_Staged):
     """Jaeger's query service (port 16686): the v3 API, falling back to the legacy UI API."""
 
     def __init__(self, base_url: str, *, timeout: float = HTTP_TIMEOUT_S) -> None:
@@ -181,7 +212,7 @@ class JaegerSource:
 _JAEGER_SELF = frozenset({"jaeger", "jaeger-all-in-one", "jaeger-query", "jaeger-collector"})
 
 
-class TempoSource:
+class TempoSource(_Staged):
     """Grafana Tempo's HTTP API (port 3200): v2 trace-by-ID, falling back to v1."""
 
     def __init__(self, base_url: str, *, timeout: float = HTTP_TIMEOUT_S) -> None:
@@ -277,7 +308,7 @@ def _merge(traces: list[TraceData]) -> list[TraceData]:
     return list(merged.values())
 
 
-class FileSource:
+class FileSource(_Staged):
     """A trace file: OTLP JSON or JSONL (the OTLP file exporter's output), or Jaeger JSON."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

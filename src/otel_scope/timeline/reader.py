@@ -1,0 +1,242 @@
+"""Reading one stored trace piece by piece, so a million-span trace costs what one screen costs.
+
+``SpanStore.get_trace`` loads a whole trace, which is what the small-trace API wants and what made
+``history`` take minutes and gigabytes on real programs' traces. :class:`TraceReader` instead
+answers the questions the timeline asks (the roots, a call's children in start order, the spans
+whose parent is missing, per-function totals) with indexed queries whose rows are read lazily.
+It has its own read-only connection: its cursors stay open while the caller renders, which must
+neither hold the store's write lock nor block the processes exporting into the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from otel_scope import semconv
+from otel_scope.store.spanstore import (
+    BUSY_TIMEOUT_MS,
+    COMPILE_TIME,
+    DROPPED_EXPR,
+    NOTABLE,
+    RUNTIME,
+    SPAN_COLUMNS,
+    record_from_row,
+)
+from otel_scope.timeline.model import FunctionStats, SpanRecord, TraceStats
+
+# The parents that are not in the trace: each distinct parent ID looked up once, so finding the
+# orphans of a million spans costs one pass over the parent index and a probe per parent.
+_MISSING_PARENTS = (
+    "SELECT parent FROM (SELECT DISTINCT parent_span_id AS parent FROM spans INDEXED BY spans_trace_parent "
+    "WHERE trace_id = ?1 AND parent_span_id IS NOT NULL) "
+    "WHERE NOT EXISTS (SELECT 1 FROM spans p WHERE p.trace_id = ?1 AND p.span_id = parent)"
+)
+
+
+def _json_path(key: str) -> str:
+    return "'$.\"" + key + "\"'"
+
+
+class TraceReader:
+    """Lazy, indexed reads of one trace in a store file (``trace_id`` is the full ID)."""
+
+    def __init__(self, path: str | os.PathLike[str], trace_id: str) -> None:
+        self.path = os.fspath(path)
+        self.trace_id = trace_id
+        # What a backend said about the trace (a partial answer), shown in the header.
+        self.warnings: list[str] = []
+        self._missing_parents: list[str] | None = None
+        uri = "file:" + os.path.abspath(self.path).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+        self._conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> TraceReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _spans(
+        self, where: str, params: tuple[Any, ...] = (), order: str = "start_ns, end_ns", index: str = ""
+    ) -> Iterator[SpanRecord]:
+        """Decoded spans of the trace; ``?1`` in ``where`` is the trace ID, ``params`` are ``?2``..."""
+        indexed = f" INDEXED BY {index}" if index else ""
+        cursor = self._conn.execute(
+            f"SELECT {SPAN_COLUMNS} FROM spans{indexed} WHERE trace_id = ?1 AND {where} ORDER BY {order}",
+            (self.trace_id, *params),
+        )
+        for row in cursor:
+            yield record_from_row(self.trace_id, row)
+
+    # -- the tree --------------------------------------------------------------------------------
+    def roots(self) -> Iterator[SpanRecord]:
+        """Spans with no parent at all, in start order (normally the one session span)."""
+        return self._spans("parent_span_id IS NULL", index="spans_trace_parent")
+
+    def orphans(self) -> Iterator[SpanRecord]:
+        """Spans whose parent is not in the trace, in start order: data is missing above them.
+
+        After :meth:`function_stats` (the summary) the missing parents are already known.
+        """
+        if self._missing_parents is None:
+            return self._spans(f"parent_span_id IN ({_MISSING_PARENTS})")
+        if not self._missing_parents:
+            return iter(())
+        self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS missing_parents (span_id TEXT PRIMARY KEY)")
+        self._conn.execute("DELETE FROM missing_parents")
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO missing_parents VALUES (?)", [(p,) for p in self._missing_parents]
+        )
+        return self._spans("parent_span_id IN (SELECT span_id FROM missing_parents)")
+
+    def children(self, span_id: str) -> Iterator[SpanRecord]:
+        """The spans whose parent is ``span_id``, in start order (through the parent index)."""
+        return self._spans("parent_span_id = ?2", (span_id,), index="spans_trace_parent")
+
+    def spans(self, function: Callable[[str], bool] | None = None) -> Iterator[SpanRecord]:
+        """Every span in start order; with ``function``, only those whose name it accepts
+        (decided on the name index, so other spans are never read)."""
+        if function is None:
+            return self._spans("1")
+        self._conn.create_function("otel_scope_function", 1, lambda name: bool(function(name or "")))
+        return self._spans(
+            "span_id IN (SELECT span_id FROM spans INDEXED BY spans_trace_name "
+            "WHERE trace_id = ?1 AND otel_scope_function(name))"
+        )
+
+    def mentioning(self, words: frozenset[str]) -> Iterator[SpanRecord]:
+        """Spans whose attributes or events contain one of ``words`` (a superset, for ``--where``)."""
+        if not words:
+            return iter(())
+        tests = " OR ".join(
+            f"instr(attributes, ?{2 * n + 2}) OR instr(events, ?{2 * n + 3})" for n in range(len(words))
+        )
+        params = tuple(w for word in sorted(words) for w in (word, word))
+        return self._spans(f"({tests})", params)
+
+    def parent_and_function(self, span_id: str) -> tuple[str | None, str] | None:
+        """A span's parent ID and name (for call paths), or ``None`` if not stored."""
+        row = self._conn.execute(
+            "SELECT parent_span_id, name FROM spans WHERE trace_id = ? AND span_id = ?",
+            (self.trace_id, span_id),
+        ).fetchone()
+        return (row[0] or None, row[1]) if row else None
+
+    def resources(self) -> list[str]:
+        """The distinct resources (as stored JSON), in order of first appearance."""
+        rows = self._conn.execute(
+            "SELECT resource, min(start_ns) FROM spans WHERE trace_id = ? GROUP BY resource ORDER BY 2",
+            (self.trace_id,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def spans_of_resource(self, resource: str) -> Iterator[SpanRecord]:
+        return self._spans("resource = ?2", (resource,))
+
+    # -- aggregates ------------------------------------------------------------------------------
+    def stats(self) -> TraceStats:
+        """The header's numbers, from indexes: the function index for counts and times, the
+        service index, and the partial index of notable spans for what was dropped."""
+        # The trace's summary row is kept in step with its spans by every write.
+        row = self._conn.execute(
+            "SELECT span_count, start_ns, end_ns, error_count, session_name FROM traces WHERE trace_id = ?",
+            (self.trace_id,),
+        ).fetchone() or (0, 0, 0, 0, None)
+        count = row[0]
+        runtime, compile_time = (
+            self._conn.execute(
+                f"SELECT count(*) FROM spans WHERE trace_id = ? AND {which}", (self.trace_id,)
+            ).fetchone()[0]
+            for which in (RUNTIME, COMPILE_TIME)
+        )
+        # Distinct services by seeking the service index from one name to the next (a few seeks,
+        # not a pass over a million entries).
+        services = [
+            r[0]
+            for r in self._conn.execute(
+                "WITH RECURSIVE s(name) AS (SELECT min(service_name) FROM spans "
+                "INDEXED BY spans_trace_service WHERE trace_id = ?1 AND service_name > '' "
+                "UNION ALL SELECT (SELECT min(service_name) FROM spans INDEXED BY spans_trace_service "
+                "WHERE trace_id = ?1 AND service_name > s.name) FROM s WHERE s.name IS NOT NULL) "
+                "SELECT name FROM s WHERE name IS NOT NULL",
+                (self.trace_id,),
+            )
+        ]
+        reason = f"json_extract(attributes, {_json_path(semconv.CAPTURES_DROPPED_REASON)})"
+        dropped, sdk_dropped, reasons = self._conn.execute(
+            f"SELECT total(max(0, coalesce(CAST({DROPPED_EXPR} AS INTEGER), 0))), total(dropped_events), "
+            f"group_concat(DISTINCT {reason}) FROM spans WHERE trace_id = ? AND {NOTABLE}",
+            (self.trace_id,),
+        ).fetchone()
+        return TraceStats(
+            trace_id=self.trace_id,
+            span_count=count,
+            start_ns=row[1] or 0,
+            end_ns=row[2] or 0,
+            errors=int(row[3]),
+            by_mechanism={
+                semconv.MECHANISM_RUNTIME: runtime,
+                semconv.MECHANISM_COMPILE_TIME: compile_time,
+                "otel": count - runtime - compile_time,
+            },
+            services=services,
+            session_name=row[4],
+            dropped_captures=int(dropped),
+            dropped_reasons=sorted(set(reasons.split(","))) if reasons else [],
+            sdk_dropped_events=int(sdk_dropped),
+        )
+
+    def function_stats(self) -> list[FunctionStats]:
+        """Calls, total time, self time (minus direct children) and errors per function, the
+        most total time first.
+
+        Two passes over covering indexes: per-name totals from the name index, and children's
+        time per parent from the parent index (grouped, so each parent is looked up once, not
+        each span). The parents that turn out to be missing are kept for :meth:`orphans`.
+        """
+        totals = self._conn.execute(
+            "SELECT name, count(*), total(end_ns - start_ns), total(status_code = 'ERROR') "
+            "FROM spans INDEXED BY spans_trace_name WHERE trace_id = ? GROUP BY name",
+            (self.trace_id,),
+        ).fetchall()
+        children: dict[str, float] = {}
+        missing: list[str] = []
+        for parent, name, took in self._conn.execute(
+            "SELECT k.parent, p.name, k.took FROM (SELECT parent_span_id AS parent, "
+            "total(end_ns - start_ns) AS took FROM spans INDEXED BY spans_trace_parent "
+            "WHERE trace_id = ?1 AND parent_span_id IS NOT NULL GROUP BY parent_span_id) k "
+            "LEFT JOIN spans p ON p.trace_id = ?1 AND p.span_id = k.parent",
+            (self.trace_id,),
+        ):
+            if name is None:
+                missing.append(parent)
+            else:
+                children[name] = children.get(name, 0.0) + took
+        self._missing_parents = missing
+        stats = [
+            FunctionStats(name, calls, int(total), max(0, int(total - children.get(name, 0.0))), int(errors))
+            for name, calls, total, errors in totals
+        ]
+        return sorted(stats, key=lambda f: -f.total_ns)
+
+    def slowest(self, limit: int) -> list[SpanRecord]:
+        """The ``limit`` longest spans, longest first (the session root included)."""
+        ids = self._conn.execute(
+            "SELECT span_id FROM spans INDEXED BY spans_trace_name WHERE trace_id = ? "
+            "ORDER BY end_ns - start_ns DESC LIMIT ?",
+            (self.trace_id, max(0, limit)),
+        ).fetchall()
+        return [span for (span_id,) in ids for span in self._spans("span_id = ?2", (span_id,))]
+
+    def exceptions(self, limit: int) -> tuple[int, list[SpanRecord]]:
+        """How many spans failed, and the first ``limit`` of them in start order."""
+        failed = f"{NOTABLE} AND status_code = 'ERROR'"
+        total = self._conn.execute(
+            f"SELECT count(*) FROM spans WHERE trace_id = ? AND {failed}", (self.trace_id,)
+        ).fetchone()[0]
+        return total, list(self._spans(failed, order=f"start_ns LIMIT {max(0, int(limit))}"))
