@@ -8,10 +8,10 @@ from ``OTEL_SCOPE_*`` / ``pyproject.toml`` settings.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from otel_scope import _forksafe
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.engine import CompileTimeAdapter, Engine, Handle
 from otel_scope.runtime import messages, propagation
@@ -21,7 +21,7 @@ from otel_scope.targets.patterns import TargetPattern, parse_pattern
 from otel_scope.targets.planner import Request, production_limits, requests_from_settings
 
 _log = logging.getLogger("otel_scope")
-_lock = threading.Lock()
+_lock = _forksafe.lock()
 _engine: Engine | None = None
 
 MODES = ("auto", "runtime", "compile_time", "hybrid")

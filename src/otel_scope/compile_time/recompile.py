@@ -17,12 +17,12 @@ import functools
 import inspect
 import itertools
 import linecache
-import threading
 import time
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType
 from typing import Any
 
+from otel_scope import _forksafe
 from otel_scope.compile_time.recorder import Probe, register
 from otel_scope.compile_time.rewriter import rewrite_source
 from otel_scope.targets.plan import CapturePlan
@@ -37,7 +37,7 @@ _KIND_FLAGS = (
     | inspect.CO_VARARGS
     | inspect.CO_VARKEYWORDS
 )
-_lock = threading.Lock()
+_lock = _forksafe.lock()
 
 
 class RecompileError(ValueError):

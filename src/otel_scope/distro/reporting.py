@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
+
+from otel_scope import _forksafe
 
 PREFIX = "otel-scope: "
 
@@ -36,7 +37,7 @@ class _OneLineExportFailure(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._said = False
-        self._lock = threading.Lock()
+        self._lock = _forksafe.lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:

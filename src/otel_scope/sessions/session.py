@@ -27,7 +27,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from otel_scope import semconv
+from otel_scope import _forksafe, semconv
 from otel_scope._version import __version__
 from otel_scope.sessions import state
 
@@ -45,7 +45,7 @@ class Session:
         self.trace_id = format(sc.trace_id, "032x")
         self.recording = span.is_recording()
         self._ended = False
-        self._lock = threading.Lock()
+        self._lock = _forksafe.lock()
 
     def end(self, how: str = "normal", exc: BaseException | None = None) -> bool:
         """End the session's span once; returns False if it had already ended."""

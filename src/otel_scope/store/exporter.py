@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_scope import _forksafe
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.store.spanstore import SpanStore
 
@@ -49,7 +49,7 @@ class LocalStoreSpanExporter(SpanExporter):
         self.max_age_days = settings.store_max_age_days if max_age_days is None else max_age_days
         self.max_mb = settings.store_max_mb if max_mb is None else max_mb
         self._store: SpanStore | None = None
-        self._lock = threading.Lock()
+        self._lock = _forksafe.lock()
         self._exports = 0
         self._warned = False
         self._shutdown = False

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_scope import semconv
+from otel_scope import _forksafe, semconv
 from otel_scope.timeline.model import EventRecord, LinkRecord, SpanRecord, TraceData
 
 SCHEMA_VERSION = 1
@@ -181,7 +180,7 @@ class SpanStore:
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], int] = time.time_ns) -> None:
         self.path = os.fspath(path)
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = _forksafe.lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         parent = os.path.dirname(os.path.abspath(self.path))
