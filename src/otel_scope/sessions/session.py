@@ -7,8 +7,9 @@
 * ``explicit``: only ``with otel_scope.session("name") as s:`` records, and ``s.trace_id`` says
   where it went.
 
-The process session's span ends and is flushed at exit, also after an uncaught exception,
-``sys.exit`` or SIGTERM.
+The process session's span ends and is exported at exit, also after an uncaught exception,
+``sys.exit`` or SIGTERM, within :data:`otel_scope.pipeline.EXIT_BUDGET_S`; what the export
+pipeline lost is counted on the root span.
 """
 
 from __future__ import annotations
@@ -21,17 +22,18 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from otel_scope import _forksafe, semconv
+from otel_scope import _forksafe, pipeline, semconv
 from otel_scope._version import __version__
 from otel_scope.sessions import state
 
 _log = logging.getLogger("otel_scope")
+_REAL_OS_EXIT = os._exit
 
 
 class Session:
@@ -47,13 +49,16 @@ class Session:
         self._ended = False
         self._lock = _forksafe.lock()
 
-    def end(self, how: str = "normal", exc: BaseException | None = None) -> bool:
-        """End the session's span once; returns False if it had already ended."""
+    def end(
+        self, how: str = "normal", exc: BaseException | None = None, attributes: dict[str, Any] | None = None
+    ) -> bool:
+        """End the session's span once, adding ``attributes``; returns False if it had already ended."""
         with self._lock:
             if self._ended:
                 return False
             self._ended = True
         try:
+            self.span.set_attributes(attributes or {})
             self.span.set_attribute(semconv.SESSION_EXIT, how)
             if exc is not None:
                 self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
@@ -96,14 +101,72 @@ def session(name: str) -> Iterator[Session]:
         s.end()
 
 
-class ProcessSession:
-    """The ``process`` session of a run: started once, ended exactly once at exit."""
+def _drop_attributes() -> dict[str, Any]:
+    """What the export pipeline lost so far, as attributes of the session root (none if nothing)."""
+    lost = pipeline.drops()
+    if not lost:
+        return {}
+    return {
+        semconv.SESSION_DROPPED_SPANS: sum(sum(reasons.values()) for reasons in lost.values()),
+        semconv.SESSION_DROPPED_REASONS: pipeline.describe_drops(lost),
+    }
 
-    def __init__(self, name: str, argv: list[str], on_end: Callable[[Session], None] | None = None) -> None:
+
+def _finish_export(report: Callable[[str], None] | None, who: str = "") -> None:
+    """Export what is left within the exit budget, then say what was lost (one line, if any)."""
+    if pipeline.processors():
+        pipeline.shutdown_all(pipeline.EXIT_BUDGET_S)
+    else:  # another configurator's processors: their flush may ignore its timeout, so bound it
+        flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+        if flush is not None:
+            pipeline.call_with_deadline(flush, pipeline.EXIT_BUDGET_S)
+    line = pipeline.loss_line()
+    if line and report is not None:
+        report(who + line)
+
+
+def flush_at_sigterm(report: Callable[[str], None] | None = None) -> None:
+    """Export this process's spans when it is terminated, in a process with no session of its own.
+
+    A ``multiprocessing`` pool worker (spawn, forkserver) is stopped by ``Pool.terminate()`` with
+    SIGTERM, where no ``atexit`` handler runs: without this its spans die in the queue.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        _finish_export(report, f"(pid {os.getpid()}) ")
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with contextlib.suppress(ValueError, OSError):
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, on_sigterm)
+
+
+class ProcessSession:
+    """The ``process`` session of a run: started once, ended exactly once at exit, by its process.
+
+    A child made by ``os.fork()`` inherits this object, its ``atexit`` entry and its SIGTERM
+    handler. Its spans stay in the parent's trace (the fallback context is the parent's root),
+    but the session is the parent's: the child only exports its own spans, within the exit
+    budget, and never ends the root or prints the closing line.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        on_end: Callable[[Session], None] | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
         self.session = _start_root(
             name, "process", {semconv.SESSION_COMMAND: " ".join(argv)[:512], "process.pid": os.getpid()}
         )
+        self._pid = os.getpid()
         self._on_end = on_end
+        self._report = report
+        self._child_done = 0  # pid of the forked child that already exported its spans
         ctx = trace.set_span_in_context(self.session.span)
         state.fallback_context = ctx
         self._token = otel_context.attach(ctx)
@@ -114,9 +177,24 @@ class ProcessSession:
                 if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
                     signal.signal(signal.SIGTERM, self._sigterm)
         atexit.register(self.end)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # A child that leaves with os._exit (pre-forking servers, multiprocessing's fork workers)
+        # runs no atexit handler: export its spans on the way out instead. ``from os import
+        # _exit`` taken before the fork is not covered, nor is a child that exec()s.
+        real_exit = _REAL_OS_EXIT
+
+        def exit_after_export(status: int) -> NoReturn:
+            with contextlib.suppress(Exception):
+                self.end()
+            real_exit(status)
+
+        os._exit = exit_after_export
 
     def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-        if self.session.recording:
+        if self.session.recording and os.getpid() == self._pid:
             self.session.span.record_exception(exc)
         self.end("exception", exc)
         self._previous_excepthook(exc_type, exc, tb)
@@ -127,15 +205,17 @@ class ProcessSession:
         os.kill(os.getpid(), signal.SIGTERM)
 
     def end(self, how: str = "normal", exc: BaseException | None = None) -> None:
-        """End the session span, flush it, and tell the user where to see it (once)."""
-        if not self.session.end(how, exc):
+        """End the session span, export within the exit budget, and say where to see it (once)."""
+        pid = os.getpid()
+        if pid != self._pid:  # a forked child: export its own spans, leave the session alone
+            if self._child_done != pid:
+                self._child_done = pid
+                _finish_export(self._report, f"(pid {pid}) ")
+            return
+        if not self.session.end(how, exc, _drop_attributes()):
             return
         state.fallback_context = None
-        provider = trace.get_tracer_provider()
-        flush = getattr(provider, "force_flush", None)
-        if flush is not None:
-            with contextlib.suppress(Exception):
-                flush(3000)
+        _finish_export(self._report)
         if self._on_end is not None:
             with contextlib.suppress(Exception):
                 self._on_end(self.session)

@@ -570,6 +570,12 @@ def _header(trace: TraceData) -> list[Text]:
                 style="yellow",
             )
         )
+    lost = sum(_count(s.attributes.get(semconv.SESSION_DROPPED_SPANS)) for s in trace.spans)
+    if lost:
+        where = [str(r) for s in trace.spans for r in s.attributes.get(semconv.SESSION_DROPPED_REASONS) or ()]
+        lines.append(
+            Text(f"dropped {lost:,} spans" + (f" ({'; '.join(where)})" if where else ""), style="yellow")
+        )
     sdk_dropped = sum(s.dropped_events_count for s in trace.spans)
     if sdk_dropped:
         lines.append(
