@@ -24,7 +24,9 @@ no worker until it ends its first span: the parent's worker thread does not exis
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import queue
 import threading
 import time
 import weakref
@@ -47,7 +49,7 @@ DEADLINE = "not exported by the exit deadline"
 
 # The local store commits a batch in one transaction: bigger batches and a deeper queue let it
 # keep up with a program making traced calls as fast as it can (see benchmarks/bench_store.py).
-_STORE_DEFAULTS = (262_144, 4096, 500)  # max queue size, max batch size, delay (ms)
+_STORE_DEFAULTS = (262_144, 1024, 500)  # max queue size, max batch size, delay (ms)
 _REMOTE_DEFAULTS = (2048, 512, 5000)  # the SDK's defaults for a collector
 
 
@@ -91,14 +93,15 @@ class ScopeSpanProcessor(SpanProcessor):
         from otel_scope.store.exporter import LocalStoreSpanExporter
 
         self.local = isinstance(exporter, LocalStoreSpanExporter)
-        queue, batch, delay = _STORE_DEFAULTS if self.local else _REMOTE_DEFAULTS
+        size, batch, delay = _STORE_DEFAULTS if self.local else _REMOTE_DEFAULTS
         self.exporter = exporter
         self.destination = destination(exporter)
-        self._max_queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", queue)
+        self._max_queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", size)
         self._max_batch = min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", batch), self._max_queue)
         self._delay_s = _env_int("OTEL_BSP_SCHEDULE_DELAY", delay) / 1000
-        self._drop_lock = _forksafe.lock()
-        self._start_lock = _forksafe.lock()
+        # Re-entrant: a SIGTERM handler runs on the main thread, maybe inside these very calls.
+        self._drop_lock = _forksafe.rlock()
+        self._start_lock = _forksafe.rlock()
         self._reset()
         weak = weakref.WeakMethod(self._reset)
 
@@ -114,7 +117,10 @@ class ScopeSpanProcessor(SpanProcessor):
     def _reset(self) -> None:
         """Start empty: at construction, and in a forked child (whose parent exports its own queue)."""
         self._queue: collections.deque[Any] = collections.deque()
-        self._wake = threading.Event()
+        # Not an Event: Event.set() takes a lock, and a signal handler that interrupted a set()
+        # on the same thread would wait for it forever. SimpleQueue.put is re-entrant.
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._woken = False
         self._worker: threading.Thread | None = None
         self._closed = False
         self._stopping = False
@@ -131,20 +137,24 @@ class ScopeSpanProcessor(SpanProcessor):
         if self._closed:
             self._drop(AFTER_END, 1)
             return
-        queue = self._queue
-        if len(queue) >= self._max_queue:
+        pending = self._queue
+        if len(pending) >= self._max_queue:
             self._drop(QUEUE_FULL, 1)
             return
         if span.parent is None:
             # A root (the session's) goes first: at exit it must not wait behind a backlog that
             # may not fit in the budget, or every stored span would be an orphan.
-            queue.appendleft(span)
+            pending.appendleft(span)
         else:
-            queue.append(span)
+            pending.append(span)
         if self._worker is None:
             self._start_worker()
-        if len(queue) >= self._max_batch:
-            self._wake.set()
+        if len(pending) >= self._max_batch and not self._woken:
+            self._wakeup()
+
+    def _wakeup(self) -> None:
+        self._woken = True
+        self._wake.put(None)
 
     def _drop(self, reason: str, count: int) -> None:
         with self._drop_lock:
@@ -169,8 +179,9 @@ class ScopeSpanProcessor(SpanProcessor):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             while not self._stopping:
-                self._wake.wait(self._delay_s)
-                self._wake.clear()
+                with contextlib.suppress(queue.Empty):
+                    self._wake.get(timeout=self._delay_s)
+                self._woken = False
                 self._drain()
             self._drain()  # what close() queued while the last drain ran, and its marker
             self.exporter.shutdown()
@@ -178,13 +189,16 @@ class ScopeSpanProcessor(SpanProcessor):
             detach(token)
 
     def _drain(self) -> None:
-        queue, batch = self._queue, []
-        while queue:
-            item = queue.popleft()
+        pending, batch = self._queue, []
+        while pending:
+            item = pending.popleft()
             if type(item) is _Flush:
                 self._export(batch)
                 batch = []
                 item.done.set()
+                continue
+            if self._closed and item.parent is None:
+                self._export([item])  # at exit a root is stored first, whatever the backlog
                 continue
             batch.append(item)
             if len(batch) >= self._max_batch:
@@ -211,7 +225,7 @@ class ScopeSpanProcessor(SpanProcessor):
             return None
         marker = _Flush()
         self._queue.append(marker)
-        self._wake.set()
+        self._wakeup()
         return marker
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -224,7 +238,7 @@ class ScopeSpanProcessor(SpanProcessor):
         self._closed = True
         marker = self._mark()
         self._stopping = True
-        self._wake.set()
+        self._wakeup()
         return marker
 
     def finish(self, deadline: float) -> bool:
@@ -259,8 +273,9 @@ def processors() -> list[ScopeSpanProcessor]:
 def shutdown_all(budget_s: float = EXIT_BUDGET_S) -> bool:
     """Close every processor at once, then wait for all of them within one shared ``budget_s``.
 
-    Returns whether every queue was exported in time. Safe in a signal handler: it only appends
-    to deques, sets events and waits with a timeout; the exporting happens on the workers.
+    Returns whether every queue was exported in time. Safe in a signal handler: it appends to
+    deques, puts on a ``SimpleQueue`` (re-entrant), takes only re-entrant locks and waits with a
+    timeout; the exporting happens on the workers.
     """
     deadline = time.monotonic() + budget_s
     open_ones = [p for p in processors() if not p._closed]

@@ -47,7 +47,7 @@ class Session:
         self.trace_id = format(sc.trace_id, "032x")
         self.recording = span.is_recording()
         self._ended = False
-        self._lock = _forksafe.lock()
+        self._lock = _forksafe.rlock()  # a SIGTERM handler may end the session inside end()
 
     def end(
         self, how: str = "normal", exc: BaseException | None = None, attributes: dict[str, Any] | None = None
