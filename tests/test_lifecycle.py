@@ -8,6 +8,7 @@ that hung only sometimes run several times in one test.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from otel_scope import semconv
 from otel_scope.store import SpanStore
 from otel_scope.timeline.model import SpanRecord, TraceData
-from scope_run import SESSION_LINE, Run, run_instrumented
+from scope_run import BIN, SESSION_LINE, Run, base_env, run_instrumented
 
 FLAGS = ["--scope-mode", "runtime", "--scope-targets", "lifework:*"]
 DEADLINE_S = 40  # per run; a healthy one takes a few seconds on a loaded 2-core machine
@@ -104,3 +105,84 @@ def test_spawned_pool_workers_export_before_pool_terminate_kills_them(tmp_path: 
     trace = stored_session(tmp_path, run)
     assert len(named(trace, "lifework.job")) == 50
     assert len(named(trace, "lifework.leaf")) == 50
+
+
+def done_at(run: Run) -> float:
+    """When the program finished its own work (its last line), as ``time.time()``."""
+    return float(run.stdout.split("done at ", 1)[1].split()[0])
+
+
+def lost_on_stderr(run: Run) -> int:
+    """The count in otel-scope's one loss line at exit (0 without one)."""
+    lines = [line for line in run.stderr.splitlines() if "span(s) not exported" in line]
+    assert len(lines) <= 1, run.stderr
+    if not lines:
+        return 0
+    return int(lines[0].split("otel-scope: ", 1)[1].split(" ", 1)[0].replace(",", ""))
+
+
+def test_every_span_of_a_hot_loop_is_stored_or_counted_on_the_root_stderr_and_history(tmp_path: Path) -> None:
+    # A queue far too small for 20,000 calls: spans are lost, and every one is accounted for.
+    run = run_case(tmp_path, "hot", 20000, env={"OTEL_BSP_MAX_QUEUE_SIZE": "200"})
+    trace = stored_session(tmp_path, run)
+    root = root_of(trace)
+    made = 20000 + 2  # the leaves, parent() and the session root
+    lost = lost_on_stderr(run)
+    assert lost > 0 and len(trace.spans) + lost == made, (len(trace.spans), lost)
+    on_root = root.attributes[semconv.SESSION_DROPPED_SPANS]
+    assert 0 < on_root <= lost  # what was lost before the root ended
+    (reason,) = root.attributes[semconv.SESSION_DROPPED_REASONS]
+    assert (
+        reason.startswith(f"the local store {tmp_path / 'store.sqlite3'}: ") and "export queue full" in reason
+    )
+    history = subprocess.run(
+        [str(BIN / "otel-scope"), "history", trace.trace_id],
+        env=base_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+    )
+    assert f"dropped {on_root:,} spans (" in history.stdout, history.stdout
+
+
+def test_twenty_thousand_calls_into_the_store_lose_nothing_at_the_default_sizes(tmp_path: Path) -> None:
+    # hot.parent(20000) used to keep 9,081 of 20,000 calls with the local store alone.
+    run = run_case(tmp_path, "hot", 20000)
+    trace = stored_session(tmp_path, run)
+    assert lost_on_stderr(run) == 0, run.stderr
+    assert len(named(trace, "lifework.leaf")) == 20000
+    assert semconv.SESSION_DROPPED_SPANS not in root_of(trace).attributes
+
+
+def test_targeting_the_libraries_the_exporter_uses_does_not_feed_back(tmp_path: Path) -> None:
+    # --scope-targets json:dumps once traced the store's own json.dumps calls: the program never
+    # exited and the store grew to 16 GB. Now nothing otel-scope or the SDK runs is traced.
+    targets = "lifework:*,json:*,sqlite3:*,threading:*,queue:*,logging:*,os:*"
+    run = run_instrumented(
+        "app_lifecycle.py",
+        ["--scope-mode", "runtime", "--scope-targets", targets],
+        {},
+        tmp_path,
+        argv=["stdlib", "20"],
+        timeout=DEADLINE_S,
+    )
+    assert "(True, 20)" in run.stdout, run.stderr
+    trace = stored_session(tmp_path, run)
+    assert len(named(trace, "json.dumps")) == 21  # the program's own: 20 rows and one in a thread
+    assert len(named(trace, "lifework.stdlib_round_trip")) == 1
+    assert lost_on_stderr(run) == 0, run.stderr
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_exit_with_the_collector_down_waits_at_most_the_exit_budget_and_keeps_a_local_copy(
+    tmp_path: Path, protocol: str
+) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+    run = run_case(tmp_path, "hot", 2000, env=env)
+    exited = time.time()
+    trace = stored_session(tmp_path, run)
+    assert len(named(trace, "lifework.leaf")) == 2000  # the local store has everything
+    (loss,) = [line for line in run.stderr.splitlines() if "span(s) not exported" in line]
+    assert "OTLP " in loss and "127.0.0.1:9" in loss and "a complete local copy is in the local store" in loss
+    # Exit follows the program's last line within the 2 s budget plus interpreter teardown.
+    assert exited - done_at(run) < 4.0, exited - done_at(run)

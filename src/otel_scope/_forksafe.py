@@ -13,6 +13,7 @@ What a lock protected is the owner's business: an owner whose state must also ch
 
 from __future__ import annotations
 
+import _thread
 import os
 import threading
 import weakref
@@ -21,16 +22,18 @@ from typing import Any
 _locks: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+# The C types, not threading's factories: with ``threading:*`` targeted, a call to
+# ``threading.RLock()`` is traced, and otel-scope's own work must never be.
 def lock() -> threading.Lock:
     """A ``threading.Lock`` that is unlocked again in a forked child."""
-    new = threading.Lock()
+    new = _thread.allocate_lock()
     _locks.add(new)
     return new
 
 
 def rlock() -> threading.RLock:
     """A ``threading.RLock`` that is unlocked again (and owned by no thread) in a forked child."""
-    new = threading.RLock()
+    new = _thread.RLock()
     _locks.add(new)
     return new
 

@@ -23,6 +23,7 @@ no worker until it ends its first span: the parent's worker thread does not exis
 
 from __future__ import annotations
 
+import _thread
 import collections
 import contextlib
 import os
@@ -30,7 +31,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
@@ -51,6 +52,16 @@ DEADLINE = "not exported by the exit deadline"
 # keep up with a program making traced calls as fast as it can (see benchmarks/bench_store.py).
 _STORE_DEFAULTS = (262_144, 1024, 500)  # max queue size, max batch size, delay (ms)
 _REMOTE_DEFAULTS = (2048, 512, 5000)  # the SDK's defaults for a collector
+
+
+@contextlib.contextmanager
+def suppressed() -> Iterator[None]:
+    """Run otel-scope's own work under OTel's suppress-instrumentation key: never traced."""
+    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        detach(token)
 
 
 class _Flush:
@@ -121,7 +132,8 @@ class ScopeSpanProcessor(SpanProcessor):
         # on the same thread would wait for it forever. SimpleQueue.put is re-entrant.
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._woken = False
-        self._worker: threading.Thread | None = None
+        # The worker's "running" lock: held from its start until it has shut the exporter down.
+        self._worker: _thread.LockType | None = None
         self._closed = False
         self._stopping = False
         self._dropped: collections.Counter[str] = collections.Counter()
@@ -138,13 +150,14 @@ class ScopeSpanProcessor(SpanProcessor):
             self._drop(AFTER_END, 1)
             return
         pending = self._queue
-        if len(pending) >= self._max_queue:
+        if span.parent is None:
+            # A root (the session's) is never refused for space and goes first: at exit it must
+            # not wait behind a backlog that may not fit in the budget, or every stored span of
+            # the trace would be an orphan.
+            pending.appendleft(span)
+        elif len(pending) >= self._max_queue:
             self._drop(QUEUE_FULL, 1)
             return
-        if span.parent is None:
-            # A root (the session's) goes first: at exit it must not wait behind a backlog that
-            # may not fit in the budget, or every stored span would be an orphan.
-            pending.appendleft(span)
         else:
             pending.append(span)
         if self._worker is None:
@@ -157,7 +170,7 @@ class ScopeSpanProcessor(SpanProcessor):
         self._wake.put(None)
 
     def _drop(self, reason: str, count: int) -> None:
-        with self._drop_lock:
+        with suppressed(), self._drop_lock:
             self._dropped[reason] += count
 
     def dropped(self) -> dict[str, int]:
@@ -166,18 +179,40 @@ class ScopeSpanProcessor(SpanProcessor):
             return {reason: n for reason, n in self._dropped.items() if n}
 
     def _start_worker(self) -> None:
-        with self._start_lock:
+        # A bare ``_thread`` thread, not ``threading.Thread``: with ``threading:*`` targeted, the
+        # Python code of Thread.start() and of the new thread's bootstrap would be traced, and
+        # each span it ends would come back here. A span ending while another thread is starting
+        # the worker just waits in the queue (no blocking: that thread may be the new worker).
+        if not self._start_lock.acquire(blocking=False):
+            return
+        try:
             if self._worker is None:
-                worker = threading.Thread(target=self._run, name="otel-scope export", daemon=True)
-                worker.start()
-                self._worker = worker
+                running = _thread.allocate_lock()
+                running.acquire()
+                self._worker = running
+                try:
+                    _thread.start_new_thread(self._run_worker, (running,))
+                except RuntimeError:  # interpreter shutting down: nothing can export any more
+                    self._worker = None
+        finally:
+            self._start_lock.release()
+
+    def _run_worker(self, running: _thread.LockType) -> None:
+        try:
+            self._run()
+        except BaseException:  # the worker must end quietly; a lost batch was counted
+            pass
+        finally:
+            running.release()
+
+    def _worker_alive(self) -> bool:
+        return self._worker is not None and self._worker.locked()
 
     # -- the worker -------------------------------------------------------------------------------
     def _run(self) -> None:
         # Nothing the exporter runs (sqlite3, urllib3, grpc, json) may be traced: that would feed
         # its own queue forever.
-        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-        try:
+        with suppressed():
             while not self._stopping:
                 with contextlib.suppress(queue.Empty):
                     self._wake.get(timeout=self._delay_s)
@@ -185,8 +220,6 @@ class ScopeSpanProcessor(SpanProcessor):
                 self._drain()
             self._drain()  # what close() queued while the last drain ran, and its marker
             self.exporter.shutdown()
-        finally:
-            detach(token)
 
     def _drain(self) -> None:
         pending, batch = self._queue, []
@@ -221,7 +254,7 @@ class ScopeSpanProcessor(SpanProcessor):
     # -- flushing and shutting down (bounded) -----------------------------------------------------
     def _mark(self) -> _Flush | None:
         """Queue a flush marker and wake the worker; ``None`` when there is nothing to wait for."""
-        if self._worker is None or not self._worker.is_alive():
+        if not self._worker_alive():
             return None
         marker = _Flush()
         self._queue.append(marker)
@@ -245,12 +278,12 @@ class ScopeSpanProcessor(SpanProcessor):
         """Wait until ``deadline`` (``time.monotonic()``) for the final drain; count what is left."""
         worker = self._worker
         if worker is not None:
-            worker.join(max(0.0, deadline - time.monotonic()))
-            if worker.is_alive():
+            if not worker.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 left = sum(1 for item in list(self._queue) if type(item) is not _Flush)
                 if left:
                     self._drop(DEADLINE, left)
                 return False
+            worker.release()
         else:
             self.exporter.shutdown()
         return True

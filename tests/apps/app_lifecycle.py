@@ -4,7 +4,8 @@ forkpool / spawnpool / forkserverpool: ``multiprocessing`` Pool(2).map of a trac
 forkthread: a background thread traces while the main thread ``os.fork()``s children that
 ``sys.exit``. osexit: the same, but the children leave with ``os._exit``. daemon: daemon threads
 call a traced function in a loop until the interpreter exits. hot: one traced call making
-argv[2] traced calls, as fast as Python can.
+argv[2] traced calls, as fast as Python can. stdlib: json, sqlite3, logging, queue, threading and
+os calls the program makes itself (the same libraries the exporter and store use).
 """
 
 import multiprocessing
@@ -62,3 +63,6 @@ if __name__ == "__main__":
         print("main done", flush=True)
     elif how == "hot":
         print("total", lifework.parent(size), flush=True)
+    elif how == "stdlib":
+        print(lifework.stdlib_round_trip(size or 20), flush=True)
+    print("done at", time.time(), flush=True)  # what follows is otel-scope's exit work

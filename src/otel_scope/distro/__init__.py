@@ -25,7 +25,7 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.distro.ids import PrivateRandomIdGenerator
 from otel_scope.distro.reporting import quiet_export_errors, say
-from otel_scope.pipeline import ScopeSpanProcessor
+from otel_scope.pipeline import ScopeSpanProcessor, suppressed
 
 _log = logging.getLogger("otel_scope")
 
@@ -167,7 +167,9 @@ class ScopeInstrumentor(BaseInstrumentor):
             from otel_scope import api
             from otel_scope.distro.lifecycle import start_process
 
-            start_process(api.start(settings), settings, sys.argv)
+            with suppressed():  # applying targets (json:*, logging:*, ...) must not trace itself
+                engine = api.start(settings)
+            start_process(engine, settings, sys.argv)
         except Exception as exc:  # otel-scope must never stop the program from starting
             say(f"could not start ({type(exc).__name__}: {exc}); the program runs without otel-scope.")
             _log.debug("otel-scope start failed", exc_info=True)

@@ -10,6 +10,7 @@ from otel_scope.config import Settings
 from otel_scope.control import start_services
 from otel_scope.distro.reporting import say
 from otel_scope.engine import Engine
+from otel_scope.pipeline import suppressed
 from otel_scope.sessions.session import ProcessSession, Session, flush_at_sigterm
 
 
@@ -35,7 +36,8 @@ def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> Pr
     if multiprocessing_helper():
         flush_at_sigterm(say)  # Pool.terminate() stops workers with SIGTERM: export first
         return None
-    services = start_services(engine, settings, say)
+    with suppressed():  # the services' threads inherit this context: their work is never traced
+        services = start_services(engine, settings, say)
     if settings.session != "process":
         return None
     name = os.path.basename(argv[0]) if argv else "python"

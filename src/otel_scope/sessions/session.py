@@ -114,6 +114,11 @@ def _drop_attributes() -> dict[str, Any]:
 
 def _finish_export(report: Callable[[str], None] | None, who: str = "") -> None:
     """Export what is left within the exit budget, then say what was lost (one line, if any)."""
+    with pipeline.suppressed():
+        _export_and_report(report, who)
+
+
+def _export_and_report(report: Callable[[str], None] | None, who: str) -> None:
     if pipeline.processors():
         pipeline.shutdown_all(pipeline.EXIT_BUDGET_S)
     else:  # another configurator's processors: their flush may ignore its timeout, so bound it
