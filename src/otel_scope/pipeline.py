@@ -137,6 +137,7 @@ class ScopeSpanProcessor(SpanProcessor):
         self._closed = False
         self._stopping = False
         self._dropped: collections.Counter[str] = collections.Counter()
+        self._in_flight = 0  # spans in the export call running now
         self.exported = 0
 
     # -- the producer side (any thread of the program) ------------------------------------------
@@ -242,10 +243,12 @@ class ScopeSpanProcessor(SpanProcessor):
     def _export(self, batch: Sequence[ReadableSpan]) -> None:
         if not batch:
             return
+        self._in_flight = len(batch)
         try:
             ok = self.exporter.export(batch) is SpanExportResult.SUCCESS
         except Exception:  # an exporter must not kill the worker; the loss is counted instead
             ok = False
+        self._in_flight = 0
         if ok:
             self.exported += len(batch)
         else:
@@ -279,7 +282,8 @@ class ScopeSpanProcessor(SpanProcessor):
         worker = self._worker
         if worker is not None:
             if not worker.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                left = sum(1 for item in list(self._queue) if type(item) is not _Flush)
+                # The batch the exporter is stuck on is lost too (a late success is not counted).
+                left = self._in_flight + sum(1 for item in list(self._queue) if type(item) is not _Flush)
                 if left:
                     self._drop(DEADLINE, left)
                 return False
