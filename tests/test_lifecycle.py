@@ -223,3 +223,18 @@ def test_a_store_locked_by_another_process_costs_exit_at_most_the_budget(tmp_pat
     (loss,) = [line for line in run.stderr.splitlines() if "span(s) not exported" in line]
     assert str(tmp_path / "store.sqlite3") in loss and "the trace is incomplete" in loss
     assert lost_on_stderr(run) == 2000 + 2  # nothing could be written, and all of it is counted
+
+
+def test_the_store_size_limit_holds_for_the_trace_being_written(tmp_path: Path) -> None:
+    # One run left a 2.41 GB store under a 200 MB limit: pruning never touches the active trace.
+    run = run_case(tmp_path, "hot", 20000, env={"OTEL_SCOPE_STORE_MAX_MB": "1"})
+    trace = stored_session(tmp_path, run)
+    store = SpanStore(tmp_path / "store.sqlite3")
+    try:
+        size = store.size_bytes()
+    finally:
+        store.close()
+    assert size < 2.5 * 1024 * 1024, size  # the batch that crossed the limit (1,024 spans), no more
+    lost = lost_on_stderr(run)
+    assert len(trace.spans) + lost == 20000 + 2, (len(trace.spans), lost)
+    assert "store size limit (1 MB) reached" in run.stderr

@@ -14,7 +14,8 @@ suppress-instrumentation key set, so nothing the exporter or the store runs is e
 A flush puts a marker in the queue and waits, with a deadline, only for what was queued before
 it: spans produced while it waits neither extend nor block it. After :func:`shutdown_all` a
 processor refuses new spans. Every span that does not reach its exporter is counted with a
-reason (:data:`QUEUE_FULL`, :data:`EXPORT_FAILED`, :data:`AFTER_END`, :data:`DEADLINE`) and
+reason (:data:`QUEUE_FULL`, :data:`EXPORT_FAILED` or the exporter's own ``failure_reason``
+such as the store's size limit, :data:`AFTER_END`, :data:`DEADLINE`) and
 :func:`drops` reports them per destination, for the session root span and the line at exit.
 
 A forked child starts with an empty queue (the parent exports its own spans), fresh counts and
@@ -252,7 +253,7 @@ class ScopeSpanProcessor(SpanProcessor):
         if ok:
             self.exported += len(batch)
         else:
-            self._drop(EXPORT_FAILED, len(batch))
+            self._drop(getattr(self.exporter, "failure_reason", None) or EXPORT_FAILED, len(batch))
 
     # -- flushing and shutting down (bounded) -----------------------------------------------------
     def _mark(self) -> _Flush | None:
