@@ -238,3 +238,29 @@ def test_the_store_size_limit_holds_for_the_trace_being_written(tmp_path: Path) 
     lost = lost_on_stderr(run)
     assert len(trace.spans) + lost == 20000 + 2, (len(trace.spans), lost)
     assert "store size limit (1 MB) reached" in run.stderr
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pool_workers_export_their_spans_without_a_process_session(tmp_path: Path, method: str) -> None:
+    # With --scope-session request there is no root of ours, and no session to end the workers'
+    # export: they still export on Pool.terminate's SIGTERM (and fork workers at os._exit).
+    run = run_instrumented(
+        "app_lifecycle.py",
+        [*FLAGS, "--scope-session", "request"],
+        {},
+        tmp_path,
+        argv=[f"{method}pool", "50"],
+        timeout=DEADLINE_S,
+    )
+    assert run.returncode == 0 and run.session_trace_id is None, run.stderr
+    store = SpanStore(tmp_path / "store.sqlite3")
+    try:
+        jobs = [
+            s
+            for t in store.sessions(200)
+            for s in store.get_trace(t.trace_id).spans
+            if s.name == "lifework.job"
+        ]
+    finally:
+        store.close()
+    assert len(jobs) == 50

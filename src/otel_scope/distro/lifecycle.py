@@ -11,7 +11,7 @@ from otel_scope.control import start_services
 from otel_scope.distro.reporting import say
 from otel_scope.engine import Engine
 from otel_scope.pipeline import suppressed
-from otel_scope.sessions.session import ProcessSession, Session, flush_at_sigterm
+from otel_scope.sessions.session import ProcessSession, Session, export_at_exit
 
 
 def closing_line(session: Session, settings: Settings) -> str:
@@ -34,11 +34,12 @@ def multiprocessing_helper() -> bool:
 def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> ProcessSession | None:
     """Start this run's services (live control, escalation) and its ``process`` session, if any."""
     if multiprocessing_helper():
-        flush_at_sigterm(say)  # Pool.terminate() stops workers with SIGTERM: export first
+        export_at_exit(say)  # Pool.terminate() stops workers with SIGTERM: export first
         return None
     with suppressed():  # the services' threads inherit this context: their work is never traced
         services = start_services(engine, settings, say)
     if settings.session != "process":
+        export_at_exit(say)
         return None
     name = os.path.basename(argv[0]) if argv else "python"
 

@@ -112,8 +112,18 @@ def _drop_attributes() -> dict[str, Any]:
     }
 
 
+_exported_pid = 0  # the process whose final export already ran (a forked child has another)
+
+
 def _finish_export(report: Callable[[str], None] | None, who: str = "") -> None:
-    """Export what is left within the exit budget, then say what was lost (one line, if any)."""
+    """Export what is left within the exit budget, then say what was lost (one line, if any).
+
+    Once per process, whichever exit path comes first (atexit, SIGTERM, ``os._exit``).
+    """
+    global _exported_pid
+    if _exported_pid == os.getpid():
+        return
+    _exported_pid = os.getpid()
     with pipeline.suppressed():
         _export_and_report(report, who)
 
@@ -130,23 +140,55 @@ def _export_and_report(report: Callable[[str], None] | None, who: str) -> None:
         report(who + line)
 
 
-def flush_at_sigterm(report: Callable[[str], None] | None = None) -> None:
-    """Export this process's spans when it is terminated, in a process with no session of its own.
+def _in_child(report: Callable[[str], None] | None) -> None:
+    _finish_export(report, f"(pid {os.getpid()}) ")
 
-    A ``multiprocessing`` pool worker (spawn, forkserver) is stopped by ``Pool.terminate()`` with
-    SIGTERM, where no ``atexit`` handler runs: without this its spans die in the queue.
+
+def _export_at_os_exit(before_exit: Callable[[], None]) -> None:
+    """In a forked child: make ``os._exit`` run ``before_exit`` first.
+
+    A child that leaves with ``os._exit`` (pre-forking servers, multiprocessing's fork workers)
+    runs no atexit handler, so its spans would die in the queue. ``from os import _exit`` taken
+    before the fork is not covered, nor is a child that replaces itself with ``exec``.
+    """
+    real_exit = _REAL_OS_EXIT
+
+    def exit_after_export(status: int) -> NoReturn:
+        with contextlib.suppress(Exception):
+            before_exit()
+        real_exit(status)
+
+    os._exit = exit_after_export
+
+
+def _on_sigterm(before_exit: Callable[[], None]) -> None:
+    """Run ``before_exit`` on SIGTERM, then die of SIGTERM as the program would have.
+
+    Only when the program has no SIGTERM handler of its own, and only from the main thread.
     """
     if threading.current_thread() is not threading.main_thread():
         return
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        _finish_export(report, f"(pid {os.getpid()}) ")
+        before_exit()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
     with contextlib.suppress(ValueError, OSError):
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def export_at_exit(report: Callable[[str], None] | None = None) -> None:
+    """Export this process's spans on every way out, in a process with no ``process`` session:
+    ``request`` and ``explicit`` sessions, and ``multiprocessing`` helpers (spawn/forkserver pool
+    workers, whom ``Pool.terminate()`` stops with SIGTERM, where no atexit handler runs).
+    Forked children of such a process export theirs at exit, SIGTERM and ``os._exit`` too.
+    """
+    _on_sigterm(lambda: _finish_export(report))
+    atexit.register(_finish_export, report)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=lambda: _export_at_os_exit(lambda: _in_child(report)))
 
 
 class ProcessSession:
@@ -171,32 +213,15 @@ class ProcessSession:
         self._pid = os.getpid()
         self._on_end = on_end
         self._report = report
-        self._child_done = 0  # pid of the forked child that already exported its spans
         ctx = trace.set_span_in_context(self.session.span)
         state.fallback_context = ctx
         self._token = otel_context.attach(ctx)
         self._previous_excepthook = sys.excepthook
         sys.excepthook = self._excepthook
-        if threading.current_thread() is threading.main_thread():
-            with contextlib.suppress(ValueError, OSError):
-                if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-                    signal.signal(signal.SIGTERM, self._sigterm)
+        _on_sigterm(lambda: self.end("signal SIGTERM"))
         atexit.register(self.end)
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork_in_child)
-
-    def _after_fork_in_child(self) -> None:
-        # A child that leaves with os._exit (pre-forking servers, multiprocessing's fork workers)
-        # runs no atexit handler: export its spans on the way out instead. ``from os import
-        # _exit`` taken before the fork is not covered, nor is a child that exec()s.
-        real_exit = _REAL_OS_EXIT
-
-        def exit_after_export(status: int) -> NoReturn:
-            with contextlib.suppress(Exception):
-                self.end()
-            real_exit(status)
-
-        os._exit = exit_after_export
+            os.register_at_fork(after_in_child=lambda: _export_at_os_exit(self.end))
 
     def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
         if self.session.recording and os.getpid() == self._pid:
@@ -204,18 +229,11 @@ class ProcessSession:
         self.end("exception", exc)
         self._previous_excepthook(exc_type, exc, tb)
 
-    def _sigterm(self, signum: int, frame: Any) -> None:
-        self.end("signal SIGTERM")
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
     def end(self, how: str = "normal", exc: BaseException | None = None) -> None:
         """End the session span, export within the exit budget, and say where to see it (once)."""
         pid = os.getpid()
         if pid != self._pid:  # a forked child: export its own spans, leave the session alone
-            if self._child_done != pid:
-                self._child_done = pid
-                _finish_export(self._report, f"(pid {pid}) ")
+            _in_child(self._report)
             return
         if not self.session.end(how, exc, _drop_attributes()):
             return
