@@ -102,9 +102,8 @@ class ScopeSpanProcessor(SpanProcessor):
     """
 
     def __init__(self, exporter: SpanExporter) -> None:
-        from otel_scope.store.exporter import LocalStoreSpanExporter
-
-        self.local = isinstance(exporter, LocalStoreSpanExporter)
+        # Duck-typed, not an import: the store sits above the pipeline in the layers.
+        self.local = bool(getattr(exporter, "local_store", False))
         size, batch, delay = _STORE_DEFAULTS if self.local else _REMOTE_DEFAULTS
         self.exporter = exporter
         self.destination = destination(exporter)

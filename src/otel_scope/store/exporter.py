@@ -33,6 +33,9 @@ class LocalStoreSpanExporter(SpanExporter):
     configured-but-unused exporter leaves no trace on disk.
     """
 
+    #: Tells the export pipeline to give this exporter the store's queue and batch sizes.
+    local_store = True
+
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
