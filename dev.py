@@ -2,8 +2,9 @@
 """The project's two set-up commands, needing only Python 3.10+ on the machine.
 
     python3 dev.py demo    install otel-scope, run the example app in hybrid mode, show its trace
-    python3 dev.py test    install otel-scope with its test tools, lint, and run the test suite,
-                           on every CPython 3.10-3.13 found on the machine, side by side
+    python3 dev.py test    install otel-scope with its test tools (and, as root, Debian's chromium for
+                           the view's browser tests), lint, and run the test suite on every CPython
+                           3.10-3.13 found on the machine, side by side
     python3 dev.py bench   install the baselines (PySnooper, hunter, snoop) and run benchmarks/
 
 Both create (or reuse) a virtual environment in ``.venv`` next to this file, so nothing is
@@ -105,6 +106,26 @@ def start_pytest(bin_dir: Path, args: list[str], log: Path, scale: str) -> subpr
     return subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
+def ensure_chromium() -> None:
+    """Debian's ``chromium`` for the web view's browser tests (Playwright drives it; Playwright's
+    own browser downloads are never used). Installed with apt-get when missing and running as
+    root; otherwise those tests skip and say why."""
+    if any(shutil.which(name) for name in ("chromium", "chromium-browser")):
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(
+            "dev.py: chromium is not installed (the view's browser tests will skip); "
+            "install it with `sudo apt-get install chromium`",
+            file=sys.stderr,
+        )
+        return
+    apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if run("apt-get", "install", "-y", "-q", "chromium", env=apt) != 0:
+        run("apt-get", "update", "-q", env=apt)
+        if run("apt-get", "install", "-y", "-q", "chromium", env=apt) != 0:
+            print("dev.py: apt-get could not install chromium; browser tests will skip", file=sys.stderr)
+
+
 def test(args: list[str]) -> int:
     """Lint, then the suite on every supported CPython at once, one log per interpreter.
 
@@ -112,10 +133,12 @@ def test(args: list[str]) -> int:
     each log is printed whole once its run ends, so the output reads as four separate runs.
     """
     ensure_venv("test")
+    ensure_chromium()
     lint = (
         ("ruff", "check", "."),
         ("ruff", "format", "--check", "."),
         ("lint-imports",),  # the package layers, [tool.importlinter] in pyproject.toml
+        ("mypy",),  # the types, [tool.mypy] in pyproject.toml
     )
     for cmd in lint:
         if run(BIN / cmd[0], *cmd[1:], env=env()) != 0:

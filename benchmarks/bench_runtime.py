@@ -8,7 +8,9 @@ Compared side by side, each as nanoseconds per call (best of several repeats):
 * ``otel decorator``: a hand-written ``functools.wraps`` decorator using the plain OTel API,
   ``tracer.start_as_current_span`` with the same ``code.*`` attributes (what a user would write).
 * ``otel-scope``: the function traced by an otel-scope target (runtime mode, arguments and return
-  value captured), and ``otel-scope, no values`` with capture of arguments/return switched off.
+  value captured; reached through a code trampoline), ``otel-scope, wrapper`` the same probe
+  through a wrapt wrapper at the attribute (what objects without code of their own get), and
+  ``otel-scope, no values`` with capture of arguments/return switched off.
 
 in three states: recording (``ALWAYS_ON``), sampled out (``ParentBased(ALWAYS_OFF)``), and
 switched off (otel-scope's probe disabled: the target still installed). The SDK pipeline is real:
@@ -35,6 +37,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
 from otel_scope.config import Settings
 from otel_scope.engine import Engine
+from otel_scope.runtime.wrappers import RuntimeProbe, install
 from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 
@@ -58,6 +61,7 @@ def _module() -> types.ModuleType:
         "def bare(a, b):\n    return a + b\n"
         "def scope(a, b):\n    return a + b\n"
         "def scope_novalues(a, b):\n    return a + b\n"
+        "def scope_wrapper(a, b):\n    return a + b\n"
         "def handwritten(a, b):\n    return a + b\n",
         mod.__dict__,
     )
@@ -96,11 +100,17 @@ def measure(calls: int) -> dict:
     quiet = Engine(Settings(mode="runtime", capture_args=False, capture_return=False))
     engine.add(Request(parse_pattern("bench_target:scope")))
     quiet.add(Request(parse_pattern("bench_target:scope_novalues")))
-    scope, novalues = mod.scope, mod.scope_novalues
+    # The attribute wrapper (what objects without code of their own get), beside the trampoline.
+    wrapped_probe = RuntimeProbe(
+        mod.scope_wrapper, "bench_target", "scope_wrapper", target="bench", serializer=engine.serializer
+    )
+    install(mod, "scope_wrapper", wrapped_probe)
+    scope, novalues, wrapped = mod.scope, mod.scope_novalues, mod.scope_wrapper
     variants = {
         "bare": lambda: mod.bare(1, 2),
         "otel decorator": lambda: hand(1, 2),
         "otel-scope": lambda: scope(1, 2),
+        "otel-scope, wrapper": lambda: wrapped(1, 2),
         "otel-scope, no values": lambda: novalues(1, 2),
     }
     results: dict[str, dict[str, float]] = {}
@@ -111,13 +121,15 @@ def measure(calls: int) -> dict:
             results[state] = {name: per_call_ns(fn, calls) for name, fn in variants.items()}
         provider.shutdown()
     _install(ALWAYS_ON)
-    for wrapper in (scope, novalues):
-        wrapper._self_wrapper.enabled = False
+    probes = [e.probe_for(f"bench_target.{n}") for e, n in ((engine, "scope"), (quiet, "scope_novalues"))]
+    probes.append(wrapped_probe)
+    for probe in probes:
+        probe.enabled = False
     results["switched off"] = {
         name: per_call_ns(fn, calls) for name, fn in variants.items() if name != "otel decorator"
     }
-    for wrapper in (scope, novalues):
-        wrapper._self_wrapper.enabled = True
+    for probe in probes:
+        probe.enabled = True
     results["memory"] = _retained_bytes(scope, hand, calls)
     engine.remove_all()
     quiet.remove_all()
@@ -170,6 +182,9 @@ def report(results: dict) -> str:
         f"sampled out: otel-scope adds {out['otel-scope'] - out['bare']:.0f} ns per call "
         f"(otel decorator adds {out['otel decorator'] - out['bare']:.0f} ns)",
         f"switched off: otel-scope adds {off['otel-scope'] - off['bare']:.0f} ns per call",
+        f"trampoline vs wrapper: recording {rec['otel-scope'] / rec['otel-scope, wrapper']:.2f}x, "
+        f"sampled out adds {out['otel-scope'] - out['otel-scope, wrapper']:+.0f} ns, "
+        f"switched off adds {off['otel-scope'] - off['otel-scope, wrapper']:+.0f} ns",
         f"memory retained per recorded call: otel-scope {results['memory']['otel-scope']:.2f} B, "
         f"otel decorator {results['memory']['otel decorator']:.2f} B",
     ]

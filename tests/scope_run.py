@@ -41,9 +41,11 @@ def base_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
-def run_plain(script: str, tmp_path: Path, cwd: Path = APPS, timeout: float = 60) -> Run:
+def run_plain(
+    script: str, tmp_path: Path, cwd: Path = APPS, timeout: float = 60, argv: list[str] | None = None
+) -> Run:
     p = subprocess.run(
-        [sys.executable, script],
+        [sys.executable, script, *(argv or [])],
         cwd=cwd,
         env=base_env(tmp_path),
         capture_output=True,

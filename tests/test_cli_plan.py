@@ -56,3 +56,13 @@ def test_plan_rejects_a_bad_value_in_one_line() -> None:
     assert (
         result.stderr.count("\n") == 1 and "accepted: boundaries, locals, lines, expressions" in result.stderr
     )
+
+
+def test_compiled_modules_are_named_as_such_not_as_missing() -> None:
+    """black ships mypyc-compiled modules (.so) on PyPI."""
+    by_function = rows("--scope-targets", "black:format_str,black.linegen:*")
+    for module in ("black", "black.linegen"):
+        assert by_function[module]["mechanism"] == "runtime"
+        assert by_function[module]["why"] == [
+            "compiled module (.so): runtime spans only for Python-level callables; no locals"
+        ]

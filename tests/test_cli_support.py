@@ -51,7 +51,7 @@ def sample_store(tmp_path: Path) -> tuple[Path, list[str]]:
 def test_the_console_script_lists_every_subcommand(tmp_path: Path) -> None:
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("history", "sessions", "export", "import"):
+    for command in ("history", "sessions", "view", "export", "import"):
         assert command in result.stdout
 
 

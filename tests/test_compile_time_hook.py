@@ -94,6 +94,31 @@ def test_a_targeted_module_is_rewritten_and_emits_events_at_original_lines(packa
     assert hook.results["hookpkg.shop"] == (["check_stock"], {})
 
 
+def test_identical_modules_in_two_directories_each_name_their_own_file(package, hook, tmp_path, monkeypatch):
+    """The rewrite cache is keyed by path: b's code must not name a/shop.py, even once a/ is gone."""
+    import shutil
+
+    configure(Settings())
+    first = importlib.import_module("hookpkg.shop").check_stock.__code__.co_filename
+    other = tmp_path / "other"
+    shutil.copytree(package, other)
+    shutil.rmtree(package)
+    for name in [n for n in sys.modules if n == "hookpkg" or n.startswith("hookpkg.")]:
+        del sys.modules[name]
+    monkeypatch.syspath_prepend(str(other))
+    importlib.invalidate_caches()
+    with memory_spans() as exporter:
+        shop = importlib.import_module("hookpkg.shop")
+        with pytest.raises(TypeError) as info:
+            shop.check_stock(None)
+    expected = str(other / "hookpkg" / "shop.py")
+    assert first == str(package / "hookpkg" / "shop.py") and hook.cache_hits == 0
+    assert shop.check_stock.__code__.co_filename == expected
+    assert info.traceback[-1].path == Path(expected)
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["code.file.path"] == expected
+
+
 def test_untargeted_imports_are_decided_by_name_and_left_alone(package, hook):
     plain = importlib.import_module("hookpkg.plain")
     json_again = importlib.import_module("json.decoder")
@@ -367,3 +392,19 @@ def test_an_excluded_function_is_not_rewritten_under_a_module_wide_locals_target
         engine.compile_time.uninstall_import_hook()
         engine.remove_all()
         sys.modules.pop("exclmod", None)
+
+
+def test_recompiling_a_rewritten_function_checks_the_source_it_was_rewritten_from(package, hook):
+    import linecache
+
+    from otel_scope.compile_time import RecompileError, recompile
+
+    configure(Settings())
+    shop = importlib.import_module("hookpkg.shop")
+    recompile(shop.check_stock, CapturePlan(level="lines")).restore()  # unedited: accepted
+    path = package / "hookpkg" / "shop.py"
+    path.write_text(SHOP.replace("len(items)", "len(items) * 9"))
+    linecache.checkcache(str(path))
+    with pytest.raises(RecompileError, match="no longer matches the running code"):
+        recompile(shop.check_stock, CapturePlan(level="lines"))
+    assert shop.check_stock([1, 2]) == (2, 3)

@@ -91,3 +91,75 @@ def test_things_that_cannot_be_recompiled_say_why(mod):
     square = lambda v: v * v  # noqa: E731
     with pytest.raises(RecompileError):
         recompile(square, CapturePlan())
+
+
+TICK = """\
+def tick(n):
+    total = 0
+    for i in range(n):
+        x = i * 2
+        total += x
+    return total
+"""
+
+
+@pytest.fixture
+def edited_app(tmp_path, monkeypatch):
+    """A running app's module whose file is then edited with the same line layout."""
+    import importlib
+    import linecache
+    import sys
+
+    (tmp_path / "tickapp.py").write_text(TICK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("tickapp")
+    (tmp_path / "tickapp.py").write_text(TICK.replace("i * 2", "i * 1000"))
+    linecache.checkcache(module.__file__)
+    yield module
+    sys.modules.pop("tickapp", None)
+
+
+def test_a_source_edited_after_import_is_refused_and_the_running_body_stays(spans, edited_app):
+    original = edited_app.tick.__code__
+    with pytest.raises(RecompileError) as info:
+        recompile(edited_app.tick, CapturePlan())
+    assert str(info.value) == (
+        f"cannot recompile tick: {edited_app.__file__} no longer matches the running code "
+        "(edited since it was imported?); restart the program to trace the new code"
+    )
+    assert edited_app.tick.__code__ is original and edited_app.tick(3) == 6  # not 3000
+
+
+def test_a_live_locals_target_on_an_edited_module_says_why_in_one_line(spans, edited_app, caplog):
+    import logging
+
+    from otel_scope.api import _make_engine
+    from otel_scope.targets import parse_pattern
+    from otel_scope.targets.planner import Request
+
+    engine = _make_engine(Settings(mode="hybrid"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_scope"):
+            handle = engine.add(Request(parse_pattern("tickapp:tick"), mode="hybrid", capture_locals=None))
+        assert edited_app.tick(3) == 6
+        (line,) = [r.getMessage() for r in caplog.records]
+        assert line.startswith("otel-scope: could not instrument tickapp.tick: cannot recompile tick: ")
+        assert "no longer matches the running code" in line
+        assert handle.functions == ["tickapp.tick"]  # the runtime span still applies
+    finally:
+        engine.remove_all()
+
+
+def test_an_unedited_source_still_recompiles(spans, tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    (tmp_path / "tickok.py").write_text(TICK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("tickok")
+    try:
+        done = recompile(module.tick, CapturePlan())
+        assert module.tick(2) == 2
+        done.restore()
+    finally:
+        sys.modules.pop("tickok", None)

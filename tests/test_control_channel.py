@@ -196,9 +196,12 @@ def test_add_list_remove_through_the_cli_and_remove_all_restores_every_object_ex
     originals = {name: (getattr(shop, name), getattr(shop, name).__code__) for name in ("price", "check")}
     pid = str(os.getpid())
     assert cli_main(["targets", "add", "--pid", pid, "liveshop:check"]) == 0
-    assert "added   liveshop:check [span per call] -> liveshop.check (runtime)" in capsys.readouterr().out
+    assert (
+        "added   liveshop:check [span per call] -> liveshop.check (runtime, code trampoline)"
+        in capsys.readouterr().out
+    )
     assert cli_main(["targets", "add", "--pid", pid, "liveshop:price", "--locals", "*"]) == 0
-    assert "liveshop.price (hybrid)" in capsys.readouterr().out
+    assert "liveshop.price (hybrid, wrapper)" in capsys.readouterr().out
     order = shop.make_order(5)
     assert shop.process(5) == shop.price(order) == 67.5
     spans = memory.named("liveshop.price")
@@ -226,9 +229,9 @@ def test_a_pattern_that_matches_nothing_in_an_imported_module_is_refused_with_th
     reply = conn.ask({"op": "add", "patterns": ["liveshop:nope", "liveshop:price", "notyet.mod:f"]})
     assert reply["ok"] is False
     nope, price, later = reply["results"]
-    assert nope["ok"] is False and "nothing in liveshop matches it" in nope["error"]
+    assert nope["ok"] is False and "liveshop has no 'nope'" in nope["error"]
     assert price["ok"] is True and price["functions"] == [
-        {"function": "liveshop.price", "mechanism": "runtime"}
+        {"function": "liveshop.price", "mechanism": "runtime", "installed": "code trampoline"}
     ]
     assert later["ok"] is True and later["waiting"] is True and "not imported yet" in later["note"]
     listed = {t["pattern"]: t for t in conn.ask({"op": "list"})["targets"]}

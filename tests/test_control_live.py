@@ -35,7 +35,10 @@ def test_targets_added_and_removed_from_outside_take_effect_at_once_and_the_outp
         added = app.targets("add", "liveshop:check")
         returned = time.time_ns()
         assert added.returncode == 0, added.stderr
-        assert "added   liveshop:check [span per call] -> liveshop.check (runtime)" in added.stdout
+        assert (
+            "added   liveshop:check [span per call] -> liveshop.check (runtime, code trampoline)"
+            in added.stdout
+        )
         spans = otlp_receiver.wait_for(lambda s: len(_named(s, "liveshop.check")) >= 20)
         checks = _named(spans, "liveshop.check")
         first = min(s.start_time_ns for s in checks)
@@ -53,7 +56,7 @@ def test_targets_added_and_removed_from_outside_take_effect_at_once_and_the_outp
         added = app.targets("add", "liveshop:price", "--locals", "*")
         done = time.time_ns()
         assert added.returncode == 0, added.stderr
-        assert "liveshop.price (hybrid)" in added.stdout
+        assert "liveshop.price (hybrid, wrapper)" in added.stdout
         spans = otlp_receiver.wait_for(lambda s: len(_named(s, "liveshop.price")) >= 5)
         # one span per call throughout the switch (a call made while the target was being applied
         # may have no events yet); every call after the command returned carries its locals
@@ -70,8 +73,8 @@ def test_targets_added_and_removed_from_outside_take_effect_at_once_and_the_outp
         print(listed.stdout)
         functions = listed.stdout.split("\n\n")[1]  # the FUNCTION table
         rows = {line.split()[0]: line.split() for line in functions.splitlines()[1:]}
-        assert rows["liveshop.check"][1] == "runtime" and int(rows["liveshop.check"][2]) >= 20
-        assert rows["liveshop.price"][1] == "hybrid"
+        assert rows["liveshop.check"][1:3] == ["runtime", "code"] and int(rows["liveshop.check"][3]) >= 20
+        assert rows["liveshop.price"][1:3] == ["hybrid", "wrapper"]
         assert "liveshop:price  control  locals *" in listed.stdout
         assert "ESCALATION" in listed.stdout and "exception (ValueError)" in listed.stdout
 
@@ -102,7 +105,7 @@ def test_a_pattern_that_cannot_be_applied_is_refused_with_why_and_the_program_ru
         app.wait_ready()
         refused = app.targets("add", "liveshop:no_such_function")
         assert refused.returncode == 1
-        assert "failed  liveshop:no_such_function: nothing in liveshop matches it" in refused.stdout
+        assert "failed  liveshop:no_such_function: liveshop has no 'no_such_function'" in refused.stdout
         malformed = app.targets("add", "liveshop:price@x")
         assert malformed.returncode == 1
         assert malformed.stderr.startswith("otel-scope: process ") and "accepted forms" in malformed.stderr
@@ -169,7 +172,9 @@ def test_a_forked_worker_gets_its_own_control_socket_and_the_parent_keeps_its_ow
             )
             time.sleep(0.02)
         added = targets(child, "add", "liveshop:price")
-        assert added.returncode == 0 and "liveshop.price (runtime)" in added.stdout, added.stderr
+        assert added.returncode == 0 and "liveshop.price (runtime, code trampoline)" in added.stdout, (
+            added.stderr
+        )
         time.sleep(0.3)
         listed = targets(child, "list").stdout
         assert f"process {child}" in listed and "liveshop.price  runtime" in listed

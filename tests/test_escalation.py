@@ -15,7 +15,7 @@ import pytest
 from otel_scope.config import Settings
 from otel_scope.control.commands import Controller
 from otel_scope.engine import Engine
-from otel_scope.runtime import escalation
+from otel_scope.runtime import escalation, trampoline
 from otel_scope.runtime.escalation import Escalator, enabled
 from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
@@ -104,6 +104,8 @@ def test_a_failure_escalates_the_next_calls_to_compile_time_locals_then_switches
     assert all(s.attributes["otel_scope.mechanism"] == "runtime" for s in spans)
     after = spans[2 + escalation.ESCALATION_CALLS :]
     assert all(locals_events(s) == [] for s in after)
+    assert trampoline.is_trampoline(shop.risky.__code__)  # back to the runtime span alone
+    engine.remove_all()
     assert shop.risky.__code__ is original
     (row,) = escalator.rows()
     assert row["state"] == "ended" and row["outcome"] == f"after {escalation.ESCALATION_CALLS} calls"

@@ -72,9 +72,10 @@ def test_history_last_shows_the_bugs_variable_from_the_local_store(tmp_path: Pat
     assert "\x1b[" not in history  # piped: no escape codes
 
 
-def test_demo_command_ends_with_the_timeline(tmp_path: Path) -> None:
+def test_demo_command_shows_the_timeline_and_ends_pointing_to_the_view(tmp_path: Path) -> None:
+    page = tmp_path / "shop-trace.html"
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "run_demo.py")],
+        [sys.executable, str(EXAMPLES / "run_demo.py"), "--html", str(page)],
         env=base_env(tmp_path),
         capture_output=True,
         text=True,
@@ -82,4 +83,8 @@ def test_demo_command_ends_with_the_timeline(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "VAR reserved = 1" in result.stdout
-    assert result.stdout.rstrip().splitlines()[-1].lstrip().split()[1] == "[OTEL]"  # END SESSION
+    before_view = result.stdout.split("$ otel-scope view", 1)[0]
+    assert before_view.rstrip().splitlines()[-1].lstrip().split()[1] == "[OTEL]"  # END SESSION
+    last_lines = result.stdout.rstrip().splitlines()[-3:]
+    assert f"open {page}" in last_lines[0] and last_lines[1].strip().endswith("otel-scope view --last")
+    assert 'id="otel-scope-data"' in page.read_text()

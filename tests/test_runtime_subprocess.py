@@ -116,3 +116,59 @@ def test_collector_down_gives_one_line_and_does_not_delay_exit(tmp_path: Path) -
     assert len(extra) == 2 and "could not export" in extra[0], traced.stderr
     assert "span(s) not exported (OTLP 127.0.0.1:" in extra[1] and "export failed" in extra[1]
     assert elapsed < 3, elapsed  # the dead collector costs the exit at most a couple of seconds
+
+
+@pytest.mark.parametrize("spelling", ["app_runtime:main", "__main__:main"])
+def test_targets_in_the_script_being_run_work_under_both_spellings(
+    otlp_receiver, tmp_path: Path, spelling: str
+) -> None:
+    plain = run_plain("app_runtime.py", tmp_path)
+    flags = ["--scope-mode", "runtime", "--scope-targets", f"{spelling},svc.orders:validate"]
+    traced = run_instrumented("app_runtime.py", flags, otlp_receiver.env("http"), tmp_path)
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
+    assert traced.stderr_without_session_line == plain.stderr  # no word about the script's target
+    spans = otlp_receiver.wait_for(lambda s: any(x.name == "__main__.main" for x in s))
+    (main,) = [s for s in spans if s.name == "__main__.main"]
+    assert main.attributes["otel_scope.return"] == "3"
+    assert main.attributes["code.file.path"].endswith("app_runtime.py")
+    validates = otlp_receiver.wait_for(lambda s: sum(x.name == "svc.orders.validate" for x in s) >= 3)
+    inside = [s for s in validates if s.name == "svc.orders.validate"]
+    assert sum(s.parent_span_id == main.span_id for s in inside) >= 2  # main's calls nest in it
+
+
+def test_patterns_that_selected_nothing_are_named_once_at_exit_with_the_nearest_names(
+    otlp_receiver, tmp_path: Path
+) -> None:
+    plain = run_plain("app_runtime.py", tmp_path)
+    flags = ["--scope-mode", "runtime", "--scope-targets", "svc.orders:validat,nosuch.mod:f,svc.orders:total"]
+    traced = run_instrumented("app_runtime.py", flags, otlp_receiver.env("http"), tmp_path)
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
+    ours = [line for line in traced.stderr.splitlines() if line.startswith("otel-scope: ")]
+    assert ours[:3] == [
+        "otel-scope: nosuch.mod:f selected nothing: module nosuch.mod was never imported",
+        "otel-scope: svc.orders:total selected nothing: svc.orders has no 'total' (nearest: Order.total)",
+        "otel-scope: svc.orders:validat selected nothing: svc.orders has no 'validat' (nearest: validate)",
+    ]
+    assert ours[3].startswith("otel-scope: session ") and len(ours) == 4
+
+
+def test_the_python_api_under_plain_python_says_in_one_line_that_nothing_records(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from scope_run import base_env
+
+    program = (
+        "import json, otel_scope\n"
+        "handle = otel_scope.trace('json:dumps')\n"
+        "otel_scope.trace('json:loads')\n"
+        "print(json.dumps([1]), handle.active)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=base_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout == "[1] True\n"
+    assert done.stderr.splitlines() == [
+        "otel-scope: no OpenTelemetry SDK is set up in this process, so nothing records: run under "
+        "opentelemetry-instrument, or call opentelemetry.trace.set_tracer_provider(TracerProvider(...))"
+    ]

@@ -112,13 +112,15 @@ def test_user_repr_is_never_called_for_self_or_arguments(memory, engine) -> None
 def test_remove_restores_the_exact_original_objects(engine) -> None:
     before = {name: vars(kinds.Base)[name] for name in ("method", "make", "which", "static", "doubled")}
     before_fn = kinds.add
+    codes = {name: vars(kinds.Base)[name].__func__.__code__ for name in ("make", "which", "static")}
     handle = add(engine, f"{MOD}:*")
-    assert vars(kinds.Base)["make"] is not before["make"]
+    assert vars(kinds.Base)["make"].__func__.__code__ is not codes["make"]  # a code trampoline
     handle.remove()
     handle.remove()  # idempotent
     for name, obj in before.items():
         assert vars(kinds.Base)[name] is obj
     assert kinds.add is before_fn
+    assert {name: vars(kinds.Base)[name].__func__.__code__ for name in codes} == codes
     assert "make" not in vars(kinds.Sub) and kinds.Sub.which() == "sub" and kinds.Base().static(1) == 3
 
 
@@ -220,8 +222,7 @@ def test_nesting_follows_context_into_asyncio_tasks(memory, engine) -> None:
 
 def test_disabled_probe_calls_straight_through(memory, engine) -> None:
     handle = add(engine, f"{MOD}:add")
-    wrapper = vars(kinds)["add"]
-    wrapper._self_wrapper.enabled = False
+    engine.probe_for(f"{MOD}.add").enabled = False
     assert kinds.add(1) == 3
     assert memory.spans() == []
     handle.remove()
@@ -271,7 +272,7 @@ def test_rate_limit_skips_calls_and_the_next_span_counts_them(memory) -> None:
     try:
         limited.add(Request(parse_pattern(f"{MOD}:add")))
         now = [0.0]
-        vars(kinds)["add"]._self_wrapper.limiter = RateLimiter(1.0, clock=lambda: now[0])
+        limited.probe_for(f"{MOD}.add").limiter = RateLimiter(1.0, clock=lambda: now[0])
         for _ in range(50):
             assert kinds.add(1) == 3  # the program sees every call
         assert len(memory.named("kinds.add")) == 1  # a burst of one per second
@@ -326,3 +327,78 @@ def test_decorators_that_change_the_kind_are_traced_as_the_installed_object(memo
     assert kinds.run_sync(1) == 2
     assert len(memory.named("kinds.opened")) == 1
     assert len(memory.named("kinds.run_sync")) == 1
+
+
+def test_a_sampler_that_records_under_unsampled_remote_parents_is_asked(engine) -> None:
+    """ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON): a plain SDK span records
+    under an unsampled remote parent, so otel-scope's span must too."""
+    from opentelemetry import context
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    sampler = ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)
+    remote = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(0))
+    with installed_provider(sampler) as memory:
+        add(engine, f"{MOD}:add")
+        token = context.attach(trace.set_span_in_context(NonRecordingSpan(remote)))
+        try:
+            with trace.get_tracer("plain").start_as_current_span("plain"):
+                pass
+            assert kinds.add(1) == 3
+        finally:
+            context.detach(token)
+        assert len(memory.named("plain")) == 1
+        (span,) = memory.named("kinds.add")
+        assert span.context.trace_id == 0x1234
+
+
+def test_trace_ids_handed_to_threads_are_always_their_own() -> None:
+    """The cached hex form of the last trace ID is read and written as one value."""
+    import sys
+
+    from otel_scope.runtime import tracing
+
+    wrong: list[tuple[int, str]] = []
+
+    def work(base: int) -> None:
+        for i in range(20000):
+            trace_id = base + (i % 3)
+            text = tracing._trace_hex(trace_id)
+            if text != format(trace_id, "032x"):
+                wrong.append((trace_id, text))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(n << 64,)) for n in range(1, 5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []
+
+
+@pytest.mark.parametrize("kind", ["generator", "coroutine"])
+def test_rate_limited_generator_and_coroutine_spans_count_the_skipped_calls(memory, kind) -> None:
+    from otel_scope.capture import RateLimiter
+
+    name = "count_up" if kind == "generator" else "async_double"
+    limited = Engine(Settings(mode="runtime", rate_limit=1.0))
+    try:
+        limited.add(Request(parse_pattern(f"{MOD}:{name}")))
+        now = [0.0]
+        limited.probe_for(f"{MOD}.{name}").limiter = RateLimiter(1.0, clock=lambda: now[0])
+
+        def call() -> object:
+            return list(kinds.count_up(2)) if kind == "generator" else asyncio.run(kinds.async_double(2))
+
+        for _ in range(5):
+            call()
+        now[0] = 1.0
+        call()
+        spans = memory.named(name)
+        assert len(spans) == 2 and spans[-1].attributes["otel_scope.rate_limited"] == 4
+    finally:
+        limited.remove_all()

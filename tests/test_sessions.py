@@ -73,3 +73,25 @@ def test_request_sessions_keep_request_spans_as_roots(otlp_receiver, tmp_path: P
         assert call.attributes["otel_scope.session.id"] == call.trace_id
     assert len({s.trace_id for s in requests.values()}) == 2  # one trace per request
     assert not any(s.name == "otel_scope.session" for s in spans)
+
+
+def test_calling_sys_excepthook_prints_what_python_prints_and_the_session_line_comes_only_at_exit(
+    otlp_receiver, tmp_path: Path
+) -> None:
+    from scope_run import run_plain
+
+    notes = tmp_path / "notes.txt"
+    run = run_instrumented("app_excepthook.py", FLAGS, otlp_receiver.env("http"), tmp_path, argv=[str(notes)])
+    plain = run_plain("app_excepthook.py", tmp_path, argv=[str(notes)])
+    assert run.returncode == plain.returncode == 1
+    assert run.stderr_without_session_line == plain.stderr  # byte for byte, manual hook call included
+    lines = run.stderr.splitlines()
+    assert sum(line.startswith("otel-scope: session ") for line in lines) == 1
+    assert lines[-1].startswith("otel-scope: session ")  # after the traceback: at exit only
+    spans = otlp_receiver.wait_for(lambda s: any(x.name == "otel_scope.session" for x in s))
+    (root,) = [s for s in spans if s.name == "otel_scope.session"]
+    assert root.attributes["otel_scope.session.exit"] == "exception" and root.status_code == "ERROR"
+    (event,) = root.events_named("exception")
+    assert event.attributes["exception.type"].endswith("Loud")
+    assert event.attributes["exception.message"] == "x"  # from args, not the user's __str__
+    assert not notes.exists() or "otel-scope called" not in notes.read_text()

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
+
+from opentelemetry import trace as otel_trace
 
 from otel_scope import _forksafe
 from otel_scope.config import ConfigError, Settings, load_settings
-from otel_scope.engine import CompileTimeAdapter, Engine, Handle
+from otel_scope.engine import CompileTimeAdapter, Engine, Handle, script
 from otel_scope.runtime import messages, propagation
 from otel_scope.sessions import session as _session_module
 from otel_scope.sessions import state as session_state
 from otel_scope.targets.patterns import TargetPattern, parse_pattern
 from otel_scope.targets.planner import Request, production_limits, requests_from_settings
+from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
 _log = logging.getLogger("otel_scope")
 _lock = _forksafe.lock()
 _engine: Engine | None = None
-
-MODES = ("auto", "runtime", "compile_time", "hybrid")
 
 
 def get_engine() -> Engine:
@@ -62,8 +63,19 @@ def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
             _engine.remove_all()
         session_state.kind = settings.session
         engine = _engine = _make_engine(settings)
-    for request in requests_from_settings(settings):
-        engine.add(request)
+    requests = requests_from_settings(settings)
+    for request in requests:
+        handle = engine.add(request)
+        if request.pattern.module != script.MAIN:  # the script has not run yet: nothing to say
+            _report(handle)
+    names = script.script_module_names()
+    if len(names) > 1:  # a script file or ``-m`` module (not ``-c``, not a multiprocessing child)
+        aliased = script.script_requests(requests, names)
+        for request in aliased:
+            engine.add(request)
+        watched = [r for r in requests if r.pattern.module == script.MAIN] + aliased
+        if watched:
+            script.ScriptWatcher(engine, watched).start()
     engine.compile_time.install_import_hook()
     propagation.install()
     if settings.messages:
@@ -71,7 +83,7 @@ def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
     return engine
 
 
-def _capture_request(capture_locals: str | Sequence[str] | None) -> frozenset[str] | bool | None:
+def _capture_request(capture_locals: str | Sequence[str] | None) -> frozenset[str] | Literal[False] | None:
     if capture_locals is None:
         return False
     if capture_locals == "*":
@@ -97,10 +109,10 @@ def make_request(
     :class:`~otel_scope.targets.patterns.PatternError` for a malformed pattern) naming what is
     accepted.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not valid; accepted: {', '.join(MODES)}")
-    if level is not None and level not in ("boundaries", "locals", "lines", "expressions"):
-        raise ValueError(f"level={level!r} is not valid; accepted: boundaries, locals, lines, expressions")
+    if mode not in TARGET_MODES:
+        raise ValueError(f"mode={mode!r} is not valid; accepted: {', '.join(TARGET_MODES)}")
+    if level is not None and level not in LEVELS:
+        raise ValueError(f"level={level!r} is not valid; accepted: {', '.join(LEVELS)}")
     line_numbers = tuple(sorted({int(n) for n in lines or ()}))
     if line_numbers and line_numbers[0] < 1:
         raise ValueError(f"lines={list(line_numbers)} is not valid; accepted: line numbers from 1")
@@ -132,12 +144,40 @@ def trace(
     ``handle.remove()`` undoes exactly this call. Raises ``ValueError`` for a malformed pattern
     or option, naming what is accepted.
     """
+    _warn_without_sdk()
     options: dict[str, Any] = {"mode": mode, "capture_locals": capture_locals, "lines": lines, "level": level}
     if callable(target) and not isinstance(target, str):
         request = make_request(TargetPattern(text="<function>", module=""), **options)
         return get_engine().add_function(target, request)
     request = make_request(target, **options)
-    return get_engine().add(request)
+    return _report(get_engine().add(request))
+
+
+_said_no_sdk = False
+
+
+def _warn_without_sdk() -> None:
+    """Say once that nothing will record when no OpenTelemetry SDK was set up in this process.
+
+    otel-scope instruments either way (a provider set later starts recording at once), but under
+    plain ``python`` the API's default provider records nothing and trace IDs are all zeros.
+    """
+    global _said_no_sdk
+    if _said_no_sdk or not isinstance(otel_trace.get_tracer_provider(), otel_trace.ProxyTracerProvider):
+        return
+    _said_no_sdk = True
+    _log.warning(
+        "otel-scope: no OpenTelemetry SDK is set up in this process, so nothing records: run under "
+        "opentelemetry-instrument, or call opentelemetry.trace.set_tracer_provider(TracerProvider(...))"
+    )
+
+
+def _report(handle: Handle) -> Handle:
+    """Tell the user, in one line, about a target that selects nothing in its loaded module."""
+    problem = handle.problem
+    if problem:
+        _log.warning("otel-scope: %s selects nothing: %s", handle.target, problem)
+    return handle
 
 
 def session(name: str) -> Any:

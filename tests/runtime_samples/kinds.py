@@ -102,3 +102,15 @@ def _sync_wrapper(func):
 @_sync_wrapper
 async def run_sync(x):
     return x + 1
+
+
+class Formatter:
+    """singledispatchmethod: no popular pure-Python library on PyPI uses it at a public name."""
+
+    @functools.singledispatchmethod
+    def show(self, value):
+        return f"any:{value}"
+
+    @show.register
+    def _(self, value: int):
+        return f"int:{value}"

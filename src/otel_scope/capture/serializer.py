@@ -55,9 +55,9 @@ import threading
 import types
 import uuid
 import zoneinfo
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from otel_scope.capture.redaction import REDACTED, Redactor
 
@@ -65,7 +65,11 @@ if TYPE_CHECKING:
     from otel_scope.config import Settings
 
 IdPath = tuple[int, ...]  # ids of the containers and objects being rendered, outermost first
-Render = Callable[[object, IdPath, int], str]
+# A render is only ever called with values of the type it was registered for (the tables are keyed
+# by type id and chosen along the MRO), which mypy cannot follow: hence Any for the value.
+Render = Callable[[Any, IdPath, int], str]
+Namespace = Mapping[str, object]  # a class's own __dict__
+DictReader = Callable[[object, type], dict[str, object]]  # the getter of an instance __dict__
 
 # Types remembered per serializer; past this the cache restarts (dynamic classes can be endless).
 _TYPE_CACHE_LIMIT = 4096
@@ -74,18 +78,21 @@ _INT_LIMIT = 1 << 13000
 _SMALL_INT = 10**19  # repr at most 20 characters
 
 # Readers that bypass metaclasses, properties and __getattribute__: the C descriptors of the
-# builtin types, called directly.
-_type_namespace = type.__dict__["__dict__"].__get__
-_type_mro = type.__dict__["__mro__"].__get__
-_type_qualname = type.__dict__["__qualname__"].__get__
-_type_module = type.__dict__["__module__"].__get__
-_exception_args = BaseException.__dict__["args"].__get__
-_function_qualname = types.FunctionType.__dict__["__qualname__"].__get__
-_function_module = types.FunctionType.__dict__["__module__"].__get__
-_method_function = types.MethodType.__dict__["__func__"].__get__
-_module_namespace = types.ModuleType.__dict__["__dict__"].__get__
-_datetime_tzinfo = datetime.datetime.__dict__["tzinfo"].__get__
-_time_tzinfo = datetime.time.__dict__["tzinfo"].__get__
+# builtin types, called directly. Each is annotated with what the descriptor returns (object where
+# user code can store anything). vars(cls) is cls.__dict__, spelled so where typeshed declares
+# __dict__ as a property of the instances (ModuleType; type in older typeshed).
+_type_namespace: Callable[[type], Namespace] = vars(type)["__dict__"].__get__
+_type_mro: Callable[[type], tuple[type, ...]] = vars(type)["__mro__"].__get__
+_type_qualname: Callable[[type], object] = vars(type)["__qualname__"].__get__
+_type_module: Callable[[type], object] = vars(type)["__module__"].__get__
+_exception_args: Callable[[BaseException], tuple[object, ...]] = BaseException.__dict__["args"].__get__
+_function_qualname: Callable[[types.FunctionType], str] = types.FunctionType.__dict__["__qualname__"].__get__
+_function_module: Callable[[types.FunctionType], object] = types.FunctionType.__dict__["__module__"].__get__
+_method_function: Callable[[types.MethodType], object] = types.MethodType.__dict__["__func__"].__get__
+_module_namespace: Callable[[types.ModuleType], dict[str, Any]] = vars(types.ModuleType)["__dict__"].__get__
+# Any: Serializer._datetime picks the one for the value's exact class, which mypy cannot follow.
+_datetime_tzinfo: Callable[[Any], object] = datetime.datetime.__dict__["tzinfo"].__get__
+_time_tzinfo: Callable[[Any], object] = datetime.time.__dict__["tzinfo"].__get__
 
 
 class _PlainClass:
@@ -142,15 +149,19 @@ _LIBRARY_REPR_MODULES = ("builtins", "collections", "enum")
 
 
 class _Container:
-    """How to read one builtin container type without calling anything a subclass overrides."""
+    """How to read one builtin container type without calling anything a subclass overrides.
+
+    The readers take Any: they are the builtin's own unbound methods, called only with instances
+    of that builtin (or of a subclass), as the dispatch by type guarantees.
+    """
 
     __slots__ = ("close", "empty", "head", "length", "mapping", "name", "open")
 
     def __init__(
         self,
         name: str,
-        length: Callable[[object], int],
-        head: Callable[[object, int, int], list],
+        length: Callable[[Any], int],
+        head: Callable[[Any, int, int], Sequence[Any]],
         open_close: tuple[str, str],
         empty: str,
         mapping: bool = False,
@@ -159,7 +170,7 @@ class _Container:
         self.open, self.close = open_close
 
 
-def _first_items(items: Callable[[object], Iterable]) -> Callable[[object, int, int], list]:
+def _first_items(items: Callable[[Any], Iterable[Any]]) -> Callable[[Any, int, int], list[Any]]:
     # list(...) copies the first k of n entries in one C loop, so no other thread can change the
     # container while it is being read ("dictionary changed size during iteration").
     return lambda v, n, k: list(items(v)) if n <= k else list(islice(items(v), k))
@@ -199,7 +210,7 @@ _CONTAINERS = {
 
 # Subclasses of these scalars are shown as ClassName(<plain value>); the converters are the
 # builtin's own and return an exact builtin copy.
-_SCALAR_BASES: dict[int, Callable[[object], object]] = {
+_SCALAR_BASES: dict[int, Callable[[Any], object]] = {
     id(str): str.__str__,
     id(int): int.__int__,
     id(float): float.__float__,
@@ -278,7 +289,7 @@ def _cut(text: str, budget: int, unit: str = "chars") -> str:
     return f"{text[:keep]}…(+{total - keep} {unit})"
 
 
-def _read_dict(reader: Callable[[object, type], dict] | None, value: object, t: type) -> dict | None:
+def _read_dict(reader: DictReader | None, value: object, t: type) -> dict[str, object] | None:
     """The instance dict through ``reader`` (see ``Serializer._instance_dict_reader``), or None."""
     if reader is None:
         return None
@@ -288,7 +299,7 @@ def _read_dict(reader: Callable[[object, type], dict] | None, value: object, t: 
         return None
 
 
-def _lookup(namespaces: list, name: str) -> object:
+def _lookup(namespaces: list[Namespace], name: str) -> object:
     """The class attribute ``name`` as found along the MRO, without invoking any descriptor."""
     for namespace in namespaces:
         if name in namespace:
@@ -296,7 +307,7 @@ def _lookup(namespaces: list, name: str) -> object:
     return None
 
 
-def _in_mro(mro: tuple, cls: type) -> bool:
+def _in_mro(mro: tuple[type, ...], cls: type) -> bool:
     return any(c is cls for c in mro)  # identity: a metaclass may define __eq__
 
 
@@ -330,7 +341,7 @@ class Serializer:
         self.redactor = redactor if redactor is not None else Redactor()
         self.redacted = 0
         self._is_secret = self.redactor.is_secret
-        self._int_high = 10 ** min(max_length - 1, 3000)  # at most max_length characters with "-"
+        self._int_high: int = 10 ** min(max_length - 1, 3000)  # at most max_length characters with "-"
         self._int_low = -self._int_high
         self._short_str = (max_length - 2) // 10  # repr escapes at most 10 characters per character
         renders: dict[type, Render] = dict.fromkeys(_SAFE_REPR_TYPES, self._builtin_repr)
@@ -447,13 +458,13 @@ class Serializer:
             render = self._guarded(repr, render, "repr")
         return _TypeEntry(t, render, _full_name(t), short)
 
-    def _has_user_repr(self, mro: tuple, namespaces: list) -> bool:
+    def _has_user_repr(self, mro: tuple[type, ...], namespaces: list[Namespace]) -> bool:
         for cls, namespace in zip(mro, namespaces, strict=True):
             if "__repr__" in namespace:
                 return _module_name(cls) not in _LIBRARY_REPR_MODULES
         return False
 
-    def _safe_render(self, t: type, mro: tuple, namespaces: list, short: str) -> Render:
+    def _safe_render(self, t: type, mro: tuple[type, ...], namespaces: list[Namespace], short: str) -> Render:
         if _in_mro(mro, type):
             return self._class
         if _in_mro(mro, types.ModuleType):
@@ -473,7 +484,8 @@ class Serializer:
             plain = _SCALAR_BASES.get(id(cls))
             if plain is not None:
                 return self._scalar_subclass_render(plain, short)
-        if _module_name(t).partition(".")[0] in _STDLIB and _full_name(t) not in _STDLIB_VALUES:
+        # No __module__ str gives None here: the AttributeError makes the type <unrepresentable>.
+        if _module_name(t).partition(".")[0] in _STDLIB and _full_name(t) not in _STDLIB_VALUES:  # type: ignore[union-attr]
             # The standard library's plumbing (queues, locks, conditions, threads) is noise when
             # spelled out field by field; a user looking at a trace wants to know what it is.
             opaque = f"<{_full_name(t)} object>"
@@ -521,7 +533,7 @@ class Serializer:
         return f"{text}…(+{total - keep} {unit})"
 
     def _datetime(self, value: datetime.datetime | datetime.time, path: IdPath, budget: int) -> str:
-        cls = type(value)
+        cls: type[Any] = type(value)  # exactly datetime or time (registered for those only)
         tz = (_datetime_tzinfo if cls is datetime.datetime else _time_tzinfo)(value)
         tz_type = type(tz)
         if tz is None or tz_type is datetime.timezone or tz_type is zoneinfo.ZoneInfo:
@@ -580,7 +592,7 @@ class Serializer:
 
         return render
 
-    def _items(self, items: Iterable, n: int, path: IdPath, room: int) -> str:
+    def _items(self, items: Iterable[object], n: int, path: IdPath, room: int) -> str:
         """The first of ``n`` items that fit in ``room`` characters, then ``..., +N more``.
 
         Each item gets the room left, minus space for the marker if items follow it; an item that
@@ -589,7 +601,7 @@ class Serializer:
         """
         walk = self._walk
         reserve = len(str(n)) + 13  # ", ..., +N more"
-        parts = []
+        parts: list[str] = []
         used = 0
         for item in items:
             limit = room - used - (reserve if n - len(parts) > 1 else 0)
@@ -604,12 +616,14 @@ class Serializer:
             parts.append(f"..., +{n - len(parts)} more")
         return ", ".join(parts)
 
-    def _pairs(self, pairs: Iterable, n: int, path: IdPath, room: int, fields: bool) -> str:
+    def _pairs(
+        self, pairs: Iterable[tuple[object, object]], n: int, path: IdPath, room: int, fields: bool
+    ) -> str:
         """``key: value`` (dicts) or ``name=value`` (fields), redacting secret names."""
         walk = self._walk
         known = self.redactor.known
         reserve = len(str(n)) + 13  # ", ..., +N more"
-        parts = []
+        parts: list[str] = []
         used = 0
         for key, value in pairs:
             limit = room - used - (reserve if n - len(parts) > 1 else 0)
@@ -638,7 +652,7 @@ class Serializer:
     def _namedtuple_render(self, fields: tuple[str, ...], short: str) -> Render:
         tuple_render = self._container_render(_TUPLE, f"{short}(", ")")
 
-        def render(value: object, path: IdPath, budget: int) -> str:
+        def render(value: tuple[object, ...], path: IdPath, budget: int) -> str:
             n = tuple.__len__(value)
             if n != len(fields):
                 return tuple_render(value, path, budget)
@@ -654,7 +668,7 @@ class Serializer:
         return render
 
     def _exception_render(self, short: str) -> Render:
-        def render(value: object, path: IdPath, budget: int) -> str:
+        def render(value: BaseException, path: IdPath, budget: int) -> str:
             args = _exception_args(value)
             n = tuple.__len__(args)
             if not n:
@@ -670,7 +684,7 @@ class Serializer:
 
         return render
 
-    def _enum_render(self, t: type, mro: tuple, namespaces: list, short: str) -> Render:
+    def _enum_render(self, t: type, mro: tuple[type, ...], namespaces: list[Namespace], short: str) -> Render:
         fallback = self._object_render(t, mro, namespaces, short)
         instance_dict = self._instance_dict_reader(namespaces)
 
@@ -687,7 +701,7 @@ class Serializer:
         return render
 
     @staticmethod
-    def _instance_dict_reader(namespaces: list) -> Callable[[object, type], dict] | None:
+    def _instance_dict_reader(namespaces: list[Namespace]) -> DictReader | None:
         """The getter of the ``__dict__`` descriptor that ``class`` statements create, if any.
 
         A class may shadow it with a property, so the MRO is searched past that. Only the
@@ -698,15 +712,17 @@ class Serializer:
         interpreter) is safe too. Objects with another kind are shown without those fields.
         """
         for namespace in namespaces:
-            descriptor = namespace.get("__dict__")
+            descriptor: Any = namespace.get("__dict__")  # a C descriptor once its type is checked
             kind = type(descriptor)
             if (kind is types.GetSetDescriptorType and descriptor.__doc__ == _CLASS_DICT_DOC) or (
                 kind is types.MemberDescriptorType  # a plain struct field (SimpleNamespace): safe
             ):
-                return descriptor.__get__
+                return cast(DictReader, descriptor.__get__)
         return None
 
-    def _object_render(self, t: type, mro: tuple, namespaces: list, short: str) -> Render:
+    def _object_render(
+        self, t: type, mro: tuple[type, ...], namespaces: list[Namespace], short: str
+    ) -> Render:
         slots: dict[str, Callable[[object, type], object]] = {}
         for namespace in reversed(namespaces):  # base classes first, like construction order
             for name, descriptor in namespace.items():

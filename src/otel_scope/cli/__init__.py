@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 
 from otel_scope._version import __version__
-from otel_scope.cli import export, history, import_, plan, sessions, targets
+from otel_scope.cli import export, history, import_, plan, sessions, targets, view
 from otel_scope.cli._common import CliError
 from otel_scope.store import StoreError
 from otel_scope.timeline import SourceError
 
-COMMANDS = (history, sessions, plan, export, import_, targets)
+COMMANDS = (history, sessions, view, plan, export, import_, targets)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,8 @@ from rich.text import Text
 from otel_scope.cli._common import CliError, make_console, print_json
 from otel_scope.config import SETTING_NAMES, ConfigError, env_var_for, flag_for, load_settings
 from otel_scope.engine.adapter import function_qualnames
-from otel_scope.targets.patterns import TargetPattern
+from otel_scope.engine.discovery import COMPILED_NOTE
+from otel_scope.targets.patterns import TargetPattern, wildcard_skips
 from otel_scope.targets.planner import decide_function, requests_from_settings
 
 
@@ -46,7 +47,10 @@ def _find_source(module: str) -> Path | None:
             return None
         search = list(spec.submodule_search_locations or [])
     origin = getattr(spec, "origin", None)
-    return Path(origin) if origin and origin.endswith(".py") else None
+    return Path(origin) if origin and origin.endswith((".py", *_EXTENSIONS)) else None
+
+
+_EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
 def _modules_for(pattern: TargetPattern) -> list[tuple[str, Path]]:
@@ -54,9 +58,11 @@ def _modules_for(pattern: TargetPattern) -> list[tuple[str, Path]]:
     if source is None:
         return []
     found = [(pattern.module, source)]
-    if pattern.module_prefix and source.name == "__init__.py":
-        for path in sorted(source.parent.rglob("*.py")):
-            rel = path.relative_to(source.parent).with_suffix("")
+    if pattern.module_prefix and source.name.startswith("__init__."):
+        files = [p for p in source.parent.rglob("*") if p.name.endswith((".py", *_EXTENSIONS))]
+        for path in sorted(files):
+            rel = path.relative_to(source.parent)
+            rel = rel.with_name(rel.name.split(".")[0])  # shop.cpython-311-x86_64-linux-gnu.so -> shop
             parts = [p for p in rel.parts if p != "__init__"]
             if parts:
                 found.append((".".join([pattern.module, *parts]), path))
@@ -80,13 +86,21 @@ def build_plan(settings: Any) -> list[dict[str, Any]]:
                 }
             )
         for module, path in modules:
+            if path.name.endswith(_EXTENSIONS):
+                rows.append(
+                    {"function": module, "mechanism": "runtime", "capture": "", "why": [COMPILED_NOTE]}
+                )
+                continue
             try:
                 names = function_qualnames(path.read_text(encoding="utf-8"))
             except (OSError, SyntaxError, ValueError) as exc:
                 rows.append({"function": module, "mechanism": "off", "capture": "", "why": [str(exc)]})
                 continue
             for qualname in names:
-                if request.pattern.matches(module, qualname) and "<locals>" not in qualname:
+                pattern = request.pattern
+                if pattern.is_wildcard and wildcard_skips(qualname):
+                    continue
+                if pattern.matches(module, qualname) and "<locals>" not in qualname:
                     functions.setdefault((module, qualname), path)
     for (module, qualname), _path in sorted(functions.items()):
         if any(p.matches(module, qualname) for p in settings.exclude):

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
 
 from otel_scope.cli._common import CliError, make_console, print_json
-from otel_scope.config.settings import LEVELS
-
-MODES = ("auto", "runtime", "compile_time", "hybrid")
+from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add.add_argument("--lines", metavar="N+M", help="line events for these lines (e.g. 15+22)")
     add.add_argument("--level", choices=LEVELS, help="capture level")
-    add.add_argument("--mode", choices=MODES, help="mechanism (default auto: the planner decides)")
+    add.add_argument("--mode", choices=TARGET_MODES, help="mechanism (default auto: the planner decides)")
     remove = actions.add_parser("remove", help="remove targets (patterns as 'list' shows them) or --all")
     remove.add_argument("patterns", nargs="*", metavar="PATTERN", help="target patterns")
     remove.add_argument("--all", action="store_true", help="every target, restoring every function")
@@ -104,13 +103,20 @@ def _options(row: dict[str, Any]) -> str:
     return ", ".join(parts) or ("span per call" if row.get("runtime", True) else "-")
 
 
+def _mechanism(row: dict[str, Any]) -> str:
+    """``runtime`` plus how calls reach the span: the function's code (every reference) or a
+    wrapper at its attribute (callers that looked it up there)."""
+    installed = row.get("installed")
+    return f"{row['mechanism']}, {installed}" if installed else row["mechanism"]
+
+
 def _print_added(reply: dict[str, Any]) -> int:
     console = make_console()
     for result in reply["results"]:
         if not result["ok"]:
             console.print(Text(f"failed  {result['error']}", style="red"))
             continue
-        functions = ", ".join(f"{f['function']} ({f['mechanism']})" for f in result["functions"])
+        functions = ", ".join(f"{f['function']} ({_mechanism(f)})" for f in result["functions"])
         line = f"added   {result['pattern']} [{_options(result)}]"
         console.print(line + (f" -> {functions}" if functions else f": {result.get('note', 'waiting')}"))
     return 0 if reply["ok"] else 1
@@ -137,12 +143,18 @@ def _print_list(reply: dict[str, Any]) -> None:
         (
             row["function"],
             row["mechanism"],
+            {"code trampoline": "code", "wrapper": "wrapper"}.get(row.get("installed") or "", "-"),
             "-" if row["calls"] is None else str(row["calls"]),
             ", ".join(row["targets"]),
         )
         for row in reply["functions"]
     ]
-    _table(console, ("FUNCTION", "MECHANISM", "CALLS", "TARGETS"), functions, "no function is instrumented")
+    _table(
+        console,
+        ("FUNCTION", "MECHANISM", "REACHED BY", "CALLS", "TARGETS"),
+        functions,
+        "no function is instrumented",
+    )
     console.print()
     targets = [
         (
@@ -170,7 +182,7 @@ def _print_list(reply: dict[str, Any]) -> None:
         _table(console, ("ESCALATION", "REASON", "STARTED", "STATE"), escalations, "")
 
 
-def _table(console: Any, header: tuple[str, ...], rows: list[tuple[str, ...]], empty: str) -> None:
+def _table(console: Any, header: tuple[str, ...], rows: Sequence[tuple[str, ...]], empty: str) -> None:
     """Plain aligned columns (not a rich table): piped output keeps every row on one line."""
     if not rows:
         console.print(empty)

@@ -13,8 +13,8 @@ loader in a :class:`ScopeLoader`, which:
 * serves ``get_code`` (``python -m``) and forwards everything else to the original loader
   (``get_source`` for ``inspect.getsource``, ``is_package``, resource readers);
 * caches rewritten code with ``marshal`` in ``$XDG_CACHE_HOME/otel-scope`` (``~/.cache`` when
-  unset), keyed by the source, the plans, the Python version and otel-scope's version; it never
-  writes the user's ``__pycache__``;
+  unset), keyed by the source, its path, the plans, the Python version and otel-scope's version;
+  it never writes the user's ``__pycache__``;
 * calls ``loaded(module)`` after any wanted module has executed, so runtime mode can wrap
   functions of modules imported later.
 
@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import Any
+from typing import Any, cast
 
 from otel_scope._version import __version__
 from otel_scope.targets.plan import CapturePlan
@@ -48,6 +48,20 @@ _log = logging.getLogger("otel_scope")
 CACHE_FORMAT = "1"
 
 PlansFor = Callable[[str], "Mapping[str, CapturePlan | None] | None"]
+
+# File -> digest of the source text its rewritten code was made from: on-demand recompilation of a
+# function rewritten at import checks the current source against it (the rewritten code cannot be
+# compared with a plain compile of the source).
+_rewritten_sources: dict[str, str] = {}
+
+
+def source_digest(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def rewritten_from(filename: str) -> str | None:
+    """The digest of the source the import hook rewrote ``filename`` from (None: not rewritten)."""
+    return _rewritten_sources.get(filename)
 
 
 def default_cache_dir() -> Path:
@@ -143,11 +157,12 @@ class ImportHook(importlib.abc.MetaPathFinder):
 
     # --- code ---------------------------------------------------------------------------------
 
-    def code_for(self, fullname: str, loader: Any, plans: Mapping[str, CapturePlan]) -> CodeType:
+    def code_for(self, fullname: str, loader: Any, plans: Mapping[str, CapturePlan | None]) -> CodeType:
         """The rewritten code of module ``fullname``: from the cache, or rewritten and cached."""
         origin = loader.get_filename(fullname)
         data = loader.get_data(origin)
-        key = _cache_key(data, plans)
+        source = importlib.util.decode_source(data)
+        key = _cache_key(data, plans, fullname, origin)
         path = self.cache_dir / f"{fullname}-{key}.bin"
         cached = _read_cache(path)
         if cached is not None:
@@ -156,12 +171,12 @@ class ImportHook(importlib.abc.MetaPathFinder):
             for qualname, reason in skipped.items():
                 _log.warning("otel-scope: %s.%s left uninstrumented: %s", fullname, qualname, reason)
         else:
-            source = importlib.util.decode_source(data)
             from otel_scope.compile_time.rewriter import rewrite_source  # libcst: only when rewriting
 
             result = rewrite_source(source, origin, fullname, plans)
             code, instrumented, skipped = result.code, result.instrumented, result.skipped
             _write_cache(path, (code, instrumented, skipped))
+        _rewritten_sources[origin] = source_digest(source)
         self.results[fullname] = (list(instrumented), dict(skipped))
         return code
 
@@ -181,8 +196,12 @@ def _rewritable(fullname: str, spec: importlib.machinery.ModuleSpec) -> bool:
     return True
 
 
-def _cache_key(data: bytes, plans: Mapping[str, CapturePlan]) -> str:
+def _cache_key(data: bytes, plans: Mapping[str, CapturePlan | None], fullname: str, origin: str) -> str:
+    """Everything the rewritten code depends on: source, plans, module name and file path (the
+    code names its file: identical sources in two directories must not share an entry), Python
+    and otel-scope versions. Settings reach the rewrite only through the plans and exclusions."""
     digest = hashlib.sha256(data)
+    digest.update(f"\0{fullname}\0{os.path.abspath(origin)}".encode())
     for name, plan in plans.items():  # in order: the first matching glob wins
         digest.update(f"\0{name}\0{plan.key()}\0{plan.target}".encode() if plan else f"\0{name}\0-".encode())
     digest.update(f"\0{sys.version}\0{__version__}\0{CACHE_FORMAT}".encode())
@@ -216,7 +235,7 @@ def _write_cache(path: Path, value: tuple) -> None:
 class ScopeLoader(importlib.abc.Loader):
     """Wraps a module's real loader: rewritten code in, everything else forwarded."""
 
-    def __init__(self, loader: Any, hook: ImportHook, plans: Mapping[str, CapturePlan] | None) -> None:
+    def __init__(self, loader: Any, hook: ImportHook, plans: Mapping[str, CapturePlan | None] | None) -> None:
         self.loader = loader
         self.hook = hook
         self.plans = plans
@@ -232,7 +251,8 @@ class ScopeLoader(importlib.abc.Loader):
         if self.plans is None:
             self.loader.exec_module(module)
         else:
-            exec(self.get_code(module.__name__), module.__dict__)
+            # Plans are kept only for source files (_rewritable), whose get_code never gives None.
+            exec(cast(CodeType, self.get_code(module.__name__)), module.__dict__)
         loaded = self.hook.loaded
         if loaded is not None:
             try:

@@ -6,14 +6,12 @@ new code from its next call on, and a call already running finishes under the co
 with. :meth:`Recompiled.restore` puts back the exact original code object.
 
 The rewritten code comes from the same rewriter as the import hook, run on the module's current
-source (``linecache``); the nested code object of the function is taken from the compiled module
-and checked against the live one (same name, first line, arguments and free variables), so a
-source file edited since the import is refused rather than half-applied.
+source (``linecache``), after checking that this source is what the running code was compiled
+from (:func:`_source_matches`): a file edited since the import is refused in one line, never run.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import itertools
 import linecache
@@ -23,6 +21,8 @@ from types import CodeType, FunctionType
 from typing import Any
 
 from otel_scope import _forksafe
+from otel_scope.callables import innermost_function
+from otel_scope.compile_time.hook import rewritten_from, source_digest
 from otel_scope.compile_time.recorder import Probe, register
 from otel_scope.compile_time.rewriter import rewrite_source
 from otel_scope.targets.plan import CapturePlan
@@ -69,21 +69,11 @@ class Recompiled:
 
 
 def unwrap(func: Any) -> FunctionType:
-    """The plain function behind bound methods, classmethod/staticmethod and ``functools.wraps``."""
-    seen = set()
-    while id(func) not in seen:
-        seen.add(id(func))
-        if isinstance(func, functools.partial):
-            func = func.func
-        elif hasattr(func, "__func__"):
-            func = func.__func__
-        elif hasattr(func, "__wrapped__"):
-            func = func.__wrapped__
-        else:
-            break
-    if not isinstance(func, FunctionType):
-        raise RecompileError(f"{func!r} is not a Python function")
-    return func
+    """The plain function behind methods and decorators (see :mod:`otel_scope.callables`)."""
+    target = innermost_function(func)
+    if target is None:
+        raise RecompileError(f"{type(func).__name__} object is not a Python function")
+    return target
 
 
 def recompile(func: Any, plan: CapturePlan) -> Recompiled:
@@ -95,9 +85,14 @@ def recompile(func: Any, plan: CapturePlan) -> Recompiled:
     lines = linecache.getlines(filename, target.__globals__)
     if not lines:
         raise RecompileError(f"no source for {target.__qualname__} ({filename})")
+    source = "".join(lines)
+    if not _source_matches(source, filename, code):
+        raise RecompileError(
+            f"cannot recompile {target.__qualname__}: {filename} no longer matches the running code "
+            "(edited since it was imported?); restart the program to trace the new code"
+        )
     prefix = f"_otel_scope_p_rc{next(_counter)}_"
     plans = {target.__qualname__: plan}
-    source = "".join(lines)
     result = rewrite_source(source, filename, target.__module__, plans, probe_prefix=prefix, prelude=False)
     new_code = _find_code(result.code, code)
     if new_code is None or target.__qualname__ not in result.instrumented:
@@ -113,6 +108,44 @@ def recompile(func: Any, plan: CapturePlan) -> Recompiled:
         original = target.__code__
         target.__code__ = new_code
     return Recompiled(target, original, new_code, probe, time.perf_counter() - started)
+
+
+def _source_matches(source: str, filename: str, live: CodeType) -> bool:
+    """Whether ``source`` is what ``live`` was compiled from.
+
+    Code the import hook rewrote is checked against the source text it was rewritten from; plain
+    code is compared with the same function compiled again from ``source``: bytecode, constants
+    (nested functions too), names and variables. The same line layout with another body (``i * 2``
+    edited to ``i * 1000``) differs in its constants, so it is refused, never run.
+    """
+    imported = rewritten_from(filename)
+    if imported is not None:
+        return imported == source_digest(source)
+    try:
+        module_code = compile(source, filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    compiled = _find_code(module_code, live)
+    return compiled is not None and _same_code(compiled, live)
+
+
+def _same_code(a: CodeType, b: CodeType) -> bool:
+    if (
+        a.co_code != b.co_code
+        or a.co_names != b.co_names
+        or a.co_varnames != b.co_varnames
+        or a.co_freevars != b.co_freevars
+        or a.co_cellvars != b.co_cellvars
+        or len(a.co_consts) != len(b.co_consts)
+    ):
+        return False
+    for x, y in zip(a.co_consts, b.co_consts, strict=True):  # lengths compared above
+        if isinstance(x, CodeType):
+            if not (isinstance(y, CodeType) and _same_code(x, y)):
+                return False
+        elif type(x) is not type(y) or (x != y and repr(x) != repr(y)):  # repr: NaN equals itself
+            return False
+    return True
 
 
 def _find_code(module_code: CodeType, live: CodeType) -> CodeType | None:

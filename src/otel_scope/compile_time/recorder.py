@@ -35,6 +35,10 @@ from otel_scope.capture import REDACTED
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
 from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span, record_exception
 
+# Any: private SDK classes whose internals _publish writes to; their types promise less (a
+# read-only Sequence of events) than the SDK's BoundedList does.
+_SdkEvent: Any
+_SdkSpan: Any
 try:  # the SDK's span and event classes, for the fast path of _publish (private: may move)
     from opentelemetry.sdk.trace import Event as _SdkEvent
     from opentelemetry.sdk.trace import _Span as _SdkSpan

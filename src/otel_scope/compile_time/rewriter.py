@@ -50,7 +50,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -66,6 +66,7 @@ from otel_scope.compile_time.spec import (
     FunctionSpec,
     Point,
 )
+from otel_scope.targets.patterns import wildcard_skips
 from otel_scope.targets.plan import CapturePlan
 
 _log = logging.getLogger("otel_scope")
@@ -101,9 +102,12 @@ class RewriteResult:
 
 def plan_for(plans: Mapping[str, CapturePlan | None], qualname: str) -> CapturePlan | None:
     """The plan for ``qualname``: an exact key first, else the first matching glob key (``*``,
-    ``Class.*``) in the mapping's order. A key mapped to ``None`` excludes what it matches."""
+    ``Class.*``) in the mapping's order. A key mapped to ``None`` excludes what it matches.
+    Globs skip dunders other than ``__init__``/``__call__``/context-manager methods."""
     if qualname in plans:
         return plans[qualname]
+    if wildcard_skips(qualname):  # the one wildcard rule of both mechanisms
+        return None
     for key, candidate in plans.items():
         if "*" in key and fnmatch.fnmatchcase(qualname, key):
             return candidate
@@ -114,7 +118,7 @@ def rewrite_source(
     source: str,
     filename: str,
     module_name: str,
-    plans: Mapping[str, CapturePlan],
+    plans: Mapping[str, CapturePlan | None],
     *,
     probe_prefix: str = PROBE_PREFIX,
     prelude: bool = True,
@@ -151,7 +155,7 @@ def _rewrite(
     source: str,
     filename: str,
     module_name: str,
-    plans: Mapping[str, CapturePlan],
+    plans: Mapping[str, CapturePlan | None],
     probe_prefix: str,
     prelude: bool,
     result: RewriteResult,
@@ -241,7 +245,7 @@ class CaptureInserter(cst.CSTTransformer):
 
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, plans: Mapping[str, CapturePlan], module_name: str, filename: str) -> None:
+    def __init__(self, plans: Mapping[str, CapturePlan | None], module_name: str, filename: str) -> None:
         super().__init__()
         self.plans = plans
         self.module_name = module_name
@@ -342,7 +346,8 @@ class CaptureInserter(cst.CSTTransformer):
                     out.append(_marked([self._call(state, Point(LINE, line), "l")], line))
             out.append(new)
             if simple:
-                calls = [c for small in old.body for c in self._after(state, small, first)]
+                small_statements = cast(cst.SimpleStatementLine, old).body
+                calls = [c for small in small_statements for c in self._after(state, small, first)]
                 if calls:
                     out.append(_marked(calls, first))
         return updated_node.with_changes(body=out)
@@ -687,6 +692,7 @@ def _code_part(line: str) -> str:
 def _remap_lines(tree: ast.AST, line_map: _LineMap) -> None:
     lines = line_map.lines
     respaced = line_map.columns
+    node: Any  # positions are read only where _attributes lists them (ast.AST declares none)
     for node in ast.walk(tree):
         if "lineno" in node._attributes:
             start, end = node.lineno, getattr(node, "end_lineno", None)
@@ -701,6 +707,7 @@ def _remap_lines(tree: ast.AST, line_map: _LineMap) -> None:
 
 def _fix_positions(tree: ast.AST) -> None:
     """Make every range valid after remapping (a marked last line maps to an earlier line)."""
+    node: Any  # positions are read only where _attributes lists them (ast.AST declares none)
     for node in ast.walk(tree):
         if "lineno" not in node._attributes or node.lineno < 0:
             continue
@@ -711,18 +718,22 @@ def _fix_positions(tree: ast.AST) -> None:
             node.end_col_offset = node.col_offset
 
 
-def _functions(tree: ast.AST) -> Iterator[tuple[tuple[str, int], ast.AST]]:
+_Function = ast.FunctionDef | ast.AsyncFunctionDef
+_Node = TypeVar("_Node", bound=ast.AST)
+
+
+def _functions(tree: ast.AST) -> Iterator[tuple[tuple[str, int], _Function]]:
     for key, node, _parent in _functions_with_parents(tree):
         yield key, node
 
 
-def _functions_with_parents(tree: ast.AST) -> Iterator[tuple[tuple[str, int], ast.AST, list]]:
+def _functions_with_parents(tree: ast.AST) -> Iterator[tuple[tuple[str, int], _Function, list[Any]]]:
     """Every function with its ``(qualname, def line)`` key and the list that holds it.
 
     Inner functions come before the functions that contain them.
     """
 
-    def walk(node: ast.AST, prefix: str) -> Iterator[tuple[tuple[str, int], ast.AST, list]]:
+    def walk(node: ast.AST, prefix: str) -> Iterator[tuple[tuple[str, int], _Function, list[Any]]]:
         for _name, value in ast.iter_fields(node):
             if not isinstance(value, list):
                 continue
@@ -790,12 +801,13 @@ def _probe_index(statement: ast.stmt) -> int | None:
         and call.args
         and isinstance(call.args[0], ast.Constant)
     ):
-        return call.args[0].value
+        return cast(int, call.args[0].value)  # stage 1 writes the index as an int constant
     return None
 
 
-def _place(node: ast.AST, line: int, col: int = -1) -> ast.AST:
+def _place(node: _Node, line: int, col: int = -1) -> _Node:
     """Give ``node`` and everything under it one position (``-1``: no line at all)."""
+    child: Any  # positions are set only where _attributes lists them (ast.AST declares none)
     for child in ast.walk(node):
         if "lineno" in child._attributes:
             child.lineno = child.end_lineno = line
@@ -803,7 +815,7 @@ def _place(node: ast.AST, line: int, col: int = -1) -> ast.AST:
     return node
 
 
-def _place_shallow(node: ast.AST) -> None:
+def _place_shallow(node: ast.stmt) -> None:
     """No line for ``node`` itself (its children keep theirs)."""
     node.lineno = node.end_lineno = node.col_offset = node.end_col_offset = -1
 
@@ -825,7 +837,8 @@ def _wrap(method: str, args: list[ast.expr], value: ast.expr, like: ast.AST) -> 
     """
     call = _rec(method, *args)
     ast.copy_location(call, like)
-    for synthetic in (call.func, call.func.value, *(a for a in args if a is not value)):
+    func = cast(ast.Attribute, call.func)  # as _rec built it
+    for synthetic in (func, func.value, *(a for a in args if a is not value)):
         ast.copy_location(synthetic, value)
         synthetic.end_lineno, synthetic.end_col_offset = synthetic.lineno, synthetic.col_offset
     return call
@@ -924,7 +937,7 @@ def _first_line(body: list[ast.stmt], fn: ast.FunctionDef | ast.AsyncFunctionDef
     the untouched body is compiled alone and its first instruction asked.
     """
     fallback = next((s.lineno for s in body if s.lineno > 0), fn.lineno)
-    alone = ast.FunctionDef(
+    alone: _Function = ast.FunctionDef(
         name="_",
         args=ast.arguments([], [], None, [], [], None, []),
         body=body,
@@ -1019,7 +1032,7 @@ class _Boundary(ast.NodeTransformer):
         self.lines = frozenset(plan.lines)
         self._source_lines: list[bytes] | None = None
 
-    def _segment(self, node: ast.AST) -> str:
+    def _segment(self, node: ast.expr) -> str:
         """The source text of ``node`` (ast columns are UTF-8 byte offsets)."""
         if self._source_lines is None:
             self._source_lines = [line.encode() for line in _NEWLINE_RE.split(self.source)]
@@ -1043,7 +1056,7 @@ class _Boundary(ast.NodeTransformer):
         if node.value is None:
             if self.async_generator:
                 return node  # "return <value>" is a SyntaxError in an async generator
-            value = ast.copy_location(ast.Constant(None), node)
+            value: ast.expr = ast.copy_location(ast.Constant(None), node)
         else:
             value = node.value
         index = self.spec.add(Point(RETURN, node.lineno))

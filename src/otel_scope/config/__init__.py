@@ -1,9 +1,6 @@
 """Configuration: one validated :class:`Settings` model and where its values come from."""
 
 from otel_scope.config.settings import (
-    LEVELS,
-    MODES,
-    SESSIONS,
     SETTING_NAMES,
     ConfigError,
     Settings,
@@ -13,9 +10,6 @@ from otel_scope.config.settings import (
 )
 
 __all__ = [
-    "LEVELS",
-    "MODES",
-    "SESSIONS",
     "SETTING_NAMES",
     "ConfigError",
     "Settings",

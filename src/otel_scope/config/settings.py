@@ -21,16 +21,15 @@ from typing import Any
 
 from otel_scope.config import environment_variables as ev
 from otel_scope.targets.patterns import PatternError, TargetPattern, parse_patterns
+from otel_scope.vocabulary import LEVELS, MODES, SESSION_KINDS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-MODES = ("off", "runtime", "compile_time", "hybrid", "auto")
-LEVELS = ("boundaries", "locals", "lines", "expressions")
 ENVIRONMENTS = ("development", "production")
-SESSIONS = ("process", "request", "explicit")
+SESSIONS = SESSION_KINDS
 ESCALATION = ("auto", "on", "off")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 from otel_scope import api
 from otel_scope._version import __version__
 from otel_scope.config import Settings
-from otel_scope.config.settings import LEVELS
 from otel_scope.engine import Engine, Entry
 from otel_scope.targets.patterns import parse_pattern
 from otel_scope.targets.planner import Request, decide
+from otel_scope.vocabulary import LEVELS
 
 if TYPE_CHECKING:
     from otel_scope.runtime.escalation import Escalator
@@ -186,7 +186,7 @@ class Controller:
         loaded = _loaded_modules(pattern)
         failure = ""
         if entry is not None and entry.errors:
-            failure = "; ".join(f"{name}: {why}" for name, why in sorted(entry.errors.items()))
+            failure = entry.failure()
         elif not functions and loaded and all(engine.excluded(m) for m in loaded):
             failure = f"{', '.join(loaded[:3])} is excluded (the exclude setting, or otel-scope's own code)"
         elif not functions and loaded:
@@ -197,11 +197,15 @@ class Controller:
         if failure:
             handle.remove()
             return {**result, "ok": False, "error": f"{pattern.text}: {failure}"}
-        mechanisms = {row["function"]: row["mechanism"] for row in engine.active()}
+        rows = {row["function"]: row for row in engine.active()}
         result.update(
             ok=True,
             id=entry.id if entry is not None else None,
-            functions=[{"function": f, "mechanism": mechanisms.get(f)} for f in functions],
+            functions=[
+                {"function": f, "mechanism": rows[f]["mechanism"], "installed": rows[f]["installed"]}
+                for f in functions
+                if f in rows
+            ],
             waiting=not functions,
             plan=list(decide(request, engine.settings).reasons),
         )

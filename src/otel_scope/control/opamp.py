@@ -40,10 +40,10 @@ from typing import Any
 from otel_scope import api
 from otel_scope._version import __version__
 from otel_scope.config import Settings
-from otel_scope.config.settings import LEVELS
 from otel_scope.control.commands import describe_request
 from otel_scope.engine import Engine, Handle
 from otel_scope.targets.planner import Request
+from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -105,8 +105,8 @@ def parse_remote_config(files: Mapping[str, tuple[str, bytes]]) -> dict[str, Any
     if level is not None and level not in LEVELS:
         raise RemoteConfigError(f"level {level!r} is not valid; accepted: {', '.join(LEVELS)}")
     mode = data.get("mode", "auto")
-    if mode not in api.MODES:
-        raise RemoteConfigError(f"mode {mode!r} is not valid; accepted: {', '.join(api.MODES)}")
+    if mode not in TARGET_MODES:
+        raise RemoteConfigError(f"mode {mode!r} is not valid; accepted: {', '.join(TARGET_MODES)}")
     return {
         "targets": _pattern_list(data.get("targets", []), "targets"),
         "locals": _pattern_list(data.get("locals", []), "locals"),
@@ -157,9 +157,7 @@ class RemoteTargets:
             added.append(engine.add(request))
             entry = next((e for e in engine.entries() if e.request is request), None)
             if entry is not None and entry.errors:
-                failures += [
-                    f"{request.pattern.text}: {name}: {why}" for name, why in sorted(entry.errors.items())
-                ]
+                failures.append(f"{request.pattern.text}: {entry.failure()}")
         if failures:
             for handle in added:
                 handle.remove()

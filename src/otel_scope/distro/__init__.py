@@ -18,8 +18,10 @@ import sys
 from typing import Any
 from urllib.parse import urlparse
 
-from opentelemetry.instrumentation.distro import BaseDistro
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+# Both modules start with a file-level "# type: ignore", so mypy sees them as empty (and a
+# release that drops it would make these ignores unused, hence "unused-ignore").
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined, unused-ignore]
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined, unused-ignore]
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 from otel_scope.config import ConfigError, Settings, load_settings

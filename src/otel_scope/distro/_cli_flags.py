@@ -8,12 +8,16 @@ It touches nothing after the program's own name, and never raises.
 """
 
 import sys
+from typing import TYPE_CHECKING
 
 from otel_scope.config.environment_variables import *  # noqa: F403  (the flags are these names)
 
+if TYPE_CHECKING:
+    from types import FrameType
+
 
 def _called_by_stock_cli() -> bool:
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "run" and frame.f_globals.get("__name__") == (
             "opentelemetry.instrumentation.auto_instrumentation"

@@ -44,6 +44,8 @@ def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> Pr
     name = os.path.basename(argv[0]) if argv else "python"
 
     def on_end(session: Session) -> None:
+        for line in engine.unmatched():  # targets that never selected anything in this run
+            say(line)
         if session.recording:
             say(closing_line(session, settings))
         services.stop()  # also on SIGTERM, where atexit handlers do not run

@@ -125,12 +125,17 @@ class CompileTimeAdapter:
         """
         mechanism = self._mechanism()
         imported = self._import_plans.get(site.module)
-        if imported is not None and mechanism.rewriter.plan_for(imported, site.qualname) == plan:
-            for name in site.func.__code__.co_names:  # the probe global the rewritten code reads
-                probe = site.func.__globals__.get(name)
+        func = site.func
+        if (
+            imported is not None
+            and func is not None
+            and mechanism.rewriter.plan_for(imported, site.qualname) == plan
+        ):
+            for name in func.__code__.co_names:  # the probe global the rewritten code reads
+                probe = func.__globals__.get(name)
                 if isinstance(probe, mechanism.Probe) and probe.spec.qualname == site.qualname:
                     return _ProbeSwitch(probe)
-        return mechanism.recompile(site.func, plan)
+        return mechanism.recompile(func, plan)
 
 
 def _key(attr: str | None, prefix: bool) -> str:

@@ -7,17 +7,17 @@ the object that was there (a ``classmethod`` in its defining class, not a bound 
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib.machinery
 import inspect
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from otel_scope.targets.patterns import TargetPattern
-
-# Under a wildcard, dunders are skipped (wrapping __repr__ or __getattr__ invites recursion and
-# noise) except these, which are ordinary entry points into user code.
-_WILDCARD_DUNDERS = frozenset({"__init__", "__call__", "__enter__", "__exit__", "__aenter__", "__aexit__"})
+from otel_scope.callables import DESCRIPTOR_KINDS, innermost_function
+from otel_scope.targets.patterns import TargetPattern, wildcard_skips
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,9 @@ class Site:
     module: str
     qualname: str
     raw: Any  # the attribute as stored: function, classmethod or staticmethod
-    func: types.FunctionType  # the plain function (for code, source and names)
+    # The plain function (for code, source and names); None for a compiled module's built-in
+    # function, which gets a runtime span (wrapped at the attribute) and nothing else.
+    func: types.FunctionType | None
 
     @property
     def key(self) -> tuple[int, str]:
@@ -43,24 +45,41 @@ class Site:
 def plain_function(raw: Any) -> types.FunctionType | None:
     """The Python function behind ``raw``, or None for what otel-scope leaves alone.
 
-    Properties, other descriptors, builtins and callables without Python code are left alone:
-    wrapping them could change behaviour, and they have no code to describe.
+    Functions, methods, classmethods/staticmethods and what decorators make of them (``partial``,
+    ``singledispatch``/``singledispatchmethod``, ``lru_cache``/``cache``, ``cached_property``,
+    callable objects made with ``functools.update_wrapper``, wrapt proxies) are traced; their
+    function gives the code and source. Properties, builtins and callables without Python code
+    behind them are left alone: wrapping them could change behaviour, and they have no code.
     """
-    from otel_scope.runtime.wrappers import is_ours
+    if not (callable(raw) or issubclass(type(raw), (*DESCRIPTOR_KINDS, functools.cached_property))):
+        return None
+    return innermost_function(raw)
 
-    if is_ours(raw):
-        raw = raw.__wrapped__
-    if isinstance(raw, (classmethod, staticmethod)):
-        raw = raw.__func__
-    return raw if isinstance(raw, types.FunctionType) else None
+
+def site_at(owner: Any, attr: str, raw: Any, module: str, qualname: str) -> Site | None:
+    """The site for ``owner.attr`` holding ``raw``, or None when nothing there can be traced.
+
+    A ``cached_property`` is traced at its ``func`` attribute, not where it is stored: wrapping
+    the descriptor itself would turn the cached value into a call wrapper.
+    """
+    func = plain_function(raw)
+    if func is None:
+        if (
+            isinstance(raw, types.BuiltinFunctionType)
+            and isinstance(owner, types.ModuleType)
+            and compiled(owner)
+        ):
+            return Site(owner, attr, module, qualname, raw, None)
+        return None
+    if issubclass(type(raw), functools.cached_property):
+        return Site(raw, "func", module, qualname, raw.func, func)
+    return Site(owner, attr, module, qualname, raw, func)
 
 
 def _selected(pattern: TargetPattern, module: str, qualname: str, attr: str) -> bool:
     if not pattern.matches(module, qualname):
         return False
-    if pattern.is_wildcard and attr.startswith("__") and attr.endswith("__"):
-        return attr in _WILDCARD_DUNDERS
-    return True
+    return not (pattern.is_wildcard and wildcard_skips(attr))
 
 
 def _iter_class(
@@ -74,9 +93,10 @@ def _iter_class(
         if isinstance(raw, type) and raw.__module__ == module and raw.__qualname__ == qualname:
             yield from _iter_class(raw, module, qualname, pattern, seen)
             continue
-        func = plain_function(raw)
-        if func is not None and _selected(pattern, module, qualname, attr):
-            yield Site(cls, attr, module, qualname, raw, func)
+        if _selected(pattern, module, qualname, attr):
+            site = site_at(cls, attr, raw, module, qualname)
+            if site is not None:
+                yield site
 
 
 def iter_sites(module: types.ModuleType, pattern: TargetPattern) -> Iterator[Site]:
@@ -93,19 +113,22 @@ def iter_sites(module: types.ModuleType, pattern: TargetPattern) -> Iterator[Sit
             if raw.__module__ == name and raw.__qualname__ == attr:
                 yield from _iter_class(raw, name, attr, pattern, seen)
             continue
-        func = plain_function(raw)
-        if func is None or not _selected(pattern, name, attr, attr):
+        if not _selected(pattern, name, attr, attr):
             continue
-        if pattern.is_wildcard and func.__module__ != name:
+        site = site_at(module, attr, raw, name, attr)
+        defined_in = getattr(
+            site.func if site is not None and site.func is not None else raw, "__module__", None
+        )
+        if site is None or (pattern.is_wildcard and defined_in != name):
             continue
-        yield Site(module, attr, name, attr, raw, func)
+        yield site
 
 
 def site_for_function(func: Any) -> Site | None:
     """The site where ``func`` is defined, found through its ``__module__`` and ``__qualname__``."""
     import sys
 
-    plain = plain_function(func) or plain_function(getattr(func, "__func__", None))
+    plain = plain_function(func)
     if plain is None:
         return None
     module = sys.modules.get(plain.__module__)
@@ -117,16 +140,94 @@ def site_for_function(func: Any) -> Site | None:
         owner = vars(owner).get(part) if hasattr(owner, "__dict__") else None
         if not isinstance(owner, (type, types.ModuleType)):
             return None
-    raw = vars(owner).get(parts[-1])
-    if raw is None or plain_function(raw) is not plain:
-        return None
-    return Site(owner, parts[-1], plain.__module__, plain.__qualname__, raw, plain)
+    site = site_at(owner, parts[-1], vars(owner).get(parts[-1]), plain.__module__, plain.__qualname__)
+    return site if site is not None and site.func is plain else None
 
 
-def source_available(func: types.FunctionType) -> bool:
+def compiled(module: types.ModuleType) -> bool:
+    """Whether ``module`` is an extension module (C, Cython, mypyc: ``.so``/``.pyd``)."""
+    filename = getattr(module, "__file__", None) or ""
+    return isinstance(filename, str) and filename.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+# What a compiled module's functions get, said by `plan`, refusals and the README alike.
+COMPILED_NOTE = "compiled module (.so): runtime spans only for Python-level callables; no locals"
+
+
+def source_available(func: types.FunctionType | None) -> bool:
     """Whether compile-time rewriting can read this function's source."""
+    if func is None:
+        return False
     try:
         inspect.getsourcelines(func)
     except (OSError, TypeError):
         return False
     return True
+
+
+def explain_no_match(module: types.ModuleType, pattern: TargetPattern) -> str:
+    """One line saying why ``pattern`` selects nothing in the loaded ``module``.
+
+    Names what is there instead: the kind of object a pattern names exactly, or the nearest
+    names that exist (the way a typo is usually made: one name off, or the wrong class).
+    """
+    name = module.__name__
+    if pattern.attr is None:
+        return f"{name} defines no functions or methods that a wildcard selects"
+    owner: Any = module
+    walked: list[str] = []
+    for part in pattern.attr.split("."):
+        namespace = _namespace(owner)
+        if namespace is None or part not in namespace:
+            where = ".".join([name, *walked])
+            if walked:
+                candidates, query = _names(namespace or {}), part
+            else:
+                candidates, query = _all_names(module), pattern.attr
+            near = difflib.get_close_matches(query, candidates, n=3)
+            hint = f" (nearest: {', '.join(near)})" if near else ""
+            return f"{where} has no {part!r}{hint}"
+        owner = namespace[part]
+        walked.append(part)
+    if pattern.attr_prefix:
+        return f"{name}.{pattern.attr} has no functions or methods that a wildcard selects"
+    return f"{name}.{pattern.attr} is {_what(owner)}"
+
+
+def _namespace(owner: Any) -> dict[str, Any] | None:
+    if isinstance(owner, (type, types.ModuleType)):
+        return dict(vars(owner))
+    return None
+
+
+def _names(namespace: Mapping[str, Any]) -> list[str]:
+    return [k for k in namespace if not (k.startswith("__") and k.endswith("__"))]
+
+
+def _all_names(module: types.ModuleType) -> list[str]:
+    """Top-level names and ``Class.attr`` names of the module, for nearest-name hints."""
+    found = _names(vars(module))
+    for attr, raw in list(vars(module).items()):
+        if isinstance(raw, type) and raw.__module__ == module.__name__:
+            found.extend(f"{attr}.{k}" for k in _names(vars(raw)))
+    return found
+
+
+def _what(raw: Any) -> str:
+    """What ``raw`` is, for a pattern that names it but cannot trace it; says what is accepted."""
+    accepted = "otel-scope traces Python functions, methods and the decorators around them"
+    if plain_function(raw) is not None:
+        return "a function, but excluded or already instrumented by another otel-scope engine"
+    if isinstance(raw, property):
+        return f"a property (reading it is not a call; {accepted})"
+    if isinstance(raw, type):
+        return f"a class: name its methods ({raw.__name__}.* or {raw.__name__}.__init__)"
+    if isinstance(raw, (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodDescriptorType)):
+        return f"a built-in function with no Python code ({accepted}; for a {COMPILED_NOTE})"
+    if callable(raw):
+        kind = type(raw)
+        return (
+            f"a callable {kind.__module__}.{kind.__qualname__} object with no Python function behind it "
+            f"(no __wrapped__): name its class's method instead ({kind.__qualname__}.__call__)"
+        )
+    return f"a {type(raw).__name__} value, not a function ({accepted})"

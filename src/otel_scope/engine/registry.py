@@ -22,12 +22,21 @@ import wrapt
 from otel_scope import _forksafe
 from otel_scope.capture import Serializer
 from otel_scope.config import Settings
-from otel_scope.engine.discovery import Site, iter_sites, site_for_function, source_available
+from otel_scope.engine.discovery import (
+    Site,
+    explain_no_match,
+    iter_sites,
+    site_for_function,
+    source_available,
+)
+from otel_scope.runtime import trampoline
+from otel_scope.runtime.trampoline import Trampoline
 from otel_scope.runtime.wrappers import RuntimeProbe, is_ours
 from otel_scope.runtime.wrappers import install as install_wrapper
 from otel_scope.targets.patterns import TargetPattern, never_instrumented, parse_pattern
 from otel_scope.targets.plan import CapturePlan
 from otel_scope.targets.planner import Request, decide_function
+from otel_scope.vocabulary import Mechanism, mechanism
 
 _log = logging.getLogger("otel_scope")
 
@@ -43,6 +52,12 @@ class Entry:
     # function name -> why it could not be instrumented as asked (shown by `otel-scope targets`)
     errors: dict[str, str] = field(default_factory=dict)
 
+    def failure(self) -> str:
+        """Why this request could not be applied as asked, in one line ('' when it was)."""
+        text = self.request.pattern.text
+        errors = sorted(self.errors.items())
+        return "; ".join(why if name == text else f"{name}: {why}" for name, why in errors)
+
     def selects(self, site: Site) -> bool:
         if self.function is not None:
             return site.func is self.function
@@ -56,16 +71,23 @@ class Applied:
     site: Site
     probe: RuntimeProbe | None = None
     wrapper: Any = None
-    aliases: list[tuple[dict, str]] = field(default_factory=list)
+    aliases: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     capture: CapturePlan | None = None
     compiled: Any = None  # compile-time installation with a .restore()
+    trampoline: Trampoline | None = None  # the runtime probe reached through the code, not a wrapper
     entries: set[int] = field(default_factory=set)
 
     @property
-    def mechanism(self) -> str:
-        if self.probe is not None and self.capture is not None:
-            return "hybrid"
-        return "runtime" if self.probe is not None else "compile_time"
+    def mechanism(self) -> Mechanism:
+        """An entry always has at least one of the two, so this is never ``off``."""
+        return mechanism(self.probe is not None, self.capture is not None)
+
+    @property
+    def installed_as(self) -> str | None:
+        """How the runtime probe is reached: through the function's code, or a wrapper."""
+        if self.probe is None:
+            return None
+        return "code trampoline" if self.trampoline is not None else "wrapper"
 
 
 class Handle:
@@ -88,6 +110,11 @@ class Handle:
     @property
     def active(self) -> bool:
         return not self._removed
+
+    @property
+    def problem(self) -> str:
+        """Why this target instruments nothing now, in one line ('' when it does, or waits)."""
+        return "" if self.functions else self._entry.failure()
 
     def remove(self) -> None:
         """Undo this target; idempotent and thread-safe."""
@@ -130,8 +157,8 @@ class Engine:
             self._entries[entry.id] = entry
             for site in self._sites_for(entry):
                 self._reconcile(site)
-            if function is None and not entry.sites and request.pattern.module not in sys.modules:
-                _log.debug("otel-scope: %s waits for its module to be imported", request.pattern.text)
+            if function is None and not entry.sites:
+                self._no_match(entry)
             return Handle(self, entry)
 
     def add_function(self, func: Any, request: Request) -> Handle:
@@ -144,6 +171,17 @@ class Engine:
             )
         pattern = parse_pattern(f"{site.module}:{site.qualname}")
         return self.add(Request(**{**request.__dict__, "pattern": pattern}), function=site.func)
+
+    def _no_match(self, entry: Entry) -> None:
+        """Say in one line why a pattern selected nothing in its loaded module (kept in errors)."""
+        pattern = entry.request.pattern
+        module = sys.modules.get(pattern.module)
+        if not isinstance(module, types.ModuleType):
+            _log.debug("otel-scope: %s waits for its module to be imported", pattern.text)
+            return
+        if pattern.module_prefix or self.excluded(pattern.module):
+            return
+        entry.errors[pattern.text] = explain_no_match(module, pattern)  # the caller tells the user
 
     def remove(self, entry: Entry) -> None:
         with self._lock:
@@ -207,15 +245,50 @@ class Engine:
                     {
                         "function": applied.site.full_name,
                         "mechanism": applied.mechanism,
+                        "installed": applied.installed_as,
                         "calls": applied.probe.calls if applied.probe is not None else None,
                         "targets": patterns,
                     }
                 )
             return sorted(rows, key=lambda r: r["function"])
 
+    def unmatched(self) -> list[str]:
+        """One line per pattern that has selected nothing so far, saying why where known.
+
+        Entries sharing a pattern's text (a script target and its ``__main__`` alias) count as
+        one: the pattern matched if any of them did.
+        """
+        with self._lock:
+            by_text: dict[str, list[Entry]] = {}
+            for entry in self._entries.values():
+                if entry.function is None:
+                    by_text.setdefault(entry.request.pattern.text, []).append(entry)
+            lines = []
+            for text, entries in sorted(by_text.items()):
+                if any(e.sites for e in entries):
+                    continue
+                pattern = entries[0].request.pattern
+                loaded = sys.modules.get(pattern.module)
+                if isinstance(loaded, types.ModuleType) and not pattern.module_prefix:
+                    why = explain_no_match(loaded, pattern)
+                elif pattern.module_prefix:
+                    why = f"no function below {pattern.module} matches it"
+                else:
+                    why = f"module {pattern.module} was never imported"
+                lines.append(f"{text} selected nothing: {why}")
+            return lines
+
     def entries(self) -> list[Entry]:
         with self._lock:
             return list(self._entries.values())
+
+    def probe_for(self, full_name: str) -> RuntimeProbe | None:
+        """The runtime probe instrumenting the function ``module.qualname`` now, if any."""
+        with self._lock:
+            for applied in self._applied.values():
+                if applied.site.full_name == full_name and applied.probe is not None:
+                    return applied.probe
+            return None
 
     def site_of(self, probe: RuntimeProbe) -> Site | None:
         """The site ``probe`` is installed at (None once it was removed)."""
@@ -270,6 +343,7 @@ class Engine:
         for e in selecting:
             e.sites.add(key)
             e.errors.pop(site.full_name, None)
+            e.errors.pop(e.request.pattern.text, None)  # it selects something now
         try:
             # Atomic per function, as seen by calls in flight: the runtime span's call marker is
             # switched on before recompiled code can look for it, and off only after it is gone,
@@ -289,10 +363,22 @@ class Engine:
 
     def _apply_runtime(self, applied: Applied, want: bool, selecting: list[Entry], deep: bool) -> None:
         site = applied.site
+        state_capture = any(e.request.state for e in selecting)
+        code_target = _code_target(site, deep or state_capture) if want else None
+        probe = applied.probe
+        if probe is not None and not want:
+            probe.enabled = False  # a call already inside the probe finishes normally
+            self._uninstall_runtime(applied)
+            applied.probe = None
+        elif probe is not None and (applied.trampoline is not None) != (code_target is not None):
+            # Switching between trampoline and wrapper (compile-time capture came or went): the
+            # probe stays the same object, so whoever holds it (escalation) keeps it.
+            self._uninstall_runtime(applied)
+            self._install_runtime(applied, probe, code_target)
         if want and applied.probe is None:
             current = vars(site.owner).get(site.attr)
-            if is_ours(current):  # installed by another Engine (tests): leave it
-                return
+            if is_ours(current) or trampoline.installed(_installed_function(site)):
+                return  # installed by another Engine (tests): leave it
             probe = RuntimeProbe(
                 site.raw,
                 site.module,
@@ -305,21 +391,38 @@ class Engine:
             )
             probe.on_finish = self.on_finish
             probe.deep = deep
-            wrapper = install_wrapper(site.owner, site.attr, probe)
-            applied.probe, applied.wrapper = probe, wrapper
-            if isinstance(site.owner, types.ModuleType):
-                applied.aliases = _replace_aliases(site.raw, wrapper, site.owner)
-        elif not want and applied.probe is not None:
-            applied.probe.enabled = False  # a call already inside the wrapper finishes normally
+            self._install_runtime(applied, probe, code_target)
+        if applied.probe is not None:
+            applied.probe.deep = deep
+            applied.probe.state = state_capture
+
+    @staticmethod
+    def _install_runtime(
+        applied: Applied, probe: RuntimeProbe, code_target: types.FunctionType | None
+    ) -> None:
+        """Make calls reach ``probe``: through the function's code if given, else a wrapper."""
+        site = applied.site
+        applied.probe = probe
+        if code_target is not None:
+            applied.trampoline = trampoline.install(code_target, probe)
+            return
+        applied.wrapper = install_wrapper(site.owner, site.attr, probe)
+        if isinstance(site.owner, types.ModuleType):
+            applied.aliases = _replace_aliases(site.raw, applied.wrapper, site.owner)
+
+    @staticmethod
+    def _uninstall_runtime(applied: Applied) -> None:
+        """Put back exactly what was there before :meth:`_install_runtime`."""
+        site = applied.site
+        if applied.trampoline is not None:
+            applied.trampoline.restore()
+        else:
             wrapt.unwrap_object(site.owner, site.attr, applied.wrapper, missing_ok=True)
             for namespace, name in applied.aliases:
                 if namespace.get(name) is applied.wrapper:
                     namespace[name] = site.raw
-            applied.probe = applied.wrapper = None
-            applied.aliases = []
-        if applied.probe is not None:
-            applied.probe.deep = deep
-            applied.probe.state = any(e.request.state for e in selecting)
+        applied.wrapper = applied.trampoline = None
+        applied.aliases = []
 
     def _apply_capture(self, applied: Applied, want: CapturePlan | None) -> None:
         if want == applied.capture:
@@ -335,7 +438,29 @@ class Engine:
             applied.capture = want
 
 
-def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict, str]]:
+def _code_target(site: Site, needs_wrapper: bool) -> types.FunctionType | None:
+    """The function whose code gets the trampoline, or None when the attribute is wrapped.
+
+    A trampoline reaches every reference to the installed function (registries, callbacks,
+    partials), so it is used wherever the installed object is a Python function (or the function
+    of a classmethod/staticmethod). Wrapping stays for objects without code of their own
+    (``lru_cache``, ``partial``, callable objects), for async generators, and for hybrid or state
+    targets: their call marker and receiver come from the wrapper.
+    """
+    func = _installed_function(site)
+    if needs_wrapper or func is None or trampoline.unsupported(func) is not None:
+        return None
+    return func
+
+
+def _installed_function(site: Site) -> types.FunctionType | None:
+    """The Python function installed at ``site`` (a classmethod's/staticmethod's own), if any."""
+    raw = site.raw
+    func = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
+    return func if isinstance(func, types.FunctionType) else None
+
+
+def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict[str, Any], str]]:
     """Point other modules' references to ``original`` (``from m import f``) at ``wrapper``.
 
     Without this, a target added while the program runs would miss every caller that imported the

@@ -39,8 +39,8 @@ from otel_scope import _forksafe, semconv
 from otel_scope.capture import RateLimiter
 from otel_scope.config import Settings
 from otel_scope.targets.patterns import parse_pattern
-from otel_scope.targets.plan import LEVEL_ORDER
 from otel_scope.targets.planner import Request
+from otel_scope.vocabulary import LEVEL_ORDER
 
 if TYPE_CHECKING:
     from otel_scope.engine import Engine, Handle
@@ -222,6 +222,8 @@ class Escalator:
         site = self._engine.site_of(probe)
         if site is None:
             return "the function is no longer traced"
+        if site.func is None:
+            return "compiled code has no locals to capture"
         pattern = parse_pattern(f"{site.module}:{site.qualname}")
         request = Request(
             pattern, mode="hybrid", runtime=False, capture_locals=None, level=self._level, source="escalation"

@@ -36,6 +36,7 @@ from typing import Any
 
 from otel_scope import _forksafe, semconv
 from otel_scope.capture import RateLimiter, Serializer
+from otel_scope.runtime import trampoline
 from otel_scope.runtime.escalation import CONTROL_FLOW
 
 _log = logging.getLogger("otel_scope")
@@ -120,7 +121,7 @@ class ExceptionFrames:
 
     @staticmethod
     def _is_own(code: CodeType) -> bool:
-        return code.co_filename.startswith(_OWN_DIR)
+        return code.co_filename.startswith(_OWN_DIR) or trampoline.is_trampoline(code)
 
     def _is_user_function(self, frame: FrameType) -> bool:
         code = frame.f_code

@@ -432,8 +432,8 @@ def _queue_sent(q: Any, item: Any, ctx: Any) -> None:
         key = id(q)
         with _table_lock:
             table = _tables.get(key)
-            if table is None:
-                table = _tables[key] = _Table(weakref.ref(q, lambda _ref, key=key: _tables.pop(key, None)))
+            if table is None:  # (mypy cannot infer the type of a lambda with a default argument)
+                table = _tables[key] = _Table(weakref.ref(q, lambda _ref, key=key: _tables.pop(key, None)))  # type: ignore[misc]
             table.items.setdefault(id(item), []).append((item, tag))
         _arm_receiving()
         _record_sent(span, tag)
@@ -598,6 +598,7 @@ _CARRIER = "_otel_scope_carrier"  # set on a Process before start(); pickled alo
 def _process_starting(process: Any, ctx: Any) -> None:
     """Give ``process`` the trace context to join and, from a traced call, a message."""
     sender = _sender(ctx) if _SPAN_KEY in ctx else None
+    span: Any  # the sender's, or else the current Span read from a Context (which types it object)
     if sender is not None:
         span, name = sender
         namespace = object.__getattribute__(process, "__dict__")
@@ -795,6 +796,7 @@ def install(serializer: Serializer) -> None:
         _serializer = serializer
         if _active:
             return
+        cls: type[Any]  # the loops below patch unrelated classes
         for cls in _QUEUE_CLASSES:
             _replace(cls, "_put", _patched_put(vars(cls)["_put"]))
         if sys.version_info >= (3, 11):  # create_task(context=...) carries the pending message

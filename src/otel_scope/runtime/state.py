@@ -58,8 +58,9 @@ _LIST, _DICT, _DEQUE, _TUPLE = (id(t) for t in (list, dict, collections.deque, t
 _STR = frozenset((id(str),))
 _is = operator.is_
 
-_type_namespace = type.__dict__["__dict__"].__get__
-_type_mro = type.__dict__["__mro__"].__get__
+# vars(type) is type.__dict__ (older typeshed declares type.__dict__ as a property of instances).
+_type_namespace = vars(type)["__dict__"].__get__
+_type_mro = vars(type)["__mro__"].__get__
 
 Reader = Callable[[object, type], Any]
 

@@ -32,6 +32,8 @@ from otel_scope.runtime import messages
 from otel_scope.sessions import state as session_state
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
     from otel_scope.capture import Serializer
 
 _log = logging.getLogger("otel_scope")
@@ -65,14 +67,20 @@ def _classify(sampler: Any) -> tuple[str, str]:
         return _ALWAYS, _ALWAYS
     if sampler is sampling.ALWAYS_OFF:
         return _NEVER, _NEVER
-    if isinstance(sampler, sampling.ParentBased):
+    # Only the SDK's own ParentBased classes: a subclass may decide otherwise in should_sample.
+    if type(sampler) in (sampling.ParentBased, sampling.ParentBasedTraceIdRatio):
         root = sampler._root  # the SDK keeps the delegates as attributes; read once, not per call
         root_policy = (
             _ALWAYS if root is sampling.ALWAYS_ON else _NEVER if root is sampling.ALWAYS_OFF else _ASK
         )
+        # "Follow the parent's flag" only when all four parent delegates are the defaults
+        # (ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON) records under an
+        # unsampled remote parent, so it must be asked).
         default = (
             sampler._local_parent_sampled is sampling.ALWAYS_ON
             and sampler._local_parent_not_sampled is sampling.ALWAYS_OFF
+            and sampler._remote_parent_sampled is sampling.ALWAYS_ON
+            and sampler._remote_parent_not_sampled is sampling.ALWAYS_OFF
         )
         return root_policy, _FOLLOW if default else _ASK
     return _ASK, _ASK
@@ -89,16 +97,20 @@ def _resolve(provider: Any) -> None:
         _state.tracer = provider.get_tracer("otel_scope", __version__)
 
 
-_last_trace: list[Any] = [0, ""]
+# One immutable (trace ID, hex) pair, read and replaced whole: two mutable slots let a thread read
+# another thread's ID between the other's two writes (seen on 3.10).
+_last_trace: tuple[int, str] = (0, "0" * 32)
 
 
 def _trace_hex(trace_id: int) -> str:
     """32-hex form of ``trace_id``; the last one is cached since a session reuses it for every span."""
+    global _last_trace
     last = _last_trace
-    if last[0] != trace_id:
-        last[1] = format(trace_id, "032x")
-        last[0] = trace_id
-    return last[1]
+    if last[0] == trace_id:
+        return last[1]
+    text = format(trace_id, "032x")
+    _last_trace = (trace_id, text)
+    return text
 
 
 def decide() -> Context | None:
@@ -118,7 +130,7 @@ def decide() -> Context | None:
     ctx = otel_context.get_current()
     if ctx.get(_SUPPRESS_INSTRUMENTATION_KEY):  # an exporter, the store or an SDK at work: never traced
         return None
-    parent = ctx.get(_SPAN_KEY)
+    parent: Any = ctx.get(_SPAN_KEY)  # the current Span (Context types its values as object)
     if parent is None and session_state.fallback_context is not None:
         ctx = session_state.fallback_context
         parent = ctx.get(_SPAN_KEY)
@@ -137,7 +149,7 @@ def decide() -> Context | None:
 
 def begin(
     name: str, attributes: dict[str, Any], ctx: Context, code: CodeType | None = None, owned: bool = False
-) -> tuple[Span, object] | None:
+) -> tuple[Span, Token[Context]] | None:
     """Start a span under ``ctx`` (from :func:`decide`) and make it current.
 
     Adds ``otel_scope.session.id`` (the trace ID) to the span; ``owned=True`` says ``attributes``
@@ -145,7 +157,7 @@ def begin(
     is the code object about to run, for :func:`claim_call_span`. Returns
     ``(span, token)`` for :func:`end_call`, or ``None`` if the sampler still said no.
     """
-    parent = ctx.get(_SPAN_KEY)
+    parent: Any = ctx.get(_SPAN_KEY)  # the current Span (Context types its values as object)
     trace_id = parent.get_span_context().trace_id if parent is not None else 0
     if trace_id:
         if owned:
@@ -167,7 +179,7 @@ def begin(
 
 def start_call(
     name: str, attributes: dict[str, Any], code: CodeType | None = None
-) -> tuple[Span, object] | None:
+) -> tuple[Span, Token[Context]] | None:
     """:func:`decide` then :func:`begin`: start a current span for one call, or ``None``."""
     ctx = decide()
     return None if ctx is None else begin(name, attributes, ctx, code)
@@ -197,7 +209,8 @@ def record_exception(span: Span, exc: BaseException, serializer: Serializer) -> 
     """
     try:
         type_name = serializer.type_name(exc)  # read through type's own descriptors
-        args = BaseException.args.__get__(exc)  # the builtin slot, not a user property
+        # The builtin slot, not a user property (typeshed types BaseException.args as a tuple).
+        args = BaseException.args.__get__(exc)  # type: ignore[attr-defined]
         if len(args) == 1 and type(args[0]) is str:
             message = args[0][: serializer.max_length]
         else:
@@ -223,7 +236,7 @@ def claim_call_span(depth: int = 2) -> Span | None:
     between the caller of this function and the instrumented function's frame (2 means: the
     instrumented function called a helper which called this).
     """
-    marker = otel_context.get_value(_CALL_KEY)
+    marker: Any = otel_context.get_value(_CALL_KEY)  # [code, span] from begin(), or None
     if marker is None or marker[0] is None:
         return None
     if marker[0] is not sys._getframe(depth).f_code:

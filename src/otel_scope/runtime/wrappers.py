@@ -19,14 +19,15 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from types import CodeType
-from typing import Any
+from types import CodeType, MethodType
+from typing import Any, SupportsIndex
 
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span
 
 from otel_scope import semconv
+from otel_scope.callables import binds_arguments, innermost_function
 from otel_scope.capture import RateLimiter, Serializer
 from otel_scope.runtime import state, tracing
 
@@ -42,13 +43,7 @@ def qualified_name(module: str, qualname: str) -> str:
 
 def _installed_callable(obj: Any) -> Any:
     """The function a classmethod/staticmethod/bound method calls: it decides the calling kind."""
-    return getattr(obj, "__func__", obj)
-
-
-def _unwrap_callable(obj: Any) -> Any:
-    """The innermost function behind decorators, for introspection of its signature only."""
-    obj = _installed_callable(obj)
-    return inspect.unwrap(obj) if callable(obj) else obj
+    return obj.__func__ if isinstance(obj, (classmethod, staticmethod, MethodType)) else obj
 
 
 def _kind(func: Any) -> str:
@@ -98,8 +93,9 @@ class RuntimeProbe:
         rate_limit: float = 0.0,
         mechanism: str = semconv.MECHANISM_RUNTIME,
     ) -> None:
-        plain = _unwrap_callable(func)
-        code: CodeType | None = getattr(plain, "__code__", None)
+        # The innermost function gives code attributes and argument names, never the calling kind.
+        plain = innermost_function(func)
+        code: CodeType | None = plain.__code__ if plain is not None else None
         self.name = qualified_name(module, qualname)
         # How the call behaves comes from the object installed at the attribute, never from what
         # it wraps: a @contextmanager function wraps a generator but returns a context manager.
@@ -113,7 +109,8 @@ class RuntimeProbe:
             self.attributes[semconv.CODE_FILE_PATH] = code.co_filename
             self.attributes[semconv.CODE_LINE_NUMBER] = code.co_firstlineno
         self.serializer = serializer
-        self.capture_args = capture_args and code is not None
+        # A partial prepends arguments of its own: positions no longer line up with the names.
+        self.capture_args = capture_args and code is not None and not binds_arguments(func)
         self.capture_return = capture_return
         self.limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
         self.enabled = True
@@ -122,7 +119,9 @@ class RuntimeProbe:
         self.code = code
         # The call marker names the code about to run, read at call time: on-demand recompilation
         # swaps the function's __code__ after this probe was made.
-        self.func = plain
+        # None for objects with no function behind them; ``deep`` is only ever set on probes of a
+        # function (compile-time capture needs its code), so the call path reads it unchecked.
+        self.func: Any = plain
         self.calls = 0
         # Called after each recorded call, before its span ends (escalation rules hook in here).
         self.on_finish: Callable[[RuntimeProbe, Span, BaseException | None], None] | None = None
@@ -220,11 +219,11 @@ class RuntimeProbe:
         self, kind: str, ctx: Any, wrapped: Any, instance: Any, args: tuple, kwargs: dict
     ) -> Any:
         attrs = self._call_attributes(instance, args, kwargs)
+        if self.limiter is not None and self.limiter.dropped:  # every kind counts what it skipped
+            attrs[semconv.RATE_LIMITED] = self.limiter.dropped
         code = self.func.__code__ if self.deep else None
         receiver = state.receiver_of(instance) if self.state else None
         if kind == "function":  # only with state capture: plain calls take the path in __call__
-            if self.limiter is not None and self.limiter.dropped:
-                attrs[semconv.RATE_LIMITED] = self.limiter.dropped
             return self._call_with_state(ctx, attrs, code, receiver, wrapped, args, kwargs)
         if kind == "coroutine":
             return self._coroutine(ctx, attrs, code, wrapped(*args, **kwargs), receiver)
@@ -392,10 +391,15 @@ class ScopeFunctionWrapper(wrapt.FunctionWrapper):
     pickle at all, which would break ``ProcessPoolExecutor.submit(traced_function)`` and
     ``multiprocessing.Process(target=traced_function)``. This one pickles by the same reference,
     which resolves to the wrapper where otel-scope is active and to the function elsewhere.
+    Objects that pickle by value (a ``functools.partial``) keep doing so, as the plain object.
     """
 
-    def __reduce_ex__(self, protocol: int) -> Any:
-        return _by_reference, (self.__wrapped__.__module__, self.__wrapped__.__qualname__)
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        wrapped = self.__wrapped__
+        qualname = getattr(wrapped, "__qualname__", None)
+        if not isinstance(qualname, str):
+            return wrapped.__reduce_ex__(protocol)
+        return _by_reference, (wrapped.__module__, qualname)
 
 
 def _by_reference(module: str, qualname: str) -> Any:

@@ -216,18 +216,31 @@ class ProcessSession:
         ctx = trace.set_span_in_context(self.session.span)
         state.fallback_context = ctx
         self._token = otel_context.attach(ctx)
-        self._previous_excepthook = sys.excepthook
-        sys.excepthook = self._excepthook
+        # No sys.excepthook of ours: programs call the hook themselves (and compare its output
+        # with the built-in one's); the exception that ends the run is read at exit instead.
         _on_sigterm(lambda: self.end("signal SIGTERM"))
-        atexit.register(self.end)
+        atexit.register(self._at_exit)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: _export_at_os_exit(self.end))
 
-    def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-        if self.session.recording and os.getpid() == self._pid:
-            self.session.span.record_exception(exc)
+    def _at_exit(self) -> None:
+        """End the session at interpreter exit, as ended by the uncaught exception if one was.
+
+        Python stores the exception that reached the top level in ``sys.last_value`` before it
+        prints it (a call of ``sys.excepthook`` by the program does not), so this tells a run that
+        died of an exception from one that printed one. It is recorded through the safe path: a
+        user exception's ``__str__``/``__repr__`` is never called. A forked child only exports.
+        """
+        exc = getattr(sys, "last_value", None)
+        if not isinstance(exc, BaseException) or os.getpid() != self._pid:
+            self.end()
+            return
+        if self.session.recording:
+            from otel_scope.capture import Serializer
+            from otel_scope.runtime.tracing import record_exception
+
+            record_exception(self.session.span, exc, Serializer())
         self.end("exception", exc)
-        self._previous_excepthook(exc_type, exc, tb)
 
     def end(self, how: str = "normal", exc: BaseException | None = None) -> None:
         """End the session span, export within the exit budget, and say where to see it (once)."""

@@ -166,10 +166,11 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str
 
 
 def _live_bytes(conn: sqlite3.Connection) -> int:
-    pages = (
+    pages: int = (
         conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
     )
-    return pages * conn.execute("PRAGMA page_size").fetchone()[0]
+    page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
+    return pages * page_size
 
 
 def _mechanisms(span: SpanRecord) -> set[str]:

@@ -137,6 +137,18 @@ def parse_patterns(value: str | list[str] | tuple[str, ...]) -> tuple[TargetPatt
     return tuple(parse_pattern(item) for item in items if item.strip())
 
 
+# Under a wildcard, dunders are skipped (wrapping __repr__ or __getattribute__ invites recursion
+# and noise) except these, which are ordinary entry points into user code. Runtime discovery,
+# the compile-time rewriter and `otel-scope plan` all ask :func:`wildcard_skips`.
+WILDCARD_DUNDERS = frozenset({"__init__", "__call__", "__enter__", "__exit__", "__aenter__", "__aexit__"})
+
+
+def wildcard_skips(qualname: str) -> bool:
+    """Whether a wildcard leaves ``qualname`` alone (a dunder other than the entry points)."""
+    name = qualname.rsplit(".", 1)[-1]
+    return name.startswith("__") and name.endswith("__") and name not in WILDCARD_DUNDERS
+
+
 def never_instrumented(module_name: str) -> bool:
     """Modules otel-scope refuses to instrument whatever the patterns say."""
     return module_name.split(".")[0] in _NEVER

@@ -1,14 +1,14 @@
-"""What one function gets: the capture plan handed to the mechanisms.
+"""What one function gets from compile-time capture: the plan handed to the rewriter.
 
-A :class:`FunctionPlan` is the planner's output for one function; its :class:`CapturePlan` is the
-part the compile-time rewriter needs (which locals, which lines, how deep).
+The planner's decision for a function (``planner.Decision``) carries one :class:`CapturePlan`:
+which locals, which lines, how deep.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-LEVEL_ORDER = {"boundaries": 0, "locals": 1, "lines": 2, "expressions": 3}
+from otel_scope.vocabulary import LEVEL_ORDER
 
 
 @dataclass(frozen=True)
@@ -39,21 +39,3 @@ class CapturePlan:
         """A stable text form, used in cache keys."""
         names = "*" if self.locals is None else ",".join(sorted(self.locals))
         return f"{self.level}|{names}|{'+'.join(map(str, self.lines))}"
-
-
-@dataclass(frozen=True)
-class FunctionPlan:
-    """The planner's decision for one function, with the reason users see in ``otel-scope plan``."""
-
-    module: str
-    qualname: str
-    runtime: bool = False
-    capture: CapturePlan | None = None  # compile-time capture, if any
-    state: bool = False  # capture ``self`` attributes before/after (runtime)
-    reasons: tuple[str, ...] = field(default=())
-
-    @property
-    def mechanism(self) -> str:
-        if self.runtime and self.capture is not None:
-            return "hybrid"
-        return "compile_time" if self.capture is not None else "runtime" if self.runtime else "off"

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from otel_scope.config import Settings
 from otel_scope.targets.patterns import TargetPattern
-from otel_scope.targets.plan import LEVEL_ORDER, CapturePlan
+from otel_scope.targets.plan import CapturePlan
+from otel_scope.vocabulary import LEVEL_ORDER, Mechanism, mechanism
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Request:
     pattern: TargetPattern
     mode: str = "auto"  # per-request override; "auto" defers to the settings' mode
     runtime: bool = True  # a span per call was asked for (a --scope-targets pattern)
-    capture_locals: frozenset[str] | bool | None = False  # False: none; None: all; else names
+    capture_locals: frozenset[str] | Literal[False] | None = False  # False: none; None: all; else names
     lines: tuple[int, ...] = ()
     level: str | None = None
     state: bool = False
@@ -46,10 +48,16 @@ class Decision:
     reasons: tuple[str, ...]
 
     @property
-    def mechanism(self) -> str:
-        if self.runtime and self.capture is not None:
-            return "hybrid"
-        return "compile_time" if self.capture is not None else "runtime" if self.runtime else "off"
+    def mechanism(self) -> Mechanism:
+        return mechanism(self.runtime, self.capture is not None)
+
+
+# How a runtime span is reached, said wherever a plan has one without compile-time capture.
+RUNTIME_REACH = (
+    "runtime span per call, through the function's code (every reference reaches it: registries, "
+    "callbacks, partials); objects without code of their own (lru_cache, partial) are wrapped at "
+    "their attribute"
+)
 
 
 def effective_mode(settings: Settings, requested: str = "auto") -> tuple[str, str]:
@@ -92,10 +100,12 @@ def decide(request: Request, settings: Settings, source_available: bool = True) 
     if mode == "runtime":
         if wants_capture:
             reasons.append("locals/lines requested but the mode is runtime: only a span per call")
+        reasons.append(RUNTIME_REACH)
         return Decision(True, None, tuple(reasons))
     if mode == "compile_time" or (mode == "hybrid" and (wants_capture or not request.runtime)):
         if not source_available:
             reasons.append("no source available for compile-time rewriting: runtime span instead")
+            reasons.append(RUNTIME_REACH)
             return Decision(True, None, tuple(reasons))
         runtime = mode == "hybrid" and request.runtime
         reasons.append(
@@ -105,9 +115,12 @@ def decide(request: Request, settings: Settings, source_available: bool = True) 
             + f" at level {plan.level}"
         )
         if runtime:
-            reasons.append("also a runtime target: one span per call carries the events")
+            reasons.append(
+                "also a runtime target: one span per call carries the events (a wrapper at the "
+                "attribute; other references get the events in a compile-time span)"
+            )
         return Decision(runtime, plan, tuple(reasons))
-    reasons.append("runtime span per call")
+    reasons.append(RUNTIME_REACH)
     return Decision(True, None, tuple(reasons))
 
 

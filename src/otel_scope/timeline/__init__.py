@@ -29,6 +29,10 @@ _LAZY = {
     "entries_to_json": "render",
     "render_entries": "render",
     "render_history": "render",
+    "compile_where": "query",
+    "captured_values": "query",
+    "QueryError": "query",
+    "Where": "query",
 }
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "JaegerSource",
     "LinkRecord",
     "LocalStoreSource",
+    "QueryError",
     "SourceError",
     "SpanRecord",
     "TempoSource",
@@ -44,7 +49,10 @@ __all__ = [
     "TraceData",
     "TraceNotFound",
     "TraceSource",
+    "Where",
     "build_timeline",
+    "captured_values",
+    "compile_where",
     "entries_to_json",
     "follow",
     "render_entries",

@@ -36,6 +36,7 @@ _DROPPED_TAGS = frozenset(
 
 
 def _tag_value(tag: dict[str, Any]) -> Any:
+    value: Any  # whatever the JSON holds; a wrong kind raises, reported by traces_from_jaeger
     value, kind = tag.get("value"), tag.get("type", "string")
     if kind == "bool":
         return value if isinstance(value, bool) else str(value).lower() == "true"

@@ -14,6 +14,7 @@ import binascii
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from otel_scope.timeline.errors import SourceError
@@ -34,7 +35,8 @@ def normalize_id(value: Any, size: int) -> str:
         return ""
     if len(text) == size * 2 and _HEX.match(text):
         return text.lower()
-    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+    decoders: tuple[Callable[[str], bytes], ...] = (base64.b64decode, base64.urlsafe_b64decode)
+    for decode in decoders:
         try:
             raw = decode(text + "=" * (-len(text) % 4))
         except (binascii.Error, ValueError):

@@ -16,7 +16,7 @@ import datetime as _dt
 import fnmatch
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
 from rich.text import Text
@@ -104,7 +104,8 @@ def _value(value: Any) -> str:
 
 def _mechanism(attributes: dict[str, Any], default: str = MECHANISM_OTEL) -> str:
     value = attributes.get(semconv.MECHANISM)
-    return value if value in (semconv.MECHANISM_RUNTIME, semconv.MECHANISM_COMPILE_TIME) else default
+    known = value in (semconv.MECHANISM_RUNTIME, semconv.MECHANISM_COMPILE_TIME)
+    return cast(str, value) if known else default  # (mypy 1.x does not narrow on "in")
 
 
 def function_name(span: SpanRecord) -> str:

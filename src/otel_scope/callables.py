@@ -1,0 +1,75 @@
+"""What stands behind a callable object, found without running user code.
+
+Decorators hide the function that holds the code: ``classmethod``/``staticmethod`` and bound
+methods keep it in ``__func__``; ``functools.partial``/``partialmethod``/``singledispatchmethod``
+and ``cached_property`` in ``.func``; ``functools.wraps``/``update_wrapper`` (``lru_cache``,
+``singledispatch``, class-based decorators) in ``__wrapped__`` in the object's own ``__dict__``;
+wrapt proxies (otel-scope's own wrappers among them) in ``__wrapped__``.
+
+Every step reads a known type's slot or the object's own ``__dict__``: never ``getattr`` on an
+arbitrary object, whose ``__getattr__``/``__getattribute__`` is user code (a lazy proxy, a mock).
+Both mechanisms and discovery use this one walk, so they agree on which function a target names.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from typing import Any
+
+import wrapt
+
+# Holders of the function in their ``func`` attribute (all pure data, no user code to run).
+_FUNC_HOLDERS = (
+    functools.partial,
+    functools.partialmethod,
+    functools.singledispatchmethod,
+    functools.cached_property,
+)
+_METHOD_LIKE = (classmethod, staticmethod, types.MethodType)
+# Descriptors that are not callable themselves but define callable attributes of a class.
+DESCRIPTOR_KINDS = (classmethod, staticmethod, functools.partialmethod, functools.singledispatchmethod)
+# wrapt's proxy base: FunctionWrapper and ObjectProxy both derive from it.
+_PROXY = wrapt.BaseObjectProxy
+
+
+def _own_dict(obj: Any) -> dict | None:
+    try:
+        namespace = object.__getattribute__(obj, "__dict__")
+    except (AttributeError, TypeError):
+        return None
+    return namespace if isinstance(namespace, dict) else None
+
+
+def step_inward(obj: Any) -> Any:
+    """The object ``obj`` delegates to (one decorator layer down), or None at the innermost."""
+    kind = type(obj)
+    if issubclass(kind, _PROXY):  # checked first: a proxy reports its wrapped object's class
+        return obj.__wrapped__
+    if issubclass(kind, _METHOD_LIKE):
+        return obj.__func__
+    if issubclass(kind, _FUNC_HOLDERS):
+        return obj.func
+    namespace = _own_dict(obj)
+    return namespace.get("__wrapped__") if namespace is not None else None
+
+
+def innermost_function(obj: Any) -> types.FunctionType | None:
+    """The Python function whose code runs when ``obj`` is called, or None (builtins, C code)."""
+    seen: set[int] = set()
+    while id(obj) not in seen:
+        seen.add(id(obj))
+        inner = step_inward(obj)
+        if inner is None:
+            break
+        obj = inner
+    return obj if isinstance(obj, types.FunctionType) else None
+
+
+def binds_arguments(obj: Any) -> bool:
+    """Whether calling ``obj`` prepends arguments of its own (so positions do not match names)."""
+    while obj is not None:
+        if issubclass(type(obj), (functools.partial, functools.partialmethod)):
+            return True
+        obj = step_inward(obj) if not isinstance(obj, types.FunctionType) else None
+    return False

@@ -1,0 +1,149 @@
+"""Code trampolines: a traced function that every reference reaches, not only its attribute.
+
+Wrapping the attribute (``module.f = wrapper(f)``) misses every reference taken before: Flask's
+``app.view_functions``, ``HANDLERS[name] = f`` registries, callbacks, ``functools.partial``
+holders. Here the function object stays where it is and only its ``__code__`` is swapped for a
+trampoline with the same signature, free variables and kind, which calls the probe with a copy
+of the original function (the ``__code__``-level approach ddtrace's ``internal/wrapping`` takes,
+built from source instead of bytecode). So every holder of the function reaches the probe from
+its next call, and :meth:`Trampoline.restore` puts back the exact original code object.
+
+The trampoline is one line (``def f(a, b): return <probe>(<orig>, None, (a, b), {})``) whose
+code takes the original's name, file and first line, so tracebacks and ``inspect`` still point
+at the user's function. It reads the probe from one module global (``_otel_scope_t<n>``), never
+a closure: the function's ``__closure__`` must keep fitting the code's free variables.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import threading
+import types
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+_counter = itertools.count()
+_lock = threading.Lock()
+# Flags a trampoline can reproduce: a plain function, a generator (``yield from``), a coroutine.
+_UNSUPPORTED = inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+# Every function with a trampoline now (by any engine): installing twice is refused.
+_installed: weakref.WeakKeyDictionary[types.FunctionType, Trampoline] = weakref.WeakKeyDictionary()
+# Every trampoline's code: frame walkers treat these frames as otel-scope's, not the user's.
+_codes: weakref.WeakSet[types.CodeType] = weakref.WeakSet()
+
+
+def unsupported(func: types.FunctionType) -> str | None:
+    """Why ``func`` cannot get a trampoline (then the attribute is wrapped), or None."""
+    code = func.__code__
+    if code.co_flags & _UNSUPPORTED:
+        return "an async generator (its asend/athrow cannot be forwarded by a trampoline)"
+    if not isinstance(func.__globals__, dict):
+        return "its globals are not a dict"
+    return None
+
+
+@dataclass
+class Trampoline:
+    """``function`` now runs ``code`` (the trampoline); :meth:`restore` undoes it (idempotent)."""
+
+    function: types.FunctionType
+    original_code: types.CodeType
+    code: types.CodeType
+    _restored: bool = field(default=False, repr=False)
+
+    def restore(self) -> None:
+        """Put the original code back. A call already inside the trampoline finishes normally."""
+        with _lock:
+            if self._restored:
+                return
+            self._restored = True
+            if self.function.__code__ is self.code:
+                self.function.__code__ = self.original_code
+            _installed.pop(self.function, None)
+
+
+def install(func: types.FunctionType, probe: Any) -> Trampoline:
+    """Make every call of ``func`` go through ``probe`` (a ``RuntimeProbe``); see the module doc."""
+    why = unsupported(func) or ("already has a trampoline" if func in _installed else None)
+    if why is not None:
+        raise ValueError(f"{func.__qualname__} cannot get a code trampoline: {why}")
+    original = func.__code__
+    copy = types.FunctionType(original, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+    copy.__kwdefaults__ = func.__kwdefaults__
+    copy.__qualname__ = func.__qualname__
+    copy.__dict__.update(func.__dict__)
+    name = f"_otel_scope_t{next(_counter)}"
+    code = _trampoline_code(original, name)
+    with _lock:
+        # The global stays after restore: a generator made under the trampoline but not started
+        # yet reads it on its first step (and then calls straight through a disabled probe).
+        func.__globals__[name] = (probe, copy)
+        func.__code__ = code
+        _codes.add(code)
+        done = _installed[func] = Trampoline(func, original, code)
+    return done
+
+
+def _trampoline_code(original: types.CodeType, name: str) -> types.CodeType:
+    """A one-line function with ``original``'s parameters, free variables and kind."""
+    flags = original.co_flags
+    n_pos = original.co_argcount
+    n_kw = original.co_kwonlyargcount
+    names = original.co_varnames
+    positional = list(names[:n_pos])
+    keyword = list(names[n_pos : n_pos + n_kw])
+    i = n_pos + n_kw
+    varargs = varkw = None
+    if flags & inspect.CO_VARARGS:
+        varargs = names[i]
+        i += 1
+    if flags & inspect.CO_VARKEYWORDS:
+        varkw = names[i]
+    params = list(positional)
+    if original.co_posonlyargcount:
+        params.insert(original.co_posonlyargcount, "/")
+    if varargs is not None:
+        params.append("*" + varargs)
+    elif keyword:
+        params.append("*")
+    params += keyword
+    if varkw is not None:
+        params.append("**" + varkw)
+    args = ", ".join([*positional, *(["*" + varargs] if varargs else [])])
+    kwargs = ", ".join([*(f"{k!r}: {k}" for k in keyword), *(["**" + varkw] if varkw else [])])
+    call = f"{name}[0]({name}[1], None, ({args}{',' if args else ''}), {{{kwargs}}})"
+    if flags & inspect.CO_COROUTINE:
+        body, prefix = f"await {call}", "async "
+    elif flags & inspect.CO_GENERATOR:
+        body, prefix = f"(yield from {call})", ""
+    else:
+        body, prefix = call, ""
+    free = original.co_freevars
+    # The free variables are named (never evaluated) so the code keeps the function's closure.
+    keep = f" if 1 else ({', '.join(free)},)" if free else ""
+    cells = f"    {' = '.join(free)} = None\n" if free else ""
+    source = (
+        f"def _make():\n{cells}    {prefix}def _f({', '.join(params)}): return {body}{keep}\n    return _f\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, original.co_filename, "exec", dont_inherit=True), namespace)
+    code: types.CodeType = namespace["_make"]().__code__
+    n_params = n_pos + n_kw + (varargs is not None) + (varkw is not None)
+    if code.co_freevars != free or code.co_varnames[:n_params] != names[:n_params]:
+        raise ValueError(f"{original.co_name}: the trampoline does not fit its signature")
+    replace: dict[str, Any] = {"co_firstlineno": original.co_firstlineno, "co_name": original.co_name}
+    if hasattr(original, "co_qualname"):
+        replace["co_qualname"] = original.co_qualname
+    return code.replace(**replace)
+
+
+def installed(func: Any) -> bool:
+    """Whether ``func`` currently runs a trampoline."""
+    return isinstance(func, types.FunctionType) and func in _installed
+
+
+def is_trampoline(code: types.CodeType) -> bool:
+    """Whether ``code`` is a trampoline's (its frame is otel-scope's, though it names user code)."""
+    return code in _codes

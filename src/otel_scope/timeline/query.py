@@ -1,0 +1,335 @@
+"""The ``--where`` predicate language: a small, safe filter over captured values.
+
+``otel-scope history --where 'remaining < 0'`` (and the web view) select the calls and events
+whose captured variables, arguments or return values satisfy a condition. The text comes from
+the user and the values from the traced program, so nothing here ever reaches ``eval``: the text
+is tokenised and parsed by hand into a tree of plain objects, and the only thing a predicate can
+do is compare values.
+
+Grammar (precedence from loosest to tightest)::
+
+    predicate  := or
+    or         := and ("or" and)*
+    and        := not ("and" not)*
+    not        := "not" not | "(" or ")" | comparison
+    comparison := operand (OP operand)+        OP is one of < <= > >= == !=
+    operand    := NAME | NUMBER | STRING | None | True | False
+
+``NAME`` is an identifier, optionally dotted (``self.count``, ``order.id``), looked up as a whole
+in the mapping the caller passes; chained comparisons (``0 < x <= 10``) mean what they mean in
+Python. Captured values are stored as safe reprs (strings), so a value is read back as the number,
+``None``, boolean or string its repr spells before comparing; a name that was not captured makes
+its comparison false, so ``x < 0`` never matches a call that has no ``x``.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from otel_scope import semconv
+
+ACCEPTED = (
+    "accepted: NAME OP VALUE (OP is < <= > >= == !=), and/or/not, parentheses, "
+    "numbers, 'strings', None, True, False; NAME is a captured variable, argument or 'return'"
+)
+
+_OPS: dict[str, Callable[[Any, Any], Any]] = {  # operands are whatever was captured
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_KEYWORDS = frozenset({"and", "or", "not"})
+_CONSTANTS: dict[str, object] = {"None": None, "True": True, "False": False}
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<number>-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
+  | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+  | (?P<op><=|>=|==|!=|<|>)
+  | (?P<paren>[()])
+    """,
+    re.VERBOSE,
+)
+# Reading a captured repr back as a value: only short texts can be numbers or constants, and
+# only quoted ones can be strings; anything longer stays the text it is.
+_MAX_LITERAL = 4096
+_MISSING = object()
+
+
+class QueryError(ValueError):
+    """The predicate text is malformed; the message is one line naming the problem and the forms."""
+
+
+class Predicate(Protocol):
+    """A compiled condition over one call's or event's captured values."""
+
+    def matches(self, values: Mapping[str, object]) -> bool:
+        """Whether the values (name -> captured value or repr) satisfy the condition."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    text: str
+    column: int
+
+
+@dataclass(frozen=True)
+class _Name:
+    name: str
+
+    def value(self, values: Mapping[str, object]) -> object:
+        return coerce(values[self.name]) if self.name in values else _MISSING
+
+
+@dataclass(frozen=True)
+class _Literal:
+    literal: object
+
+    def value(self, values: Mapping[str, object]) -> object:
+        return self.literal
+
+
+_Operand = _Name | _Literal
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    operands: tuple[_Operand, ...]
+    ops: tuple[str, ...]
+
+    def matches(self, values: Mapping[str, object]) -> bool:
+        resolved = [o.value(values) for o in self.operands]
+        return all(_compare(op, a, b) for op, a, b in zip(self.ops, resolved, resolved[1:], strict=False))
+
+
+@dataclass(frozen=True)
+class _Not:
+    inner: Predicate
+
+    def matches(self, values: Mapping[str, object]) -> bool:
+        return not self.inner.matches(values)
+
+
+@dataclass(frozen=True)
+class _All:
+    parts: tuple[Predicate, ...]
+
+    def matches(self, values: Mapping[str, object]) -> bool:
+        return all(p.matches(values) for p in self.parts)
+
+
+@dataclass(frozen=True)
+class _Any:
+    parts: tuple[Predicate, ...]
+
+    def matches(self, values: Mapping[str, object]) -> bool:
+        return any(p.matches(values) for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Where:
+    """A compiled ``--where`` predicate: the source text, its tree and the names it reads.
+
+    ``names`` lets a reader skip (or pre-select in SQL) everything that captured none of them.
+    """
+
+    text: str
+    tree: Predicate
+    names: frozenset[str]
+
+    def matches(self, values: Mapping[str, object]) -> bool:
+        return self.tree.matches(values)
+
+
+def coerce(value: object) -> object:
+    """A captured value as the Python value its repr spells (numbers, None, booleans, strings).
+
+    Captures are safe reprs: ``-3``, ``'itemA'``, ``None``, ``Environment(...)``. Quoted reprs
+    are read with :func:`ast.literal_eval`, which only accepts literals (never calls anything).
+    Anything that is not a plain literal stays the text it is.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text or len(text) > _MAX_LITERAL:
+        return value
+    if text in _CONSTANTS:
+        return _CONSTANTS[text]
+    if text[0] in "'\"" and text[-1] == text[0] and len(text) > 1:
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return value
+        return parsed if isinstance(parsed, str) else value
+    if text[0] in "-+.0123456789":
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                continue
+    return value
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _compare(op: str, left: object, right: object) -> bool:
+    """One comparison, false when a side is missing or when ordering values of unlike kinds."""
+    if left is _MISSING or right is _MISSING:
+        return False
+    if op in ("==", "!="):
+        equal = left == right if _number(left) == _number(right) else False
+        return equal if op == "==" else not equal
+    if (_number(left) and _number(right)) or (isinstance(left, str) and isinstance(right, str)):
+        return bool(_OPS[op](left, right))
+    return False
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenise(text)
+        self.position = 0
+        self.names: set[str] = set()
+
+    def error(self, what: str, token: _Token | None = None) -> QueryError:
+        token = token or self.peek()
+        where = f"at column {token.column + 1}" if token else "at the end"
+        return QueryError(f"where {self.text!r}: {what} {where}; {ACCEPTED}")
+
+    def peek(self) -> _Token | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def keyword(self, word: str) -> bool:
+        token = self.peek()
+        if token is not None and token.kind == "name" and token.text == word:
+            self.position += 1
+            return True
+        return False
+
+    def parse(self) -> Where:
+        if not self.tokens:
+            raise QueryError(f"where {self.text!r}: the condition is empty; {ACCEPTED}")
+        tree = self.parse_or()
+        leftover = self.peek()
+        if leftover is not None:
+            raise self.error(f"unexpected {leftover.text!r}", leftover)
+        if not self.names:
+            raise QueryError(f"where {self.text!r}: the condition names no captured value; {ACCEPTED}")
+        return Where(self.text, tree, frozenset(self.names))
+
+    def parse_or(self) -> Predicate:
+        parts = [self.parse_and()]
+        while self.keyword("or"):
+            parts.append(self.parse_and())
+        return parts[0] if len(parts) == 1 else _Any(tuple(parts))
+
+    def parse_and(self) -> Predicate:
+        parts = [self.parse_not()]
+        while self.keyword("and"):
+            parts.append(self.parse_not())
+        return parts[0] if len(parts) == 1 else _All(tuple(parts))
+
+    def parse_not(self) -> Predicate:
+        if self.keyword("not"):
+            return _Not(self.parse_not())
+        token = self.peek()
+        if token is not None and token.text == "(":
+            self.position += 1
+            inner = self.parse_or()
+            closing = self.peek()
+            if closing is None or closing.text != ")":
+                raise self.error("expected ')'", closing)
+            self.position += 1
+            return inner
+        return self.parse_comparison()
+
+    def parse_comparison(self) -> Predicate:
+        operands = [self.parse_operand()]
+        ops: list[str] = []
+        while (token := self.peek()) is not None and token.kind == "op":
+            self.position += 1
+            ops.append(token.text)
+            operands.append(self.parse_operand())
+        if not ops:
+            raise self.error(
+                "expected a comparison operator (< <= > >= == !=)",
+                self.peek(),
+            )
+        return _Comparison(tuple(operands), tuple(ops))
+
+    def parse_operand(self) -> _Operand:
+        token = self.peek()
+        if token is None:
+            raise self.error("the condition ends too soon: expected a name or a value")
+        if token.kind == "number":
+            self.position += 1
+            return _Literal(float(token.text) if any(c in token.text for c in ".eE") else int(token.text))
+        if token.kind == "string":
+            self.position += 1
+            return _Literal(ast.literal_eval(token.text))
+        if token.kind == "name" and token.text in _CONSTANTS:
+            self.position += 1
+            return _Literal(_CONSTANTS[token.text])
+        if token.kind == "name" and token.text not in _KEYWORDS:
+            self.position += 1
+            self.names.add(token.text)
+            return _Name(token.text)
+        raise self.error(f"expected a name or a value, not {token.text!r}", token)
+
+
+def _tokenise(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise QueryError(
+                f"where {text!r}: cannot read {text[position : position + 12]!r} at column {position + 1}; "
+                f"{ACCEPTED}"
+            )
+        kind = match.lastgroup or ""
+        if kind != "space":
+            tokens.append(_Token(kind, match.group(), position))
+        position = match.end()
+    return tokens
+
+
+def captured_values(attributes: Mapping[str, Any]) -> dict[str, object]:
+    """The names a predicate can read on one span or event, from its otel-scope attributes.
+
+    Arguments (``otel_scope.arg.<name>``) and compile-time variables (``otel_scope.var.<name>``)
+    by their own name, the return value as ``return``, an expression by its source text, a
+    state change by its attribute name (the value after the change). One mapping for every
+    reader keeps the terminal and the web view agreeing on what ``x`` means.
+    """
+    values: dict[str, object] = {}
+    for key, value in attributes.items():
+        for prefix in (semconv.ARG_PREFIX, semconv.VAR_PREFIX):
+            # Names have no dots; otel_scope.var.<name>.type is the value's type, not a value.
+            if key.startswith(prefix) and "." not in key[len(prefix) :]:
+                values[key[len(prefix) :]] = value
+    if semconv.RETURN_VALUE in attributes:
+        values["return"] = attributes[semconv.RETURN_VALUE]
+    if semconv.EXPRESSION_TEXT in attributes and semconv.EXPRESSION_VALUE in attributes:
+        values[str(attributes[semconv.EXPRESSION_TEXT])] = attributes[semconv.EXPRESSION_VALUE]
+    if semconv.STATE_ATTRIBUTE in attributes and semconv.STATE_AFTER in attributes:
+        values[str(attributes[semconv.STATE_ATTRIBUTE])] = attributes[semconv.STATE_AFTER]
+    return values
+
+
+def compile_where(text: str) -> Where:
+    """Parse a ``--where`` condition once; raises :class:`QueryError` with a one-line message."""
+    return _Parser(text).parse()

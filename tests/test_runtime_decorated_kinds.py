@@ -1,0 +1,230 @@
+"""Runtime mode over what decorators make of functions, on real third-party code of each shape.
+
+Each object keeps its behaviour and its own API while traced (``cache_info()``, ``register()``,
+``registry``, ``__wrapped__``, the cached value of a ``cached_property``), and removing the
+target puts back the exact object. What cannot be traced is refused in one line saying why.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from otel_scope.config import Settings
+from otel_scope.engine import Engine
+from otel_scope.targets import parse_pattern
+from otel_scope.targets.planner import Request
+from runtime_samples import kinds
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    e = Engine(Settings(mode="runtime"))
+    yield e
+    e.remove_all()
+
+
+def add(engine: Engine, pattern: str):
+    return engine.add(Request(parse_pattern(pattern)))
+
+
+def test_module_level_lru_cache_is_traced_and_keeps_its_cache_api(memory, engine) -> None:
+    from rich import cells
+
+    original = vars(cells)["get_character_cell_size"]
+    original.cache_clear()
+    handle = add(engine, "rich.cells:get_character_cell_size")
+    assert cells.get_character_cell_size("a") == 1
+    assert cells.get_character_cell_size("a") == 1
+    info = cells.get_character_cell_size.cache_info()
+    assert (info.hits, info.misses) == (1, 1)  # the cache itself still serves the second call
+    # wrapt's proxy is one more __wrapped__ layer: the chain still ends at the same function
+    assert inspect.unwrap(cells.get_character_cell_size) is original.__wrapped__
+    spans = memory.named("cells.get_character_cell_size")
+    assert len(spans) == 2
+    assert spans[0].attributes["code.file.path"].endswith("rich/cells.py")
+    assert spans[0].attributes["otel_scope.arg.character"] == "'a'"
+    handle.remove()
+    assert vars(cells)["get_character_cell_size"] is original
+
+
+def test_classmethod_over_lru_cache_is_traced_and_keeps_binding_and_cache(memory, engine) -> None:
+    from rich.color import Color
+
+    raw = vars(Color)["parse"]
+    handle = add(engine, "rich.color:Color.parse")
+    assert Color.parse("red").name == "red"
+    assert Color.parse.cache_info().currsize >= 1
+    (span,) = memory.named("Color.parse")
+    assert span.attributes["otel_scope.arg.color"] == "'red'"
+    assert "otel_scope.arg.cls" not in span.attributes
+    handle.remove()
+    assert vars(Color)["parse"] is raw
+
+
+def test_singledispatch_function_is_traced_and_keeps_register_and_dispatch(memory, engine, tmp_path) -> None:
+    """importlib_resources.as_file dispatches on the path type to @contextmanager functions."""
+    from importlib_resources import _common
+
+    original = vars(_common)["as_file"]
+    handle = add(engine, "importlib_resources._common:as_file")
+    target = tmp_path / "data.txt"
+    target.write_text("x")
+    with _common.as_file(target) as path:
+        assert path == target  # the pathlib.Path implementation, entered as a context manager
+    assert _common.as_file.dispatch(pathlib.Path) is original.dispatch(pathlib.Path)
+    assert _common.as_file.registry is original.registry
+
+    class Marker:
+        pass
+
+    @_common.as_file.register(Marker)
+    def _(path):
+        return "marker"
+
+    assert _common.as_file(Marker()) == "marker"  # registered through the traced object
+    assert Marker in original.registry
+    assert len(memory.named("_common.as_file")) == 2
+    handle.remove()
+    assert vars(_common)["as_file"] is original
+
+
+def test_singledispatchmethod_is_traced_and_keeps_dispatching(memory, engine) -> None:
+    raw = vars(kinds.Formatter)["show"]
+    handle = add(engine, "runtime_samples.kinds:Formatter.show")
+    f = kinds.Formatter()
+    assert (f.show(1), f.show("a")) == ("int:1", "any:a")
+    assert kinds.Formatter.show.register is not None
+    assert len(memory.named("Formatter.show")) == 2
+    handle.remove()
+    assert vars(kinds.Formatter)["show"] is raw
+
+
+def test_cached_property_is_traced_once_per_instance_and_still_caches(memory, engine) -> None:
+    """packaging's InvalidRequirement.message is a functools.cached_property."""
+    from packaging.requirements import InvalidRequirement
+
+    descriptor = vars(InvalidRequirement)["message"]
+    func = descriptor.func
+    handle = add(engine, "packaging.requirements:InvalidRequirement.message")
+    error = InvalidRequirement("bad requirement")
+    assert error.message == "bad requirement"
+    assert error.message == "bad requirement"
+    assert vars(error)["message"] == "bad requirement"  # the value, cached on the instance
+    assert vars(InvalidRequirement)["message"] is descriptor
+    (span,) = memory.named("InvalidRequirement.message")
+    assert span.attributes["otel_scope.return"] == "'bad requirement'"
+    handle.remove()
+    assert descriptor.func is func
+
+
+def test_module_level_partial_is_traced_and_still_applies_its_arguments(memory, engine) -> None:
+    """attrs defines ``attr.dataclass = partial(attrs, auto_attribs=True)``."""
+    import pickle
+
+    import attr
+
+    original = vars(attr)["dataclass"]
+    handle = add(engine, "attr:dataclass")
+
+    @attr.dataclass
+    class Point:
+        x: int
+        y: int = 0
+
+    assert [a.name for a in attr.fields(Point)] == ["x", "y"] and Point(1) == Point(1, 0)
+    assert attr.dataclass.keywords == {"auto_attribs": True}
+    assert pickle.loads(pickle.dumps(attr.dataclass)).func is original.func  # by value, as before
+    (span,) = memory.named("attr.dataclass")
+    assert span.attributes["code.file.path"].endswith("attr/_make.py")
+    assert not any(k.startswith("otel_scope.arg.") for k in span.attributes)  # positions shifted
+    handle.remove()
+    assert vars(attr)["dataclass"] is original
+
+
+def test_class_used_as_decorator_is_traced_and_keeps_its_attributes(memory, engine) -> None:
+    """pytest's @fixture returns a FixtureFunctionDefinition (functools.update_wrapper(self, f))."""
+    from _pytest import tmpdir
+
+    original = vars(tmpdir)["tmp_path"]
+    handle = add(engine, "_pytest.tmpdir:tmp_path")
+    assert type(original).__name__ == "FixtureFunctionDefinition"
+    assert tmpdir.tmp_path.name == original.name
+    with pytest.raises(pytest.fail.Exception, match="called directly"):
+        tmpdir.tmp_path()  # the same refusal as untraced
+    (span,) = memory.named("tmpdir.tmp_path")
+    assert span.attributes["code.file.path"].endswith("_pytest/tmpdir.py")
+    handle.remove()
+    assert vars(tmpdir)["tmp_path"] is original
+
+
+def test_callable_object_without_a_function_behind_it_is_refused_in_one_line(engine) -> None:
+    """A click command (flask's ``routes``) is a Command object: nothing to read code from."""
+    import flask.cli
+
+    handle = add(engine, "flask.cli:routes_command")
+    assert handle.problem == (
+        "flask.cli.routes_command is a callable click.core.Command object with no Python function "
+        "behind it (no __wrapped__): name its class's method instead (Command.__call__)"
+    )
+    assert handle.functions == [] and type(vars(flask.cli)["routes_command"]).__name__ == "Command"
+
+
+def test_a_name_that_does_not_exist_is_refused_with_the_nearest_names(engine) -> None:
+    import rich.cells
+    import rich.color  # noqa: F401
+
+    assert add(engine, "rich.cells:cell_lenn").problem.startswith(
+        "rich.cells has no 'cell_lenn' (nearest: cell_len"
+    )
+    problem = add(engine, "rich.color:Colour.parse").problem
+    assert problem.startswith("rich.color has no 'Colour' (nearest: ") and "Color.parse" in problem
+
+
+def test_properties_are_refused_naming_what_is_accepted(engine) -> None:
+    problem = add(engine, "runtime_samples.kinds:Base.doubled").problem
+    assert problem.startswith("runtime_samples.kinds.Base.doubled is a property (reading it is not a call")
+
+
+def test_the_python_api_prints_the_refusal_as_one_warning(memory, caplog) -> None:
+    import otel_scope
+    from otel_scope import api
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_scope"):
+            handle = otel_scope.trace("runtime_samples.kinds:nosuch")
+        assert [r.getMessage() for r in caplog.records] == [
+            f"otel-scope: runtime_samples.kinds:nosuch selects nothing: {handle.problem}"
+        ]
+    finally:
+        api.shutdown()
+
+
+def test_wildcards_reach_decorated_functions_defined_in_the_module(memory, engine) -> None:
+    from rich import cells
+
+    add(engine, "rich.cells:*")
+    cells.get_character_cell_size("b")
+    assert memory.named("cells.get_character_cell_size")
+    assert callable(functools.partial)  # the stdlib names stay untouched
+
+
+def test_built_in_functions_of_a_compiled_module_get_a_runtime_span(memory, engine) -> None:
+    """black's mypyc-compiled ``format_str`` is a built-in function: wrapped at its attribute,
+    no locals (a locals request still gets the span), and restored exactly."""
+    import black
+
+    original = vars(black)["format_str"]
+    assert type(original).__name__ == "builtin_function_or_method"
+    handle = engine.add(Request(parse_pattern("black:format_str"), capture_locals=None))
+    assert black.format_str("x  =  1\n", mode=black.Mode()) == "x = 1\n"
+    (span,) = memory.named("black.format_str")
+    assert "code.file.path" not in span.attributes and span.attributes["otel_scope.return"] == "'x = 1\\n'"
+    assert engine.active()[0]["installed"] == "wrapper"
+    handle.remove()
+    assert vars(black)["format_str"] is original
