@@ -270,6 +270,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
+        time.sleep(self._receiver.response_delay_s)
         headers = {key.lower(): str(value) for key, value in context.invocation_metadata()}
         spans = flatten(request, "grpc")
         self._receiver._record(ReceivedRequest("grpc", "protobuf", "", headers, len(spans)), spans)
@@ -291,6 +292,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         receiver = self.server.receiver
+        time.sleep(receiver.response_delay_s)
         headers = {key.lower(): value for key, value in self.headers.items()}
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         compression = headers.get("content-encoding", "").strip().lower()
@@ -403,7 +405,10 @@ class OtlpReceiver:
         *,
         grpc_max_receive_bytes: int = DEFAULT_GRPC_MAX_RECEIVE_BYTES,
         http_max_body_bytes: int = DEFAULT_HTTP_MAX_BODY_BYTES,
+        response_delay_s: float = 0.0,
     ) -> None:
+        #: Seconds each export request waits before it is answered: a slow collector.
+        self.response_delay_s = response_delay_s
         self.grpc_max_receive_bytes = grpc_max_receive_bytes
         self.http_max_body_bytes = http_max_body_bytes
         self._lock = threading.Lock()

@@ -112,7 +112,9 @@ def test_collector_down_gives_one_line_and_does_not_delay_exit(tmp_path: Path) -
     elapsed = time.monotonic() - started - baseline
     assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
     extra = [line for line in traced.stderr_without_session_line.splitlines() if line not in plain.stderr]
-    assert len(extra) == 1 and "could not export" in extra[0], traced.stderr
+    # One line when export first fails, one at exit counting what was lost (and where).
+    assert len(extra) == 2 and "could not export" in extra[0], traced.stderr
+    assert "span(s) not exported (OTLP 127.0.0.1:" in extra[1] and "export failed" in extra[1]
     assert elapsed < 3, elapsed  # the dead collector costs the exit at most a couple of seconds
 
 

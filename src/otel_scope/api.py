@@ -8,12 +8,12 @@ from ``OTEL_SCOPE_*`` / ``pyproject.toml`` settings.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from opentelemetry import trace as otel_trace
 
+from otel_scope import _forksafe
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.engine import CompileTimeAdapter, Engine, Handle, script
 from otel_scope.runtime import messages, propagation
@@ -24,7 +24,7 @@ from otel_scope.targets.planner import Request, production_limits, requests_from
 from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
 _log = logging.getLogger("otel_scope")
-_lock = threading.Lock()
+_lock = _forksafe.lock()
 _engine: Engine | None = None
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import inspect
 import itertools
 import linecache
-import threading
 import time
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType
 from typing import Any
 
+from otel_scope import _forksafe
 from otel_scope.callables import innermost_function
 from otel_scope.compile_time.hook import rewritten_from, source_digest
 from otel_scope.compile_time.recorder import Probe, register
@@ -37,7 +37,7 @@ _KIND_FLAGS = (
     | inspect.CO_VARARGS
     | inspect.CO_VARKEYWORDS
 )
-_lock = threading.Lock()
+_lock = _forksafe.lock()
 
 
 class RecompileError(ValueError):

@@ -27,6 +27,7 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.distro.ids import PrivateRandomIdGenerator
 from otel_scope.distro.reporting import quiet_export_errors, say
+from otel_scope.pipeline import ScopeSpanProcessor, suppressed
 
 _log = logging.getLogger("otel_scope")
 
@@ -135,7 +136,11 @@ def _otlp_timeouts() -> dict[Any, dict[str, Any]]:
 
 
 class ScopeConfigurator(_OTelSDKConfigurator):
-    """The SDK configurator, with exporter validation, bounded export time and private IDs."""
+    """The SDK configurator, with exporter validation, bounded export time and private IDs.
+
+    Every exporter gets a :class:`~otel_scope.pipeline.ScopeSpanProcessor` instead of the SDK's
+    ``BatchSpanProcessor``: flushes with real deadlines, fork safety, and counted drops.
+    """
 
     def _configure(self, **kwargs: Any) -> None:
         settings_once()
@@ -143,6 +148,7 @@ class ScopeConfigurator(_OTelSDKConfigurator):
         exporters = choose_trace_exporters(os.environ)
         os.environ["OTEL_TRACES_EXPORTER"] = ",".join(exporters) or "none"
         kwargs.setdefault("exporter_args_map", _otlp_timeouts())
+        kwargs.setdefault("export_span_processor", ScopeSpanProcessor)
         if not os.environ.get("OTEL_PYTHON_ID_GENERATOR"):
             kwargs.setdefault("id_generator", PrivateRandomIdGenerator())
         super()._configure(**kwargs)
@@ -163,7 +169,9 @@ class ScopeInstrumentor(BaseInstrumentor):
             from otel_scope import api
             from otel_scope.distro.lifecycle import start_process
 
-            start_process(api.start(settings), settings, sys.argv)
+            with suppressed():  # applying targets (json:*, logging:*, ...) must not trace itself
+                engine = api.start(settings)
+            start_process(engine, settings, sys.argv)
         except Exception as exc:  # otel-scope must never stop the program from starting
             say(f"could not start ({type(exc).__name__}: {exc}); the program runs without otel-scope.")
             _log.debug("otel-scope start failed", exc_info=True)

@@ -10,7 +10,8 @@ from otel_scope.config import Settings
 from otel_scope.control import start_services
 from otel_scope.distro.reporting import say
 from otel_scope.engine import Engine
-from otel_scope.sessions.session import ProcessSession, Session
+from otel_scope.pipeline import suppressed
+from otel_scope.sessions.session import ProcessSession, Session, export_at_exit
 
 
 def closing_line(session: Session, settings: Settings) -> str:
@@ -33,9 +34,12 @@ def multiprocessing_helper() -> bool:
 def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> ProcessSession | None:
     """Start this run's services (live control, escalation) and its ``process`` session, if any."""
     if multiprocessing_helper():
+        export_at_exit(say)  # Pool.terminate() stops workers with SIGTERM: export first
         return None
-    services = start_services(engine, settings, say)
+    with suppressed():  # the services' threads inherit this context: their work is never traced
+        services = start_services(engine, settings, say)
     if settings.session != "process":
+        export_at_exit(say)
         return None
     name = os.path.basename(argv[0]) if argv else "python"
 
@@ -46,4 +50,4 @@ def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> Pr
             say(closing_line(session, settings))
         services.stop()  # also on SIGTERM, where atexit handlers do not run
 
-    return ProcessSession(name, list(argv), on_end=on_end)
+    return ProcessSession(name, list(argv), on_end=on_end, report=say)

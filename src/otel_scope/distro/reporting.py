@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
+
+from otel_scope import _forksafe
 
 PREFIX = "otel-scope: "
+_SUMMARY_CHARS = 200
 
 _EXPORT_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.grpc.exporter",
@@ -36,7 +38,7 @@ class _OneLineExportFailure(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._said = False
-        self._lock = threading.Lock()
+        self._lock = _forksafe.lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
@@ -46,7 +48,7 @@ class _OneLineExportFailure(logging.Filter):
                 self._said = True
                 say(
                     f"could not export spans ({_summary(record)}); is the collector running? "
-                    "Spans that cannot be exported are dropped; the program is not affected."
+                    "The program is not affected; spans that cannot be sent are counted at exit."
                 )
         return False
 
@@ -56,7 +58,13 @@ def _summary(record: logging.LogRecord) -> str:
         text = record.getMessage()
     except Exception:
         text = str(record.msg)
-    return text.splitlines()[0][:200] if text else record.name
+    if not text:
+        return record.name
+    first = text.splitlines()[0]
+    if len(first) <= _SUMMARY_CHARS:
+        return first
+    # Cut at a word boundary: a cut inside "127.0.0.1:4317" reads as a wrong address.
+    return first[: _SUMMARY_CHARS + 1].rsplit(" ", 1)[0] + " ..."
 
 
 _filter = _OneLineExportFailure()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
-import threading
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 import wrapt
 
+from otel_scope import _forksafe
 from otel_scope.capture import Serializer
 from otel_scope.config import Settings
 from otel_scope.engine.discovery import (
@@ -140,7 +140,7 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.serializer = Serializer.from_settings(settings)
-        self._lock = threading.RLock()
+        self._lock = _forksafe.rlock()
         self._ids = itertools.count(1)
         self._entries: dict[int, Entry] = {}
         self._applied: dict[tuple[int, str], Applied] = {}

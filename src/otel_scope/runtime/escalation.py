@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from otel_scope import semconv
+from otel_scope import _forksafe, semconv
 from otel_scope.capture import RateLimiter
 from otel_scope.config import Settings
 from otel_scope.targets.patterns import parse_pattern
@@ -140,7 +140,7 @@ class Escalator:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self._engine = engine
         self._settings = settings
-        self._lock = threading.Lock()
+        self._lock = _forksafe.lock()
         self._active: dict[RuntimeProbe, Escalation] = {}
         self._history: deque[Escalation] = deque(maxlen=_HISTORY)
         self._last_start: dict[str, float] = {}
@@ -270,7 +270,7 @@ class Escalator:
     def after_fork_in_child(self) -> None:
         """Fresh lock and no active escalations: another thread may have held the lock at the fork,
         and the timers that end escalations did not survive it."""
-        self._lock = threading.Lock()
+        self._lock = _forksafe.lock()
         self._active.clear()
 
     # -- what `otel-scope targets list` shows --------------------------------------------------

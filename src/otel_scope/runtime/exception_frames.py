@@ -29,13 +29,12 @@ import logging
 import os
 import site
 import sysconfig
-import threading
 import time
 from collections.abc import Callable
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
-from otel_scope import semconv
+from otel_scope import _forksafe, semconv
 from otel_scope.capture import RateLimiter, Serializer
 from otel_scope.runtime import trampoline
 from otel_scope.runtime.escalation import CONTROL_FLOW
@@ -76,7 +75,7 @@ class ExceptionFrames:
         self._user_code: dict[CodeType, bool] = {}
         self._site_last: dict[tuple[CodeType, int], float] = {}
         self._process_budget = RateLimiter(PROCESS_PER_SECOND)
-        self._lock = threading.Lock()
+        self._lock = _forksafe.lock()
 
     def on_finish(self, probe: Any, span: Any, exc: BaseException | None) -> None:
         if exc is None or not isinstance(exc, Exception) or isinstance(exc, CONTROL_FLOW):

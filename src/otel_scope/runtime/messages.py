@@ -61,7 +61,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
 
-from otel_scope import semconv
+from otel_scope import _forksafe, semconv
 from otel_scope.capture import Serializer
 from otel_scope.runtime import propagation
 from otel_scope.sessions import state as session_state
@@ -81,7 +81,7 @@ _MAX_PENDING = 32  # a consumer that never runs traced code keeps at most this m
 
 _serializer = Serializer()
 _active = False
-_install_lock = threading.Lock()
+_install_lock = _forksafe.lock()
 _patches: list[tuple[Any, str, Any, Any]] = []  # (owner, attribute, original, ours)
 _receiving_armed = False
 
@@ -108,13 +108,13 @@ def _new_process_token() -> str:
 
 _token = _new_process_token()
 _ids = itertools.count(1)
-_table_lock = threading.Lock()
+_table_lock = _forksafe.lock()
 
 
 def _after_fork_in_child() -> None:
-    # A forked child must not repeat its parent's IDs, nor inherit a lock held by another thread.
-    global _token, _ids, _table_lock
-    _token, _ids, _table_lock = _new_process_token(), itertools.count(1), threading.Lock()
+    # A forked child must not repeat its parent's IDs (its locks are reset by _forksafe).
+    global _token, _ids
+    _token, _ids = _new_process_token(), itertools.count(1)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

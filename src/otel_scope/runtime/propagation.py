@@ -30,8 +30,10 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation import _SPAN_KEY
 
+from otel_scope import _forksafe
+
 _installed: list[tuple[Any, str, Any]] = []
-_lock = threading.Lock()
+_lock = _forksafe.lock()
 
 #: Called as ``hook(channel, ctx, fn, (target, args, kwargs))`` at each hand-off that carries a
 #: context, before ``fn`` (what the worker will run) is wrapped to carry it; may return a

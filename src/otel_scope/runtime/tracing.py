@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
@@ -116,7 +116,9 @@ def _trace_hex(trace_id: int) -> str:
 def decide() -> Context | None:
     """The parent context for a new otel-scope span, or ``None`` if the span would not record.
 
-    Allocates nothing: callers serialize arguments only after this said yes.
+    Allocates nothing: callers serialize arguments only after this said yes. Honours OTel's
+    suppress-instrumentation key, which the export pipeline sets around every export and store
+    write, so a target such as ``json:*`` or ``sqlite3:*`` never traces otel-scope's own work.
     """
     provider = trace._TRACER_PROVIDER  # the global set by set_tracer_provider(); None until then
     if provider is not _state.provider:
@@ -126,6 +128,8 @@ def decide() -> Context | None:
     if session_state.kind == "explicit" and session_state.active.get() is None:
         return None
     ctx = otel_context.get_current()
+    if ctx.get(_SUPPRESS_INSTRUMENTATION_KEY):  # an exporter, the store or an SDK at work: never traced
+        return None
     parent: Any = ctx.get(_SPAN_KEY)  # the current Span (Context types its values as object)
     if parent is None and session_state.fallback_context is not None:
         ctx = session_state.fallback_context

@@ -7,8 +7,9 @@
 * ``explicit``: only ``with otel_scope.session("name") as s:`` records, and ``s.trace_id`` says
   where it went.
 
-The process session's span ends and is flushed at exit, also after an uncaught exception,
-``sys.exit`` or SIGTERM.
+The process session's span ends and is exported at exit, also after an uncaught exception,
+``sys.exit`` or SIGTERM, within :data:`otel_scope.pipeline.EXIT_BUDGET_S`; what the export
+pipeline lost is counted on the root span.
 """
 
 from __future__ import annotations
@@ -21,17 +22,18 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from otel_scope import semconv
+from otel_scope import _forksafe, pipeline, semconv
 from otel_scope._version import __version__
 from otel_scope.sessions import state
 
 _log = logging.getLogger("otel_scope")
+_REAL_OS_EXIT = os._exit
 
 
 class Session:
@@ -45,15 +47,18 @@ class Session:
         self.trace_id = format(sc.trace_id, "032x")
         self.recording = span.is_recording()
         self._ended = False
-        self._lock = threading.Lock()
+        self._lock = _forksafe.rlock()  # a SIGTERM handler may end the session inside end()
 
-    def end(self, how: str = "normal", exc: BaseException | None = None) -> bool:
-        """End the session's span once; returns False if it had already ended."""
+    def end(
+        self, how: str = "normal", exc: BaseException | None = None, attributes: dict[str, Any] | None = None
+    ) -> bool:
+        """End the session's span once, adding ``attributes``; returns False if it had already ended."""
         with self._lock:
             if self._ended:
                 return False
             self._ended = True
         try:
+            self.span.set_attributes(attributes or {})
             self.span.set_attribute(semconv.SESSION_EXIT, how)
             if exc is not None:
                 self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
@@ -96,24 +101,127 @@ def session(name: str) -> Iterator[Session]:
         s.end()
 
 
-class ProcessSession:
-    """The ``process`` session of a run: started once, ended exactly once at exit."""
+def _drop_attributes() -> dict[str, Any]:
+    """What the export pipeline lost so far, as attributes of the session root (none if nothing)."""
+    lost = pipeline.drops()
+    if not lost:
+        return {}
+    return {
+        semconv.SESSION_DROPPED_SPANS: sum(sum(reasons.values()) for reasons in lost.values()),
+        semconv.SESSION_DROPPED_REASONS: pipeline.describe_drops(lost),
+    }
 
-    def __init__(self, name: str, argv: list[str], on_end: Callable[[Session], None] | None = None) -> None:
+
+_exported_pid = 0  # the process whose final export already ran (a forked child has another)
+
+
+def _finish_export(report: Callable[[str], None] | None, who: str = "") -> None:
+    """Export what is left within the exit budget, then say what was lost (one line, if any).
+
+    Once per process, whichever exit path comes first (atexit, SIGTERM, ``os._exit``).
+    """
+    global _exported_pid
+    if _exported_pid == os.getpid():
+        return
+    _exported_pid = os.getpid()
+    with pipeline.suppressed():
+        _export_and_report(report, who)
+
+
+def _export_and_report(report: Callable[[str], None] | None, who: str) -> None:
+    if pipeline.processors():
+        pipeline.shutdown_all(pipeline.EXIT_BUDGET_S)
+    else:  # another configurator's processors: their flush may ignore its timeout, so bound it
+        flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+        if flush is not None:
+            pipeline.call_with_deadline(flush, pipeline.EXIT_BUDGET_S)
+    line = pipeline.loss_line()
+    if line and report is not None:
+        report(who + line)
+
+
+def _in_child(report: Callable[[str], None] | None) -> None:
+    _finish_export(report, f"(pid {os.getpid()}) ")
+
+
+def _export_at_os_exit(before_exit: Callable[[], None]) -> None:
+    """In a forked child: make ``os._exit`` run ``before_exit`` first.
+
+    A child that leaves with ``os._exit`` (pre-forking servers, multiprocessing's fork workers)
+    runs no atexit handler, so its spans would die in the queue. ``from os import _exit`` taken
+    before the fork is not covered, nor is a child that replaces itself with ``exec``.
+    """
+    real_exit = _REAL_OS_EXIT
+
+    def exit_after_export(status: int) -> NoReturn:
+        with contextlib.suppress(Exception):
+            before_exit()
+        real_exit(status)
+
+    os._exit = exit_after_export
+
+
+def _on_sigterm(before_exit: Callable[[], None]) -> None:
+    """Run ``before_exit`` on SIGTERM, then die of SIGTERM as the program would have.
+
+    Only when the program has no SIGTERM handler of its own, and only from the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        before_exit()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with contextlib.suppress(ValueError, OSError):
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def export_at_exit(report: Callable[[str], None] | None = None) -> None:
+    """Export this process's spans on every way out, in a process with no ``process`` session:
+    ``request`` and ``explicit`` sessions, and ``multiprocessing`` helpers (spawn/forkserver pool
+    workers, whom ``Pool.terminate()`` stops with SIGTERM, where no atexit handler runs).
+    Forked children of such a process export theirs at exit, SIGTERM and ``os._exit`` too.
+    """
+    _on_sigterm(lambda: _finish_export(report))
+    atexit.register(_finish_export, report)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=lambda: _export_at_os_exit(lambda: _in_child(report)))
+
+
+class ProcessSession:
+    """The ``process`` session of a run: started once, ended exactly once at exit, by its process.
+
+    A child made by ``os.fork()`` inherits this object, its ``atexit`` entry and its SIGTERM
+    handler. Its spans stay in the parent's trace (the fallback context is the parent's root),
+    but the session is the parent's: the child only exports its own spans, within the exit
+    budget, and never ends the root or prints the closing line.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        on_end: Callable[[Session], None] | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
         self.session = _start_root(
             name, "process", {semconv.SESSION_COMMAND: " ".join(argv)[:512], "process.pid": os.getpid()}
         )
+        self._pid = os.getpid()
         self._on_end = on_end
+        self._report = report
         ctx = trace.set_span_in_context(self.session.span)
         state.fallback_context = ctx
         self._token = otel_context.attach(ctx)
         # No sys.excepthook of ours: programs call the hook themselves (and compare its output
         # with the built-in one's); the exception that ends the run is read at exit instead.
-        if threading.current_thread() is threading.main_thread():
-            with contextlib.suppress(ValueError, OSError):
-                if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-                    signal.signal(signal.SIGTERM, self._sigterm)
+        _on_sigterm(lambda: self.end("signal SIGTERM"))
         atexit.register(self._at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=lambda: _export_at_os_exit(self.end))
 
     def _at_exit(self) -> None:
         """End the session at interpreter exit, as ended by the uncaught exception if one was.
@@ -121,10 +229,10 @@ class ProcessSession:
         Python stores the exception that reached the top level in ``sys.last_value`` before it
         prints it (a call of ``sys.excepthook`` by the program does not), so this tells a run that
         died of an exception from one that printed one. It is recorded through the safe path: a
-        user exception's ``__str__``/``__repr__`` is never called.
+        user exception's ``__str__``/``__repr__`` is never called. A forked child only exports.
         """
         exc = getattr(sys, "last_value", None)
-        if not isinstance(exc, BaseException):
+        if not isinstance(exc, BaseException) or os.getpid() != self._pid:
             self.end()
             return
         if self.session.recording:
@@ -134,21 +242,16 @@ class ProcessSession:
             record_exception(self.session.span, exc, Serializer())
         self.end("exception", exc)
 
-    def _sigterm(self, signum: int, frame: Any) -> None:
-        self.end("signal SIGTERM")
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
     def end(self, how: str = "normal", exc: BaseException | None = None) -> None:
-        """End the session span, flush it, and tell the user where to see it (once)."""
-        if not self.session.end(how, exc):
+        """End the session span, export within the exit budget, and say where to see it (once)."""
+        pid = os.getpid()
+        if pid != self._pid:  # a forked child: export its own spans, leave the session alone
+            _in_child(self._report)
+            return
+        if not self.session.end(how, exc, _drop_attributes()):
             return
         state.fallback_context = None
-        provider = trace.get_tracer_provider()
-        flush = getattr(provider, "force_flush", None)
-        if flush is not None:
-            with contextlib.suppress(Exception):
-                flush(3000)
+        _finish_export(self._report)
         if self._on_end is not None:
             with contextlib.suppress(Exception):
                 self._on_end(self.session)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_scope import _forksafe
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.store.spanstore import SpanStore
 
@@ -33,6 +33,9 @@ class LocalStoreSpanExporter(SpanExporter):
     configured-but-unused exporter leaves no trace on disk.
     """
 
+    #: Tells the export pipeline to give this exporter the store's queue and batch sizes.
+    local_store = True
+
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
@@ -49,14 +52,23 @@ class LocalStoreSpanExporter(SpanExporter):
         self.max_age_days = settings.store_max_age_days if max_age_days is None else max_age_days
         self.max_mb = settings.store_max_mb if max_mb is None else max_mb
         self._store: SpanStore | None = None
-        self._lock = threading.Lock()
+        self._lock = _forksafe.lock()
         self._exports = 0
         self._warned = False
         self._shutdown = False
+        self._full: str | None = None  # why the store takes no more spans in this process
+        #: Why the last export failed, when more can be said than "export failed".
+        self.failure_reason: str | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
+        if self._full and any(span.parent is not None for span in spans):
+            # Roots still go in (the pipeline exports them alone at exit): a few hundred bytes
+            # that keep the trace's summary and its drop count readable.
+            self.failure_reason = self._full
+            return SpanExportResult.FAILURE
+        self.failure_reason = None
         try:
             store = self._open()
             store.add(spans)
@@ -66,11 +78,16 @@ class LocalStoreSpanExporter(SpanExporter):
         with self._lock:
             due = self._exports % PRUNE_EVERY == 0
             self._exports += 1
-        if due:
-            try:
+        try:
+            limit = self.max_mb * 1024 * 1024
+            if due or (limit > 0 and store.size_bytes() > limit):
                 store.prune(self.max_age_days, self.max_mb)
-            except Exception as exc:
-                self._report(f"cannot prune the local store {self.path}: {exc}")
+                # Pruning never deletes the trace being written: when it alone is over the
+                # limit, stop storing; the pipeline counts every refused span with this reason.
+                if limit > 0 and store.size_bytes() > limit:
+                    self._full = f"store size limit ({self.max_mb:g} MB) reached"
+        except Exception as exc:
+            self._report(f"cannot prune the local store {self.path}: {exc}")
         return SpanExportResult.SUCCESS
 
     def _open(self) -> SpanStore:

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_scope import semconv
+from otel_scope import _forksafe, semconv
 from otel_scope.timeline.model import EventRecord, LinkRecord, SpanRecord, TraceData
 
 SCHEMA_VERSION = 1
@@ -100,12 +99,12 @@ CREATE INDEX IF NOT EXISTS traces_updated ON traces (updated_ns);
 _UPSERT_TRACE = """
 INSERT INTO traces (trace_id, start_ns, end_ns, updated_ns, span_count, error_count, root_name,
                     root_start_ns, session_name, service_name, has_runtime, has_compile_time, bytes)
-VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (trace_id) DO UPDATE SET
     start_ns = min(start_ns, excluded.start_ns),
     end_ns = max(end_ns, excluded.end_ns),
     updated_ns = max(updated_ns, excluded.updated_ns),
-    span_count = span_count + 1,
+    span_count = span_count + excluded.span_count,
     error_count = error_count + excluded.error_count,
     root_name = CASE WHEN excluded.root_start_ns IS NOT NULL
                       AND (root_start_ns IS NULL OR excluded.root_start_ns < root_start_ns)
@@ -119,6 +118,14 @@ ON CONFLICT (trace_id) DO UPDATE SET
     has_compile_time = max(has_compile_time, excluded.has_compile_time),
     bytes = bytes + excluded.bytes
 """
+
+_INSERT_SPAN = "INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SPAN_COLUMNS = 15
+# Many rows per INSERT statement: one sqlite3_step, so one release of the GIL, per chunk instead
+# of per span. With busy threads in the traced program each re-acquisition of the GIL can cost a
+# whole switch interval (5 ms), which made the store write a few hundred spans a second.
+_ROWS_PER_INSERT = 500  # 7,500 parameters: under every SQLite's SQLITE_MAX_VARIABLE_NUMBER since 3.32
+_ROW_PLACEHOLDERS = "(" + ", ".join("?" * _SPAN_COLUMNS) + ")"
 
 
 class StoreError(Exception):
@@ -202,8 +209,8 @@ def record_from_row(trace_id: str, row: Sequence[Any]) -> SpanRecord:
     )
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+# One encoder for the process: json.dumps() with options builds a new one on every call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def _live_bytes(conn: sqlite3.Connection) -> int:
@@ -220,6 +227,95 @@ def _mechanisms(span: SpanRecord) -> set[str]:
     return {m for m in found if isinstance(m, str)}
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One span in ``spans`` column order (JSON columns still as objects), and what it adds to
+    its trace's summary."""
+
+    span: tuple[Any, ...]
+    errors: int
+    root_name: str | None
+    root_start_ns: int | None
+    session_name: str | None
+    service_name: str | None
+    runtime: int
+    compile_time: int
+
+
+def _row(r: SpanRecord) -> _Row:
+    events = [{"name": e.name, "time_ns": e.time_ns, "attributes": e.attributes} for e in r.events]
+    links = [{"trace_id": x.trace_id, "span_id": x.span_id, "attributes": x.attributes} for x in r.links]
+    mechanisms = _mechanisms(r)
+    is_root = not r.parent_span_id
+    session = r.attributes.get(semconv.SESSION_NAME)
+    return _Row(
+        span=(
+            r.trace_id,
+            r.span_id,
+            r.parent_span_id,
+            r.name,
+            r.kind,
+            r.start_ns,
+            r.end_ns,
+            r.status_code,
+            r.status_message,
+            r.attributes,
+            events,
+            links,
+            r.resource,
+            r.service_name,
+            r.dropped_events_count,
+        ),
+        errors=int(r.status_code == "ERROR"),
+        root_name=r.name if is_root else None,
+        root_start_ns=r.start_ns if is_root else None,
+        session_name=str(session) if session is not None else None,
+        service_name=r.service_name or None,
+        runtime=int(semconv.MECHANISM_RUNTIME in mechanisms),
+        compile_time=int(semconv.MECHANISM_COMPILE_TIME in mechanisms),
+    )
+
+
+def _values(row: _Row) -> tuple[Any, ...]:
+    """The row's column values, its JSON columns encoded."""
+    span = row.span
+    return (*span[:9], _dumps(span[9]), _dumps(span[10]), _dumps(span[11]), _dumps(span[12]), *span[13:])
+
+
+def _size(values: tuple[Any, ...]) -> int:
+    """The estimate of a span's bytes that size retention works with."""
+    return len(values[3]) + len(values[9]) + len(values[10]) + len(values[11]) + len(values[12]) + 120
+
+
+def _merge(summaries: dict[str, list[Any]], row: _Row, size: int) -> None:
+    """Fold ``row`` into its trace's summary, in ``_UPSERT_TRACE`` order minus ``updated_ns``:
+    start, end, span count, errors, root name, root start, session, service, runtime,
+    compile-time, bytes; the same rules the upsert applies between batches."""
+    trace_id, start, end = row.span[0], row.span[5], row.span[6]
+    s = summaries.get(trace_id)
+    if s is None:
+        summaries[trace_id] = [
+            start,
+            end,
+            1,
+            row.errors,
+            row.root_name,
+            row.root_start_ns,
+            row.session_name,
+            row.service_name,
+            row.runtime,
+            row.compile_time,
+            size,
+        ]
+        return
+    s[0], s[1], s[2], s[3] = min(s[0], start), max(s[1], end), s[2] + 1, s[3] + row.errors
+    if row.root_start_ns is not None and (s[5] is None or row.root_start_ns < s[5]):
+        s[4], s[5] = row.root_name, row.root_start_ns
+    s[6] = s[6] if s[6] is not None else row.session_name
+    s[7] = s[7] if s[7] is not None else row.service_name
+    s[8], s[9], s[10] = max(s[8], row.runtime), max(s[9], row.compile_time), s[10] + size
+
+
 class SpanStore:
     """A SQLite file of spans, safe to share between threads and processes.
 
@@ -230,7 +326,7 @@ class SpanStore:
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], int] = time.time_ns) -> None:
         self.path = os.fspath(path)
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = _forksafe.lock()  # reset in a forked child, as the connection is
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         parent = os.path.dirname(os.path.abspath(self.path))
@@ -317,65 +413,47 @@ class SpanStore:
 
     def add_records(self, records: Sequence[SpanRecord]) -> int:
         """Store spans from any source (``otel-scope import`` uses this); returns how many were new."""
-        now = self._clock()
-        added = 0
+        rows = [_row(r) for r in records]
         with self._write() as conn:
-            for r in records:
-                attributes = _dumps(r.attributes)
-                events = _dumps(
-                    [{"name": e.name, "time_ns": e.time_ns, "attributes": e.attributes} for e in r.events]
-                )
-                links = _dumps(
-                    [
-                        {"trace_id": x.trace_id, "span_id": x.span_id, "attributes": x.attributes}
-                        for x in r.links
-                    ]
-                )
-                resource = _dumps(r.resource)
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        r.trace_id,
-                        r.span_id,
-                        r.parent_span_id,
-                        r.name,
-                        r.kind,
-                        r.start_ns,
-                        r.end_ns,
-                        r.status_code,
-                        r.status_message,
-                        attributes,
-                        events,
-                        links,
-                        resource,
-                        r.service_name,
-                        r.dropped_events_count,
-                    ),
-                )
-                if cursor.rowcount != 1:
-                    continue
-                added += 1
-                mechanisms = _mechanisms(r)
-                is_root = not r.parent_span_id
-                session = r.attributes.get(semconv.SESSION_NAME)
-                size = len(attributes) + len(events) + len(links) + len(resource) + len(r.name) + 120
-                conn.execute(
-                    _UPSERT_TRACE,
-                    (
-                        r.trace_id,
-                        r.start_ns,
-                        r.end_ns,
-                        now,
-                        int(r.status_code == "ERROR"),
-                        r.name if is_root else None,
-                        r.start_ns if is_root else None,
-                        str(session) if session is not None else None,
-                        r.service_name or None,
-                        int(semconv.MECHANISM_RUNTIME in mechanisms),
-                        int(semconv.MECHANISM_COMPILE_TIME in mechanisms),
-                        size,
-                    ),
-                )
+            added = self._add_in_chunks(conn, rows)
+            if added is None:
+                added = self._add_one_by_one(conn, rows)
+        return added
+
+    def _add_in_chunks(self, conn: sqlite3.Connection, rows: list[_Row]) -> int | None:
+        """Insert the rows a chunk per statement; ``None`` (nothing changed) if some already
+        existed, since the per-trace summary must then count only the new ones."""
+        conn.execute("SAVEPOINT bulk")
+        inserted = 0
+        values = [_values(row) for row in rows]
+        for i in range(0, len(values), _ROWS_PER_INSERT):
+            chunk = values[i : i + _ROWS_PER_INSERT]
+            sql = "INSERT OR IGNORE INTO spans VALUES " + ", ".join([_ROW_PLACEHOLDERS] * len(chunk))
+            inserted += conn.execute(sql, [v for row in chunk for v in row]).rowcount
+        if inserted != len(rows):
+            conn.execute("ROLLBACK TO bulk")
+            conn.execute("RELEASE bulk")
+            return None
+        summaries: dict[str, list[Any]] = {}
+        for row, v in zip(rows, values, strict=True):
+            _merge(summaries, row, _size(v))
+        now = self._clock()
+        conn.executemany(_UPSERT_TRACE, [(t, s[0], s[1], now, *s[2:]) for t, s in summaries.items()])
+        conn.execute("RELEASE bulk")
+        return inserted
+
+    def _add_one_by_one(self, conn: sqlite3.Connection, rows: list[_Row]) -> int:
+        added = 0
+        now = self._clock()
+        for row in rows:
+            values = _values(row)
+            if conn.execute(_INSERT_SPAN, values).rowcount != 1:
+                continue  # already stored (a re-export, or a file imported twice)
+            added += 1
+            summary: dict[str, list[Any]] = {}
+            _merge(summary, row, _size(values))
+            ((trace_id, s),) = summary.items()
+            conn.execute(_UPSERT_TRACE, (trace_id, s[0], s[1], now, *s[2:]))
         return added
 
     # -- reading -------------------------------------------------------------------------------

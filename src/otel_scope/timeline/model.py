@@ -117,6 +117,9 @@ class TraceStats:
     dropped_captures: int = 0
     dropped_reasons: list[str] = field(default_factory=list)
     sdk_dropped_events: int = 0
+    # spans the export pipeline lost, as the session spans (the parent's and forked children's) say
+    dropped_spans: int = 0
+    dropped_span_reasons: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -133,3 +136,12 @@ class FunctionStats:
     total_ns: int
     self_ns: int
     errors: int
+
+
+def as_count(value: Any) -> int:
+    """A count attribute as a non-negative int: read back from files or other tools, it may
+    arrive as a string, or as nonsense."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0

@@ -25,7 +25,7 @@ from otel_scope.store.spanstore import (
     SPAN_COLUMNS,
     record_from_row,
 )
-from otel_scope.timeline.model import FunctionStats, SpanRecord, TraceStats
+from otel_scope.timeline.model import FunctionStats, SpanRecord, TraceStats, as_count
 
 # The parents that are not in the trace: each distinct parent ID looked up once, so finding the
 # orphans of a million spans costs one pass over the parent index and a probe per parent.
@@ -173,6 +173,10 @@ class TraceReader:
             f"group_concat(DISTINCT {reason}) FROM spans WHERE trace_id = ? AND {NOTABLE}",
             (self.trace_id,),
         ).fetchone()
+        lost, lost_where = 0, []
+        for session in self._spans("name = ?2", (semconv.SESSION_SPAN_NAME,), index="spans_trace_name"):
+            lost += as_count(session.attributes.get(semconv.SESSION_DROPPED_SPANS))
+            lost_where += [str(r) for r in session.attributes.get(semconv.SESSION_DROPPED_REASONS) or ()]
         return TraceStats(
             trace_id=self.trace_id,
             span_count=count,
@@ -189,6 +193,8 @@ class TraceReader:
             dropped_captures=int(dropped),
             dropped_reasons=sorted(set(reasons.split(","))) if reasons else [],
             sdk_dropped_events=int(sdk_dropped),
+            dropped_spans=lost,
+            dropped_span_reasons=lost_where,
         )
 
     def function_stats(self) -> list[FunctionStats]:

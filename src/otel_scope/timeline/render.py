@@ -143,14 +143,6 @@ def _variables(attributes: dict[str, Any], fmt: Callable[[Any], str] = _value) -
     return ", ".join(pairs)
 
 
-def _count(value: Any) -> int:
-    # Counts read back from files or other tools may arrive as strings, or as nonsense.
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
-        return 0
-
-
 def _hit(attributes: dict[str, Any]) -> str:
     hit = attributes.get(semconv.HIT)
     return f"  (hit {hit})" if isinstance(hit, int) and hit > 1 else ""
@@ -881,6 +873,9 @@ def _header(stats: TraceStats) -> list[tuple[str, str]]:
                 "yellow",
             )
         )
+    if stats.dropped_spans:
+        where = f" ({'; '.join(stats.dropped_span_reasons)})" if stats.dropped_span_reasons else ""
+        lines.append((f"dropped {stats.dropped_spans:,} spans{where}", "yellow"))
     lines += [(f"warning: {w}", "yellow") for w in stats.warnings]
     return lines
 

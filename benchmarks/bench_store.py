@@ -1,0 +1,159 @@
+"""The local store's write rate, and what a hot loop loses on the way to it, in one run.
+
+    .venv/bin/python benchmarks/bench_store.py [--calls N] [--json FILE]
+
+Spans are made by a real otel-scope runtime target (arguments and return value captured) inside
+a session root, so each carries what a traced call really carries.
+
+* ``store write``: spans per second that ``LocalStoreSpanExporter.export`` commits to a fresh
+  SQLite file, in batches of the pipeline's size, with nothing else running: the ceiling.
+* ``hot loop``: ``--calls`` traced calls made as fast as Python can, then the pipeline shut down
+  the way exit does (``EXIT_BUDGET_S``), side by side for the SDK's ``BatchSpanProcessor`` at its
+  defaults (the plain OTel way; what otel-scope used before) and otel-scope's
+  ``ScopeSpanProcessor``: calls per second while tracing, then how many spans were stored,
+  dropped for a full queue, or lost to the exit deadline. ``ratio`` is the traced loop's time
+  against the same loop untraced.
+* ``sustained drain``: the spans per second the store takes *while* the hot loop runs (both share
+  the GIL). A program making traced calls faster than this for long enough fills the queue
+  (262,144 spans by default for the store) and then loses spans, counted; slower than this, and
+  any burst that fits in the queue, loses nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_scope import pipeline
+from otel_scope.config import Settings
+from otel_scope.engine import Engine
+from otel_scope.store import LocalStoreSpanExporter, SpanStore
+from otel_scope.targets import parse_pattern
+from otel_scope.targets.planner import Request
+
+
+def _module() -> types.ModuleType:
+    mod = types.ModuleType("bench_store_target")
+    exec("def leaf(n):\n    return n + 1\n", mod.__dict__)
+    sys.modules[mod.__name__] = mod
+    return mod
+
+
+def _install(processor: object) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(processor)  # type: ignore[arg-type]
+    trace._TRACER_PROVIDER = provider  # benchmarks swap providers; set_tracer_provider allows one
+    return provider
+
+
+def _loop(leaf: Callable[[int], int], calls: int) -> float:
+    started = time.perf_counter()
+    for i in range(calls):
+        leaf(i)
+    return time.perf_counter() - started
+
+
+def _stored(path: str) -> int:
+    store = SpanStore(path)
+    try:
+        return sum(s.span_count for s in store.sessions(1000))
+    finally:
+        store.close()
+
+
+def store_write(leaf: Callable[[int], int], calls: int, directory: str) -> float:
+    memory = InMemorySpanExporter()
+    provider = _install(SimpleSpanProcessor(memory))
+    with provider.get_tracer("bench").start_as_current_span("session"):
+        _loop(leaf, calls)
+    spans = memory.get_finished_spans()
+    exporter = LocalStoreSpanExporter(os.path.join(directory, "write.sqlite3"))
+    exporter.export(spans[:1])  # create the file: not part of the rate
+    batch = pipeline._STORE_DEFAULTS[1]
+    started = time.perf_counter()
+    for i in range(1, len(spans), batch):
+        exporter.export(spans[i : i + batch])
+    elapsed = time.perf_counter() - started
+    exporter.shutdown()
+    return (len(spans) - 1) / elapsed
+
+
+def hot_loop(leaf: Callable[[int], int], calls: int, directory: str, untraced_s: float) -> dict:
+    results = {}
+    for name in ("otel BatchSpanProcessor", "otel-scope ScopeSpanProcessor"):
+        path = os.path.join(directory, f"{name.split()[0]}.sqlite3")
+        exporter = LocalStoreSpanExporter(path)
+        processor: object
+        if name.startswith("otel-scope"):
+            processor = pipeline.ScopeSpanProcessor(exporter)
+        else:
+            processor = BatchSpanProcessor(exporter)
+        provider = _install(processor)
+        with provider.get_tracer("bench").start_as_current_span("session"):
+            elapsed = _loop(leaf, calls)
+            exported_while_running = getattr(processor, "exported", None)
+        started = time.perf_counter()
+        if isinstance(processor, pipeline.ScopeSpanProcessor):
+            processor.shutdown(pipeline.EXIT_BUDGET_S * 1000)
+            lost = processor.dropped()
+        else:  # the SDK's: force_flush ignores its timeout, shutdown waits for its worker
+            provider.shutdown()
+            lost = {"export queue full (SDK: uncounted)": calls + 1 - _stored(path)}
+        exit_s = time.perf_counter() - started
+        stored = _stored(path)
+        results[name] = {
+            "calls per second": calls / elapsed,
+            "ratio vs untraced": elapsed / untraced_s,
+            "stored": stored,
+            "of": calls + 1,
+            "lost": lost,
+            "exit seconds": exit_s,
+            "sustained drain (spans/s)": (exported_while_running or 0) / elapsed
+            if exported_while_running is not None
+            else None,
+        }
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    mod = _module()
+    untraced_s = _loop(mod.leaf, args.calls)
+    engine = Engine(Settings(mode="runtime"))
+    engine.add(Request(parse_pattern("bench_store_target:leaf")))
+    with tempfile.TemporaryDirectory() as directory:
+        write = store_write(mod.leaf, args.calls, directory)
+        hot = hot_loop(mod.leaf, args.calls, directory, untraced_s)
+    engine.remove_all()
+    print(f"store write: {write:,.0f} spans/s (batches of {pipeline._STORE_DEFAULTS[1]})")
+    print(f"hot loop of {args.calls:,} traced calls (untraced: {args.calls / untraced_s:,.0f} calls/s)")
+    for name, r in hot.items():
+        drain = r["sustained drain (spans/s)"]
+        print(
+            f"  {name:<30} {r['calls per second']:>9,.0f} calls/s  x{r['ratio vs untraced']:.0f}  "
+            f"stored {r['stored']:,} of {r['of']:,}  lost {r['lost'] or 0}  "
+            f"exit {r['exit seconds']:.2f} s"
+            + (f"  drain while running {drain:,.0f} spans/s" if drain else "")
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"store write (spans/s)": write, "hot loop": hot}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
