@@ -38,7 +38,6 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
     {
         "2fa",
         "accesstoken",
-        "aiohttpsession",
         "apikey",
         "apisecret",
         "apisignature",
@@ -49,11 +48,13 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
         "authkey",
         "authorization",
         "authtoken",
+        "bearer",
         "cardnumber",
         "ccnumber",
         "certificatepin",
         "clientsecret",
         "connectionstring",
+        "connstr",
         "connectsid",
         "cookie",
         "cookies",
@@ -64,9 +65,11 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
         "cvc",
         "cvv",
         "databaseurl",
+        "dsn",
         "dburl",
         "encryptionkey",
         "gpgkey",
+        "jsessionid",
         "jwt",
         "licensekey",
         "masterkey",
@@ -83,6 +86,7 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
         "pincode",
         "pkcs8",
         "privatekey",
+        "pw",
         "pwd",
         "recaptchakey",
         "refreshtoken",
@@ -92,16 +96,15 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
         "secrettoken",
         "securityanswer",
         "securitycode",
-        "session",
         "sessionid",
         "sessionkey",
         "setcookie",
+        "sid",
         "signaturekey",
         "sshkey",
         "ssn",
         "symfony",
         "token",
-        "usersession",
         "voterid",
         "xapikey",
         "xauthtoken",
@@ -115,6 +118,7 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
 SECRET_SUBSTRINGS: tuple[str, ...] = (
     "password",
     "passwd",
+    "passphrase",
     "secret",
     "apikey",
     "privatekey",
@@ -149,7 +153,8 @@ class Redactor:
     """
 
     def __init__(self, extra: Iterable[str] = (), exclude: Iterable[str] = ()) -> None:
-        self.names = DEFAULT_SECRET_NAMES | {normalize_name(n) for n in extra}
+        self.extra = tuple(extra)
+        self.names = DEFAULT_SECRET_NAMES | {normalize_name(n) for n in self.extra}
         self.exclude = NOT_SECRET | {normalize_name(n) for n in exclude}
         self.known: dict[str, bool] = {}
         """Answers so far, by exact name. Read-only for callers: the serializer looks names up

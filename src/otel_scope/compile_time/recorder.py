@@ -487,7 +487,7 @@ class CallRecorder:
                     attributes[vkey] = DELETED
             elif kind == EXPRESSION:
                 value = payload[0]
-                attributes[sc.EXPRESSION_TEXT] = point.text
+                attributes[sc.EXPRESSION_TEXT] = serializer.scrub(point.text)  # source can hold a literal key
                 text = value.text if type(value) is _Rendered else serializer(value)
                 attributes[sc.EXPRESSION_VALUE] = text
             elif kind == RETURN and _config.capture_return and hit == self.hits[index] and self.returned:

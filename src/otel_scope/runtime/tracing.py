@@ -189,16 +189,18 @@ def record_exception(span: Span, exc: BaseException, serializer: Serializer) -> 
     """Record ``exc`` on ``span`` as an ``exception`` event with ERROR status, never raising.
 
     Unlike ``Span.record_exception`` this never calls a user exception's ``__str__``: the message
-    goes through the safe serializer's view of the exception's ``args``.
+    goes through the safe serializer's view of the exception's ``args``. Message and stack trace
+    are scrubbed of secrets found by value (a URL's password, a quoted header, a source line
+    ``password = "..."``), since both are text made of user values.
     """
     try:
         type_name = serializer.type_name(exc)  # read through type's own descriptors
         args = BaseException.args.__get__(exc)  # the builtin slot, not a user property
         if len(args) == 1 and type(args[0]) is str:
-            message = args[0][: serializer.max_length]
+            message = serializer.scrub(args[0][: serializer.max_length + 256])[: serializer.max_length]
         else:
             message = ", ".join(serializer(arg) for arg in args)
-        stack = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
+        stack = serializer.scrub("".join(traceback.format_tb(exc.__traceback__))) if exc.__traceback__ else ""
         span.add_event(
             "exception",
             {

@@ -29,6 +29,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from otel_scope import semconv
 from otel_scope._version import __version__
+from otel_scope.capture import Serializer
 from otel_scope.sessions import state
 
 _log = logging.getLogger("otel_scope")
@@ -99,10 +100,18 @@ def session(name: str) -> Iterator[Session]:
 class ProcessSession:
     """The ``process`` session of a run: started once, ended exactly once at exit."""
 
-    def __init__(self, name: str, argv: list[str], on_end: Callable[[Session], None] | None = None) -> None:
-        self.session = _start_root(
-            name, "process", {semconv.SESSION_COMMAND: " ".join(argv)[:512], "process.pid": os.getpid()}
-        )
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        on_end: Callable[[Session], None] | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        # The command line is recorded with secrets hidden (``--password=X``, ``--token X``, URLs
+        # with a password), by the user's redaction names when the engine's serializer is given.
+        self._serializer = serializer if serializer is not None else Serializer()
+        command = " ".join(self._serializer.scrubber.argv(argv))[:512]
+        self.session = _start_root(name, "process", {semconv.SESSION_COMMAND: command, "process.pid": os.getpid()})
         self._on_end = on_end
         ctx = trace.set_span_in_context(self.session.span)
         state.fallback_context = ctx
@@ -117,7 +126,10 @@ class ProcessSession:
 
     def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
         if self.session.recording:
-            self.session.span.record_exception(exc)
+            # Not Span.record_exception: that calls the exception's __str__ and scrubs nothing.
+            from otel_scope.runtime.tracing import record_exception
+
+            record_exception(self.session.span, exc, self._serializer)
         self.end("exception", exc)
         self._previous_excepthook(exc_type, exc, tb)
 
