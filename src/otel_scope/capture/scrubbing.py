@@ -31,9 +31,13 @@ judged by the same name rule as arguments, which is Sentry's ``EventScrubber`` d
 Not matched: passwords in free prose ("my password is hunter2"), secrets that have no shape or
 key (a bare random string), credit-card numbers. Those need a name (``redact``) to be hidden.
 
-Speed: this runs on every recorded string. Text that cannot hold any of the shapes is returned
-untouched after a few ``in`` checks: a pair needs ``=``, ``:`` or ``,``; a URL needs ``@``; and
-every token shape is at least 14 characters long, so short identifiers cost next to nothing.
+Speed: this runs on every recorded string, so no pass tries every pattern at every position.
+Each kind of secret has a character it cannot do without, found by a fast scan: a pair is looked
+for only at its separator (``=``, ``:``, ``,``), whose key is then read backwards and judged by
+the (cached) name rule; a URL needs ``://`` and ``@``; ``Bearer``, ``Basic`` and PEM blocks are
+found by their literal words; every other token shape is a run of at least 14 token characters,
+and only such runs are tested, once each, at their start. Short text with none of ``=:,`` is
+returned at once, and answers for texts of up to 256 characters are remembered (up to 4096 texts).
 """
 
 from __future__ import annotations
@@ -45,19 +49,25 @@ from collections.abc import Sequence
 
 from otel_scope.capture.redaction import REDACTED, Redactor
 
-_MIN_SHAPE = 14  # the shortest token shape: "Basic " + 8 base64 characters
+_MIN_SHAPE = 14  # the shortest token shape, and the shortest "Basic " credential
+_CACHE_LIMIT = 4096  # distinct texts remembered
+_CACHED_LENGTH = 256  # longer texts are scrubbed every time rather than kept
 
 _URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,30}://[^\s/?#@:'\"]*):([^\s/?#'\"]*)@")
-
-# No alternative starts with \b: a leading literal lets the regex engine skip ahead quickly. The
-# word boundary before a token is checked in _shape instead.
-_SHAPES = re.compile(
-    r"""
-      (?P<pem>-----BEGIN[A-Z ]{0,40}PRIVATE\ KEY(?:\ BLOCK)?-----
-              (?:.*?-----END[A-Z ]{0,40}PRIVATE\ KEY(?:\ BLOCK)?-----|.*))
-    | (?P<scheme>[Bb]earer\s+)(?P<bearer>[A-Za-z0-9._~+/=-]{8,})
-    | (?P<basic>Basic\s+)(?P<basic64>[A-Za-z0-9+/]{6,}={0,2})
-    | ey[I-L][\w-]{10,}\.ey[I-L][\w-]{4,}(?:\.[\w-]*)?
+_PEM = re.compile(
+    r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+    r"(?:.*?-----END[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----|.*)",  # to its end, or all of a cut block
+    re.DOTALL,
+)
+_BEARER = re.compile(r"(?<![\w-])([Bb]earer\s+)[A-Za-z0-9._~+/=-]{8,}")
+_BASIC = re.compile(r"(?<![\w-])(Basic\s+)([A-Za-z0-9+/]{6,}={0,2})")
+# A run of token characters long enough to be a token. The lookbehind makes the scan linear: a
+# position inside a word fails at once instead of re-reading the rest of the word.
+_RUN = re.compile(r"(?<![\w.+/=-])[\w.+/=-]{14,}")
+# Token shapes, tried once at the start of each run (match, not search).
+_TOKEN = re.compile(
+    r"""(?:
+      ey[I-L][\w-]{10,}\.ey[I-L][\w-]{4,}(?:\.[\w-]*)?
     | A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA|BIA|CCA)[A-Z0-9]{16}(?![A-Z0-9])
     | AIza[0-9A-Za-z_-]{35}
     | gh[pousr]_[A-Za-z0-9]{30,}
@@ -69,48 +79,24 @@ _SHAPES = re.compile(
     | npm_[A-Za-z0-9]{36}
     | sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}
     | ya29\.[0-9A-Za-z_-]{20,}
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-
-# Lower-case pieces of which every default secret name contains at least one (a test checks it),
-# and the lower-case starts of every shape above. Text containing none of them is returned as it
-# is after one regex pass, without looking at its pairs one by one.
-STEMS: tuple[str, ...] = (
-    "pass", "pw", "secret", "token", "key", "auth", "cookie", "sess", "csrf", "xsrf", "jwt", "otp",
-    "ssn", "cvc", "cvv", "2fa", "card", "number", "pin", "credential", "dsn", "conn", "url", "pem",
-    "pkcs", "symfony", "security", "voter", "sid", "bearer",
-)  # fmt: skip
-_SHAPE_STARTS = (
-    "://", "-----begin", "basic", "eyi", "eyj", "eyk", "eyl", "akia", "asia", "agpa", "aida", "aroa",
-    "anpa", "anva", "aipa", "abia", "acca", "aiza", "gh", "glpat-", "xox", "k_live_", "k_test_",
-    "whsec_", "npm_", "sk-", "ya29.",
-)  # fmt: skip
-_WORD = re.compile(r"\w")
-_CACHE_LIMIT = 4096  # distinct texts remembered
-_CACHED_LENGTH = 256  # longer texts are scrubbed every time rather than kept
-
-
-def _gate(stems: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(s) for s in sorted({*stems, *_SHAPE_STARTS}, key=len, reverse=True)))
-
-
-# A key and its separator; the value after it is measured by hand (see _value_end), so that a key
-# that is not secret consumes nothing and a secret pair nested in its value is still found.
-_PAIR = re.compile(
-    r"""(?<![\w.])(?P<key>[A-Za-z_][\w.-]{0,63}) (?P<kq>['"]?) [ \t]*
-        (?: (?P<sep>=(?!=)|:(?!//)) | (?P<comma>,)(?=[ \t]*b?['"]) ) [ \t]*""",
+    )""",
     re.VERBOSE,
 )
+# Pairs are found from their separator (a one-character scan), the key read backwards from it.
+_SEPARATOR = re.compile(r"[=:,]")
+_SPACES = " \t"
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_MAX_KEY = 64
 _UNQUOTED_EQ = re.compile(r"[^\s&;,'\"()\[\]{}<>]*")  # key=value: up to the next delimiter
 _UNQUOTED_COLON = re.compile(r"[^\r\n'\",)\]}]*")  # key: value: a header's value, to the line end
+_ALREADY = (REDACTED, f"'{REDACTED}'", f'"{REDACTED}"')
 
 
 def _value_end(text: str, start: int, colon: bool) -> int:
     """Where the value starting at ``start`` ends: its closing quote, or the next delimiter."""
     n = len(text)
     i = start
-    if i < n and text[i] == "b" and i + 1 < n and text[i + 1] in "'\"":
+    if i + 1 < n and text[i] == "b" and text[i + 1] in "'\"":
         i += 1  # a bytes literal b'...'
     if i < n and text[i] in "'\"":
         quote = text[i]
@@ -140,11 +126,31 @@ def _quoted(original: str) -> str:
     return REDACTED
 
 
-def _is_basic_credential(encoded: str) -> bool:
+def _basic(match: re.Match[str]) -> str:
+    """``Basic <base64>`` is a credential only when the base64 decodes to ``user:password``."""
+    encoded = match.group(2)
     try:
-        return b":" in base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
-        return False
+        return match.group(0)
+    return f"{match.group(1)}{REDACTED}" if b":" in decoded else match.group(0)
+
+
+def _tokens(text: str) -> str:
+    parts: list[str] = []
+    done = 0
+    for run in _RUN.finditer(text):
+        start = run.start()
+        token = _TOKEN.match(text, start, run.end())
+        if token is None:
+            continue
+        parts.append(text[done:start])
+        parts.append(REDACTED)
+        done = token.end()
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 class Scrubber:
@@ -156,21 +162,14 @@ class Scrubber:
 
     def __init__(self, redactor: Redactor | None = None) -> None:
         self.redactor = redactor if redactor is not None else Redactor()
-        # A user's extra name is found by its longest piece ("customer" of "customer_email"),
-        # which any spelling of it contains.
-        extra = tuple(
-            max(re.split(r"[-_. @$]+", n.lower()), key=len) for n in self.redactor.extra
-        )
-        self._gate = _gate(STEMS + tuple(e for e in extra if e))
         self._known: dict[str, str] = {}
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret found in it replaced; ``text`` itself when none was."""
-        pairs = "=" in text or ":" in text or "," in text
-        if len(text) < _MIN_SHAPE and not pairs:
+        if len(text) < _MIN_SHAPE and "=" not in text and ":" not in text and "," not in text:
             return text
         if len(text) > _CACHED_LENGTH:
-            return self._scrub(text, pairs)
+            return self._scrub(text)
         known = self._known
         answer = known.get(text)
         if answer is None:
@@ -178,18 +177,22 @@ class Scrubber:
             # the way Redactor remembers names, and forget them all when there are too many.
             if len(known) >= _CACHE_LIMIT:
                 known.clear()
-            answer = known[text] = self._scrub(text, pairs)
+            answer = known[text] = self._scrub(text)
         return text if answer == text else answer
 
-    def _scrub(self, text: str, pairs: bool) -> str:
-        if self._gate.search(text.lower()) is None:
-            return text
+    def _scrub(self, text: str) -> str:
         # Pairs first: "Authorization: Bearer X" and "dsn: scheme://u:p@h" lose their whole value.
-        out = self._pairs(text) if pairs else text
-        if "@" in out and "://" in out:
+        out = self._pairs(text)
+        if "://" in out and "@" in out:
             out = _URL_USERINFO.sub(rf"\1:{REDACTED}@", out)
         if len(out) >= _MIN_SHAPE:
-            out = _SHAPES.sub(self._shape, out)
+            if "-----BEGIN" in out:
+                out = _PEM.sub(REDACTED, out)
+            if "earer" in out:
+                out = _BEARER.sub(rf"\1{REDACTED}", out)
+            if "Basic" in out:
+                out = _BASIC.sub(_basic, out)
+            out = _tokens(out)
         return text if out == text else out
 
     def scrub_bytes(self, data: bytes) -> bytes:
@@ -212,57 +215,57 @@ class Scrubber:
             out.append(self.scrub(arg))
         return out
 
-    @staticmethod
-    def _shape(match: re.Match[str]) -> str:
-        start = match.start()
-        if start and _WORD.match(match.string, start - 1):  # "desk-..." is not an "sk-" key
-            return match.group(0)
-        if match.group("pem") is not None:
-            return REDACTED
-        scheme = match.group("scheme")
-        if scheme is not None:
-            return f"{scheme}{REDACTED}"
-        basic = match.group("basic")
-        if basic is not None:
-            return f"{basic}{REDACTED}" if _is_basic_credential(match.group("basic64")) else match.group(0)
-        return REDACTED
-
     def _pairs(self, text: str) -> str:
         is_secret = self.redactor.is_secret
         known = self.redactor.known
+        n = len(text)
         parts: list[str] = []
         done = 0  # text before this index is already in parts
-        pos = 0
-        while True:
-            match = _PAIR.search(text, pos)
-            if match is None:
-                break
-            key = match.group("key")
+        for sep in _SEPARATOR.finditer(text):
+            at = sep.start()
+            if at < done:
+                continue  # inside a value already redacted
+            char = text[at]
+            nxt = text[at + 1 : at + 3]
+            if (char == "=" and nxt[:1] == "=") or (char == ":" and nxt == "//"):
+                continue  # a comparison or a URL scheme
+            if at and text[at - 1] in "=!<>":
+                continue  # ==, !=, <=, >=
+            # The key ends before optional spaces and a closing quote.
+            end = at
+            while end > done and text[end - 1] in _SPACES:
+                end -= 1
+            quoted = end > done and text[end - 1] in "'\""
+            if quoted:
+                end -= 1
+            if char == "," and not quoted:
+                continue  # key, value without quotes is an argument list, not a pair
+            start = end
+            floor = max(done, end - _MAX_KEY)
+            while start > floor and text[start - 1] in _KEY_CHARS:
+                start -= 1
+            if start == end:
+                continue
+            key = text[start:end]
             secret = known.get(key)
             if secret is None:
                 secret = is_secret(key)
             if not secret:
-                pos = match.start("kq")  # the key's own characters are not a key again
-                if pos == match.start():
-                    pos += 1
                 continue
-            start = match.end()
-            comma = match.group("comma") is not None
-            if comma and not match.group("kq"):
-                pos = match.end()
+            value = at + 1
+            while value < n and text[value] in _SPACES:
+                value += 1
+            if char == "," and not (
+                text[value : value + 1] in "'\"" or text[value : value + 2] in ("b'", 'b"')
+            ):
                 continue
-            end = _value_end(text, start, match.group("sep") == ":")
-            if end == start or text[start:end] in (REDACTED, f"'{REDACTED}'", f'"{REDACTED}"'):
-                pos = max(end, match.end())
+            stop = _value_end(text, value, char == ":")
+            if stop == value or text[value:stop] in _ALREADY:
                 continue
-            parts.append(text[done:start])
-            parts.append(_quoted(text[start:end]))
-            done = pos = end
+            parts.append(text[done:value])
+            parts.append(_quoted(text[value:stop]))
+            done = stop
         if not parts:
             return text
         parts.append(text[done:])
         return "".join(parts)
-
-
-DEFAULT_SCRUBBER = Scrubber()
-"""A scrubber with the default name list, for text recorded before settings are known."""

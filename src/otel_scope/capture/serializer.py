@@ -666,7 +666,7 @@ class Serializer:
                 secret = known.get(key)
                 if secret is None:
                     secret = self._is_secret(key)
-                label = (key if fields else repr(self._scrub(key))) if len(key) <= 64 else walk(key, path, 64)
+                label = (key if fields else repr(self.scrub(key))) if len(key) <= 64 else walk(key, path, 64)
             else:
                 secret = self._names_secret(key)
                 label = walk(key, path, limit)

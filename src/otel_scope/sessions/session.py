@@ -111,7 +111,9 @@ class ProcessSession:
         # with a password), by the user's redaction names when the engine's serializer is given.
         self._serializer = serializer if serializer is not None else Serializer()
         command = " ".join(self._serializer.scrubber.argv(argv))[:512]
-        self.session = _start_root(name, "process", {semconv.SESSION_COMMAND: command, "process.pid": os.getpid()})
+        self.session = _start_root(
+            name, "process", {semconv.SESSION_COMMAND: command, "process.pid": os.getpid()}
+        )
         self._on_end = on_end
         ctx = trace.set_span_in_context(self.session.span)
         state.fallback_context = ctx
