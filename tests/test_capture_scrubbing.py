@@ -267,6 +267,7 @@ Header = namedtuple("Header", ["name", "value"])
         ("a" * 490) + f" token={SECRET}" + ("b" * 2000),
         f"Authorization: Bearer {SECRET}".encode(),
         bytearray(f"password={SECRET}".encode()),
+        ["app.py", "--api-key", SECRET, "-v"],
     ],
 )
 def test_the_serializer_hides_secrets_inside_any_value(value: object) -> None:

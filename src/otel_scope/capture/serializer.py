@@ -75,6 +75,7 @@ _INT_LIMIT = 1 << 13000
 _SMALL_INT = 10**19  # repr at most 20 characters
 # Characters past the shown part of a long string that are still scanned for secrets.
 _SCRUB_MARGIN = 256
+_SECRET_VALUES_LIMIT = 1024  # values seen under secret names, remembered to hide their copies
 _Text = TypeVar("_Text", str, bytes)
 
 # Readers that bypass metaclasses, properties and __getattribute__: the C descriptors of the
@@ -336,6 +337,7 @@ class Serializer:
         self._is_secret = self.redactor.is_secret
         self.scrubber = Scrubber(self.redactor)
         self._scrub = self.scrubber.scrub
+        self._secret_values: set[str] = set()
         self._int_high = 10 ** min(max_length - 1, 3000)  # at most max_length characters with "-"
         self._int_low = -self._int_high
         self._short_str = (max_length - 2) // 10  # repr escapes at most 10 characters per character
@@ -382,6 +384,9 @@ class Serializer:
             if self._int_low < value < self._int_high:  # type: ignore[operator]
                 return repr(value)
         elif t is str and len(value) <= self._short_str:  # type: ignore[arg-type]
+            if value in self._secret_values:
+                self.redacted += 1
+                return REDACTED
             text = self._scrub(value)  # type: ignore[arg-type]
             if text is not value:
                 self.redacted += 1
@@ -413,9 +418,28 @@ class Serializer:
         except Exception:
             secret = True  # a name that cannot be checked is not trusted
         if secret:
-            self.redacted += 1
-            return REDACTED
+            return self.hidden(value)
         return self(value)
+
+    def hidden(self, value: object) -> str:
+        """:data:`REDACTED` for a value under a secret name, remembered to hide its copies too.
+
+        A password assigned to ``pw`` and then put in a list (``[user, pw]``) or passed on as
+        ``*args`` has no name and no shape there; the same string is hidden wherever it shows up
+        later in this process. Only strings of at least 6 characters are remembered (a short
+        value such as ``""`` or ``"0"`` would hide ordinary data), at most 1024 of them.
+        """
+        self.redacted += 1
+        self.remember_secret(value)
+        return REDACTED
+
+    def remember_secret(self, value: object) -> None:
+        """Hide ``value``'s copies from now on (see :meth:`hidden`), without rendering it."""
+        if type(value) is str and 6 <= len(value) <= 4096:
+            known = self._secret_values
+            if len(known) >= _SECRET_VALUES_LIMIT:
+                known.clear()
+            known.add(value)
 
     def type_name(self, value: object) -> str:
         """The qualified name of ``value``'s type (``shop.orders.Order``, ``int``)."""
@@ -431,6 +455,9 @@ class Serializer:
         t = type(value)
         # Inline the commonest leaves: each saves a call, and containers are mostly leaves.
         if t is str:
+            if value in self._secret_values:
+                self.redacted += 1
+                return REDACTED
             if len(value) < budget:  # type: ignore[arg-type]
                 clean = self._scrub(value)  # type: ignore[arg-type]
                 if clean is not value:
@@ -630,6 +657,9 @@ class Serializer:
     def _items(self, items: Iterable, n: int, path: IdPath, room: int) -> str:
         """The first of ``n`` items that fit in ``room`` characters, then ``..., +N more``.
 
+        An item after a secret flag (``"--password"``, ``"-token"``) is redacted: a list of
+        strings is often a command line (``sys.argv``, a ``subprocess`` argument list).
+
         Each item gets the room left, minus space for the marker if items follow it; an item that
         still does not fit (its own cut marker is wider than the room) is counted, not shown.
         So the result fits ``room`` unless even ``..., +N more`` alone does not.
@@ -638,11 +668,19 @@ class Serializer:
         reserve = len(str(n)) + 13  # ", ..., +N more"
         parts = []
         used = 0
+        hide = False  # the previous item was a secret command-line flag ("--token", then its value)
         for item in items:
             limit = room - used - (reserve if n - len(parts) > 1 else 0)
             if limit <= 0:
                 break
-            text = walk(item, path, limit)
+            if hide:
+                hide = False
+                self.redacted += 1
+                text = REDACTED
+            else:
+                text = walk(item, path, limit)
+                if type(item) is str and item[:1] == "-" and len(item) <= 64 and "=" not in item:
+                    hide = self._is_secret(item.lstrip("-"))
             if len(text) > limit:
                 break
             parts.append(text)
@@ -675,7 +713,7 @@ class Serializer:
             if len(part) > limit:
                 break
             if secret:
-                self.redacted += 1
+                self.hidden(value)
             parts.append(part)
             used += len(part) + 2
         if len(parts) < n:
