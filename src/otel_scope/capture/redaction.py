@@ -20,11 +20,14 @@ checked here before their value is serialized. The rule, applied to the *normali
 False positives cost a value the user wanted to see; false negatives leak a credential into
 telemetry that many people can read. The rules lean towards redacting, and ``redact_exclude``
 (``OTEL_SCOPE_REDACT_EXCLUDE``) is the way back for a name such as ``token`` in a parser.
-Left out on purpose, because they identify rather than authenticate and hiding them makes
-debugging harder: ``client_id``, ``transaction_id``, ``public_key``, ``nonce``, ``salt``,
-``signature``, ``cipher``, ``pin`` (hardware and version pins), and network or location data
-(``ip_address``, ``x_forwarded_for``, ``geolocation``); add them with ``redact`` if your
-policy treats them as personal data.
+Left out on purpose, because they only look like secrets: ``session`` (an ORM or HTTP client
+session is an object worth seeing; its ID is ``sessionid``), ``key`` alone (dict and cache keys),
+``author``. Secrets inside such values are still found by value (:mod:`.scrubbing`). Also left
+out, because they identify rather than authenticate and hiding them makes debugging harder:
+``client_id``, ``transaction_id``, ``public_key``, ``nonce``, ``salt``, ``signature``, ``cipher``,
+``pin`` (hardware and version pins), and network or location data (``ip_address``,
+``x_forwarded_for``, ``geolocation``); add them with ``redact`` if your policy treats them as
+personal data.
 """
 
 from __future__ import annotations
