@@ -6,6 +6,8 @@ a secret's shape) is hidden, and every spelling of a word that only looks like o
 
 from __future__ import annotations
 
+import sys
+import types
 from collections import namedtuple
 
 import pytest
@@ -15,6 +17,8 @@ from hypothesis import strategies as st
 from otel_scope.capture import REDACTED, Redactor, Serializer
 from otel_scope.capture.redaction import DEFAULT_SECRET_NAMES
 from otel_scope.capture.scrubbing import Scrubber
+from otel_scope.targets import parse_pattern
+from otel_scope.targets.planner import Request
 
 SECRET = "Zq8vK2mW9xR4tL7p"  # a marker with no shape of its own: only its position gives it away
 
@@ -291,3 +295,14 @@ def test_an_orm_session_argument_is_shown_not_redacted() -> None:
     serializer = Serializer()
     assert serializer.named("session", Session()) == "Session(bind='Engine(sqlite:///app.db)')"
     assert serializer.redacted == 0
+
+
+def test_a_runtime_span_counts_the_arguments_hidden_by_name_and_by_value(memory, engine, monkeypatch) -> None:
+    module = types.ModuleType("scrub_target")
+    exec("def connect(dsn, password, retries):\n    return retries\n", module.__dict__)
+    monkeypatch.setitem(sys.modules, "scrub_target", module)
+    engine.add(Request(parse_pattern("scrub_target:connect"), mode="runtime"))
+    assert module.connect(f"postgresql://u:{SECRET}@h/db", SECRET, 3) == 3
+    (span,) = memory.named("scrub_target.connect")
+    assert span.attributes["otel_scope.redacted"] == 2
+    assert SECRET not in str(dict(span.attributes))

@@ -145,6 +145,7 @@ class RuntimeProbe:
         attrs = dict(self.attributes)
         if not self.capture_args:
             return attrs
+        redacted = self.serializer.redacted
         try:
             keys = self.arg_keys
             # wrapt passes the receiver separately for bound calls; align names past it.
@@ -162,6 +163,9 @@ class RuntimeProbe:
                 attrs[semconv.ARG_PREFIX + name] = named(name, value)
         except Exception:  # the serializer never raises; this guards our own alignment logic
             _log.debug("otel-scope could not record arguments of %s", self.name, exc_info=True)
+        hidden = self.serializer.redacted - redacted
+        if hidden > 0:  # what was hidden is counted where the user sees the values (a hint under threads)
+            attrs[semconv.REDACTED_COUNT] = hidden
         return attrs
 
     def _finish(self, span: Span, exc: BaseException | None) -> None:
