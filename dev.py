@@ -3,7 +3,7 @@
 
     python3 dev.py demo    install otel-scope, run the example app in hybrid mode, show its trace
     python3 dev.py test    install otel-scope with its test tools, lint, and run the test suite,
-                           then run it again on every other CPython 3.10-3.13 found on the machine
+                           on every CPython 3.10-3.13 found on the machine, side by side
     python3 dev.py bench   install the baselines (PySnooper, hunter, snoop) and run benchmarks/
 
 Both create (or reuse) a virtual environment in ``.venv`` next to this file, so nothing is
@@ -12,11 +12,13 @@ installed into the system Python. ``.ci/run`` calls ``python3 dev.py test``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import glob
 import os
 import shutil
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -72,25 +74,84 @@ def other_pythons() -> dict[tuple[int, int], str]:
     return found
 
 
-def pytest(bin_dir: Path, args: list[str]) -> int:
-    rc = run(bin_dir / "python", "-m", "pytest", *args, env=env(bin_dir))
-    if rc == 5:
-        print("dev.py: pytest collected no tests; that counts as a failure", file=sys.stderr)
-        return 1
-    return rc
+# Third-party sdists whose own test suites the tests run: fetched here, before the suite starts,
+# so that no test downloads anything (tests/thirdparty_suites.py reads them from this folder).
+THIRDPARTY = ROOT / ".cache" / "thirdparty"
+SDISTS = ("toolz==1.0.0",)
+
+
+def fetch_sdists(bin_dir: Path) -> None:
+    THIRDPARTY.mkdir(parents=True, exist_ok=True)
+    for requirement in SDISTS:
+        name, version = requirement.split("==")
+        if not list(THIRDPARTY.glob(f"{name}-{version}.tar.gz")):
+            pip = (bin_dir / "python", "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:")
+            if run(*pip, "-d", THIRDPARTY, requirement) != 0:
+                sys.exit(f"dev.py: could not download the {requirement} sdist the tests run (see pip above)")
+
+
+def workers() -> str:
+    """pytest-xdist workers per interpreter: the suite mostly waits on subprocesses, so twice the
+    cores keeps the CPU busy; all interpreters run at once, each with this many."""
+    return str(max(2, 2 * (os.cpu_count() or 1)))
+
+
+def start_pytest(bin_dir: Path, args: list[str], log: Path, scale: str) -> subprocess.Popen[bytes]:
+    e = env(bin_dir)
+    e["OTEL_SCOPE_THIRDPARTY_CACHE"] = str(THIRDPARTY)
+    e["OTEL_SCOPE_TEST_EXAMPLES"] = scale  # see tests/budget.py
+    cmd = [str(bin_dir / "python"), "-m", "pytest", "-n", workers(), "-q", *args]
+    print("+", " ".join(cmd), f"> {log.relative_to(ROOT)}", flush=True)
+    return subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
 def test(args: list[str]) -> int:
+    """Lint, then the suite on every supported CPython at once, one log per interpreter.
+
+    The interpreters run side by side (the suite waits on subprocesses more than it computes), and
+    each log is printed whole once its run ends, so the output reads as four separate runs.
+    """
     ensure_venv("test")
-    for cmd in (("ruff", "check", "."), ("ruff", "format", "--check", ".")):
+    lint = (
+        ("ruff", "check", "."),
+        ("ruff", "format", "--check", "."),
+        ("lint-imports",),  # the package layers, [tool.importlinter] in pyproject.toml
+    )
+    for cmd in lint:
         if run(BIN / cmd[0], *cmd[1:], env=env()) != 0:
             return 1
-    rc = pytest(BIN, args)
-    for (major, minor), python in other_pythons().items():
-        print(f"dev.py: the suite again on Python {major}.{minor} ({python})", flush=True)
-        bin_dir = ensure_venv("test", ROOT / f".venv-{major}.{minor}", python)
-        rc = pytest(bin_dir, args) or rc
-    return rc
+    fetch_sdists(BIN)
+    interpreters = {sys.version_info[:2]: BIN}
+    others = other_pythons()
+    with concurrent.futures.ThreadPoolExecutor() as pool:  # pip waits on the network: install at once
+        installs = {
+            version: pool.submit(ensure_venv, "test", ROOT / f".venv-{version[0]}.{version[1]}", python)
+            for version, python in others.items()
+        }
+        interpreters.update({version: future.result() for version, future in installs.items()})
+    logs = ROOT / ".cache" / "test-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    runs = {
+        version: (log, start_pytest(bin_dir, args, log, "1" if bin_dir == BIN else "0.25"))
+        for version, bin_dir in interpreters.items()
+        for log in [logs / f"python{version[0]}.{version[1]}.log"]
+    }
+    summary = []
+    for (major, minor), (log, proc) in runs.items():
+        rc = proc.wait()
+        text = log.read_text(errors="replace")
+        print(f"\n===== Python {major}.{minor} =====\n{text}", flush=True)
+        last = (text.strip().splitlines() or ["(no output)"])[-1]
+        verdict = "ok" if rc == 0 else ("FAILED: collected no tests" if rc == 5 else f"FAILED (exit {rc})")
+        summary.append((f"Python {major}.{minor}", verdict, last.strip("= ")))
+    for name, verdict, last in summary:
+        print(f"dev.py: {name}: {verdict}: {last}")
+    failed = [name for name, verdict, _ in summary if verdict != "ok"]
+    took = time.monotonic() - started
+    passed = len(summary) - len(failed)
+    print(f"dev.py: {passed} of {len(summary)} interpreters passed in {took:.0f} s", flush=True)
+    return 1 if failed else 0
 
 
 def demo(args: list[str]) -> int:

@@ -5,16 +5,36 @@ Several engineers add fixtures here; keep each one small and documented with why
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
+from budget import examples
 from otel_scope.config import Settings
 from otel_scope.engine import CompileTimeAdapter, Engine
 
 # Test helpers (otlp_receiver, sdk, ...) are imported by bare name: pyproject sets pythonpath=tests.
 from otlp_receiver import OtlpReceiver
 from sdk import MemorySpans, installed_provider
+
+# Property tests without their own count search ``examples(100)``: see budget.py for why it scales.
+hypothesis_settings.register_profile("otel-scope", max_examples=examples(100))
+hypothesis_settings.load_profile("otel-scope")
+
+# Every file the suite makes stays in a temporary directory, never in the user's ~/.cache or
+# ~/.local/state: the rewrite cache and the default local store of this process and of every
+# subprocess it starts (they inherit the environment). One directory per xdist worker.
+_HOME = tempfile.mkdtemp(prefix="otel-scope-tests-")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, "cache")
+os.environ["XDG_STATE_HOME"] = os.path.join(_HOME, "state")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture

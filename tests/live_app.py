@@ -57,7 +57,7 @@ class LiveApp:
     def socket(self) -> Path:
         return self.runtime_dir / "otel-scope" / f"{self.pid}.sock"
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 90) -> None:  # a loaded CI machine starts it slowly
         assert self._ready.wait(timeout), f"never printed ready; stderr: {''.join(self._stderr)}"
         deadline = time.monotonic() + timeout
         while not self.socket.exists():

@@ -106,7 +106,7 @@ class OpampServer:
         return reply.SerializeToString()
 
     def wait_for(
-        self, predicate: Callable[[list[opamp_pb2.AgentToServer]], Any], timeout: float = 15.0
+        self, predicate: Callable[[list[opamp_pb2.AgentToServer]], Any], timeout: float = 30.0
     ) -> list[opamp_pb2.AgentToServer]:
         """Wait until ``predicate(messages)`` is truthy; returns the messages."""
         deadline = time.monotonic() + timeout

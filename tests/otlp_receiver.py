@@ -552,7 +552,7 @@ class OtlpReceiver:
             self._requests.clear()
 
     def wait_for(
-        self, predicate: Callable[[list[ReceivedSpan]], object], timeout: float = 10.0
+        self, predicate: Callable[[list[ReceivedSpan]], object], timeout: float = 30.0
     ) -> list[ReceivedSpan]:
         """Wait until ``predicate(spans)`` is truthy and return those spans.
 

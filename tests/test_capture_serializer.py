@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budget import examples
 from otel_scope.capture import Serializer
 from otel_scope.config import Settings
 
@@ -599,7 +600,7 @@ builtin_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(value=builtin_values, max_length=st.integers(20, 600), max_depth=st.integers(0, 4))
 def test_any_builtin_value_serializes_within_max_length(
     value: object, max_length: int, max_depth: int
@@ -630,7 +631,7 @@ objects = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(value=objects, max_length=st.integers(20, 400))
 def test_any_object_built_from_arbitrary_attributes_serializes_within_max_length(
     value: object, max_length: int

@@ -14,10 +14,12 @@ import contextlib
 import io
 import textwrap
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import sampling
 
+from budget import examples
 from otel_scope.compile_time import configure, rewrite_source
 from otel_scope.config.settings import Settings
 from otel_scope.targets.plan import CapturePlan
@@ -184,9 +186,10 @@ def _run(code, args):
     return outcome, out.getvalue()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(programs(), st.tuples(small, small), st.sampled_from(["locals", "lines", "expressions"]))
-def test_rewritten_programs_return_print_and_raise_exactly_like_the_originals(source, args, level):
+@pytest.mark.parametrize("level", ["locals", "lines", "expressions"])  # one search each: xdist spreads them
+@settings(max_examples=examples(134), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), st.tuples(small, small))
+def test_rewritten_programs_return_print_and_raise_exactly_like_the_originals(level, source, args):
     try:
         original = compile(source, "<generated>", "exec")
     except SyntaxError:

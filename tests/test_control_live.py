@@ -32,14 +32,16 @@ def test_targets_added_and_removed_from_outside_take_effect_at_once_and_the_outp
         assert [s for s in otlp_receiver.spans() if s.name.startswith("liveshop.")] == []  # no targets yet
 
         # 1. a runtime target: a span per call, from the next call on
-        asked = time.time_ns()
         added = app.targets("add", "liveshop:check")
+        returned = time.time_ns()
         assert added.returncode == 0, added.stderr
         assert "added   liveshop:check [span per call] -> liveshop.check (runtime)" in added.stdout
         spans = otlp_receiver.wait_for(lambda s: len(_named(s, "liveshop.check")) >= 20)
         checks = _named(spans, "liveshop.check")
         first = min(s.start_time_ns for s in checks)
-        assert first - asked < 1_000_000_000, (first - asked) / 1e9  # includes starting the CLI
+        # in effect by the time the command returns (the app calls check every few ms), however
+        # long the CLI itself took to start on a loaded machine
+        assert first - returned < 500_000_000, (first - returned) / 1e9
         assert all(s.attributes["otel_scope.mechanism"] == "runtime" for s in checks)
         held = [s for s in checks if s.status_code == "ERROR"]
         assert held, "order ids ending in 7 raise"
@@ -133,7 +135,10 @@ def test_a_forked_worker_gets_its_own_control_socket_and_the_parent_keeps_its_ow
     otlp_receiver, tmp_path: Path
 ) -> None:
     runtime_dir = Path(tempfile.mkdtemp(prefix="osf-"))
-    env = base_env(tmp_path, {**otlp_receiver.env("grpc"), "XDG_RUNTIME_DIR": str(runtime_dir)})
+    # escalation off: on a loaded machine a call delayed by the scheduler escalates to hybrid,
+    # and this test is about which process lists the target, not about its mechanism
+    extra = {**otlp_receiver.env("grpc"), "XDG_RUNTIME_DIR": str(runtime_dir), "OTEL_SCOPE_ESCALATION": "off"}
+    env = base_env(tmp_path, extra)
     stop = tmp_path / "stop"
     proc = subprocess.Popen(
         [str(BIN / "opentelemetry-instrument"), sys.executable, "app_fork.py", str(stop)],

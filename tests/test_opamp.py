@@ -175,7 +175,9 @@ def test_the_opamp_server_sees_the_process_and_its_remote_config_changes_what_is
         traced = app.finish()
     finally:
         app.kill()
-    assert applied_after < 3.0, applied_after  # one heartbeat (1 s offered) plus applying
+    # one heartbeat (1 s offered) plus applying, with room for a loaded machine: the default
+    # heartbeat (30 s) would be far past this
+    assert applied_after < 10.0, applied_after
     plain = plain_output(item_count(traced.stdout), tmp_path)
     assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
     assert traced.stderr_without_session_line == ""

@@ -35,7 +35,6 @@ from collections.abc import Callable
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
-import otel_scope
 from otel_scope import semconv
 from otel_scope.capture import RateLimiter, Serializer
 from otel_scope.runtime.escalation import CONTROL_FLOW
@@ -47,7 +46,7 @@ MAX_LOCALS = 32
 SITE_INTERVAL_S = 60.0
 PROCESS_PER_SECOND = 10.0
 _CACHE_LIMIT = 4096  # code objects and sites remembered before the caches restart
-_OWN_DIR = os.path.dirname(os.path.abspath(otel_scope.__file__)) + os.sep
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # the package's folder
 _FUNCTION_FLAGS = inspect.CO_OPTIMIZED | inspect.CO_NEWLOCALS  # a function's frame, not a namespace
 _OWN_NAMES = "_otel_scope_"  # the prefix of the locals that rewritten code adds
 
