@@ -31,8 +31,9 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from otel_scope import semconv as sc
+from otel_scope.capture.exceptions import record_exception
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
-from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span, record_exception
+from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span
 
 try:  # the SDK's span and event classes, for the fast path of _publish (private: may move)
     from opentelemetry.sdk.trace import Event as _SdkEvent

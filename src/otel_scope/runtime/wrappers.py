@@ -28,6 +28,7 @@ from opentelemetry.trace import Span
 
 from otel_scope import semconv
 from otel_scope.capture import RateLimiter, Serializer
+from otel_scope.capture.exceptions import record_exception
 from otel_scope.runtime import state, tracing
 
 _log = logging.getLogger("otel_scope")
@@ -210,7 +211,7 @@ class RuntimeProbe:
     def _failed(self, span: Span, exc: BaseException, before: Any = None, receiver: Any = None) -> None:
         """The call raised ``exc``: state changes, the exception event, the finish hook."""
         state.record_changes(span, before, receiver, self.serializer)
-        tracing.record_exception(span, exc, self.serializer)
+        record_exception(span, exc, self.serializer)
         self._finish(span, exc)
 
     def _returned(self, span: Span, result: Any, before: Any = None, receiver: Any = None) -> None:
@@ -242,7 +243,7 @@ class RuntimeProbe:
         try:
             gen = wrapped(*args, **kwargs)
         except BaseException as exc:
-            tracing.record_exception(span, exc, self.serializer)
+            record_exception(span, exc, self.serializer)
             tracing.end_call(span, token)
             raise
         otel_context.detach(token)
@@ -302,7 +303,7 @@ def _end_generator(probe: RuntimeProbe, span: Span, end: str, count: int, exc: B
     span.set_attribute(semconv.GENERATOR_END, end)
     span.set_attribute(semconv.YIELD_COUNT, count)
     if exc is not None:
-        tracing.record_exception(span, exc, probe.serializer)
+        record_exception(span, exc, probe.serializer)
     probe._finish(span, exc)
     tracing.end_span(span)
 

@@ -30,6 +30,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from otel_scope import semconv
 from otel_scope._version import __version__
 from otel_scope.capture import Serializer
+from otel_scope.capture.exceptions import record_exception
 from otel_scope.sessions import state
 
 _log = logging.getLogger("otel_scope")
@@ -129,8 +130,6 @@ class ProcessSession:
     def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
         if self.session.recording:
             # Not Span.record_exception: that calls the exception's __str__ and scrubs nothing.
-            from otel_scope.runtime.tracing import record_exception
-
             record_exception(self.session.span, exc, self._serializer)
         self.end("exception", exc)
         self._previous_excepthook(exc_type, exc, tb)
