@@ -20,11 +20,14 @@ checked here before their value is serialized. The rule, applied to the *normali
 False positives cost a value the user wanted to see; false negatives leak a credential into
 telemetry that many people can read. The rules lean towards redacting, and ``redact_exclude``
 (``OTEL_SCOPE_REDACT_EXCLUDE``) is the way back for a name such as ``token`` in a parser.
-Left out on purpose, because they identify rather than authenticate and hiding them makes
-debugging harder: ``client_id``, ``transaction_id``, ``public_key``, ``nonce``, ``salt``,
-``signature``, ``cipher``, ``pin`` (hardware and version pins), and network or location data
-(``ip_address``, ``x_forwarded_for``, ``geolocation``); add them with ``redact`` if your
-policy treats them as personal data.
+Left out on purpose, because they only look like secrets: ``session`` (an ORM or HTTP client
+session is an object worth seeing; its ID is ``sessionid``), ``key`` alone (dict and cache keys),
+``author``. Secrets inside such values are still found by value (:mod:`.scrubbing`). Also left
+out, because they identify rather than authenticate and hiding them makes debugging harder:
+``client_id``, ``transaction_id``, ``public_key``, ``nonce``, ``salt``, ``signature``, ``cipher``,
+``pin`` (hardware and version pins), and network or location data (``ip_address``,
+``x_forwarded_for``, ``geolocation``); add them with ``redact`` if your policy treats them as
+personal data.
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
     {
         "2fa",
         "accesstoken",
-        "aiohttpsession",
         "apikey",
         "apisecret",
         "apisignature",
@@ -49,11 +51,13 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
         "authkey",
         "authorization",
         "authtoken",
+        "bearer",
         "cardnumber",
         "ccnumber",
         "certificatepin",
         "clientsecret",
         "connectionstring",
+        "connstr",
         "connectsid",
         "cookie",
         "cookies",
@@ -64,9 +68,11 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
         "cvc",
         "cvv",
         "databaseurl",
+        "dsn",
         "dburl",
         "encryptionkey",
         "gpgkey",
+        "jsessionid",
         "jwt",
         "licensekey",
         "masterkey",
@@ -83,6 +89,7 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
         "pincode",
         "pkcs8",
         "privatekey",
+        "pw",
         "pwd",
         "recaptchakey",
         "refreshtoken",
@@ -92,16 +99,15 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
         "secrettoken",
         "securityanswer",
         "securitycode",
-        "session",
         "sessionid",
         "sessionkey",
         "setcookie",
+        "sid",
         "signaturekey",
         "sshkey",
         "ssn",
         "symfony",
         "token",
-        "usersession",
         "voterid",
         "xapikey",
         "xauthtoken",
@@ -115,6 +121,7 @@ DEFAULT_SECRET_NAMES: frozenset[str] = frozenset(
 SECRET_SUBSTRINGS: tuple[str, ...] = (
     "password",
     "passwd",
+    "passphrase",
     "secret",
     "apikey",
     "privatekey",
@@ -149,7 +156,8 @@ class Redactor:
     """
 
     def __init__(self, extra: Iterable[str] = (), exclude: Iterable[str] = ()) -> None:
-        self.names = DEFAULT_SECRET_NAMES | {normalize_name(n) for n in extra}
+        self.extra = tuple(extra)
+        self.names = DEFAULT_SECRET_NAMES | {normalize_name(n) for n in self.extra}
         self.exclude = NOT_SECRET | {normalize_name(n) for n in exclude}
         self.known: dict[str, bool] = {}
         """Answers so far, by exact name. Read-only for callers: the serializer looks names up

@@ -57,9 +57,10 @@ import uuid
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from otel_scope.capture.redaction import REDACTED, Redactor
+from otel_scope.capture.scrubbing import Scrubber
 
 if TYPE_CHECKING:
     from otel_scope.config import Settings
@@ -76,6 +77,10 @@ _TYPE_CACHE_LIMIT = 4096
 # Ints beyond this are not converted to decimal: that is quadratic, and refused past 4300 digits.
 _INT_LIMIT = 1 << 13000
 _SMALL_INT = 10**19  # repr at most 20 characters
+# Characters past the shown part of a long string that are still scanned for secrets.
+_SCRUB_MARGIN = 256
+_SECRET_VALUES_LIMIT = 1024  # values seen under secret names, remembered to hide their copies
+_Text = TypeVar("_Text", str, bytes)
 
 # Readers that bypass metaclasses, properties and __getattribute__: the C descriptors of the
 # builtin types, called directly. Each is annotated with what the descriptor returns (object where
@@ -341,6 +346,9 @@ class Serializer:
         self.redactor = redactor if redactor is not None else Redactor()
         self.redacted = 0
         self._is_secret = self.redactor.is_secret
+        self.scrubber = Scrubber(self.redactor)
+        self._scrub = self.scrubber.scrub
+        self._secret_values: set[str] = set()
         self._int_high: int = 10 ** min(max_length - 1, 3000)  # at most max_length characters with "-"
         self._int_low = -self._int_high
         self._short_str = (max_length - 2) // 10  # repr escapes at most 10 characters per character
@@ -387,12 +395,32 @@ class Serializer:
             if self._int_low < value < self._int_high:  # type: ignore[operator]
                 return repr(value)
         elif t is str and len(value) <= self._short_str:  # type: ignore[arg-type]
-            return repr(value)
+            if value in self._secret_values:
+                self.redacted += 1
+                return REDACTED
+            text = self._scrub(value)  # type: ignore[arg-type]
+            if text is not value:
+                self.redacted += 1
+            return repr(text)
         try:
             text = (self._entries.get(id(t)) or self._resolve(t)).render(value, (), self.max_length)
         except Exception:
             text = self._unrepresentable(t)
         return text if len(text) <= self.max_length else _cut(text, self.max_length)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with secrets found by value hidden (see :mod:`~otel_scope.capture.scrubbing`).
+
+        For text otel-scope builds from user values outside the serializer: exception messages,
+        stack traces, status descriptions. Counted in :attr:`redacted` like a redacted name.
+        """
+        try:
+            out = self._scrub(text)
+        except Exception:
+            return REDACTED  # text that cannot be checked is not trusted
+        if out is not text:
+            self.redacted += 1
+        return out
 
     def named(self, name: str, value: object) -> str:
         """How an argument, local or attribute called ``name`` is recorded: redacted if secret."""
@@ -401,9 +429,28 @@ class Serializer:
         except Exception:
             secret = True  # a name that cannot be checked is not trusted
         if secret:
-            self.redacted += 1
-            return REDACTED
+            return self.hidden(value)
         return self(value)
+
+    def hidden(self, value: object) -> str:
+        """:data:`REDACTED` for a value under a secret name, remembered to hide its copies too.
+
+        A password assigned to ``pw`` and then put in a list (``[user, pw]``) or passed on as
+        ``*args`` has no name and no shape there; the same string is hidden wherever it shows up
+        later in this process. Only strings of at least 6 characters are remembered (a short
+        value such as ``""`` or ``"0"`` would hide ordinary data), at most 1024 of them.
+        """
+        self.redacted += 1
+        self.remember_secret(value)
+        return REDACTED
+
+    def remember_secret(self, value: object) -> None:
+        """Hide ``value``'s copies from now on (see :meth:`hidden`), without rendering it."""
+        if type(value) is str and 6 <= len(value) <= 4096:
+            known = self._secret_values
+            if len(known) >= _SECRET_VALUES_LIMIT:
+                known.clear()
+            known.add(value)
 
     def type_name(self, value: object) -> str:
         """The qualified name of ``value``'s type (``shop.orders.Order``, ``int``)."""
@@ -419,8 +466,14 @@ class Serializer:
         t = type(value)
         # Inline the commonest leaves: each saves a call, and containers are mostly leaves.
         if t is str:
+            if value in self._secret_values:
+                self.redacted += 1
+                return REDACTED
             if len(value) < budget:  # type: ignore[arg-type]
-                text = repr(value)
+                clean = self._scrub(value)  # type: ignore[arg-type]
+                if clean is not value:
+                    self.redacted += 1
+                text = repr(clean)
                 if len(text) <= budget:
                     return text
         elif t is int and -_SMALL_INT < value < _SMALL_INT and budget > 20:  # type: ignore[operator]
@@ -505,13 +558,30 @@ class Serializer:
         return f"<int of {int.bit_length(value)} bits>"
 
     def _str(self, value: str, path: IdPath, budget: int) -> str:
+        value = self._scrubbed_head(value, budget, self._scrub)
         if len(value) < budget:
             text = repr(value)
             if len(text) <= budget:
                 return text
         return self._cut_text(value, budget, "chars")
 
+    def _scrubbed_head(self, value: _Text, budget: int, scrub: Callable[[_Text], _Text]) -> _Text:
+        """``value`` with secrets hidden in the part that can be shown (``budget`` and a margin).
+
+        Only that part is scanned, so a megabyte string costs what its shown prefix costs; the
+        margin covers a secret that starts before the cut and ends after it.
+        """
+        shown = budget + _SCRUB_MARGIN
+        head = value if len(value) <= shown else value[:shown]
+        clean = scrub(head)
+        if clean is head:
+            return value
+        self.redacted += 1
+        return clean if head is value else clean + value[shown:]
+
     def _bytes(self, value: bytes | bytearray, path: IdPath, budget: int) -> str:
+        clean = self._scrubbed_head(bytes(value), budget, self.scrubber.scrub_bytes)
+        value = clean if type(value) is bytes else bytearray(clean)
         if len(value) < budget:
             text = repr(value)
             if len(text) <= budget:
@@ -584,6 +654,10 @@ class Serializer:
             first = head(value, n, self.max_items)
             if mapping:
                 inner = self._pairs(first, n, (*path, key), budget - overhead, fields=False)
+            elif tuple_like and n == 2 and self._names_secret(first[0]):
+                # ("Authorization", "Bearer ...") in a header list: the pair's key names a secret.
+                self.redacted += 1
+                inner = f"{self._walk(first[0], (*path, key), budget - overhead - 12)}, {REDACTED}"
             else:
                 inner = self._items(first, n, (*path, key), budget - overhead)
                 if tuple_like and n == 1 and len(first) == 1:
@@ -595,6 +669,9 @@ class Serializer:
     def _items(self, items: Iterable[object], n: int, path: IdPath, room: int) -> str:
         """The first of ``n`` items that fit in ``room`` characters, then ``..., +N more``.
 
+        An item after a secret flag (``"--password"``, ``"-token"``) is redacted: a list of
+        strings is often a command line (``sys.argv``, a ``subprocess`` argument list).
+
         Each item gets the room left, minus space for the marker if items follow it; an item that
         still does not fit (its own cut marker is wider than the room) is counted, not shown.
         So the result fits ``room`` unless even ``..., +N more`` alone does not.
@@ -603,11 +680,19 @@ class Serializer:
         reserve = len(str(n)) + 13  # ", ..., +N more"
         parts: list[str] = []
         used = 0
+        hide = False  # the previous item was a secret command-line flag ("--token", then its value)
         for item in items:
             limit = room - used - (reserve if n - len(parts) > 1 else 0)
             if limit <= 0:
                 break
-            text = walk(item, path, limit)
+            if hide:
+                hide = False
+                self.redacted += 1
+                text = REDACTED
+            else:
+                text = walk(item, path, limit)
+                if type(item) is str and item[:1] == "-" and len(item) <= 64 and "=" not in item:
+                    hide = self._is_secret(item.lstrip("-"))
             if len(text) > limit:
                 break
             parts.append(text)
@@ -633,21 +718,29 @@ class Serializer:
                 secret = known.get(key)
                 if secret is None:
                     secret = self._is_secret(key)
-                label = (key if fields else repr(key)) if len(key) <= 64 else walk(key, path, 64)
+                label = (key if fields else repr(self.scrub(key))) if len(key) <= 64 else walk(key, path, 64)
             else:
-                secret = issubclass(type(key), str) and self._is_secret(str.__str__(key))
+                secret = self._names_secret(key)
                 label = walk(key, path, limit)
             text = REDACTED if secret else walk(value, path, limit - len(label) - 2)
             part = f"{label}={text}" if fields else f"{label}: {text}"
             if len(part) > limit:
                 break
             if secret:
-                self.redacted += 1
+                self.hidden(value)
             parts.append(part)
             used += len(part) + 2
         if len(parts) < n:
             parts.append(f"..., +{n - len(parts)} more")
         return ", ".join(parts)
+
+    def _names_secret(self, key: object) -> bool:
+        """Whether a key that is not an exact ``str`` (a str subclass, ``bytes``) names a secret."""
+        if isinstance(key, str):
+            return self._is_secret(str.__str__(key))
+        if type(key) is bytes and len(key) <= 128:  # b"password" in a header dict or a pair
+            return self._is_secret(key.decode("latin-1"))
+        return False
 
     def _namedtuple_render(self, fields: tuple[str, ...], short: str) -> Render:
         tuple_render = self._container_render(_TUPLE, f"{short}(", ")")
@@ -782,6 +875,7 @@ class Serializer:
                 if not issubclass(type(text), str):
                     return f"<{what} returned {_display_name(type(text))}>"
                 text = str.__str__(text)
+            text = self._scrubbed_head(text, budget, self._scrub)
             return text if len(text) <= budget else _cut(text, budget)
 
         return render
@@ -791,7 +885,7 @@ class Serializer:
         args = _exception_args(exc)
         n = tuple.__len__(args)
         if n == 1 and type(args[0]) is str:
-            message = _cut(args[0], 200)
+            message = _cut(self._scrubbed_head(args[0], 200, self._scrub), 200)
         else:
             message = self._items(tuple.__getitem__(args, slice(self.max_items)), n, (), 200)
         return f"{_display_name(type(exc))}: {message}"

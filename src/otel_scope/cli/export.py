@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from otel_scope.cli._common import CliError, add_source_options, open_source
@@ -34,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             return 0
         try:
-            with open(args.output, "w", encoding="utf-8") as fh:
+            # A trace holds argument values: a new file is private (0600) like the store. An
+            # existing file keeps the mode its owner gave it.
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8") as fh:
                 count = write(reader, fh)
         except OSError as exc:
             raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None

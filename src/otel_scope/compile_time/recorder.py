@@ -31,9 +31,9 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from otel_scope import semconv as sc
-from otel_scope.capture import REDACTED
+from otel_scope.capture.exceptions import record_exception
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
-from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span, record_exception
+from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span
 
 # Any: private SDK classes whose internals _publish writes to; their types promise less (a
 # read-only Sequence of events) than the SDK's BoundedList does.
@@ -280,6 +280,7 @@ class CallRecorder:
         "return_value",
         "returned",
         "rings",
+        "scanned",
         "seq",
         "span",
         "token",
@@ -296,6 +297,7 @@ class CallRecorder:
         self.hits = [0] * len(probe.points)
         self.first: list[tuple] = []
         self.rings: dict[int, list] | None = None
+        self.scanned = 0  # entries of self.first whose secret values the serializer remembers
         self.seq = 0
         self.evicted = 0
         self.returned = False
@@ -410,17 +412,39 @@ class CallRecorder:
 
     def _render(self, index: int, values: tuple) -> tuple:
         serializer = _config.get_serializer()
+        if self.scanned < len(self.first):
+            self._remember_secrets(serializer)
         secret = self.probe.points[index].secret(serializer) or (False,) * len(values)
         rendered = []
         for hidden, value in zip(secret, values, strict=True):
             if type(value) in _ATOMIC:
+                if hidden:  # rendered at the end, but its copies may be rendered before that
+                    serializer.remember_secret(value)
                 rendered.append(value)
             elif hidden:
                 self.redacted += 1
-                rendered.append(_Rendered(REDACTED, serializer.type_name(value)))
+                rendered.append(_Rendered(serializer.hidden(value), serializer.type_name(value)))
             else:
                 rendered.append(_Rendered(serializer(value), serializer.type_name(value)))
         return tuple(rendered)
+
+    def _remember_secrets(self, serializer: Any) -> None:
+        """Let the serializer hide copies of the secret strings kept so far (``pw`` then ``[pw]``).
+
+        Strings are kept raw and rendered only at the end of the call, but a container holding a
+        copy is rendered now; each kept entry is looked at once, and only when a container is.
+        """
+        first = self.first
+        points = self.probe.points
+        for entry in first[self.scanned :]:
+            payload = entry[4]
+            if payload is not None:
+                flags = points[entry[2]].secret(serializer)
+                if True in flags:
+                    for hidden, value in zip(flags, payload, strict=False):
+                        if hidden:
+                            serializer.remember_secret(value)
+        self.scanned = len(first)
 
     def _keep(self, index: int, payload: Any) -> None:
         hits = self.hits
@@ -484,14 +508,14 @@ class CallRecorder:
                     else:
                         if hidden:
                             self.redacted += 1
-                        attributes[vkey] = REDACTED if hidden else serializer(value)
+                        attributes[vkey] = serializer.hidden(value) if hidden else serializer(value)
                         attributes[tkey] = type_name(value)
             elif kind == DELETE:
                 for vkey in point.value_keys:
                     attributes[vkey] = DELETED
             elif kind == EXPRESSION:
                 value = payload[0]
-                attributes[sc.EXPRESSION_TEXT] = point.text
+                attributes[sc.EXPRESSION_TEXT] = serializer.scrub(point.text)  # source can hold a literal key
                 text = value.text if type(value) is _Rendered else serializer(value)
                 attributes[sc.EXPRESSION_VALUE] = text
             elif kind == RETURN and _config.capture_return and hit == self.hits[index] and self.returned:

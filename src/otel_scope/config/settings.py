@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import string
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,7 +41,22 @@ class ConfigError(ValueError):
 
     def __init__(self, setting: str, value: object, accepted: str, source: str = "") -> None:
         self.setting, self.value, self.accepted, self.source = setting, value, accepted, source
-        super().__init__(f"{setting}={value!r} is not valid; {accepted}")
+        super().__init__(f"{setting}={_shown(value)} is not valid; {accepted}")
+
+
+_SHOWN = 200  # characters of a bad value an error message repeats: enough to recognise it
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` cut to about 200 characters (a value can be megabytes, or nested 5,000 deep)."""
+    try:
+        return _cut(repr(value))
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply>"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}…(+{len(text) - _SHOWN} chars)"
 
 
 def _default_store_path() -> str:
@@ -145,9 +161,27 @@ def _names(value: str) -> tuple[str, ...]:
 
 
 def _url_template(value: str) -> str:
-    if "{trace_id}" not in value:
-        raise ValueError("accepted: a URL containing {trace_id}")
+    """A URL with ``{trace_id}`` and no other field: it is formatted at exit, where an error
+    would lose the closing line and a width spec (``{trace_id:>20000000}``) would print megabytes."""
+    accepted = "accepted: a URL containing {trace_id} and no other {field} or format spec ({{ for a brace)"
+    try:
+        fields = [
+            (name, spec, conv) for _, name, spec, conv in string.Formatter().parse(value) if name is not None
+        ]
+    except ValueError:
+        raise ValueError(accepted) from None
+    if not fields or any(f != ("trace_id", "", None) for f in fields):
+        raise ValueError(accepted)
     return value.strip()
+
+
+def _path(value: str) -> str:
+    """``~`` and ``~user`` expanded; an unknown user is refused rather than taken literally
+    (which would create a folder named ``~nosuchuser`` in the working directory)."""
+    path = os.path.expanduser(value.strip())
+    if path.startswith("~"):
+        raise ValueError("accepted: a path; ~ and ~user only for an existing user")
+    return path
 
 
 # name -> (environment variable, parser). The pyproject key is the field name (with '-' or '_').
@@ -174,7 +208,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "loop_sample": (ev.OTEL_SCOPE_LOOP_SAMPLE, _number(int, 1)),
     "production_compile_time": (ev.OTEL_SCOPE_PRODUCTION_COMPILE_TIME, _bool),
     "ui_url": (ev.OTEL_SCOPE_UI_URL, _url_template),
-    "store_path": (ev.OTEL_SCOPE_STORE_PATH, lambda v: os.path.expanduser(v.strip())),
+    "store_path": (ev.OTEL_SCOPE_STORE_PATH, _path),
     "store_max_age_days": (ev.OTEL_SCOPE_STORE_MAX_AGE_DAYS, _number(float, 0)),
     "store_max_mb": (ev.OTEL_SCOPE_STORE_MAX_MB, _number(float, 1)),
     "escalation": (ev.OTEL_SCOPE_ESCALATION, _choice(ESCALATION)),
@@ -205,9 +239,16 @@ def _read_pyproject(environ: Mapping[str, str], cwd: str) -> tuple[dict[str, Any
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(str(path), "<file>", f"accepted: valid TOML ({exc})") from None
-    table = data if explicit and "tool" not in data else data.get("tool", {}).get("otel-scope", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "<file>", f"accepted: valid TOML in UTF-8 ({_cut(str(exc))})") from None
+    except RecursionError:
+        raise ConfigError(
+            str(path), "<file>", "accepted: valid TOML (arrays or tables nested too deeply)"
+        ) from None
+    tool = data.get("tool", {}) if not (explicit and "tool" not in data) else None
+    if tool is not None and not isinstance(tool, dict):
+        raise ConfigError(f"tool in {path}", tool, "accepted: a table ([tool.otel-scope] ...)")
+    table = data if tool is None else tool.get("otel-scope", {})
     if not isinstance(table, dict):
         raise ConfigError(f"[tool.otel-scope] in {path}", table, "accepted: a table")
     return table, str(path)
@@ -231,8 +272,11 @@ def load_settings(
             raise ConfigError(
                 f"[tool.otel-scope] {key} in {toml_path}", raw, "accepted keys: " + ", ".join(_SPEC)
             )
+        source = f"[tool.otel-scope] {key} in {toml_path}"
+        if isinstance(raw, list) and not all(isinstance(item, str | int | float | bool) for item in raw):
+            raise ConfigError(source, raw, "accepted: a value, or a list of plain values")
         text = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
-        values[name] = _parse(name, text, f"[tool.otel-scope] {key} in {toml_path}")
+        values[name] = _parse(name, text, source)
     for name, (var, _parser) in _SPEC.items():
         if var in environ and environ[var].strip() != "":
             values[name] = _parse(name, environ[var], f"{flag_for(name)} / {var}")

@@ -35,7 +35,7 @@ from otel_scope.config import Settings
 from otel_scope.engine import Engine, Entry
 from otel_scope.targets.patterns import parse_pattern
 from otel_scope.targets.planner import Request, decide
-from otel_scope.vocabulary import LEVELS
+from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
 if TYPE_CHECKING:
     from otel_scope.runtime.escalation import Escalator
@@ -98,12 +98,13 @@ class Controller:
         if not isinstance(message, dict):
             raise RequestError(f"a request is a JSON object with an 'op' ({', '.join(OPS)})")
         op = message.get("op")
-        if op not in OPS:
-            raise RequestError(f"unknown op {op!r}; accepted: {', '.join(OPS)}")
+        if type(op) is not str or op not in OPS:
+            raise RequestError(f"unknown op {_shown(op)}; accepted: {', '.join(OPS)}")
         unknown = sorted(set(message) - _KEYS[op])
         if unknown:
             raise RequestError(
-                f"unknown key(s) {', '.join(unknown)} for {op}; accepted: {', '.join(sorted(_KEYS[op]))}"
+                f"unknown key(s) {_cut(', '.join(map(str, unknown)))} for {op}; "
+                f"accepted: {', '.join(sorted(_KEYS[op]))}"
             )
         if op == "list":
             return self.list_targets()
@@ -161,9 +162,11 @@ class Controller:
             capture = _names(capture)
         lines = _lines(message.get("lines"))
         level = message.get("level")
-        if level is not None and level not in LEVELS:
-            raise RequestError(f"level {level!r} is not valid; accepted: {', '.join(LEVELS)}")
-        mode = message.get("mode") or "auto"
+        if level is not None and (type(level) is not str or level not in LEVELS):
+            raise RequestError(f"level {_shown(level)} is not valid; accepted: {', '.join(LEVELS)}")
+        mode = message.get("mode", "auto")
+        if type(mode) is not str:  # [] is not "auto"; a wrong string is refused by make_request
+            raise RequestError(f"mode {_shown(mode)} is not valid; accepted: {', '.join(TARGET_MODES)}")
         requests = []
         for text in patterns:
             try:
@@ -256,6 +259,16 @@ class Controller:
             "source": entry.request.source,
             "functions": engine.functions_of(entry),
         }
+
+
+def _shown(value: object, limit: int = 200) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters: a request can be
+    64 KiB, and a reply (or a terminal) is no place to echo all of it."""
+    return _cut(repr(value), limit)
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…(+{len(text) - limit} chars)"
 
 
 def _loaded_modules(pattern: Any) -> list[str]:

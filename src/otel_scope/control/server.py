@@ -3,9 +3,13 @@
 It runs inside the user's program, so it is built to be invisible there: daemon threads (never
 holding up exit), no effect on signals (``MSG_NOSIGNAL``: a client that hangs up cannot raise
 ``SIGPIPE`` even in a program that restored its default action), every socket error handled,
-bounded resources (:data:`MAX_LINE` bytes per request, :data:`MAX_CLIENTS` at once,
-:data:`CLIENT_TIMEOUT_S` of silence), and a request applied only once its full line has arrived,
-so a client that disconnects mid-request changes nothing.
+bounded resources (:data:`MAX_LINE` bytes per request, :data:`MAX_CLIENTS` served at once), a
+deadline for each whole request (:data:`REQUEST_DEADLINE_S` from the previous reply or the
+connection, however slowly its bytes trickle in, so a client sending a byte every few seconds
+cannot keep a slot), a reply for every malformed request (also JSON nested too deeply to decode),
+a listen backlog of :data:`BACKLOG` so a burst of connects is queued rather than refused, and a
+request applied only once its full line has arrived, so a client that disconnects mid-request
+changes nothing.
 
 Wire format: one JSON object per line (UTF-8, ``\\n``-terminated) each way; a connection may
 carry several requests. See :mod:`otel_scope.control.commands` for the requests and replies.
@@ -20,6 +24,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,8 @@ _log = logging.getLogger("otel_scope")
 
 MAX_LINE = 64 * 1024
 MAX_CLIENTS = 4
-CLIENT_TIMEOUT_S = 10.0
+REQUEST_DEADLINE_S = 10.0
+BACKLOG = socket.SOMAXCONN  # the kernel caps it (net.core.somaxconn); queued connects cost nothing
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _PEERCRED = getattr(socket, "SO_PEERCRED", None)
 
@@ -64,7 +70,7 @@ class ControlServer:
         try:
             sock.bind(str(path))
             os.chmod(path, 0o600)  # the directory is 0700 already: nobody could reach it meanwhile
-            sock.listen(MAX_CLIENTS)
+            sock.listen(BACKLOG)
             info = os.stat(path)
         except OSError:
             sock.close()
@@ -115,21 +121,35 @@ class ControlServer:
 
     def _client(self, conn: socket.socket) -> None:
         try:
-            conn.settimeout(CLIENT_TIMEOUT_S)
+            conn.settimeout(REQUEST_DEADLINE_S)
             refusal = _refuse_peer(conn)
             if refusal:
                 self._send(conn, {"ok": False, "error": refusal})
                 return
             buffer = b""
+            deadline = time.monotonic() + REQUEST_DEADLINE_S
             while not self._stopped.is_set():
-                chunk = conn.recv(8192)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if buffer:
+                        self._send(conn, {"ok": False, "error": _late(REQUEST_DEADLINE_S)})
+                    return
+                conn.settimeout(left)
+                try:
+                    chunk = conn.recv(8192)
+                except TimeoutError:
+                    if buffer:
+                        self._send(conn, {"ok": False, "error": _late(REQUEST_DEADLINE_S)})
+                    return
                 if not chunk:
                     return  # hung up; an unfinished line is dropped, never applied
                 buffer += chunk
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
-                    if line.strip() and not self._send(conn, self._reply(line)):
-                        return
+                    if line.strip():
+                        if not self._send(conn, self._reply(line)):
+                            return
+                        deadline = time.monotonic() + REQUEST_DEADLINE_S
                 if len(buffer) > MAX_LINE:
                     self._send(conn, {"ok": False, "error": f"request longer than {MAX_LINE} bytes"})
                     return
@@ -148,7 +168,12 @@ class ControlServer:
             message = json.loads(line)
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
             return {"ok": False, "error": f"malformed request (not a JSON object on one line): {exc}"}
-        return self._handler(message)
+        except RecursionError:
+            return {"ok": False, "error": "malformed request: JSON nested too deeply"}
+        try:
+            return self._handler(message)
+        except RecursionError:  # a deep structure the handler walked
+            return {"ok": False, "error": "malformed request: JSON nested too deeply"}
 
     @staticmethod
     def _send(conn: socket.socket, message: dict[str, Any]) -> bool:
@@ -163,6 +188,10 @@ class ControlServer:
             conn.settimeout(1.0)
             self._send(conn, {"ok": False, "error": error})
         conn.close()
+
+
+def _late(seconds: float) -> str:
+    return f"request not completed within {seconds:g} s (one JSON object per line); closing"
 
 
 def _refuse_peer(conn: socket.socket) -> str:

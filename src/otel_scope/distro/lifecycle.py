@@ -50,4 +50,4 @@ def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> Pr
             say(closing_line(session, settings))
         services.stop()  # also on SIGTERM, where atexit handlers do not run
 
-    return ProcessSession(name, list(argv), on_end=on_end, report=say)
+    return ProcessSession(name, list(argv), on_end=on_end, report=say, serializer=engine.serializer)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import traceback
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_scope import semconv
@@ -33,8 +32,6 @@ from otel_scope.sessions import state as session_state
 
 if TYPE_CHECKING:
     from contextvars import Token
-
-    from otel_scope.capture import Serializer
 
 _log = logging.getLogger("otel_scope")
 
@@ -199,34 +196,6 @@ def end_span(span: Span) -> None:
     if messages.waiting:
         messages.settle(span)
     span.end()
-
-
-def record_exception(span: Span, exc: BaseException, serializer: Serializer) -> None:
-    """Record ``exc`` on ``span`` as an ``exception`` event with ERROR status, never raising.
-
-    Unlike ``Span.record_exception`` this never calls a user exception's ``__str__``: the message
-    goes through the safe serializer's view of the exception's ``args``.
-    """
-    try:
-        type_name = serializer.type_name(exc)  # read through type's own descriptors
-        # The builtin slot, not a user property (typeshed types BaseException.args as a tuple).
-        args = BaseException.args.__get__(exc)  # type: ignore[attr-defined]
-        if len(args) == 1 and type(args[0]) is str:
-            message = args[0][: serializer.max_length]
-        else:
-            message = ", ".join(serializer(arg) for arg in args)
-        stack = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
-        span.add_event(
-            "exception",
-            {
-                semconv.EXCEPTION_TYPE: type_name,
-                semconv.EXCEPTION_MESSAGE: message,
-                "exception.stacktrace": f"{stack}{type_name}: {message}",
-            },
-        )
-        span.set_status(Status(StatusCode.ERROR, f"{type_name}: {message}"))
-    except Exception:  # recording must never disturb the exception being propagated
-        _log.debug("otel-scope could not record an exception", exc_info=True)
 
 
 def claim_call_span(depth: int = 2) -> Span | None:

@@ -29,6 +29,7 @@ from opentelemetry.trace import Span
 from otel_scope import semconv
 from otel_scope.callables import binds_arguments, innermost_function
 from otel_scope.capture import RateLimiter, Serializer
+from otel_scope.capture.exceptions import record_exception
 from otel_scope.runtime import state, tracing
 
 _log = logging.getLogger("otel_scope")
@@ -144,6 +145,7 @@ class RuntimeProbe:
         attrs = dict(self.attributes)
         if not self.capture_args:
             return attrs
+        redacted = self.serializer.redacted
         try:
             keys = self.arg_keys
             # wrapt passes the receiver separately for bound calls; align names past it.
@@ -161,6 +163,9 @@ class RuntimeProbe:
                 attrs[semconv.ARG_PREFIX + name] = named(name, value)
         except Exception:  # the serializer never raises; this guards our own alignment logic
             _log.debug("otel-scope could not record arguments of %s", self.name, exc_info=True)
+        hidden = self.serializer.redacted - redacted
+        if hidden > 0:  # what was hidden is counted where the user sees the values (a hint under threads)
+            attrs[semconv.REDACTED_COUNT] = hidden
         return attrs
 
     def _finish(self, span: Span, exc: BaseException | None) -> None:
@@ -205,7 +210,7 @@ class RuntimeProbe:
     def _failed(self, span: Span, exc: BaseException, before: Any = None, receiver: Any = None) -> None:
         """The call raised ``exc``: state changes, the exception event, the finish hook."""
         state.record_changes(span, before, receiver, self.serializer)
-        tracing.record_exception(span, exc, self.serializer)
+        record_exception(span, exc, self.serializer)
         self._finish(span, exc)
 
     def _returned(self, span: Span, result: Any, before: Any = None, receiver: Any = None) -> None:
@@ -237,7 +242,7 @@ class RuntimeProbe:
         try:
             gen = wrapped(*args, **kwargs)
         except BaseException as exc:
-            tracing.record_exception(span, exc, self.serializer)
+            record_exception(span, exc, self.serializer)
             tracing.end_call(span, token)
             raise
         otel_context.detach(token)
@@ -297,7 +302,7 @@ def _end_generator(probe: RuntimeProbe, span: Span, end: str, count: int, exc: B
     span.set_attribute(semconv.GENERATOR_END, end)
     span.set_attribute(semconv.YIELD_COUNT, count)
     if exc is not None:
-        tracing.record_exception(span, exc, probe.serializer)
+        record_exception(span, exc, probe.serializer)
     probe._finish(span, exc)
     tracing.end_span(span)
 

@@ -30,6 +30,8 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from otel_scope import _forksafe, pipeline, semconv
 from otel_scope._version import __version__
+from otel_scope.capture import Serializer
+from otel_scope.capture.exceptions import record_exception
 from otel_scope.sessions import state
 
 _log = logging.getLogger("otel_scope")
@@ -206,9 +208,14 @@ class ProcessSession:
         argv: list[str],
         on_end: Callable[[Session], None] | None = None,
         report: Callable[[str], None] | None = None,
+        serializer: Serializer | None = None,
     ) -> None:
+        # The command line is recorded with secrets hidden (``--password=X``, ``--token X``, URLs
+        # with a password), by the user's redaction names when the engine's serializer is given.
+        self._serializer = serializer if serializer is not None else Serializer()
+        command = " ".join(self._serializer.scrubber.argv(argv))[:512]
         self.session = _start_root(
-            name, "process", {semconv.SESSION_COMMAND: " ".join(argv)[:512], "process.pid": os.getpid()}
+            name, "process", {semconv.SESSION_COMMAND: command, "process.pid": os.getpid()}
         )
         self._pid = os.getpid()
         self._on_end = on_end
@@ -236,10 +243,7 @@ class ProcessSession:
             self.end()
             return
         if self.session.recording:
-            from otel_scope.capture import Serializer
-            from otel_scope.runtime.tracing import record_exception
-
-            record_exception(self.session.span, exc, Serializer())
+            record_exception(self.session.span, exc, self._serializer)
         self.end("exception", exc)
 
     def end(self, how: str = "normal", exc: BaseException | None = None) -> None:

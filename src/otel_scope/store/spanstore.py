@@ -10,6 +10,13 @@ Two tables: ``spans`` holds every span with its attributes, events, links and re
 ``traces`` holds one summary row per trace, kept up to date in the same transaction as the span
 insert. The summary makes ``sessions()`` and ``prune()`` cost one small indexed query instead of a
 scan of every span, which matters because the exporter prunes from inside traced processes.
+
+The store holds argument values and locals, so it is private: a writer creates the file ``0600``
+(SQLite gives its ``-wal`` and ``-shm`` files the same mode) and any missing folders ``0700``.
+Readers (``history``, ``sessions``, ``export``) open it with ``read_only=True``: SQLite's
+``mode=ro``, which never creates, migrates or modifies the file, so they also work on a file they
+may not write and on a full disk; where even that cannot open a WAL file (no ``-shm`` and a
+folder they may not write), they fall back to ``immutable=1``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import os
 import re
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -221,6 +229,56 @@ def _live_bytes(conn: sqlite3.Connection) -> int:
     return pages * page_size
 
 
+def _create_private(path: str) -> None:
+    """Create the missing folders of ``path`` as ``0700`` and the file itself as ``0600``.
+
+    Existing folders and an existing file keep their modes: the user chose those.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    missing = []
+    while parent and not os.path.isdir(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:  # another process made it first
+            pass
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
+    except FileExistsError:
+        pass
+
+
+def _connect_read_only(path: str) -> sqlite3.Connection:
+    """A connection that cannot write: ``mode=ro``, else ``immutable=1`` (see the module doc)."""
+    if not os.path.isfile(path):
+        raise StoreError(f"no store at {path}")
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    try:
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except BaseException:
+            conn.close()
+            raise
+    except sqlite3.OperationalError:
+        conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0 or version > SCHEMA_VERSION:
+        conn.close()
+        if version == 0:  # created a moment ago and not set up yet, or not a store at all
+            raise StoreError(f"no traces stored yet at {path}")
+        raise StoreError(
+            f"the store {path} was written by a newer otel-scope (schema {version}); "
+            "upgrade otel-scope or point OTEL_SCOPE_STORE_PATH at another file"
+        )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
 def _mechanisms(span: SpanRecord) -> set[str]:
     found = {span.attributes.get(semconv.MECHANISM)}
     found.update(e.attributes.get(semconv.MECHANISM) for e in span.events)
@@ -323,14 +381,21 @@ class SpanStore:
     time a trace last received a span, so a trace imported from an old file is not pruned at once.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        read_only: bool = False,
+    ) -> None:
         self.path = os.fspath(path)
+        self.read_only = read_only
         self._clock = clock
         self._lock = _forksafe.lock()  # reset in a forked child, as the connection is
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
-        parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        if not read_only:
+            _create_private(self.path)
         with self._lock:
             self._connection()
 
@@ -339,6 +404,10 @@ class SpanStore:
         # A connection inherited across fork() must not be used by the child; reopen instead.
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
+        if self.read_only:
+            conn = _connect_read_only(self.path)
+            self._conn, self._pid = conn, os.getpid()
+            return conn
         conn = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
@@ -385,6 +454,8 @@ class SpanStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise StoreError(f"the store {self.path} was opened read-only")
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")

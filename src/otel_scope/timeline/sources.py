@@ -68,7 +68,7 @@ class LocalStoreSource:
                 "(or set OTEL_SCOPE_STORE_PATH to the store you used)"
             )
         try:
-            self.store = SpanStore(self.path)
+            self.store = SpanStore(self.path, read_only=True)  # reading never creates or changes it
         except (StoreError, OSError, sqlite3.Error) as exc:
             raise SourceError(f"cannot open the local store {self.path}: {exc}") from None
 

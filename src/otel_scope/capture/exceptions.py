@@ -1,0 +1,51 @@
+"""How an exception is recorded on a span without running user code or leaking a secret.
+
+It lives with the serializer because an exception's message and stack trace are user values:
+the runtime wrappers, the compile-time recorder and the process session's excepthook all record
+exceptions through this one function.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from otel_scope import semconv
+
+if TYPE_CHECKING:
+    from otel_scope.capture.serializer import Serializer
+
+_log = logging.getLogger("otel_scope")
+
+
+def record_exception(span: Span, exc: BaseException, serializer: Serializer) -> None:
+    """Record ``exc`` on ``span`` as an ``exception`` event with ERROR status, never raising.
+
+    Unlike ``Span.record_exception`` this never calls a user exception's ``__str__``: the message
+    goes through the safe serializer's view of the exception's ``args``. Message and stack trace
+    are scrubbed of secrets found by value (a URL's password, a quoted header, a source line
+    ``password = "..."``), since both are text made of user values.
+    """
+    try:
+        type_name = serializer.type_name(exc)  # read through type's own descriptors
+        # The builtin slot, not a user property (typeshed types BaseException.args as a tuple).
+        args = BaseException.args.__get__(exc)  # type: ignore[attr-defined]
+        if len(args) == 1 and type(args[0]) is str:
+            message = serializer.scrub(args[0][: serializer.max_length + 256])[: serializer.max_length]
+        else:
+            message = ", ".join(serializer(arg) for arg in args)
+        stack = serializer.scrub("".join(traceback.format_tb(exc.__traceback__))) if exc.__traceback__ else ""
+        span.add_event(
+            "exception",
+            {
+                semconv.EXCEPTION_TYPE: type_name,
+                semconv.EXCEPTION_MESSAGE: message,
+                "exception.stacktrace": f"{stack}{type_name}: {message}",
+            },
+        )
+        span.set_status(Status(StatusCode.ERROR, f"{type_name}: {message}"))
+    except Exception:  # recording must never disturb the exception being propagated
+        _log.debug("otel-scope could not record an exception", exc_info=True)

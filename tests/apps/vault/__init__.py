@@ -1,0 +1,1 @@
+"""A program full of planted secrets, traced in every mode to prove none of them leaves it."""
