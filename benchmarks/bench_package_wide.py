@@ -6,7 +6,7 @@
 Each workload is real code from PyPI doing real work, targeted as a whole package (``pkg.*``):
 
 * ``pygments``: highlighting ``12*S`` standard-library source files to HTML (``pygments.*``).
-* ``markdown``: rendering ``12*S`` Markdown documents, this repository's docs (``markdown.*``).
+* ``markdown``: rendering ``12*S`` Markdown documents, installed packages' descriptions (``markdown.*``).
 * ``jinja2``: compiling an environment of templates (inheritance, macros, filters, loops) and
   rendering ``200*S`` pages (``jinja2.*``).
 
@@ -54,7 +54,9 @@ VARIANTS = ("plain", "otel", "runtime", "compile_time", "hybrid", "hunter", "viz
 SCOPE_FLAGS = {
     "runtime": lambda pkg: ["--scope-mode", "runtime", "--scope-targets", f"{pkg}.*"],
     "compile_time": lambda pkg: ["--scope-mode", "compile_time", "--scope-locals", f"{pkg}.*"],
-    "hybrid": lambda pkg: ["--scope-mode", "hybrid", "--scope-targets", f"{pkg}.*", "--scope-locals", f"{pkg}.*"],
+    "hybrid": lambda pkg: [
+        *("--scope-mode", "hybrid", "--scope-targets", f"{pkg}.*", "--scope-locals", f"{pkg}.*")
+    ],
     "otel": lambda pkg: ["--scope-mode", "off"],
 }
 
@@ -77,10 +79,16 @@ def _pygments_prepare(size: int):
 
 
 def _markdown_prepare(size: int):
+    from importlib.metadata import distributions
+
     import markdown
 
-    docs = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
-    texts = [p.read_text(encoding="utf-8") for p in docs]
+    # Real Markdown that does not change with this repository: installed packages' descriptions.
+    texts = sorted(
+        d.metadata.get_payload()
+        for d in distributions()
+        if "markdown" in (d.metadata.get("Description-Content-Type") or "") and d.metadata.get_payload()
+    )
     texts = (texts * (12 * size // len(texts) + 1))[: 12 * size]
 
     def run() -> int:

@@ -31,9 +31,10 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from otel_scope import semconv as sc
-from otel_scope.capture import REDACTED
+from otel_scope.capture import REDACTED, sampling
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
 from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span, record_exception
+from otel_scope.targets.patterns import PatternError, parse_pattern
 
 try:  # the SDK's span and event classes, for the fast path of _publish (private: may move)
     from opentelemetry.sdk.trace import Event as _SdkEvent
@@ -198,7 +199,18 @@ class Probe:
     run its original body with no other cost.
     """
 
-    __slots__ = ("__weakref__", "_generation", "_limiter", "attributes", "name", "on", "points", "spec")
+    __slots__ = (
+        "__weakref__",
+        "_generation",
+        "_limiter",
+        "attributes",
+        "follows",
+        "name",
+        "on",
+        "points",
+        "sampler",
+        "spec",
+    )
 
     def __init__(self, spec: FunctionSpec, enabled: bool = True) -> None:
         self.on = enabled
@@ -215,6 +227,10 @@ class Probe:
         self.points = [_PointInfo(p.kind, p.line, p.names, p.text) for p in spec.points]
         self._limiter: Any = None
         self._generation = -1
+        self.sampler = sampling.sampler_for(self.name, _named_exactly(spec.target))
+        # Set by the engine when a runtime wrapper of this function samples its calls (hybrid):
+        # then a call records only on the wrapper's span, so both mechanisms keep the same calls.
+        self.follows = False
 
     def _allow(self) -> bool:
         if self._generation != _config.generation:
@@ -232,6 +248,12 @@ class Probe:
         try:
             if _config.broken:
                 return None
+            if self.follows:
+                span = claim_call_span()
+                return CallRecorder(self, span, None, False) if span is not None and self._allow() else None
+            sampler = self.sampler
+            if sampler is not None and not sampler.admit():
+                return None  # before anything is allocated
             context = decide()  # None: no SDK, sampled out, or outside an explicit session
             if context is None:
                 return None
@@ -240,13 +262,27 @@ class Probe:
                 return CallRecorder(self, span, None, False) if self._allow() else None
             if not self._allow():
                 return None
-            started = begin(self.name, self.attributes, context)
+            attributes = self.attributes
+            if sampler is not None and sampler.pending:
+                attributes = {**attributes, sc.SAMPLED_OUT: sampler.take_pending()}
+            started = begin(self.name, attributes, context)
             if started is None:
                 return None
             return CallRecorder(self, started[0], started[1], True)
         except Exception as exc:
             _disable(exc)
             return None
+
+
+def _named_exactly(target: str) -> bool:
+    """Whether one of the patterns in ``target`` (comma-separated) names the function itself."""
+    for text in filter(None, (t.strip() for t in target.split(","))):
+        try:
+            if parse_pattern(text).names_function:
+                return True
+        except PatternError:
+            continue
+    return False
 
 
 class _Rendered:
@@ -390,6 +426,10 @@ class CallRecorder:
     def exit(self) -> None:
         """The call ended: emit the events, close our span (never raises)."""
         summary: dict[str, Any] = {}
+        if self.own and self.probe.sampler is not None:
+            sampling.budget().spend(self.seq)
+        elif self.probe.follows:  # the runtime wrapper charged the span already
+            sampling.budget().spend_items(self.seq)
         try:
             summary = self._emit()
         except Exception as exc:

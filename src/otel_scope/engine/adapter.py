@@ -50,11 +50,11 @@ class _ProbeSwitch:
     """A function rewritten at import: capture is switched on, and ``restore()`` switches it off."""
 
     def __init__(self, probe: Any) -> None:
-        self._probe = probe
+        self.probe = probe
         probe.on = True
 
     def restore(self) -> None:
-        self._probe.on = False
+        self.probe.on = False
 
 
 class CompileTimeAdapter:

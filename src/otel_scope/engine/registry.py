@@ -20,7 +20,7 @@ from typing import Any
 
 import wrapt
 
-from otel_scope.capture import Serializer
+from otel_scope.capture import Serializer, sampling
 from otel_scope.config import Settings
 from otel_scope.engine.discovery import Site, iter_sites, site_for_function, source_available
 from otel_scope.runtime.wrappers import RuntimeProbe, is_ours
@@ -113,6 +113,7 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.serializer = Serializer.from_settings(settings)
+        sampling.configure(settings)
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._entries: dict[int, Entry] = {}
@@ -284,6 +285,8 @@ class Engine:
             _log.warning("otel-scope: could not instrument %s: %s", site.full_name, exc)
             for e in selecting:
                 e.errors[site.full_name] = f"{type(exc).__name__}: {exc}"
+        if applied.compiled is not None:  # hybrid: compile-time records the calls the wrapper keeps
+            applied.compiled.probe.follows = applied.probe is not None and applied.probe.sampler is not None
         if applied.probe is None and applied.capture is None:
             del self._applied[key]
 
@@ -302,6 +305,7 @@ class Engine:
                 capture_args=self.settings.capture_args,
                 capture_return=self.settings.capture_return,
                 rate_limit=self.settings.rate_limit,
+                sampler=sampling.sampler_for(site.full_name, _named_exactly(selecting)),
             )
             probe.on_finish = self.on_finish
             probe.deep = deep
@@ -333,6 +337,11 @@ class Engine:
                 raise RuntimeError("compile-time capture is not available in this process")
             applied.compiled = self.compile_time.install(applied.site, want)
             applied.capture = want
+
+
+def _named_exactly(selecting: list[Entry]) -> bool:
+    """Whether a request names this function itself (not a glob): all its calls are kept."""
+    return any(e.function is not None or e.request.pattern.names_function for e in selecting)
 
 
 def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict, str]]:

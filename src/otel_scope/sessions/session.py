@@ -29,6 +29,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from otel_scope import semconv
 from otel_scope._version import __version__
+from otel_scope.capture import sampling
 from otel_scope.sessions import state
 
 _log = logging.getLogger("otel_scope")
@@ -47,14 +48,18 @@ class Session:
         self._ended = False
         self._lock = threading.Lock()
 
-    def end(self, how: str = "normal", exc: BaseException | None = None) -> bool:
-        """End the session's span once; returns False if it had already ended."""
+    def end(
+        self, how: str = "normal", exc: BaseException | None = None, attributes: dict[str, Any] | None = None
+    ) -> bool:
+        """End the session's span once (adding ``attributes``); returns False if it had already ended."""
         with self._lock:
             if self._ended:
                 return False
             self._ended = True
         try:
             self.span.set_attribute(semconv.SESSION_EXIT, how)
+            if attributes:
+                self.span.set_attributes(attributes)
             if exc is not None:
                 self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
             self.span.end()
@@ -128,7 +133,8 @@ class ProcessSession:
 
     def end(self, how: str = "normal", exc: BaseException | None = None) -> None:
         """End the session span, flush it, and tell the user where to see it (once)."""
-        if not self.session.end(how, exc):
+        # The run's call-sampling totals: what was left out reaches the user with the session.
+        if not self.session.end(how, exc, sampling.summary()):
             return
         state.fallback_context = None
         provider = trace.get_tracer_provider()
