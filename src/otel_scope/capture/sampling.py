@@ -28,6 +28,7 @@ matters for a gate that exists to bound overhead, while a lock would serialize e
 
 from __future__ import annotations
 
+import sys
 import threading
 from time import monotonic_ns
 from typing import Any
@@ -104,6 +105,11 @@ def configure(settings: Any) -> None:
     _budget.base_interval_ns = int(1e9 / rate) if rate > 0 else MAX_INTERVAL_NS
     _budget.interval_ns = _budget.base_interval_ns
     _budget.overhead = float(settings.overhead_budget)
+    with _lock:
+        samplers = list(_budget.samplers)
+    for sampler in samplers:  # functions instrumented already follow the new settings too
+        sampler.first_until = sys.maxsize if not _budget.enabled else sampler.calls
+        sampler.reopen()
 
 
 def budget() -> Budget:
@@ -167,7 +173,7 @@ class CallSampler:
 
     def reopen(self) -> None:
         """A call raised: keep the next ``first`` calls in full, to see what follows an error."""
-        self.first_until = self.calls + _budget.first
+        self.first_until = max(self.first_until, self.calls + _budget.first)
         self.next_check = self.first_until + 1
         self.stride = 1
 
