@@ -43,6 +43,7 @@ ITEM_COST_NS = 1_500
 MAX_STRIDE = 256  # sampled-out calls between two clock reads, at most
 WINDOW_NS = 200_000_000  # the budget compares spend with elapsed time over this window
 MAX_INTERVAL_NS = 60_000_000_000  # the adapted interval never exceeds one kept call a minute
+NEVER = sys.maxsize  # the interval of rate 0: after the first calls, only errors are recorded
 TOP_FUNCTIONS = 20  # functions named on the session span, most sampled-out first
 
 
@@ -85,7 +86,7 @@ class Budget:
             return
         used = self.spent_ns / elapsed
         if self.overhead > 0:
-            if used > self.overhead:
+            if used > self.overhead and self.interval_ns < MAX_INTERVAL_NS:
                 self.interval_ns = min(self.interval_ns * 2, MAX_INTERVAL_NS)
             elif used < self.overhead / 4 and self.interval_ns > self.base_interval_ns:
                 self.interval_ns = max(self.interval_ns // 2, self.base_interval_ns)
@@ -102,7 +103,7 @@ def configure(settings: Any) -> None:
     _budget.enabled = bool(settings.call_sampling)
     _budget.first = int(settings.call_sample_first)
     rate = float(settings.call_sample_rate)
-    _budget.base_interval_ns = int(1e9 / rate) if rate > 0 else MAX_INTERVAL_NS
+    _budget.base_interval_ns = int(1e9 / rate) if rate > 0 else NEVER
     _budget.interval_ns = _budget.base_interval_ns
     _budget.overhead = float(settings.overhead_budget)
     with _lock:
@@ -136,7 +137,7 @@ class CallSampler:
         self.first_until = first  # calls up to this number are kept in full
         self.next_check = first + 1  # the call number at which the clock is read next
         self.stride = 1
-        self.last_kept = 0
+        self.last_kept = monotonic_ns()  # the rate counts from the function's instrumentation
         self.sampled_out = 0  # calls left out in total
         self.pending = 0  # calls left out since the last kept one (put on that kept span)
 

@@ -7,7 +7,7 @@ the object that was there (a ``classmethod`` in its defining class, not a bound 
 
 from __future__ import annotations
 
-import inspect
+import linecache
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -124,9 +124,14 @@ def site_for_function(func: Any) -> Site | None:
 
 
 def source_available(func: types.FunctionType) -> bool:
-    """Whether compile-time rewriting can read this function's source."""
-    try:
-        inspect.getsourcelines(func)
-    except (OSError, TypeError):
+    """Whether compile-time rewriting can read this function's source.
+
+    Asked for every function a pattern selects, so it reads only what the rewriter reads (the
+    module's lines, cached by ``linecache``) instead of tokenizing the function's block with
+    ``inspect.getsourcelines`` (milliseconds per function: seconds for a package).
+    """
+    code = getattr(func, "__code__", None)
+    if not isinstance(code, types.CodeType):
         return False
-    return True
+    lines = linecache.getlines(code.co_filename, getattr(func, "__globals__", None))
+    return len(lines) >= code.co_firstlineno

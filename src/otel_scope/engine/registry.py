@@ -122,6 +122,9 @@ class Engine:
         # Called after each recorded runtime call (RuntimeProbe.on_finish): escalation and
         # exception-frame capture hook in here, for probes made now and later.
         self.on_finish: Callable[[RuntimeProbe, Any, BaseException | None], None] | None = None
+        # Where each loaded module's callables are bound by name, built once per batch of changes
+        # (one add(), one import) instead of scanning every module for every function.
+        self._aliases: _AliasIndex | None = None
 
     # -- adding and removing -------------------------------------------------------------------
     def add(self, request: Request, function: Any = None) -> Handle:
@@ -129,8 +132,12 @@ class Engine:
         with self._lock:
             entry = Entry(next(self._ids), request, function)
             self._entries[entry.id] = entry
-            for site in self._sites_for(entry):
-                self._reconcile(site)
+            self._aliases = _AliasIndex(list(sys.modules.values()))
+            try:
+                for site in self._sites_for(entry):
+                    self._reconcile(site)
+            finally:
+                self._aliases = None
             if function is None and not entry.sites and request.pattern.module not in sys.modules:
                 _log.debug("otel-scope: %s waits for its module to be imported", request.pattern.text)
             return Handle(self, entry)
@@ -185,11 +192,20 @@ class Engine:
     def module_loaded(self, module: types.ModuleType) -> None:
         """Apply the requests to a module that has just been imported."""
         with self._lock:
-            for entry in list(self._entries.values()):
-                if entry.function is None and entry.request.pattern.matches_module(module.__name__):
-                    for site in iter_sites(module, entry.request.pattern):
-                        if not self.excluded(site.module, site.qualname):
-                            self._reconcile(site)
+            # Only the module's own package can hold its names already (a submodule importing
+            # them while the package's __init__ runs); later imports see the wrapper anyway.
+            top = module.__name__.partition(".")[0]
+            self._aliases = _AliasIndex(
+                [m for n, m in list(sys.modules.items()) if n == top or n.startswith(top + ".")]
+            )
+            try:
+                for entry in list(self._entries.values()):
+                    if entry.function is None and entry.request.pattern.matches_module(module.__name__):
+                        for site in iter_sites(module, entry.request.pattern):
+                            if not self.excluded(site.module, site.qualname):
+                                self._reconcile(site)
+            finally:
+                self._aliases = None
 
     # -- introspection -------------------------------------------------------------------------
     def functions_of(self, entry: Entry) -> list[str]:
@@ -312,7 +328,8 @@ class Engine:
             wrapper = install_wrapper(site.owner, site.attr, probe)
             applied.probe, applied.wrapper = probe, wrapper
             if isinstance(site.owner, types.ModuleType):
-                applied.aliases = _replace_aliases(site.raw, wrapper, site.owner)
+                aliases = self._aliases or _AliasIndex(list(sys.modules.values()))
+                applied.aliases = aliases.replace(site.raw, wrapper, site.owner)
         elif not want and applied.probe is not None:
             applied.probe.enabled = False  # a call already inside the wrapper finishes normally
             wrapt.unwrap_object(site.owner, site.attr, applied.wrapper, missing_ok=True)
@@ -344,23 +361,30 @@ def _named_exactly(selecting: list[Entry]) -> bool:
     return any(e.function is not None or e.request.pattern.names_function for e in selecting)
 
 
-def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict, str]]:
-    """Point other modules' references to ``original`` (``from m import f``) at ``wrapper``.
+class _AliasIndex:
+    """Every name bound to a callable in ``modules``, by the callable's identity.
 
-    Without this, a target added while the program runs would miss every caller that imported the
-    function by name before the target existed.
+    Used to point other modules' references to a function (``from m import f``) at its wrapper:
+    without this, a target added while the program runs would miss every caller that imported the
+    function by name before the target existed. Built with one pass over the modules, so a batch
+    of N functions costs one scan, not N.
     """
-    replaced = []
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
-        if (
-            module is home
-            or not isinstance(namespace, dict)
-            or never_instrumented(getattr(module, "__name__", ""))
-        ):
-            continue
-        for name, value in list(namespace.items()):
-            if value is original:
+
+    def __init__(self, modules: list[Any]) -> None:
+        self._where: dict[int, list[tuple[dict, str]]] = {}
+        for module in modules:
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict) or never_instrumented(getattr(module, "__name__", "")):
+                continue
+            for name, value in list(namespace.items()):
+                if callable(value) and not isinstance(value, (type, types.ModuleType)):
+                    self._where.setdefault(id(value), []).append((namespace, name))
+
+    def replace(self, original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict, str]]:
+        """Rebind the names of ``original`` outside ``home`` to ``wrapper``; what was rebound."""
+        replaced = []
+        for namespace, name in self._where.get(id(original), ()):
+            if namespace is not home.__dict__ and namespace.get(name) is original:
                 namespace[name] = wrapper
                 replaced.append((namespace, name))
-    return replaced
+        return replaced
