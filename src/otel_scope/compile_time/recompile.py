@@ -19,12 +19,14 @@ import itertools
 import linecache
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType
 from typing import Any
 
 from otel_scope.compile_time.recorder import Probe, register
 from otel_scope.compile_time.rewriter import rewrite_source
+from otel_scope.compile_time.spec import FunctionSpec
 from otel_scope.targets.plan import CapturePlan
 
 _counter = itertools.count()
@@ -86,33 +88,79 @@ def unwrap(func: Any) -> FunctionType:
     return func
 
 
-def recompile(func: Any, plan: CapturePlan) -> Recompiled:
-    """Rewrite ``func`` per ``plan`` and make the live function use the new code."""
+@dataclass
+class Prepared:
+    """A function's rewritten code, made but not yet installed: :meth:`apply` swaps it in."""
+
+    target: FunctionType
+    made_from: CodeType  # the code it was rewritten from: stale if the function's code changed since
+    code: CodeType
+    probe_name: str
+    spec: FunctionSpec
+    seconds: float
+
+    def apply(self) -> Recompiled:
+        """Make the live function run the rewritten code."""
+        probe = Probe(self.spec)
+        with _lock:
+            self.target.__globals__[self.probe_name] = probe
+            register(self.probe_name, probe)
+            original = self.target.__code__
+            self.target.__code__ = self.code
+        return Recompiled(self.target, original, self.code, probe, self.seconds)
+
+
+def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | RecompileError]:
+    """Rewrite every function of ``items`` with its plan, parsing each source file once.
+
+    Recompiling N functions of one module costs one rewrite of the module, not N (libcst parses
+    and positions the whole module either way). Returns, in the order of ``items``, what
+    :meth:`Prepared.apply` installs, or the :class:`RecompileError` saying why not.
+    """
     started = time.perf_counter()
-    target = unwrap(func)
+    out: list[Prepared | RecompileError | None] = [None] * len(items)
+    by_file: dict[tuple[str, str], list[tuple[int, FunctionType, CapturePlan]]] = {}
+    for i, (func, plan) in enumerate(items):
+        try:
+            target = unwrap(func)
+        except RecompileError as exc:
+            out[i] = exc
+            continue
+        key = (target.__code__.co_filename, target.__module__)
+        by_file.setdefault(key, []).append((i, target, plan))
+    for (filename, module), group in by_file.items():
+        lines = linecache.getlines(filename, group[0][1].__globals__)
+        if not lines:
+            for i, target, _plan in group:
+                out[i] = RecompileError(f"no source for {target.__qualname__} ({filename})")
+            continue
+        prefix = f"_otel_scope_p_rc{next(_counter)}_"
+        plans = {target.__qualname__: plan for _i, target, plan in group}
+        result = rewrite_source("".join(lines), filename, module, plans, probe_prefix=prefix, prelude=False)
+        seconds = (time.perf_counter() - started) / len(group)
+        for i, target, _plan in group:
+            out[i] = _prepared(target, result, seconds)
+    return out  # type: ignore[return-value]
+
+
+def _prepared(target: FunctionType, result: Any, seconds: float) -> Prepared | RecompileError:
     code = target.__code__
-    filename = code.co_filename
-    lines = linecache.getlines(filename, target.__globals__)
-    if not lines:
-        raise RecompileError(f"no source for {target.__qualname__} ({filename})")
-    prefix = f"_otel_scope_p_rc{next(_counter)}_"
-    plans = {target.__qualname__: plan}
-    source = "".join(lines)
-    result = rewrite_source(source, filename, target.__module__, plans, probe_prefix=prefix, prelude=False)
     new_code = _find_code(result.code, code)
     if new_code is None or target.__qualname__ not in result.instrumented:
         reason = result.skipped.get(target.__qualname__, "not found in the current source")
-        raise RecompileError(f"cannot recompile {target.__qualname__}: {reason}")
+        return RecompileError(f"cannot recompile {target.__qualname__}: {reason}")
     if new_code.co_freevars != code.co_freevars:
-        raise RecompileError(f"cannot recompile {target.__qualname__}: its closure changed in the source")
+        return RecompileError(f"cannot recompile {target.__qualname__}: its closure changed in the source")
     name = next(n for n in new_code.co_names if n in result.specs)  # the probe global it reads
-    probe = Probe(result.specs[name])
-    with _lock:
-        target.__globals__[name] = probe
-        register(name, probe)
-        original = target.__code__
-        target.__code__ = new_code
-    return Recompiled(target, original, new_code, probe, time.perf_counter() - started)
+    return Prepared(target, code, new_code, name, result.specs[name], seconds)
+
+
+def recompile(func: Any, plan: CapturePlan) -> Recompiled:
+    """Rewrite ``func`` per ``plan`` and make the live function use the new code."""
+    (prepared,) = prepare([(func, plan)])
+    if isinstance(prepared, RecompileError):
+        raise prepared
+    return prepared.apply()
 
 
 def _find_code(module_code: CodeType, live: CodeType) -> CodeType | None:

@@ -132,12 +132,7 @@ class Engine:
         with self._lock:
             entry = Entry(next(self._ids), request, function)
             self._entries[entry.id] = entry
-            self._aliases = _AliasIndex(list(sys.modules.values()))
-            try:
-                for site in self._sites_for(entry):
-                    self._reconcile(site)
-            finally:
-                self._aliases = None
+            self._reconcile_all(self._sites_for(entry), list(sys.modules.values()))
             if function is None and not entry.sites and request.pattern.module not in sys.modules:
                 _log.debug("otel-scope: %s waits for its module to be imported", request.pattern.text)
             return Handle(self, entry)
@@ -195,17 +190,15 @@ class Engine:
             # Only the module's own package can hold its names already (a submodule importing
             # them while the package's __init__ runs); later imports see the wrapper anyway.
             top = module.__name__.partition(".")[0]
-            self._aliases = _AliasIndex(
-                [m for n, m in list(sys.modules.items()) if n == top or n.startswith(top + ".")]
-            )
-            try:
-                for entry in list(self._entries.values()):
-                    if entry.function is None and entry.request.pattern.matches_module(module.__name__):
-                        for site in iter_sites(module, entry.request.pattern):
-                            if not self.excluded(site.module, site.qualname):
-                                self._reconcile(site)
-            finally:
-                self._aliases = None
+            sites = [
+                site
+                for entry in list(self._entries.values())
+                if entry.function is None and entry.request.pattern.matches_module(module.__name__)
+                for site in iter_sites(module, entry.request.pattern)
+                if not self.excluded(site.module, site.qualname)
+            ]
+            package = [m for n, m in list(sys.modules.items()) if n == top or n.startswith(top + ".")]
+            self._reconcile_all(sites, package)
 
     # -- introspection -------------------------------------------------------------------------
     def functions_of(self, entry: Entry) -> list[str]:
@@ -268,14 +261,41 @@ class Engine:
             if not self.excluded(site.module, site.qualname)
         ]
 
+    def _reconcile_all(self, sites: list[Site], alias_modules: list[Any]) -> None:
+        """Reconcile a batch of sites: one alias index, one rewrite per module for compile-time."""
+        self._aliases = _AliasIndex(alias_modules)
+        try:
+            if self.compile_time is not None:
+                wanted = []
+                for site in sites:
+                    applied = self._applied.get(site.key)
+                    site = applied.site if applied is not None else site
+                    capture = self._decision(site)[1].capture
+                    if capture is not None and (applied is None or applied.capture != capture):
+                        wanted.append((site, capture))
+                if len(wanted) > 1:
+                    self.compile_time.prepare(wanted)
+            for site in sites:
+                self._reconcile(site)
+        finally:
+            self._aliases = None
+            if self.compile_time is not None:
+                self.compile_time.discard_prepared()
+
+    def _decision(self, site: Site) -> tuple[list[Entry], Any]:
+        """The entries selecting ``site`` and the merged decision for it."""
+        selecting = [e for e in self._entries.values() if e.selects(site)]
+        return selecting, decide_function(
+            [e.request for e in selecting], self.settings, source_available(site.func)
+        )
+
     def _reconcile(self, site: Site) -> None:
         """Bring ``site`` to the merged plan of the entries selecting it."""
         key = site.key
         applied = self._applied.get(key)
         if applied is not None:
             site = applied.site  # keep the original raw object, not our wrapper
-        selecting = [e for e in self._entries.values() if e.selects(site)]
-        decision = decide_function([e.request for e in selecting], self.settings, source_available(site.func))
+        selecting, decision = self._decision(site)
         want_runtime, want_capture = decision.runtime, decision.capture
         if selecting:
             _log.debug("otel-scope plan for %s: %s", site.full_name, "; ".join(decision.reasons))
