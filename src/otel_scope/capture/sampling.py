@@ -36,10 +36,12 @@ from typing import Any
 from otel_scope import semconv
 
 # What one kept call costs, estimated rather than timed so that kept calls pay no extra clock
-# reads: a span through the SDK and its export (~20 µs on a 2-core machine), plus each capture,
-# event or generator item recorded on it.
-SPAN_COST_NS = 20_000
-ITEM_COST_NS = 1_500
+# reads. Measured by benchmarks/bench_package_wide.py on a 2-core machine: a span with its
+# arguments, the SDK, and its export on the batch thread (which holds the GIL while it encodes
+# and stores) costs 100-400 µs of the program's time; each capture, event or generator item on
+# it a few µs more.
+SPAN_COST_NS = 100_000
+ITEM_COST_NS = 3_000
 MAX_STRIDE = 256  # sampled-out calls between two clock reads, at most
 WINDOW_NS = 200_000_000  # the budget compares spend with elapsed time over this window
 MAX_INTERVAL_NS = 60_000_000_000  # the adapted interval never exceeds one kept call a minute

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
@@ -114,6 +114,8 @@ def decide() -> Context | None:
     if session_state.kind == "explicit" and session_state.active.get() is None:
         return None
     ctx = otel_context.get_current()
+    if ctx.get(_SUPPRESS_INSTRUMENTATION_KEY):  # the SDK exporting: a traced json.dumps would loop
+        return None
     parent = ctx.get(_SPAN_KEY)
     if parent is None and session_state.fallback_context is not None:
         ctx = session_state.fallback_context
