@@ -305,6 +305,7 @@ def test_a_runtime_span_for_the_same_call_is_reused_and_not_ended(spans, mod):
 
 
 def test_threads_calling_one_function_keep_events_in_their_own_spans(spans, mod):
+    configure(Settings(call_sampling=False))  # every call of the glob-targeted function
     barrier = threading.Barrier(4)
     results = {}
 

@@ -56,6 +56,16 @@ CAPTURES_DROPPED = "otel_scope.captures.dropped"
 CAPTURES_DROPPED_REASON = "otel_scope.captures.dropped_reason"  # "loop_sampling", "max_events", ...
 RATE_LIMITED = "otel_scope.rate_limited"  # calls not captured since the last recorded one
 REDACTED_COUNT = "otel_scope.redacted"  # values replaced by the redaction marker
+SAMPLED_OUT = "otel_scope.sampled_out"  # calls of this function call sampling left out before this one
+SAMPLING_LATE = "otel_scope.sampling.late"  # a sampled-out call that raised: span made as it failed
+
+# --- Call sampling totals (on the session root span, at its end) ------------------------------
+SAMPLING_CALLS = "otel_scope.sampling.calls"  # calls of sampled functions seen
+SAMPLING_SAMPLED_OUT = "otel_scope.sampling.sampled_out"  # of those, calls not recorded
+SAMPLING_FUNCTIONS = "otel_scope.sampling.functions"  # functions under call sampling
+SAMPLING_FUNCTIONS_SAMPLED_OUT = "otel_scope.sampling.functions_sampled_out"  # with calls left out
+SAMPLING_TOP = "otel_scope.sampling.top"  # ["function=count", ...], most left out first
+SAMPLING_INTERVAL_MS = "otel_scope.sampling.interval_ms"  # the adapted interval between kept calls
 
 # --- State before/after (issue "State and messages") -----------------------------------------
 EVENT_STATE = "otel_scope.state"  # one event per changed attribute of self

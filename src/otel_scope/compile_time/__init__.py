@@ -25,6 +25,7 @@ _LAZY = {
     "Recompiled": "recompile",
     "RecompileError": "recompile",
     "recompile": "recompile",
+    "prepare": "recompile",
 }
 
 
@@ -51,6 +52,7 @@ __all__ = [
     "RewriteResult",
     "ScopeLoader",
     "configure",
+    "prepare",
     "probes",
     "recompile",
     "rewrite_source",

@@ -16,6 +16,7 @@ import inspect
 import itertools
 import linecache
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType
 from typing import Any
@@ -25,6 +26,7 @@ from otel_scope.callables import innermost_function
 from otel_scope.compile_time.hook import rewritten_from, source_digest
 from otel_scope.compile_time.recorder import Probe, register
 from otel_scope.compile_time.rewriter import rewrite_source
+from otel_scope.compile_time.spec import FunctionSpec
 from otel_scope.targets.plan import CapturePlan
 
 _counter = itertools.count()
@@ -76,38 +78,91 @@ def unwrap(func: Any) -> FunctionType:
     return target
 
 
-def recompile(func: Any, plan: CapturePlan) -> Recompiled:
-    """Rewrite ``func`` per ``plan`` and make the live function use the new code."""
+@dataclass
+class Prepared:
+    """A function's rewritten code, made but not yet installed: :meth:`apply` swaps it in."""
+
+    target: FunctionType
+    made_from: CodeType  # the code it was rewritten from: stale if the function's code changed since
+    code: CodeType
+    probe_name: str
+    spec: FunctionSpec
+    seconds: float
+
+    def apply(self) -> Recompiled:
+        """Make the live function run the rewritten code."""
+        probe = Probe(self.spec)
+        with _lock:
+            self.target.__globals__[self.probe_name] = probe
+            register(self.probe_name, probe)
+            original = self.target.__code__
+            self.target.__code__ = self.code
+        return Recompiled(self.target, original, self.code, probe, self.seconds)
+
+
+def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | RecompileError]:
+    """Rewrite every function of ``items`` with its plan, parsing each source file once.
+
+    Recompiling N functions of one module costs one rewrite of the module, not N (libcst parses
+    and positions the whole module either way). Returns, in the order of ``items``, what
+    :meth:`Prepared.apply` installs, or the :class:`RecompileError` saying why not.
+    """
     started = time.perf_counter()
-    target = unwrap(func)
+    out: list[Prepared | RecompileError | None] = [None] * len(items)
+    by_file: dict[tuple[str, str], list[tuple[int, FunctionType, CapturePlan]]] = {}
+    for i, (func, plan) in enumerate(items):
+        try:
+            target = unwrap(func)
+        except RecompileError as exc:
+            out[i] = exc
+            continue
+        key = (target.__code__.co_filename, target.__module__)
+        by_file.setdefault(key, []).append((i, target, plan))
+    for (filename, module), group in by_file.items():
+        lines = linecache.getlines(filename, group[0][1].__globals__)
+        if not lines:
+            for i, target, _plan in group:
+                out[i] = RecompileError(f"no source for {target.__qualname__} ({filename})")
+            continue
+        source = "".join(lines)
+        current = []
+        for i, target, plan in group:
+            if _source_matches(source, filename, target.__code__):
+                current.append((i, target, plan))
+            else:
+                out[i] = RecompileError(
+                    f"cannot recompile {target.__qualname__}: {filename} no longer matches the running "
+                    "code (edited since it was imported?); restart the program to trace the new code"
+                )
+        if not current:
+            continue
+        prefix = f"_otel_scope_p_rc{next(_counter)}_"
+        plans = {target.__qualname__: plan for _i, target, plan in current}
+        result = rewrite_source(source, filename, module, plans, probe_prefix=prefix, prelude=False)
+        seconds = (time.perf_counter() - started) / len(current)
+        for i, target, _plan in current:
+            out[i] = _prepared(target, result, seconds)
+    return out  # type: ignore[return-value]
+
+
+def _prepared(target: FunctionType, result: Any, seconds: float) -> Prepared | RecompileError:
     code = target.__code__
-    filename = code.co_filename
-    lines = linecache.getlines(filename, target.__globals__)
-    if not lines:
-        raise RecompileError(f"no source for {target.__qualname__} ({filename})")
-    source = "".join(lines)
-    if not _source_matches(source, filename, code):
-        raise RecompileError(
-            f"cannot recompile {target.__qualname__}: {filename} no longer matches the running code "
-            "(edited since it was imported?); restart the program to trace the new code"
-        )
-    prefix = f"_otel_scope_p_rc{next(_counter)}_"
-    plans = {target.__qualname__: plan}
-    result = rewrite_source(source, filename, target.__module__, plans, probe_prefix=prefix, prelude=False)
     new_code = _find_code(result.code, code)
     if new_code is None or target.__qualname__ not in result.instrumented:
         reason = result.skipped.get(target.__qualname__, "not found in the current source")
-        raise RecompileError(f"cannot recompile {target.__qualname__}: {reason}")
+        return RecompileError(f"cannot recompile {target.__qualname__}: {reason}")
     if new_code.co_freevars != code.co_freevars:
-        raise RecompileError(f"cannot recompile {target.__qualname__}: its closure changed in the source")
+        return RecompileError(f"cannot recompile {target.__qualname__}: its closure changed in the source")
     name = next(n for n in new_code.co_names if n in result.specs)  # the probe global it reads
-    probe = Probe(result.specs[name])
-    with _lock:
-        target.__globals__[name] = probe
-        register(name, probe)
-        original = target.__code__
-        target.__code__ = new_code
-    return Recompiled(target, original, new_code, probe, time.perf_counter() - started)
+    return Prepared(target, code, new_code, name, result.specs[name], seconds)
+
+
+def recompile(func: Any, plan: CapturePlan) -> Recompiled:
+    """Rewrite ``func`` per ``plan`` and make the live function use the new code."""
+    (prepared,) = prepare([(func, plan)])
+    if isinstance(prepared, RecompileError):
+        raise prepared
+    return prepared.apply()
 
 
 def _source_matches(source: str, filename: str, live: CodeType) -> bool:

@@ -13,7 +13,9 @@ When the call ends, :meth:`CallRecorder.exit` turns what it kept into span event
 
 **Event budget.** The SDK keeps only the *last* 128 events of a span. So that a loop never
 silently loses its first iterations, each capture point keeps its first ``loop_sample`` hits and
-a ring of its last ``loop_sample`` hits; the hits in between are counted, not kept. If the kept
+a ring of its last ``loop_sample`` hits; the hits in between are counted, not kept. Past
+``16 * loop_sample`` hits a point is thinned (see :meth:`CallRecorder._hit`) before its values
+are rendered, so one recorded call of a long loop or generator costs a bounded amount. If the kept
 events still exceed ``max_events``, the earliest half and the latest half of the budget are
 emitted and the middle is counted. Counts and reasons go on the span
 (``otel_scope.captures.recorded``, ``.dropped``, ``.dropped_reason``).
@@ -25,15 +27,18 @@ the first error disables compile-time capture for the process with one warning.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from time import time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
 
 from otel_scope import semconv as sc
+from otel_scope.capture import sampling
 from otel_scope.capture.exceptions import record_exception
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
 from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span
+from otel_scope.targets.patterns import PatternError, parse_pattern
 
 # Any: private SDK classes whose internals _publish writes to; their types promise less (a
 # read-only Sequence of events) than the SDK's BoundedList does.
@@ -113,6 +118,7 @@ def configure(settings: Any) -> None:
     _config.capture_return = bool(settings.capture_return)
     _config.generation += 1
     _config.broken = False
+    sampling.configure(settings)
 
 
 _registry: dict[str, dict[str, Probe]] = {}
@@ -202,7 +208,18 @@ class Probe:
     run its original body with no other cost.
     """
 
-    __slots__ = ("__weakref__", "_generation", "_limiter", "attributes", "name", "on", "points", "spec")
+    __slots__ = (
+        "__weakref__",
+        "_generation",
+        "_limiter",
+        "attributes",
+        "follows",
+        "name",
+        "on",
+        "points",
+        "sampler",
+        "spec",
+    )
 
     def __init__(self, spec: FunctionSpec, enabled: bool = True) -> None:
         self.on = enabled
@@ -219,6 +236,10 @@ class Probe:
         self.points = [_PointInfo(p.kind, p.line, p.names, p.text) for p in spec.points]
         self._limiter: Any = None
         self._generation = -1
+        self.sampler = sampling.sampler_for(self.name, _named_exactly(spec.target))
+        # Set by the engine when a runtime wrapper of this function samples its calls (hybrid):
+        # then a call records only on the wrapper's span, so both mechanisms keep the same calls.
+        self.follows = False
 
     def _allow(self) -> bool:
         if self._generation != _config.generation:
@@ -236,6 +257,12 @@ class Probe:
         try:
             if _config.broken:
                 return None
+            if self.follows:
+                span = claim_call_span()
+                return CallRecorder(self, span, None, False) if span is not None and self._allow() else None
+            sampler = self.sampler
+            if sampler is not None and not sampler.admit():
+                return None  # before anything is allocated
             context = decide()  # None: no SDK, sampled out, or outside an explicit session
             if context is None:
                 return None
@@ -244,13 +271,32 @@ class Probe:
                 return CallRecorder(self, span, None, False) if self._allow() else None
             if not self._allow():
                 return None
-            started = begin(self.name, self.attributes, context)
+            attributes = self.attributes
+            if sampler is not None and sampler.pending:
+                attributes = {**attributes, sc.SAMPLED_OUT: sampler.take_pending()}
+            started = begin(self.name, attributes, context)
             if started is None:
                 return None
             return CallRecorder(self, started[0], started[1], True)
         except Exception as exc:
             _disable(exc)
             return None
+
+
+def _named_exactly(target: str) -> bool:
+    """Whether one of the patterns in ``target`` (comma-separated) names the function itself.
+
+    No pattern at all (a module rewritten directly, not through a target) counts as named.
+    """
+    if not target:
+        return True
+    for text in filter(None, (t.strip() for t in target.split(","))):
+        try:
+            if parse_pattern(text).names_function:
+                return True
+        except PatternError:
+            continue
+    return False
 
 
 class _Rendered:
@@ -296,7 +342,7 @@ class CallRecorder:
         self.context = otel_context.get_current() if own and probe.spec.generator else None
         self.hits = [0] * len(probe.points)
         self.first: list[tuple] = []
-        self.rings: dict[int, list] | None = None
+        self.rings: dict[int, deque[Any]] | None = None
         self.scanned = 0  # entries of self.first whose secret values the serializer remembers
         self.seq = 0
         self.evicted = 0
@@ -314,32 +360,42 @@ class CallRecorder:
     def v(self, index: int, *values: Any) -> None:
         """Names assigned by the statement of point ``index`` now hold ``values``."""
         try:
+            hit = self._hit(index)
+            if not hit:
+                return
             for value in values:
                 if type(value) not in _ATOMIC:
                     values = self._render(index, values)
                     break
-            self._keep(index, values)
+            self._keep(index, hit, values)
         except Exception as exc:
             _disable(exc)
 
     def d(self, index: int) -> None:
         """Names of point ``index`` were deleted."""
         try:
-            self._keep(index, None)
+            hit = self._hit(index)
+            if hit:
+                self._keep(index, hit, None)
         except Exception as exc:
             _disable(exc)
 
     def l(self, index: int) -> None:  # noqa: E743 - one letter keeps rewritten lines short
         """Line of point ``index`` was reached."""
         try:
-            self._keep(index, None)
+            hit = self._hit(index)
+            if hit:
+                self._keep(index, hit, None)
         except Exception as exc:
             _disable(exc)
 
     def x(self, index: int, value: Any) -> Any:
         """An expression of point ``index`` evaluated to ``value``; returns it unchanged."""
         try:
-            self._keep(index, (value,) if type(value) in _ATOMIC else self._render(index, (value,)))
+            hit = self._hit(index)
+            if hit:
+                payload = (value,) if type(value) in _ATOMIC else self._render(index, (value,))
+                self._keep(index, hit, payload)
         except Exception as exc:
             _disable(exc)
         return value
@@ -349,7 +405,9 @@ class CallRecorder:
         try:
             self.returned = True
             self.return_value = value
-            self._keep(index, None)
+            hit = self._hit(index)
+            if hit:
+                self._keep(index, hit, None)
         except Exception as exc:
             _disable(exc)
         return value
@@ -396,6 +454,10 @@ class CallRecorder:
     def exit(self) -> None:
         """The call ended: emit the events, close our span (never raises)."""
         summary: dict[str, Any] = {}
+        if self.own and self.probe.sampler is not None:
+            sampling.budget().spend(self.seq)
+        elif self.probe.follows:  # the runtime wrapper charged the span already
+            sampling.budget().spend_items(self.seq)
         try:
             summary = self._emit()
         except Exception as exc:
@@ -446,9 +508,22 @@ class CallRecorder:
                             serializer.remember_secret(value)
         self.scanned = len(first)
 
-    def _keep(self, index: int, payload: Any) -> None:
+    def _hit(self, index: int) -> int:
+        """Count a hit of point ``index``; its number if it may be kept, 0 if thinned out.
+
+        Decided before the values are rendered, so a long loop costs little per iteration past
+        ``16 * loop_sample`` hits: from there on only every 2nd, then 4th, 8th... hit (the stride
+        doubles each time the hit count does) competes for the ring of last hits.
+        """
         hits = self.hits
         hit = hits[index] = hits[index] + 1
+        thin_from = _config.loop_sample << 4
+        if hit > thin_from and (hit - thin_from) % (1 << (hit // thin_from).bit_length()):
+            self.evicted += 1
+            return 0
+        return hit
+
+    def _keep(self, index: int, hit: int, payload: Any) -> None:
         self.seq += 1
         entry = (self.seq, time_ns(), index, hit, payload)
         sample = _config.loop_sample
@@ -460,17 +535,16 @@ class CallRecorder:
             rings = self.rings = {}
         ring = rings.get(index)
         if ring is None:
-            ring = rings[index] = [None] * sample
-        slot = (hit - sample - 1) % sample
-        if ring[slot] is not None:
+            ring = rings[index] = deque(maxlen=sample)
+        elif len(ring) == sample:
             self.evicted += 1
-        ring[slot] = entry
+        ring.append(entry)
 
     def _emit(self) -> dict[str, Any]:
         """Publish the kept captures as events; the span attributes that summarize them."""
         entries = self.first
         if self.rings:
-            entries = entries + [e for ring in self.rings.values() for e in ring if e is not None]
+            entries = entries + [e for ring in self.rings.values() for e in ring]
             entries.sort(key=lambda e: e[0])
         budget = _config.max_events
         over = len(entries) - budget

@@ -98,6 +98,10 @@ class Settings:
     capture_rate_limit: float = 0.0  # compile-time captured calls per second per function
     max_events: int = 100  # compile-time events per span (the SDK keeps at most 128)
     loop_sample: int = 5  # per capture point: keep the first N and the last N hits
+    call_sampling: bool = True  # per-function call sampling for functions not named exactly
+    call_sample_first: int = 5  # keep the first N calls of every function in full
+    call_sample_rate: float = 10.0  # then at most this many calls per second per function
+    overhead_budget: float = 0.1  # share of the run kept calls may cost; adapts the rate (0: fixed)
     production_compile_time: bool = False
     ui_url: str = "http://localhost:16686/trace/{trace_id}"
     store_path: str = field(default_factory=_default_store_path)
@@ -136,14 +140,17 @@ def _bool(value: str) -> bool:
     raise ValueError("accepted: true or false (also 1/0, yes/no, on/off)")
 
 
-def _number(kind: type, minimum: float) -> Callable[[str], Any]:
+def _number(kind: type, minimum: float, maximum: float | None = None) -> Callable[[str], Any]:
+    bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+    accepted = f"accepted: a {'whole ' if kind is int else ''}number {bounds}"
+
     def parse(value: str) -> Any:
         try:
             number = kind(str(value).strip())
         except ValueError:
-            raise ValueError(f"accepted: a {'whole ' if kind is int else ''}number >= {minimum}") from None
-        if number < minimum:
-            raise ValueError(f"accepted: a {'whole ' if kind is int else ''}number >= {minimum}")
+            raise ValueError(accepted) from None
+        if number < minimum or (maximum is not None and number > maximum) or number != number:
+            raise ValueError(accepted)
         return number
 
     return parse
@@ -206,6 +213,10 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "capture_rate_limit": (ev.OTEL_SCOPE_CAPTURE_RATE_LIMIT, _number(float, 0)),
     "max_events": (ev.OTEL_SCOPE_MAX_EVENTS, _number(int, 1)),
     "loop_sample": (ev.OTEL_SCOPE_LOOP_SAMPLE, _number(int, 1)),
+    "call_sampling": (ev.OTEL_SCOPE_CALL_SAMPLING, _bool),
+    "call_sample_first": (ev.OTEL_SCOPE_CALL_SAMPLE_FIRST, _number(int, 0)),
+    "call_sample_rate": (ev.OTEL_SCOPE_CALL_SAMPLE_RATE, _number(float, 0)),
+    "overhead_budget": (ev.OTEL_SCOPE_OVERHEAD_BUDGET, _number(float, 0, 1)),
     "production_compile_time": (ev.OTEL_SCOPE_PRODUCTION_COMPILE_TIME, _bool),
     "ui_url": (ev.OTEL_SCOPE_UI_URL, _url_template),
     "store_path": (ev.OTEL_SCOPE_STORE_PATH, _path),

@@ -49,12 +49,13 @@ def function_qualnames(source: str) -> list[str]:
 class _ProbeSwitch:
     """A function rewritten at import: capture is switched on, and ``restore()`` switches it off."""
 
-    def __init__(self, probe: Any) -> None:
-        self._probe = probe
-        probe.on = True
+    def __init__(self, probe: Any, switch_on: bool = True) -> None:
+        self.probe = probe
+        if switch_on:
+            probe.on = True
 
     def restore(self) -> None:
-        self._probe.on = False
+        self.probe.on = False
 
 
 class CompileTimeAdapter:
@@ -66,6 +67,8 @@ class CompileTimeAdapter:
         self._hook: Any = None
         self._configured = False
         self._import_plans: dict[str, dict[str, CapturePlan | None]] = {}
+        # Rewritten code made for a batch of functions (see prepare), by (function, plan).
+        self._prepared: dict[tuple[int, CapturePlan], Any] = {}
 
     def _mechanism(self) -> Any:
         from otel_scope import compile_time
@@ -117,25 +120,50 @@ class CompileTimeAdapter:
             self._hook.uninstall()
 
     # -- functions ------------------------------------------------------------------------------
+    def prepare(self, wanted: list[tuple[Site, CapturePlan]]) -> None:
+        """Rewrite, in one pass per module, the functions of a batch that :meth:`install` will
+        recompile: N functions of one module parse it once, not N times."""
+        todo = [(site, plan) for site, plan in wanted if self._switch(site, plan) is None]
+        if len(todo) < 2:
+            return  # one function: install() recompiles it directly
+        made = self._mechanism().prepare([(site.func, plan) for site, plan in todo])
+        for (site, plan), prepared in zip(todo, made, strict=True):
+            if not isinstance(prepared, Exception):
+                self._prepared[(id(site.func), plan)] = prepared
+
+    def discard_prepared(self) -> None:
+        """Forget what a batch prepared and did not install (its functions' plans changed)."""
+        self._prepared.clear()
+
+    def _switch(self, site: Site, plan: CapturePlan) -> _ProbeSwitch | None:
+        """The switch of ``site``'s probe if the import hook already rewrote it with ``plan``."""
+        imported = self._import_plans.get(site.module)
+        if imported is None:
+            return None
+        mechanism = self._mechanism()
+        func = site.func
+        if func is None or mechanism.rewriter.plan_for(imported, site.qualname) != plan:
+            return None
+        for name in func.__code__.co_names:  # the probe global the rewritten code reads
+            probe = func.__globals__.get(name)
+            if isinstance(probe, mechanism.Probe) and probe.spec.qualname == site.qualname:
+                return _ProbeSwitch(probe, switch_on=False)
+        return None
+
     def install(self, site: Site, plan: CapturePlan) -> Any:
         """Make ``site``'s function capture per ``plan`` now; returns an object with ``restore()``.
 
         A function the import hook already rewrote with this plan just has its probe switched
         on; any other is recompiled in place (its ``__code__`` swapped).
         """
-        mechanism = self._mechanism()
-        imported = self._import_plans.get(site.module)
-        func = site.func
-        if (
-            imported is not None
-            and func is not None
-            and mechanism.rewriter.plan_for(imported, site.qualname) == plan
-        ):
-            for name in func.__code__.co_names:  # the probe global the rewritten code reads
-                probe = func.__globals__.get(name)
-                if isinstance(probe, mechanism.Probe) and probe.spec.qualname == site.qualname:
-                    return _ProbeSwitch(probe)
-        return mechanism.recompile(func, plan)
+        switch = self._switch(site, plan)
+        if switch is not None:
+            switch.probe.on = True
+            return switch
+        prepared = self._prepared.pop((id(site.func), plan), None)
+        if prepared is not None and prepared.target.__code__ is prepared.made_from:
+            return prepared.apply()
+        return self._mechanism().recompile(site.func, plan)  # None: refused there, in one line
 
 
 def _key(attr: str | None, prefix: bool) -> str:

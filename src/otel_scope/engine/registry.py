@@ -20,7 +20,7 @@ from typing import Any
 import wrapt
 
 from otel_scope import _forksafe
-from otel_scope.capture import Serializer
+from otel_scope.capture import Serializer, sampling
 from otel_scope.config import Settings
 from otel_scope.engine.discovery import (
     Site,
@@ -140,6 +140,7 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.serializer = Serializer.from_settings(settings)
+        sampling.configure(settings)
         self._lock = _forksafe.rlock()
         self._ids = itertools.count(1)
         self._entries: dict[int, Entry] = {}
@@ -148,6 +149,9 @@ class Engine:
         # Called after each recorded runtime call (RuntimeProbe.on_finish): escalation and
         # exception-frame capture hook in here, for probes made now and later.
         self.on_finish: Callable[[RuntimeProbe, Any, BaseException | None], None] | None = None
+        # Where each loaded module's callables are bound by name, built once per batch of changes
+        # (one add(), one import) instead of scanning every module for every function.
+        self._aliases: _AliasIndex | None = None
 
     # -- adding and removing -------------------------------------------------------------------
     def add(self, request: Request, function: Any = None) -> Handle:
@@ -155,8 +159,7 @@ class Engine:
         with self._lock:
             entry = Entry(next(self._ids), request, function)
             self._entries[entry.id] = entry
-            for site in self._sites_for(entry):
-                self._reconcile(site)
+            self._reconcile_all(self._sites_for(entry), list(sys.modules.values()))
             if function is None and not entry.sites:
                 self._no_match(entry)
             return Handle(self, entry)
@@ -222,11 +225,18 @@ class Engine:
     def module_loaded(self, module: types.ModuleType) -> None:
         """Apply the requests to a module that has just been imported."""
         with self._lock:
-            for entry in list(self._entries.values()):
-                if entry.function is None and entry.request.pattern.matches_module(module.__name__):
-                    for site in iter_sites(module, entry.request.pattern):
-                        if not self.excluded(site.module, site.qualname):
-                            self._reconcile(site)
+            # Only the module's own package can hold its names already (a submodule importing
+            # them while the package's __init__ runs); later imports see the wrapper anyway.
+            top = module.__name__.partition(".")[0]
+            sites = [
+                site
+                for entry in list(self._entries.values())
+                if entry.function is None and entry.request.pattern.matches_module(module.__name__)
+                for site in iter_sites(module, entry.request.pattern)
+                if not self.excluded(site.module, site.qualname)
+            ]
+            package = [m for n, m in list(sys.modules.items()) if n == top or n.startswith(top + ".")]
+            self._reconcile_all(sites, package)
 
     # -- introspection -------------------------------------------------------------------------
     def functions_of(self, entry: Entry) -> list[str]:
@@ -324,14 +334,41 @@ class Engine:
             if not self.excluded(site.module, site.qualname)
         ]
 
+    def _reconcile_all(self, sites: list[Site], alias_modules: list[Any]) -> None:
+        """Reconcile a batch of sites: one alias index, one rewrite per module for compile-time."""
+        self._aliases = _AliasIndex(alias_modules)
+        try:
+            if self.compile_time is not None:
+                wanted = []
+                for site in sites:
+                    applied = self._applied.get(site.key)
+                    site = applied.site if applied is not None else site
+                    capture = self._decision(site)[1].capture
+                    if capture is not None and (applied is None or applied.capture != capture):
+                        wanted.append((site, capture))
+                if len(wanted) > 1:
+                    self.compile_time.prepare(wanted)
+            for site in sites:
+                self._reconcile(site)
+        finally:
+            self._aliases = None
+            if self.compile_time is not None:
+                self.compile_time.discard_prepared()
+
+    def _decision(self, site: Site) -> tuple[list[Entry], Any]:
+        """The entries selecting ``site`` and the merged decision for it."""
+        selecting = [e for e in self._entries.values() if e.selects(site)]
+        return selecting, decide_function(
+            [e.request for e in selecting], self.settings, source_available(site.func)
+        )
+
     def _reconcile(self, site: Site) -> None:
         """Bring ``site`` to the merged plan of the entries selecting it."""
         key = site.key
         applied = self._applied.get(key)
         if applied is not None:
             site = applied.site  # keep the original raw object, not our wrapper
-        selecting = [e for e in self._entries.values() if e.selects(site)]
-        decision = decide_function([e.request for e in selecting], self.settings, source_available(site.func))
+        selecting, decision = self._decision(site)
         want_runtime, want_capture = decision.runtime, decision.capture
         if selecting:
             _log.debug("otel-scope plan for %s: %s", site.full_name, "; ".join(decision.reasons))
@@ -358,6 +395,8 @@ class Engine:
             _log.warning("otel-scope: could not instrument %s: %s", site.full_name, exc)
             for e in selecting:
                 e.errors[site.full_name] = f"{type(exc).__name__}: {exc}"
+        if applied.compiled is not None:  # hybrid: compile-time records the calls the wrapper keeps
+            applied.compiled.probe.follows = applied.probe is not None and applied.probe.sampler is not None
         if applied.probe is None and applied.capture is None:
             del self._applied[key]
 
@@ -388,6 +427,7 @@ class Engine:
                 capture_args=self.settings.capture_args,
                 capture_return=self.settings.capture_return,
                 rate_limit=self.settings.rate_limit,
+                sampler=sampling.sampler_for(site.full_name, _named_exactly(selecting)),
             )
             probe.on_finish = self.on_finish
             probe.deep = deep
@@ -396,9 +436,8 @@ class Engine:
             applied.probe.deep = deep
             applied.probe.state = state_capture
 
-    @staticmethod
     def _install_runtime(
-        applied: Applied, probe: RuntimeProbe, code_target: types.FunctionType | None
+        self, applied: Applied, probe: RuntimeProbe, code_target: types.FunctionType | None
     ) -> None:
         """Make calls reach ``probe``: through the function's code if given, else a wrapper."""
         site = applied.site
@@ -407,8 +446,9 @@ class Engine:
             applied.trampoline = trampoline.install(code_target, probe)
             return
         applied.wrapper = install_wrapper(site.owner, site.attr, probe)
-        if isinstance(site.owner, types.ModuleType):
-            applied.aliases = _replace_aliases(site.raw, applied.wrapper, site.owner)
+        if isinstance(site.owner, types.ModuleType):  # the batch's index, else one made now
+            aliases = self._aliases or _AliasIndex(list(sys.modules.values()))
+            applied.aliases = aliases.replace(site.raw, applied.wrapper, site.owner)
 
     @staticmethod
     def _uninstall_runtime(applied: Applied) -> None:
@@ -460,23 +500,37 @@ def _installed_function(site: Site) -> types.FunctionType | None:
     return func if isinstance(func, types.FunctionType) else None
 
 
-def _replace_aliases(original: Any, wrapper: Any, home: types.ModuleType) -> list[tuple[dict[str, Any], str]]:
-    """Point other modules' references to ``original`` (``from m import f``) at ``wrapper``.
+def _named_exactly(selecting: list[Entry]) -> bool:
+    """Whether a request names this function itself (not a glob): all its calls are kept."""
+    return any(e.function is not None or e.request.pattern.names_function for e in selecting)
 
-    Without this, a target added while the program runs would miss every caller that imported the
-    function by name before the target existed.
+
+class _AliasIndex:
+    """Every name bound to a callable in ``modules``, by the callable's identity.
+
+    Used to point other modules' references to a function (``from m import f``) at its wrapper:
+    without this, a target added while the program runs would miss every caller that imported the
+    function by name before the target existed. Built with one pass over the modules, so a batch
+    of N functions costs one scan, not N.
     """
-    replaced = []
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
-        if (
-            module is home
-            or not isinstance(namespace, dict)
-            or never_instrumented(getattr(module, "__name__", ""))
-        ):
-            continue
-        for name, value in list(namespace.items()):
-            if value is original:
+
+    def __init__(self, modules: list[Any]) -> None:
+        self._where: dict[int, list[tuple[dict[str, Any], str]]] = {}
+        for module in modules:
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict) or never_instrumented(getattr(module, "__name__", "")):
+                continue
+            for name, value in list(namespace.items()):
+                if callable(value) and not isinstance(value, (type, types.ModuleType)):
+                    self._where.setdefault(id(value), []).append((namespace, name))
+
+    def replace(
+        self, original: Any, wrapper: Any, home: types.ModuleType
+    ) -> list[tuple[dict[str, Any], str]]:
+        """Rebind the names of ``original`` outside ``home`` to ``wrapper``; what was rebound."""
+        replaced: list[tuple[dict[str, Any], str]] = []
+        for namespace, name in self._where.get(id(original), ()):
+            if namespace is not home.__dict__ and namespace.get(name) is original:
                 namespace[name] = wrapper
                 replaced.append((namespace, name))
-    return replaced
+        return replaced

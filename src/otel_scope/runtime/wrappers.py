@@ -30,6 +30,7 @@ from otel_scope import semconv
 from otel_scope.callables import binds_arguments, innermost_function
 from otel_scope.capture import RateLimiter, Serializer
 from otel_scope.capture.exceptions import record_exception
+from otel_scope.capture.sampling import CallSampler, budget
 from otel_scope.runtime import state, tracing
 
 _log = logging.getLogger("otel_scope")
@@ -74,6 +75,7 @@ class RuntimeProbe:
         "limiter",
         "name",
         "on_finish",
+        "sampler",
         "serializer",
         "skip_first",
         "state",
@@ -93,6 +95,7 @@ class RuntimeProbe:
         capture_return: bool = True,
         rate_limit: float = 0.0,
         mechanism: str = semconv.MECHANISM_RUNTIME,
+        sampler: CallSampler | None = None,
     ) -> None:
         # The innermost function gives code attributes and argument names, never the calling kind.
         plain = innermost_function(func)
@@ -114,6 +117,7 @@ class RuntimeProbe:
         self.capture_args = capture_args and code is not None and not binds_arguments(func)
         self.capture_return = capture_return
         self.limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
+        self.sampler = sampler  # None: every call is kept (named exactly, or sampling off)
         self.enabled = True
         self.deep = False  # compile-time capture also active: mark calls for claim_call_span
         self.state = False  # capture the instance's attributes before and after each call
@@ -181,6 +185,15 @@ class RuntimeProbe:
         if not self.enabled:
             return wrapped(*args, **kwargs)
         self.calls += 1
+        sampler = self.sampler
+        if sampler is not None and not sampler.admit():
+            if self.kind != "function":
+                return wrapped(*args, **kwargs)
+            try:  # free unless it raises: a call that raises is recorded even when sampled out
+                return wrapped(*args, **kwargs)
+            except Exception as exc:
+                self._failed_late(exc, instance, args, kwargs)
+                raise
         if self.limiter is not None and not self.limiter.allow():
             return wrapped(*args, **kwargs)
         ctx = tracing.decide()
@@ -192,6 +205,8 @@ class RuntimeProbe:
         attrs = self._call_attributes(instance, args, kwargs)
         if self.limiter is not None and self.limiter.dropped:
             attrs[semconv.RATE_LIMITED] = self.limiter.dropped
+        if sampler is not None:
+            self._sampled(sampler, attrs)
         started = tracing.begin(self.name, attrs, ctx, self.func.__code__ if self.deep else None, owned=True)
         if started is None:
             return wrapped(*args, **kwargs)
@@ -205,6 +220,36 @@ class RuntimeProbe:
             self._returned(span, result)
             return result
         finally:
+            tracing.end_call(span, token)
+
+    def _sampled(self, sampler: CallSampler, attrs: dict[str, Any]) -> None:
+        """A kept call of a sampled function: charge the budget, count what was left out before."""
+        budget().spend()
+        if sampler.pending:
+            attrs[semconv.SAMPLED_OUT] = sampler.take_pending()
+
+    def _failed_late(self, exc: Exception, instance: Any, args: tuple, kwargs: dict) -> None:
+        """A sampled-out call raised: record it now, as a span that starts when it failed.
+
+        ``StopIteration`` is how iteration ends, not a failure. The function's next calls are
+        kept in full (:meth:`CallSampler.reopen`) so what follows an error is seen.
+        """
+        sampler = self.sampler
+        if sampler is None or isinstance(exc, (StopIteration, StopAsyncIteration)):
+            return
+        sampler.sampled_out -= 1  # recorded after all
+        sampler.pending -= 1
+        sampler.reopen()
+        ctx = tracing.decide()
+        if ctx is None:
+            return
+        attrs = self._call_attributes(instance, args, kwargs)
+        attrs[semconv.SAMPLING_LATE] = True
+        self._sampled(sampler, attrs)
+        started = tracing.begin(self.name, attrs, ctx, None, owned=True)
+        if started is not None:
+            span, token = started
+            self._failed(span, exc)
             tracing.end_call(span, token)
 
     def _failed(self, span: Span, exc: BaseException, before: Any = None, receiver: Any = None) -> None:
@@ -226,6 +271,8 @@ class RuntimeProbe:
         attrs = self._call_attributes(instance, args, kwargs)
         if self.limiter is not None and self.limiter.dropped:  # every kind counts what it skipped
             attrs[semconv.RATE_LIMITED] = self.limiter.dropped
+        if self.sampler is not None:
+            self._sampled(self.sampler, attrs)
         code = self.func.__code__ if self.deep else None
         receiver = state.receiver_of(instance) if self.state else None
         if kind == "function":  # only with state capture: plain calls take the path in __call__
@@ -301,6 +348,8 @@ class RuntimeProbe:
 def _end_generator(probe: RuntimeProbe, span: Span, end: str, count: int, exc: BaseException | None) -> None:
     span.set_attribute(semconv.GENERATOR_END, end)
     span.set_attribute(semconv.YIELD_COUNT, count)
+    if probe.sampler is not None:
+        budget().spend_items(count)
     if exc is not None:
         record_exception(span, exc, probe.serializer)
     probe._finish(span, exc)

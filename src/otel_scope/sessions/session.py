@@ -30,7 +30,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from otel_scope import _forksafe, pipeline, semconv
 from otel_scope._version import __version__
-from otel_scope.capture import Serializer
+from otel_scope.capture import Serializer, sampling
 from otel_scope.capture.exceptions import record_exception
 from otel_scope.sessions import state
 
@@ -62,6 +62,8 @@ class Session:
         try:
             self.span.set_attributes(attributes or {})
             self.span.set_attribute(semconv.SESSION_EXIT, how)
+            if attributes:
+                self.span.set_attributes(attributes)
             if exc is not None:
                 self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
             self.span.end()
@@ -252,7 +254,7 @@ class ProcessSession:
         if pid != self._pid:  # a forked child: export its own spans, leave the session alone
             _in_child(self._report)
             return
-        if not self.session.end(how, exc, _drop_attributes()):
+        if not self.session.end(how, exc, {**_drop_attributes(), **sampling.summary()}):
             return
         state.fallback_context = None
         _finish_export(self._report)

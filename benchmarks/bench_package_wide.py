@@ -1,0 +1,345 @@
+"""Package-wide capture on real third-party workloads: every variant side by side, in one run.
+
+    .venv/bin/python benchmarks/bench_package_wide.py [--size S] [--workloads a,b] [--variants a,b]
+                                                      [--timeout SECONDS] [--startup] [--json FILE]
+
+Each workload is real code from PyPI doing real work, targeted as a whole package (``pkg.*``):
+
+* ``pygments``: highlighting ``12*S`` standard-library source files to HTML (``pygments.*``).
+* ``markdown``: rendering ``12*S`` Markdown documents, installed packages' descriptions (``markdown.*``).
+* ``jinja2``: compiling an environment of templates (inheritance, macros, filters, loops) and
+  rendering ``200*S`` pages (``jinja2.*``).
+
+and runs in a fresh process per variant (so no instrumentation leaks from one to the next):
+
+* ``plain``: the workload under ``python``, no tracing at all: the 1.0x every ratio divides by.
+* ``otel``: the plain OTel way, a hand-written decorator (``tracer.start_as_current_span`` with
+  the same ``code.*`` attributes) on every function of the package, under
+  ``opentelemetry-instrument`` with the same exporter as otel-scope (the local store).
+* ``runtime``: ``opentelemetry-instrument --scope-mode runtime --scope-targets 'pkg.*'``.
+* ``compile_time``: ``--scope-mode compile_time --scope-locals 'pkg.*'`` (level ``locals``).
+* ``hybrid``: ``--scope-mode hybrid --scope-targets 'pkg.*' --scope-locals 'pkg.*'``.
+* ``hunter``: ``hunter.trace(module_startswith=pkg, actions=[VarsSnooper])`` to ``/dev/null``,
+  the anchor a user would pick for locals.
+* ``viztracer``: ``VizTracer(log_func_args=True, include_files=[the package])``, collection only
+  (the ``.json`` save is not timed).
+
+Two ratios per cell against ``plain``: ``work`` is the workload's own time measured inside the
+process (after imports and instrumentation start-up), ``wall`` is the whole process including
+start-up and the final export at exit. For otel-scope variants the store is read afterwards to
+report spans and the calls sampling left out (the session root span's
+``otel_scope.sampling.*`` attributes). A variant still running after ``--timeout`` seconds is
+killed and shown as ``>N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+BIN = Path(sys.executable).parent
+
+WORKLOADS = {"pygments": "pygments", "markdown": "markdown", "jinja2": "jinja2"}
+VARIANTS = ("plain", "otel", "runtime", "compile_time", "hybrid", "hunter", "viztracer")
+SCOPE_FLAGS = {
+    "runtime": lambda pkg: ["--scope-mode", "runtime", "--scope-targets", f"{pkg}.*"],
+    "compile_time": lambda pkg: ["--scope-mode", "compile_time", "--scope-locals", f"{pkg}.*"],
+    "hybrid": lambda pkg: [
+        *("--scope-mode", "hybrid", "--scope-targets", f"{pkg}.*", "--scope-locals", f"{pkg}.*")
+    ],
+    "otel": lambda pkg: ["--scope-mode", "off"],
+}
+
+# --- the workloads (run inside the worker process) -------------------------------------------
+
+
+def _pygments_prepare(size: int):
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in stdlib.glob("*.py") if p.stat().st_size < 60_000)[: 12 * size]
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in files]
+
+    def run() -> int:
+        return sum(len(highlight(t, PythonLexer(), HtmlFormatter())) for t in texts)
+
+    return run
+
+
+def _markdown_prepare(size: int):
+    from importlib.metadata import distributions
+
+    import markdown
+
+    # Real Markdown that does not change with this repository: installed packages' descriptions.
+    texts = sorted(
+        d.metadata.get_payload()
+        for d in distributions()
+        if "markdown" in (d.metadata.get("Description-Content-Type") or "") and d.metadata.get_payload()
+    )
+    texts = (texts * (12 * size // len(texts) + 1))[: 12 * size]
+
+    def run() -> int:
+        md = markdown.Markdown(extensions=["tables", "fenced_code", "toc"])
+        total = 0
+        for t in texts:
+            total += len(md.reset().convert(t))
+        return total
+
+    return run
+
+
+_JINJA_TEMPLATES = {
+    "base.html": (
+        "<html><head><title>{% block title %}{% endblock %}</title></head><body>"
+        "{% block body %}{% endblock %}</body></html>"
+    ),
+    "macros.html": (
+        "{% macro row(item, loop) -%}<tr class='{{ loop.cycle('odd', 'even') }}'>"
+        "<td>{{ item.name|title }}</td><td>{{ '%.2f'|format(item.price) }}</td>"
+        "<td>{{ item.tags|join(', ')|e }}</td></tr>{%- endmacro %}"
+    ),
+    "page.html": (
+        "{% extends 'base.html' %}{% from 'macros.html' import row %}"
+        "{% block title %}{{ title|upper }}{% endblock %}{% block body %}"
+        "<h1>{{ title }}</h1>{% if items %}<table>{% for item in items|sort(attribute='price') %}"
+        "{{ row(item, loop) }}{% endfor %}</table>{% else %}<p>none</p>{% endif %}"
+        "<p>{{ items|length }} items, total {{ items|sum(attribute='price')|round(2) }}</p>"
+        "{% endblock %}"
+    ),
+}
+
+
+def _jinja2_prepare(size: int):
+    import jinja2
+
+    pages = [
+        {
+            "title": f"page {n}",
+            "items": [
+                {"name": f"item {n}-{i}", "price": (n * 7 + i * 3) % 50 + 0.5, "tags": ["a", f"t{i}"]}
+                for i in range(12)
+            ],
+        }
+        for n in range(200 * size)
+    ]
+
+    def run() -> int:
+        env = jinja2.Environment(loader=jinja2.DictLoader(_JINJA_TEMPLATES), autoescape=True)
+        page = env.get_template("page.html")
+        return sum(len(page.render(**p)) for p in pages)
+
+    return run
+
+
+_PREPARE = {"pygments": _pygments_prepare, "markdown": _markdown_prepare, "jinja2": _jinja2_prepare}
+
+
+def _wrap_package_with_plain_otel(pkg: str) -> int:
+    """The plain-OTel baseline: a hand-written span decorator on every function of ``pkg``."""
+    import functools
+    import inspect
+
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("handwritten")
+
+    def decorate(func, name: str):
+        code = func.__code__
+        attrs = {"code.function.name": name, "code.file.path": code.co_filename}
+        attrs["code.line.number"] = code.co_firstlineno
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with tracer.start_as_current_span(name, attributes=attrs):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+    count = 0
+    for modname, module in list(sys.modules.items()):
+        if not (modname == pkg or modname.startswith(pkg + ".")):
+            continue
+        for attr, value in list(vars(module).items()):
+            if inspect.isfunction(value) and value.__module__ == modname:
+                setattr(module, attr, decorate(value, f"{modname}.{value.__qualname__}"))
+                count += 1
+            elif inspect.isclass(value) and value.__module__ == modname:
+                for mname, member in list(vars(value).items()):
+                    if inspect.isfunction(member) and not mname.startswith("__"):
+                        setattr(value, mname, decorate(member, f"{modname}.{member.__qualname__}"))
+                        count += 1
+    return count
+
+
+def worker(workload: str, variant: str, size: int) -> None:
+    """Run one workload under one variant in this process; print its timing as JSON."""
+    pkg = WORKLOADS[workload]
+    run = _PREPARE[workload](size)
+    if variant == "otel":
+        _wrap_package_with_plain_otel(pkg)
+    tracer_obj = None
+    if variant == "hunter":
+        import hunter
+
+        devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+        hunter.trace(hunter.Q(module_startswith=pkg, actions=[hunter.VarsSnooper(stream=devnull)]))
+    elif variant == "viztracer":
+        from viztracer import VizTracer
+
+        root = os.path.dirname(__import__(pkg).__file__)
+        tracer_obj = VizTracer(log_func_args=True, include_files=[root], tracer_entries=2_000_000, verbose=0)
+        tracer_obj.start()
+    started = time.perf_counter()
+    result = run()
+    seconds = time.perf_counter() - started
+    if tracer_obj is not None:
+        tracer_obj.stop()
+    if variant == "hunter":
+        import hunter
+
+        hunter.stop()
+    print(json.dumps({"seconds": seconds, "result": result}))
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+
+def _env(store: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTHON"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["OTEL_SCOPE_STORE_PATH"] = str(store)
+    env["OTEL_SCOPE_CONTROL"] = "false"
+    env["OTEL_TRACES_EXPORTER"] = "otel_scope"  # the local store only: no collector lookup
+    env["OTEL_METRICS_EXPORTER"] = env["OTEL_LOGS_EXPORTER"] = "none"
+    return env
+
+
+def _store_figures(store: Path) -> dict[str, int]:
+    """Spans stored, and the sampling counts the session root span carries."""
+    if not store.exists():
+        return {}
+    with sqlite3.connect(store) as db:
+        spans = db.execute("SELECT count(*) FROM spans").fetchone()[0]
+        row = db.execute("SELECT attributes FROM spans WHERE name = 'otel_scope.session'").fetchone()
+    figures = {"spans": spans}
+    if row:
+        for key, value in json.loads(row[0]).items():
+            if key.startswith("otel_scope.sampling.") and isinstance(value, int):
+                figures[key.removeprefix("otel_scope.sampling.")] = value
+    return figures
+
+
+def measure(workload: str, variant: str, size: int, timeout: float, tmp: Path) -> dict:
+    store = tmp / f"{workload}-{variant}.sqlite3"
+    cmd = [sys.executable, str(HERE), "--worker", workload, variant, str(size)]
+    if variant in SCOPE_FLAGS:
+        cmd = [str(BIN / "opentelemetry-instrument"), *SCOPE_FLAGS[variant](WORKLOADS[workload]), *cmd]
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, env=_env(store), capture_output=True, text=True, timeout=timeout, cwd=tmp)
+    except subprocess.TimeoutExpired:
+        return {"timeout": True, "wall": timeout}
+    wall = time.perf_counter() - started
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"error": f"exit {proc.returncode}: {tail}", "wall": wall}
+    out = json.loads(lines[-1])
+    return {"work": out["seconds"], "wall": wall, "result": out["result"], **_store_figures(store)}
+
+
+def startup(tmp: Path, repeat: int = 5) -> dict[str, float]:
+    """Best-of-``repeat`` seconds for an empty program: plain, and under the stock CLI with
+    otel-scope off, in runtime mode with one target, and with the import hook of ``pkg.*``."""
+    cli = str(BIN / "opentelemetry-instrument")
+    empty = (sys.executable, "-c", "pass")
+    commands = {
+        "python -c pass": list(empty),
+        "cli --scope-mode off": [cli, "--scope-mode", "off", *empty],
+        "cli runtime, 1 target": [cli, "--scope-mode", "runtime", "--scope-targets", "json:dumps", *empty],
+        "cli compile_time pkg.*": [cli, "--scope-mode", "compile_time", "--scope-locals", "jinja2.*", *empty],
+    }
+    out = {}
+    for name, cmd in commands.items():
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            subprocess.run(cmd, env=_env(tmp / "startup.sqlite3"), capture_output=True, cwd=tmp, timeout=60)
+            best = min(best, time.perf_counter() - started)
+        out[name] = best
+    return out
+
+
+def _cell(row: dict, base: dict, key: str) -> str:
+    if row.get("timeout"):
+        return f">{row['wall'] / base['wall']:.0f}x" if key == "wall" else "timeout"
+    if "error" in row:
+        return "error"
+    return f"{row[key] / base[key]:.2f}x"
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=1, help="workload size multiplier (default 1)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per variant run")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--startup", action="store_true", help="also time start-up of an empty program")
+    args = parser.parse_args()
+    variants = ["plain", *(v for v in args.variants.split(",") if v and v != "plain")]
+    results: dict[str, dict[str, dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="otel-scope-pkgwide-") as tmp:
+        for workload in args.workloads.split(","):
+            results[workload] = {}
+            for variant in variants:
+                row = measure(workload, variant, args.size, args.timeout, Path(tmp))
+                results[workload][variant] = row
+                print(f"  {workload:9} {variant:13} {json.dumps(row)}", file=sys.stderr, flush=True)
+        starts = startup(Path(tmp)) if args.startup else {}
+    print(f"\npackage-wide capture, size {args.size}: ratio to plain (work = in-process, wall = process)")
+    header = f"{'workload':10} {'plain s':>8} " + " ".join(f"{v + ' work/wall':>24}" for v in variants[1:])
+    print(header)
+    for workload, rows in results.items():
+        base = rows["plain"]
+        if "work" not in base:
+            print(f"{workload:10} plain run failed: {base}")
+            continue
+        cells = " ".join(
+            f"{_cell(rows[v], base, 'work') + ' / ' + _cell(rows[v], base, 'wall'):>24}" for v in variants[1:]
+        )
+        print(f"{workload:10} {base['work']:8.3f} {cells}")
+    print("\nspans stored and calls left out by sampling (otel-scope variants)")
+    for workload, rows in results.items():
+        for variant, row in rows.items():
+            counts = {k: v for k, v in row.items() if k not in ("work", "wall", "result", "timeout", "error")}
+            if counts:
+                print(f"  {workload:9} {variant:13} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if starts:
+        base = starts["python -c pass"]
+        print("\nstart-up of an empty program (best of 5), and what the CLI and otel-scope add to it")
+        for name, seconds in starts.items():
+            print(f"  {name:26} {seconds * 1000:7.1f} ms  (+{(seconds - base) * 1000:6.1f} ms)")
+    if args.json:
+        figures = {"size": args.size, "results": results, "startup": starts}
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Per-function call sampling, so that targeting a whole package costs a bounded share of the run.
+
+Capture of every call of every function of a package costs many times the program itself (a
+span is ~10 µs; libraries make millions of sub-microsecond calls). A :class:`CallSampler` is the
+gate each instrumented function asks *before anything is allocated* for a call. It keeps:
+
+* the first ``call_sample_first`` calls of the function, in full;
+* after that, at most one call per *interval* (``1 / call_sample_rate`` seconds) per function;
+* every call of a function a pattern named exactly: such functions get no sampler at all;
+* every call that raises: the mechanism records it even when sampled out (see the wrappers),
+  and the function's next ``call_sample_first`` calls are kept in full again (:meth:`reopen`).
+
+The interval is shared by all functions and adapted by the process-wide :class:`Budget`: the
+estimated instrumentation time of kept calls is added up (:meth:`Budget.spend`), and when it exceeds
+``overhead_budget`` of the elapsed time the interval doubles; when it falls well below, the
+interval halves back toward the configured rate (the prior art: Logfire's auto-trace
+``min_duration``, ddtrace's per-probe rates and global budget).
+
+The fast path of :meth:`CallSampler.admit` is two integer comparisons: the clock is read only
+every ``stride`` calls, and the stride doubles while the answer stays no (up to
+:data:`MAX_STRIDE`). Every call left out is counted on its sampler; kept spans say how many
+were left out before them (``otel_scope.sampled_out``) and the session root span carries the
+totals (:func:`summary`), so the user always knows what was not recorded.
+
+No lock: under the GIL a lost count or an extra kept call when threads race costs nothing that
+matters for a gate that exists to bound overhead, while a lock would serialize every call.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from time import monotonic_ns
+from typing import Any
+
+from otel_scope import semconv
+
+# What one kept call costs, estimated rather than timed so that kept calls pay no extra clock
+# reads. Measured by benchmarks/bench_package_wide.py on a 2-core machine: a span with its
+# arguments, the SDK, and its export on the batch thread (which holds the GIL while it encodes
+# and stores) costs 100-400 µs of the program's time; each capture, event or generator item on
+# it a few µs more.
+SPAN_COST_NS = 100_000
+ITEM_COST_NS = 3_000
+MAX_STRIDE = 256  # sampled-out calls between two clock reads, at most
+WINDOW_NS = 200_000_000  # the budget compares spend with elapsed time over this window
+MAX_INTERVAL_NS = 60_000_000_000  # the adapted interval never exceeds one kept call a minute
+NEVER = sys.maxsize  # the interval of rate 0: after the first calls, only errors are recorded
+TOP_FUNCTIONS = 20  # functions named on the session span, most sampled-out first
+
+
+class Budget:
+    """The process-wide sampling policy: first-N, the adapted interval, the overhead budget."""
+
+    __slots__ = (
+        "base_interval_ns",
+        "enabled",
+        "first",
+        "interval_ns",
+        "overhead",
+        "samplers",
+        "spent_ns",
+        "window_start",
+    )
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.first = 5
+        self.base_interval_ns = 100_000_000  # 10 calls per second per function
+        self.interval_ns = self.base_interval_ns
+        self.overhead = 0.1
+        self.spent_ns = 0
+        self.window_start = monotonic_ns()
+        self.samplers: list[CallSampler] = []
+
+    def spend(self, items: int = 0) -> None:
+        """One kept call was recorded, with ``items`` captures, events or generator items."""
+        self.spent_ns += SPAN_COST_NS + ITEM_COST_NS * items
+
+    def spend_items(self, items: int) -> None:
+        """A kept call's span took ``items`` more items (a generator's yields) after it started."""
+        self.spent_ns += ITEM_COST_NS * items
+
+    def adapt(self, now: int) -> None:
+        """Once per window: double the interval if over budget, halve it if well under."""
+        elapsed = now - self.window_start
+        if elapsed < WINDOW_NS:
+            return
+        used = self.spent_ns / elapsed
+        if self.overhead > 0:
+            if used > self.overhead and self.interval_ns < MAX_INTERVAL_NS:
+                self.interval_ns = min(self.interval_ns * 2, MAX_INTERVAL_NS)
+            elif used < self.overhead / 4 and self.interval_ns > self.base_interval_ns:
+                self.interval_ns = max(self.interval_ns // 2, self.base_interval_ns)
+        self.spent_ns = 0
+        self.window_start = now
+
+
+_budget = Budget()
+_lock = threading.Lock()
+
+
+def configure(settings: Any) -> None:
+    """Adopt the sampling settings of ``settings`` (an :class:`otel_scope.config.Settings`)."""
+    _budget.enabled = bool(settings.call_sampling)
+    _budget.first = int(settings.call_sample_first)
+    rate = float(settings.call_sample_rate)
+    _budget.base_interval_ns = int(1e9 / rate) if rate > 0 else NEVER
+    _budget.interval_ns = _budget.base_interval_ns
+    _budget.overhead = float(settings.overhead_budget)
+    with _lock:
+        samplers = list(_budget.samplers)
+    for sampler in samplers:  # functions instrumented already follow the new settings too
+        sampler.first_until = sys.maxsize if not _budget.enabled else sampler.calls
+        sampler.reopen()
+
+
+def budget() -> Budget:
+    return _budget
+
+
+class CallSampler:
+    """One function's gate: :meth:`admit` says whether this call is recorded (see the module doc)."""
+
+    __slots__ = (
+        "calls",
+        "first_until",
+        "last_kept",
+        "name",
+        "next_check",
+        "pending",
+        "sampled_out",
+        "stride",
+    )
+
+    def __init__(self, name: str, first: int) -> None:
+        self.name = name
+        self.calls = 0
+        self.first_until = first  # calls up to this number are kept in full
+        self.next_check = first + 1  # the call number at which the clock is read next
+        self.stride = 1
+        self.last_kept = monotonic_ns()  # the rate counts from the function's instrumentation
+        self.sampled_out = 0  # calls left out in total
+        self.pending = 0  # calls left out since the last kept one (put on that kept span)
+
+    def admit(self) -> bool:
+        """Whether to record this call; ``False`` costs two comparisons and a count."""
+        calls = self.calls = self.calls + 1
+        if calls <= self.first_until:
+            return True
+        if calls < self.next_check:
+            self.sampled_out += 1
+            self.pending += 1
+            return False
+        return self._check(calls)
+
+    def _check(self, calls: int) -> bool:
+        now = monotonic_ns()
+        b = _budget
+        b.adapt(now)
+        if now - self.last_kept >= b.interval_ns:
+            self.last_kept = now
+            self.stride = 1
+            self.next_check = calls + 1
+            return True
+        stride = self.stride = min(self.stride * 2, MAX_STRIDE)
+        self.next_check = calls + stride
+        self.sampled_out += 1
+        self.pending += 1
+        return False
+
+    def take_pending(self) -> int:
+        """Calls left out since the previous kept call (reset): the kept span's count."""
+        pending, self.pending = self.pending, 0
+        return pending
+
+    def reopen(self) -> None:
+        """A call raised: keep the next ``first`` calls in full, to see what follows an error."""
+        self.first_until = max(self.first_until, self.calls + _budget.first)
+        self.next_check = self.first_until + 1
+        self.stride = 1
+
+
+def sampler_for(name: str, named_exactly: bool) -> CallSampler | None:
+    """The gate for a new instrumented function, or ``None``: keep every call (named exactly,
+    or sampling is off)."""
+    if named_exactly or not _budget.enabled:
+        return None
+    sampler = CallSampler(name, _budget.first)
+    with _lock:
+        _budget.samplers.append(sampler)
+    return sampler
+
+
+def summary() -> dict[str, Any]:
+    """Session root span attributes: how many calls sampling left out, and of which functions."""
+    with _lock:
+        samplers = list(_budget.samplers)
+    left_out = [s for s in samplers if s.sampled_out]
+    if not samplers:
+        return {}
+    left_out.sort(key=lambda s: -s.sampled_out)
+    top = left_out[:TOP_FUNCTIONS]
+    return {
+        semconv.SAMPLING_CALLS: sum(s.calls for s in samplers),
+        semconv.SAMPLING_SAMPLED_OUT: sum(s.sampled_out for s in left_out),
+        semconv.SAMPLING_FUNCTIONS: len(samplers),
+        semconv.SAMPLING_FUNCTIONS_SAMPLED_OUT: len(left_out),
+        semconv.SAMPLING_TOP: [f"{s.name}={s.sampled_out}" for s in top],
+        semconv.SAMPLING_INTERVAL_MS: _budget.interval_ns / 1e6,
+    }

@@ -1,0 +1,113 @@
+"""Call sampling on real third-party code (jinja2): what is kept, what is counted, what is shown.
+
+A package-wide target samples each function's calls (the first N in full, then a bounded rate);
+a function named exactly, and a call that raises, are always recorded; every call left out is
+counted on its function's next span and in the session totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import jinja2
+import jinja2.utils
+import pytest
+
+from otel_scope import semconv
+from otel_scope.capture import sampling
+from otel_scope.compile_time import configure
+from otel_scope.config import Settings
+from otel_scope.engine import CompileTimeAdapter, Engine
+from otel_scope.targets import parse_pattern
+from otel_scope.targets.planner import Request
+
+QUOTE = "jinja2.utils.url_quote"
+
+
+def _engine(**settings) -> Engine:
+    e = Engine(Settings(mode="hybrid", call_sample_rate=0, **settings))
+    e.compile_time = CompileTimeAdapter(e, e.settings)
+    return e
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    e = _engine()
+    yield e
+    e.remove_all()
+    configure(Settings())
+
+
+def test_a_wildcard_target_keeps_the_first_calls_and_counts_the_rest_on_the_next_span(memory, engine):
+    engine.add(Request(parse_pattern("jinja2.utils:*"), runtime=True))
+    for n in range(50):
+        jinja2.utils.url_quote(f"a b/{n}")
+    spans = memory.named(QUOTE)
+    assert len(spans) == 5  # call_sample_first, rate 0: nothing more
+    assert [s.attributes["otel_scope.arg.obj"] for s in spans] == [f"'a b/{n}'" for n in range(5)]
+    assert all(semconv.SAMPLED_OUT not in s.attributes for s in spans)
+    with pytest.raises(ImportError):  # real jinja2 code raising: recorded although sampled out
+        jinja2.utils.import_string("no_such_module_here.x")
+    totals = sampling.summary()
+    assert totals[semconv.SAMPLING_SAMPLED_OUT] >= 45
+    assert f"{QUOTE}=45" in totals[semconv.SAMPLING_TOP]
+
+
+def test_a_call_that_raises_while_sampled_out_is_recorded_and_the_next_calls_are_kept(memory, engine):
+    engine.add(Request(parse_pattern("jinja2.utils:*"), runtime=True))
+    for _ in range(8):
+        jinja2.utils.import_string("no_such_module_here.x", silent=True)  # returns None, no raise
+    memory.clear()
+    with pytest.raises(ImportError):
+        jinja2.utils.import_string("no_such_module_here.x")
+    (failed,) = memory.named("jinja2.utils.import_string")
+    assert failed.attributes[semconv.SAMPLING_LATE] is True
+    assert failed.attributes[semconv.SAMPLED_OUT] == 3  # calls 6-8 were left out before it
+    assert failed.status.status_code.name == "ERROR"
+    assert [e.attributes["exception.type"] for e in failed.events] == ["ModuleNotFoundError"]
+    assert failed.attributes["otel_scope.arg.import_name"] == "'no_such_module_here.x'"
+    memory.clear()
+    for _ in range(3):  # after an error, the function's next calls are kept in full again
+        jinja2.utils.import_string("no_such_module_here.x", silent=True)
+    kept = memory.named("jinja2.utils.import_string")
+    assert len(kept) == 3
+    assert all(semconv.SAMPLED_OUT not in s.attributes for s in kept)
+
+
+def test_a_function_named_exactly_is_never_sampled(memory, engine):
+    engine.add(Request(parse_pattern("jinja2.utils:url_quote"), runtime=True))
+    for n in range(40):
+        jinja2.utils.url_quote(n)
+    assert len(memory.named(QUOTE)) == 40
+
+
+def test_sampling_off_records_every_call(memory):
+    e = _engine(call_sampling=False)
+    try:
+        e.add(Request(parse_pattern("jinja2.utils:*"), runtime=True))
+        for n in range(30):
+            jinja2.utils.url_quote(n)
+        assert len(memory.named(QUOTE)) == 30
+    finally:
+        e.remove_all()
+
+
+def test_compile_time_capture_of_a_wildcard_target_follows_the_runtime_wrapper(memory, engine):
+    pattern = parse_pattern("jinja2.utils:*")
+    engine.add(Request(pattern, runtime=True, capture_locals=None))
+    for n in range(20):
+        jinja2.utils.url_quote(f"x{n}")
+    spans = memory.named(QUOTE)
+    assert len(spans) == 5  # one span per kept call: compile-time made none of its own
+    assert all(s.attributes[semconv.MECHANISM] == "runtime" for s in spans)
+    assert all(any(e.name == semconv.EVENT_LOCALS for e in s.events) for s in spans)
+
+
+def test_a_package_reexport_is_repointed_at_the_wrapper_and_restored(memory, engine):
+    original = jinja2.select_autoescape  # jinja2/__init__.py: from .utils import select_autoescape
+    handle = engine.add(Request(parse_pattern("jinja2.utils:select_autoescape"), runtime=True))
+    assert jinja2.select_autoescape is not original
+    jinja2.select_autoescape(["html"])
+    assert len(memory.named("jinja2.utils.select_autoescape")) == 1
+    handle.remove()
+    assert jinja2.select_autoescape is original
