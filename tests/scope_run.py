@@ -37,6 +37,9 @@ def base_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, s
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["OTEL_SCOPE_STORE_PATH"] = str(tmp_path / "store.sqlite3")
     env["HOME"] = str(tmp_path)
+    # Every call recorded: these programs' tests count calls and spans. Call sampling (on by
+    # default for users) has its own tests, which turn it on.
+    env["OTEL_SCOPE_CALL_SAMPLING"] = "false"
     env.update(extra or {})
     return env
 

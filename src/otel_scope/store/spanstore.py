@@ -250,7 +250,7 @@ def _create_private(path: str) -> None:
         pass
 
 
-def _connect_read_only(path: str) -> sqlite3.Connection:
+def connect_read_only(path: str) -> sqlite3.Connection:
     """A connection that cannot write: ``mode=ro``, else ``immutable=1`` (see the module doc)."""
     if not os.path.isfile(path):
         raise StoreError(f"no store at {path}")
@@ -405,7 +405,7 @@ class SpanStore:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         if self.read_only:
-            conn = _connect_read_only(self.path)
+            conn = connect_read_only(self.path)
             self._conn, self._pid = conn, os.getpid()
             return conn
         conn = sqlite3.connect(

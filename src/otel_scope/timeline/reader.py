@@ -11,18 +11,17 @@ neither hold the store's write lock nor block the processes exporting into the f
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from otel_scope import semconv
 from otel_scope.store.spanstore import (
-    BUSY_TIMEOUT_MS,
     COMPILE_TIME,
     DROPPED_EXPR,
     NOTABLE,
     RUNTIME,
     SPAN_COLUMNS,
+    connect_read_only,
     record_from_row,
 )
 from otel_scope.timeline.model import FunctionStats, SpanRecord, TraceStats, as_count
@@ -49,8 +48,9 @@ class TraceReader:
         # What a backend said about the trace (a partial answer), shown in the header.
         self.warnings: list[str] = []
         self._missing_parents: list[str] | None = None
-        uri = "file:" + os.path.abspath(self.path).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
-        self._conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        # The store's own read-only opening: it also reads a store in a folder this user cannot
+        # write (where SQLite cannot make the WAL's shared-memory file), as the other readers do.
+        self._conn = connect_read_only(self.path)
 
     def close(self) -> None:
         self._conn.close()
