@@ -4,7 +4,7 @@
     python3 dev.py demo    install otel-scope, run the example app in hybrid mode, show its trace
     python3 dev.py test    install otel-scope with its test tools (and, as root, Debian's chromium for
                            the view's browser tests), lint, and run the test suite on every CPython
-                           3.10-3.13 found on the machine, side by side
+                           3.10-3.13 found on the machine, one after another
     python3 dev.py bench   install the baselines (PySnooper, hunter, snoop) and run benchmarks/
 
 Both create (or reuse) a virtual environment in ``.venv`` next to this file, so nothing is
@@ -92,8 +92,9 @@ def fetch_sdists(bin_dir: Path) -> None:
 
 
 def workers() -> str:
-    """pytest-xdist workers per interpreter: the suite mostly waits on subprocesses, so twice the
-    cores keeps the CPU busy; all interpreters run at once, each with this many."""
+    """pytest-xdist workers: the suite mostly waits on subprocesses, so twice the cores keeps the
+    CPU busy. One interpreter at a time: four at once (16 workers on 2 cores) starved the tests
+    that check exit deadlines and pool workers, which then failed for want of CPU."""
     return str(max(2, 2 * (os.cpu_count() or 1)))
 
 
@@ -127,10 +128,10 @@ def ensure_chromium() -> None:
 
 
 def test(args: list[str]) -> int:
-    """Lint, then the suite on every supported CPython at once, one log per interpreter.
+    """Lint, then the suite on every supported CPython, one after another, one log each.
 
-    The interpreters run side by side (the suite waits on subprocesses more than it computes), and
-    each log is printed whole once its run ends, so the output reads as four separate runs.
+    Each interpreter's suite runs in parallel (pytest-xdist) and its log is printed whole once its
+    run ends, with one verdict line per interpreter and a total at the end.
     """
     ensure_venv("test")
     ensure_chromium()
@@ -155,14 +156,10 @@ def test(args: list[str]) -> int:
     logs = ROOT / ".cache" / "test-logs"
     logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    runs = {
-        version: (log, start_pytest(bin_dir, args, log, "1" if bin_dir == BIN else "0.25"))
-        for version, bin_dir in interpreters.items()
-        for log in [logs / f"python{version[0]}.{version[1]}.log"]
-    }
     summary = []
-    for (major, minor), (log, proc) in runs.items():
-        rc = proc.wait()
+    for (major, minor), bin_dir in interpreters.items():
+        log = logs / f"python{major}.{minor}.log"
+        rc = start_pytest(bin_dir, args, log, "1" if bin_dir == BIN else "0.25").wait()
         text = log.read_text(errors="replace")
         print(f"\n===== Python {major}.{minor} =====\n{text}", flush=True)
         last = (text.strip().splitlines() or ["(no output)"])[-1]

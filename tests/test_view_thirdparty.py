@@ -85,7 +85,7 @@ def test_jump_to_exception_opens_the_call_that_raised_at_its_exception(tmp_path:
     page.keyboard.press("e")
     page.wait_for_function("document.getElementById('call-title').textContent === 'json.loads'")
     step_text = page.locator("#step-text").inner_text()
-    assert "raised json.decoder.JSONDecodeError: Expecting property name" in step_text
+    assert "raised json.decoder.JSONDecodeError: " in step_text  # the message differs across Pythons
     assert "JSONDecodeError" in page.locator("#result .exception").inner_text()
     assert "exception" in page.locator("#variables tr.changed").inner_text()
     current = page.locator("#source tr.current")
