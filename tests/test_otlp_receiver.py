@@ -310,7 +310,9 @@ def test_requests_over_the_size_limit_are_refused_like_a_default_collector(proto
             tracer.start_span("too-big", attributes={"otel_scope.var.blob": "x" * (2 * limit)}).end()
             tracer.start_span("small").end()
         spans = receiver.wait_for(lambda s: any(x.name == "small" for x in s))
-        assert [span.name for span in spans] == ["small"]
+        # only this test's spans: a process another test left exporting may have been given this
+        # port before (xdist runs tests side by side), and its spans say nothing about the limit
+        assert [span.name for span in spans if span.name in ("too-big", "small")] == ["small"]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
