@@ -290,6 +290,9 @@ class ScopeSpanProcessor(SpanProcessor):
                 return False
             worker.release()
         else:
+            # No worker ever ran, or none could start (Python 3.12+ refuses new threads once the
+            # interpreter is shutting down, when atexit runs): export what is queued here.
+            self._drain()
             self.exporter.shutdown()
         return True
 
@@ -366,5 +369,9 @@ def call_with_deadline(fn: Any, budget_s: float) -> None:
     must not wait for it longer than the budget, whatever it does.
     """
     helper = threading.Thread(target=fn, name="otel-scope flush", daemon=True)
-    helper.start()
+    try:
+        helper.start()
+    except RuntimeError:  # no new threads at interpreter shutdown (3.12+): run it unbounded here
+        fn()
+        return
     helper.join(budget_s)
