@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +43,9 @@ def base_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, s
     # Every call recorded: these programs' tests count calls and spans. Call sampling (on by
     # default for users) has its own tests, which turn it on.
     env["OTEL_SCOPE_CALL_SAMPLING"] = "false"
+    # A run that hangs is killed with SIGABRT (see run_tree): faulthandler then prints where
+    # every process of the tree was stuck, into the failure the test reports.
+    env["PYTHONFAULTHANDLER"] = "1"
     env.update(extra or {})
     return env
 
@@ -47,15 +53,7 @@ def base_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, s
 def run_plain(
     script: str, tmp_path: Path, cwd: Path = APPS, timeout: float = 60, argv: list[str] | None = None
 ) -> Run:
-    p = subprocess.run(
-        [sys.executable, script, *(argv or [])],
-        cwd=cwd,
-        env=base_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return Run(p.returncode, p.stdout, p.stderr)
+    return run_tree([sys.executable, script, *(argv or [])], cwd, base_env(tmp_path), timeout)
 
 
 def run_instrumented(
@@ -68,7 +66,32 @@ def run_instrumented(
     argv: list[str] | None = None,
 ) -> Run:
     cmd = [str(BIN / "opentelemetry-instrument"), *flags, sys.executable, script, *(argv or [])]
-    p = subprocess.run(
-        cmd, cwd=cwd, env=base_env(tmp_path, env), capture_output=True, text=True, timeout=timeout
-    )
-    return Run(p.returncode, p.stdout, p.stderr)
+    return run_tree(cmd, cwd, base_env(tmp_path, env), timeout)
+
+
+class Hung(AssertionError):
+    """A run that outlived its deadline; the message holds every process's stacks at that moment."""
+
+
+def run_tree(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> Run:
+    """Run ``cmd`` in a session of its own; past ``timeout`` abort every process in it.
+
+    SIGABRT to the whole process group (the program and any children it forked) makes each
+    Python process's faulthandler print its threads' stacks before dying, so a hang in CI says
+    where it hung instead of only that it did.
+    """
+    pipe = subprocess.PIPE
+    with subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=pipe, stderr=pipe, text=True, start_new_session=True
+    ) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGABRT)
+            time.sleep(1.0)  # faulthandler writes, then each process dies
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+            raise Hung(f"{cmd} did not end in {timeout} s\n--- stdout\n{out}\n--- stderr\n{err}") from None
+    return Run(p.returncode, out, err)

@@ -283,7 +283,8 @@ class ScopeSpanProcessor(SpanProcessor):
         worker = self._worker
         if worker is not None:
             if not worker.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                # The batch the exporter is stuck on is lost too (a late success is not counted).
+                # The batch the exporter is stuck on counts as lost too: it may still land after
+                # the line at exit was printed, which then overstates the loss, never hides one.
                 left = self._in_flight + sum(1 for item in list(self._queue) if type(item) is not _Flush)
                 if left:
                     self._drop(DEADLINE, left)
