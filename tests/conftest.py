@@ -57,6 +57,15 @@ def memory() -> Iterator[MemorySpans]:
 
 
 @pytest.fixture
+def runtime_engine() -> Iterator[Engine]:
+    """An engine with the runtime mechanism only and no global provider of its own; every target
+    it added is removed after the test, restoring the original objects."""
+    e = Engine(Settings(mode="runtime"))
+    yield e
+    e.remove_all()
+
+
+@pytest.fixture
 def engine(memory) -> Iterator[Engine]:
     """An engine with both mechanisms and default settings, restored after the test (files that
     need other settings define their own ``engine``)."""

@@ -16,6 +16,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
+from otel_scope.engine import Engine, Handle
+from otel_scope.targets import parse_pattern
+from otel_scope.targets.planner import Request
+
 
 class MemorySpans:
     def __init__(self, exporter: InMemorySpanExporter, provider: TracerProvider) -> None:
@@ -43,3 +47,8 @@ def installed_provider(sampler: Sampler | None = None) -> Iterator[MemorySpans]:
     finally:
         trace._TRACER_PROVIDER = previous
         provider.shutdown()
+
+
+def add_target(engine: Engine, pattern: str) -> Handle:
+    """Trace ``pattern`` with ``engine`` as the Python API would (one request, default options)."""
+    return engine.add(Request(parse_pattern(pattern)))

@@ -11,34 +11,21 @@ import functools
 import inspect
 import logging
 import pathlib
-from collections.abc import Iterator
 
 import pytest
 
-from otel_scope.config import Settings
-from otel_scope.engine import Engine
 from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 from runtime_samples import kinds
+from sdk import add_target
 
 
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    e = Engine(Settings(mode="runtime"))
-    yield e
-    e.remove_all()
-
-
-def add(engine: Engine, pattern: str):
-    return engine.add(Request(parse_pattern(pattern)))
-
-
-def test_module_level_lru_cache_is_traced_and_keeps_its_cache_api(memory, engine) -> None:
+def test_module_level_lru_cache_is_traced_and_keeps_its_cache_api(memory, runtime_engine) -> None:
     from rich import cells
 
     original = vars(cells)["get_character_cell_size"]
     original.cache_clear()
-    handle = add(engine, "rich.cells:get_character_cell_size")
+    handle = add_target(runtime_engine, "rich.cells:get_character_cell_size")
     assert cells.get_character_cell_size("a") == 1
     assert cells.get_character_cell_size("a") == 1
     info = cells.get_character_cell_size.cache_info()
@@ -53,11 +40,11 @@ def test_module_level_lru_cache_is_traced_and_keeps_its_cache_api(memory, engine
     assert vars(cells)["get_character_cell_size"] is original
 
 
-def test_classmethod_over_lru_cache_is_traced_and_keeps_binding_and_cache(memory, engine) -> None:
+def test_classmethod_over_lru_cache_is_traced_and_keeps_binding_and_cache(memory, runtime_engine) -> None:
     from rich.color import Color
 
     raw = vars(Color)["parse"]
-    handle = add(engine, "rich.color:Color.parse")
+    handle = add_target(runtime_engine, "rich.color:Color.parse")
     assert Color.parse("red").name == "red"
     assert Color.parse.cache_info().currsize >= 1
     (span,) = memory.named("Color.parse")
@@ -67,12 +54,14 @@ def test_classmethod_over_lru_cache_is_traced_and_keeps_binding_and_cache(memory
     assert vars(Color)["parse"] is raw
 
 
-def test_singledispatch_function_is_traced_and_keeps_register_and_dispatch(memory, engine, tmp_path) -> None:
+def test_singledispatch_function_is_traced_and_keeps_register_and_dispatch(
+    memory, runtime_engine, tmp_path
+) -> None:
     """importlib_resources.as_file dispatches on the path type to @contextmanager functions."""
     from importlib_resources import _common
 
     original = vars(_common)["as_file"]
-    handle = add(engine, "importlib_resources._common:as_file")
+    handle = add_target(runtime_engine, "importlib_resources._common:as_file")
     target = tmp_path / "data.txt"
     target.write_text("x")
     with _common.as_file(target) as path:
@@ -94,9 +83,9 @@ def test_singledispatch_function_is_traced_and_keeps_register_and_dispatch(memor
     assert vars(_common)["as_file"] is original
 
 
-def test_singledispatchmethod_is_traced_and_keeps_dispatching(memory, engine) -> None:
+def test_singledispatchmethod_is_traced_and_keeps_dispatching(memory, runtime_engine) -> None:
     raw = vars(kinds.Formatter)["show"]
-    handle = add(engine, "runtime_samples.kinds:Formatter.show")
+    handle = add_target(runtime_engine, "runtime_samples.kinds:Formatter.show")
     f = kinds.Formatter()
     assert (f.show(1), f.show("a")) == ("int:1", "any:a")
     assert kinds.Formatter.show.register is not None
@@ -105,13 +94,13 @@ def test_singledispatchmethod_is_traced_and_keeps_dispatching(memory, engine) ->
     assert vars(kinds.Formatter)["show"] is raw
 
 
-def test_cached_property_is_traced_once_per_instance_and_still_caches(memory, engine) -> None:
+def test_cached_property_is_traced_once_per_instance_and_still_caches(memory, runtime_engine) -> None:
     """packaging's InvalidRequirement.message is a functools.cached_property."""
     from packaging.requirements import InvalidRequirement
 
     descriptor = vars(InvalidRequirement)["message"]
     func = descriptor.func
-    handle = add(engine, "packaging.requirements:InvalidRequirement.message")
+    handle = add_target(runtime_engine, "packaging.requirements:InvalidRequirement.message")
     error = InvalidRequirement("bad requirement")
     assert error.message == "bad requirement"
     assert error.message == "bad requirement"
@@ -123,14 +112,14 @@ def test_cached_property_is_traced_once_per_instance_and_still_caches(memory, en
     assert descriptor.func is func
 
 
-def test_module_level_partial_is_traced_and_still_applies_its_arguments(memory, engine) -> None:
+def test_module_level_partial_is_traced_and_still_applies_its_arguments(memory, runtime_engine) -> None:
     """attrs defines ``attr.dataclass = partial(attrs, auto_attribs=True)``."""
     import pickle
 
     import attr
 
     original = vars(attr)["dataclass"]
-    handle = add(engine, "attr:dataclass")
+    handle = add_target(runtime_engine, "attr:dataclass")
 
     @attr.dataclass
     class Point:
@@ -147,12 +136,12 @@ def test_module_level_partial_is_traced_and_still_applies_its_arguments(memory, 
     assert vars(attr)["dataclass"] is original
 
 
-def test_class_used_as_decorator_is_traced_and_keeps_its_attributes(memory, engine) -> None:
+def test_class_used_as_decorator_is_traced_and_keeps_its_attributes(memory, runtime_engine) -> None:
     """pytest's @fixture returns a FixtureFunctionDefinition (functools.update_wrapper(self, f))."""
     from _pytest import tmpdir
 
     original = vars(tmpdir)["tmp_path"]
-    handle = add(engine, "_pytest.tmpdir:tmp_path")
+    handle = add_target(runtime_engine, "_pytest.tmpdir:tmp_path")
     assert type(original).__name__ == "FixtureFunctionDefinition"
     assert tmpdir.tmp_path.name == original.name
     with pytest.raises(pytest.fail.Exception, match="called directly"):
@@ -163,11 +152,11 @@ def test_class_used_as_decorator_is_traced_and_keeps_its_attributes(memory, engi
     assert vars(tmpdir)["tmp_path"] is original
 
 
-def test_callable_object_without_a_function_behind_it_is_refused_in_one_line(engine) -> None:
+def test_callable_object_without_a_function_behind_it_is_refused_in_one_line(runtime_engine) -> None:
     """A click command (flask's ``routes``) is a Command object: nothing to read code from."""
     import flask.cli
 
-    handle = add(engine, "flask.cli:routes_command")
+    handle = add_target(runtime_engine, "flask.cli:routes_command")
     assert handle.problem == (
         "flask.cli.routes_command is a callable click.core.Command object with no Python function "
         "behind it (no __wrapped__): name its class's method instead (Command.__call__)"
@@ -175,19 +164,19 @@ def test_callable_object_without_a_function_behind_it_is_refused_in_one_line(eng
     assert handle.functions == [] and type(vars(flask.cli)["routes_command"]).__name__ == "Command"
 
 
-def test_a_name_that_does_not_exist_is_refused_with_the_nearest_names(engine) -> None:
+def test_a_name_that_does_not_exist_is_refused_with_the_nearest_names(runtime_engine) -> None:
     import rich.cells
     import rich.color  # noqa: F401
 
-    assert add(engine, "rich.cells:cell_lenn").problem.startswith(
+    assert add_target(runtime_engine, "rich.cells:cell_lenn").problem.startswith(
         "rich.cells has no 'cell_lenn' (nearest: cell_len"
     )
-    problem = add(engine, "rich.color:Colour.parse").problem
+    problem = add_target(runtime_engine, "rich.color:Colour.parse").problem
     assert problem.startswith("rich.color has no 'Colour' (nearest: ") and "Color.parse" in problem
 
 
-def test_properties_are_refused_naming_what_is_accepted(engine) -> None:
-    problem = add(engine, "runtime_samples.kinds:Base.doubled").problem
+def test_properties_are_refused_naming_what_is_accepted(runtime_engine) -> None:
+    problem = add_target(runtime_engine, "runtime_samples.kinds:Base.doubled").problem
     assert problem.startswith("runtime_samples.kinds.Base.doubled is a property (reading it is not a call")
 
 
@@ -205,26 +194,26 @@ def test_the_python_api_prints_the_refusal_as_one_warning(memory, caplog) -> Non
         api.shutdown()
 
 
-def test_wildcards_reach_decorated_functions_defined_in_the_module(memory, engine) -> None:
+def test_wildcards_reach_decorated_functions_defined_in_the_module(memory, runtime_engine) -> None:
     from rich import cells
 
-    add(engine, "rich.cells:*")
+    add_target(runtime_engine, "rich.cells:*")
     cells.get_character_cell_size("b")
     assert memory.named("cells.get_character_cell_size")
     assert callable(functools.partial)  # the stdlib names stay untouched
 
 
-def test_built_in_functions_of_a_compiled_module_get_a_runtime_span(memory, engine) -> None:
+def test_built_in_functions_of_a_compiled_module_get_a_runtime_span(memory, runtime_engine) -> None:
     """black's mypyc-compiled ``format_str`` is a built-in function: wrapped at its attribute,
     no locals (a locals request still gets the span), and restored exactly."""
     import black
 
     original = vars(black)["format_str"]
     assert type(original).__name__ == "builtin_function_or_method"
-    handle = engine.add(Request(parse_pattern("black:format_str"), capture_locals=None))
+    handle = runtime_engine.add(Request(parse_pattern("black:format_str"), capture_locals=None))
     assert black.format_str("x  =  1\n", mode=black.Mode()) == "x = 1\n"
     (span,) = memory.named("black.format_str")
     assert "code.file.path" not in span.attributes and span.attributes["otel_scope.return"] == "'x = 1\\n'"
-    assert engine.active()[0]["installed"] == "wrapper"
+    assert runtime_engine.active()[0]["installed"] == "wrapper"
     handle.remove()
     assert vars(black)["format_str"] is original

@@ -7,51 +7,35 @@ trampoline (the object stays the same), so they all produce spans; removing rest
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from otel_scope.config import Settings
-from otel_scope.engine import Engine
 from otel_scope.runtime import trampoline
-from otel_scope.targets import parse_pattern
-from otel_scope.targets.planner import Request
 from runtime_samples import webapp
+from sdk import add_target
 
 MOD = "runtime_samples.webapp"
 
 
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    e = Engine(Settings(mode="runtime"))
-    yield e
-    e.remove_all()
-
-
-def add(engine: Engine, pattern: str):
-    return engine.add(Request(parse_pattern(pattern)))
-
-
-def test_flask_views_registered_before_the_target_produce_spans(memory, engine) -> None:
+def test_flask_views_registered_before_the_target_produce_spans(memory, runtime_engine) -> None:
     view = webapp.app.view_functions["hello"]
     code = view.__code__
-    handle = add(engine, f"{MOD}:hello")
+    handle = add_target(runtime_engine, f"{MOD}:hello")
     reply = webapp.app.test_client().get("/hello/ada")
     assert (reply.status_code, reply.text) == (200, "hello ada")
     (span,) = memory.named("webapp.hello")
     assert span.attributes["otel_scope.arg.name"] == "'ada'"
     assert span.attributes["otel_scope.return"] == "'hello ada'"
     assert webapp.app.view_functions["hello"] is view is webapp.hello  # the same object throughout
-    assert engine.active()[0]["installed"] == "code trampoline"
+    assert runtime_engine.active()[0]["installed"] == "code trampoline"
     handle.remove()
     assert view.__code__ is code
     webapp.app.test_client().get("/hello/bob")
     assert len(memory.named("webapp.hello")) == 1
 
 
-def test_registry_entries_and_static_views_reach_the_probe(memory, engine) -> None:
-    add(engine, f"{MOD}:greet")
-    add(engine, f"{MOD}:Views.ping")
+def test_registry_entries_and_static_views_reach_the_probe(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:greet")
+    add_target(runtime_engine, f"{MOD}:Views.ping")
     assert webapp.HANDLERS["greet"]("ada", punctuation="?") == "hi ada?"
     assert webapp.app.test_client().get("/ping").text == "pong"
     (greet,) = memory.named("webapp.greet")
@@ -60,12 +44,12 @@ def test_registry_entries_and_static_views_reach_the_probe(memory, engine) -> No
     assert len(memory.named("Views.ping")) == 1
 
 
-def test_a_partial_made_before_the_target_reaches_it(memory, engine) -> None:
+def test_a_partial_made_before_the_target_reaches_it(memory, runtime_engine) -> None:
     """attrs' ``attr.dataclass`` is ``partial(attrs, auto_attribs=True)``, made at import."""
     import attr
     from attr import _make
 
-    add(engine, "attr._make:attrs")
+    add_target(runtime_engine, "attr._make:attrs")
 
     @attr.dataclass
     class Point:
@@ -76,17 +60,17 @@ def test_a_partial_made_before_the_target_reaches_it(memory, engine) -> None:
     assert attr.dataclass.func is vars(_make)["attrs"]
 
 
-def test_signature_source_and_kind_stay_those_of_the_function(engine) -> None:
+def test_signature_source_and_kind_stay_those_of_the_function(runtime_engine) -> None:
     import inspect
 
     before = (inspect.signature(webapp.greet), inspect.getsourcelines(webapp.greet))
-    add(engine, f"{MOD}:greet")
+    add_target(runtime_engine, f"{MOD}:greet")
     assert trampoline.is_trampoline(webapp.greet.__code__)
     assert (inspect.signature(webapp.greet), inspect.getsourcelines(webapp.greet)) == before
 
 
-def test_a_wrong_call_through_a_trampoline_fails_with_pythons_own_message(engine) -> None:
-    add(engine, f"{MOD}:greet")
+def test_a_wrong_call_through_a_trampoline_fails_with_pythons_own_message(runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:greet")
     with pytest.raises(TypeError) as info:
         webapp.greet()  # missing argument: raised by the call itself, as untraced
     assert "greet() missing 1 required positional argument: 'who'" in str(info.value)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
@@ -16,24 +15,13 @@ from otel_scope.engine import Engine
 from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 from runtime_samples import kinds
-from sdk import installed_provider
+from sdk import add_target, installed_provider
 
 MOD = "runtime_samples.kinds"
 
 
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    e = Engine(Settings(mode="runtime"))
-    yield e
-    e.remove_all()
-
-
-def add(engine: Engine, pattern: str):
-    return engine.add(Request(parse_pattern(pattern)))
-
-
-def test_function_call_becomes_span_with_code_attributes_args_and_return(memory, engine) -> None:
-    add(engine, f"{MOD}:add")
+def test_function_call_becomes_span_with_code_attributes_args_and_return(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:add")
     assert kinds.add(1, 2, 3, scale=2, tag="x") == 12
     (span,) = memory.named("kinds.add")
     a = span.attributes
@@ -49,8 +37,8 @@ def test_function_call_becomes_span_with_code_attributes_args_and_return(memory,
     assert len(a["otel_scope.session.id"]) == 32
 
 
-def test_exception_is_recorded_and_reraised_unchanged(memory, engine) -> None:
-    add(engine, f"{MOD}:fail")
+def test_exception_is_recorded_and_reraised_unchanged(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:fail")
     with pytest.raises(ValueError) as info:
         kinds.fail("boom")
     exc = info.value
@@ -81,15 +69,15 @@ def test_exception_is_recorded_and_reraised_unchanged(memory, engine) -> None:
     ],
 )
 def test_methods_of_every_kind_are_traced_and_behave_the_same(
-    memory, engine, pattern, call, expected
+    memory, runtime_engine, pattern, call, expected
 ) -> None:
-    add(engine, f"{MOD}:{pattern}")
+    add_target(runtime_engine, f"{MOD}:{pattern}")
     assert call() == expected
     assert len(memory.named(pattern.rsplit(".", 1)[-1])) == 1
 
 
-def test_wildcard_leaves_properties_and_repr_alone(memory, engine) -> None:
-    add(engine, f"{MOD}:Base.*")
+def test_wildcard_leaves_properties_and_repr_alone(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:Base.*")
     b = kinds.Base(4)
     assert b.doubled == 8
     assert isinstance(vars(kinds.Base)["doubled"], property)
@@ -100,8 +88,8 @@ def test_wildcard_leaves_properties_and_repr_alone(memory, engine) -> None:
     assert names == ["__init__"]  # property access is not a call span; __repr__ is skipped
 
 
-def test_user_repr_is_never_called_for_self_or_arguments(memory, engine) -> None:
-    add(engine, f"{MOD}:add")
+def test_user_repr_is_never_called_for_self_or_arguments(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:add")
     obj = kinds.Base(1)
     with pytest.raises(TypeError):
         kinds.add(obj, 1)  # Base + int is a TypeError in user code; repr must not be called
@@ -109,11 +97,11 @@ def test_user_repr_is_never_called_for_self_or_arguments(memory, engine) -> None
     assert "Base" in span.attributes["otel_scope.arg.a"]
 
 
-def test_remove_restores_the_exact_original_objects(engine) -> None:
+def test_remove_restores_the_exact_original_objects(runtime_engine) -> None:
     before = {name: vars(kinds.Base)[name] for name in ("method", "make", "which", "static", "doubled")}
     before_fn = kinds.add
     codes = {name: vars(kinds.Base)[name].__func__.__code__ for name in ("make", "which", "static")}
-    handle = add(engine, f"{MOD}:*")
+    handle = add_target(runtime_engine, f"{MOD}:*")
     assert vars(kinds.Base)["make"].__func__.__code__ is not codes["make"]  # a code trampoline
     handle.remove()
     handle.remove()  # idempotent
@@ -124,9 +112,9 @@ def test_remove_restores_the_exact_original_objects(engine) -> None:
     assert "make" not in vars(kinds.Sub) and kinds.Sub.which() == "sub" and kinds.Base().static(1) == 3
 
 
-def test_adding_the_same_target_twice_does_not_double_wrap(memory, engine) -> None:
-    h1 = add(engine, f"{MOD}:add")
-    h2 = add(engine, f"{MOD}:add")
+def test_adding_the_same_target_twice_does_not_double_wrap(memory, runtime_engine) -> None:
+    h1 = add_target(runtime_engine, f"{MOD}:add")
+    h2 = add_target(runtime_engine, f"{MOD}:add")
     kinds.add(1)
     assert len(memory.named("kinds.add")) == 1
     h1.remove()
@@ -137,12 +125,12 @@ def test_adding_the_same_target_twice_does_not_double_wrap(memory, engine) -> No
     assert len(memory.named("kinds.add")) == 2
 
 
-def test_concurrent_add_and_remove_leave_the_original_in_place(engine) -> None:
+def test_concurrent_add_and_remove_leave_the_original_in_place(runtime_engine) -> None:
     original = kinds.add
 
     def churn() -> None:
         for _ in range(50):
-            add(engine, f"{MOD}:add").remove()
+            add_target(runtime_engine, f"{MOD}:add").remove()
 
     threads = [threading.Thread(target=churn) for _ in range(4)]
     for t in threads:
@@ -152,22 +140,22 @@ def test_concurrent_add_and_remove_leave_the_original_in_place(engine) -> None:
     assert kinds.add is original
 
 
-def test_sampled_out_calls_make_no_span(engine) -> None:
+def test_sampled_out_calls_make_no_span(runtime_engine) -> None:
     with installed_provider(ParentBased(ALWAYS_OFF)) as memory:
-        add(engine, f"{MOD}:add")
+        add_target(runtime_engine, f"{MOD}:add")
         assert kinds.add(1) == 3
         assert memory.spans() == []
 
 
-def test_async_function_span_covers_the_await(memory, engine) -> None:
-    add(engine, f"{MOD}:async_double")
+def test_async_function_span_covers_the_await(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:async_double")
     assert asyncio.run(kinds.async_double(4)) == 8
     (span,) = memory.named("async_double")
     assert span.attributes["otel_scope.return"] == "8"
 
 
-def test_generator_span_covers_iteration_and_is_current_only_while_running(memory, engine) -> None:
-    add(engine, f"{MOD}:count_up")
+def test_generator_span_covers_iteration_and_is_current_only_while_running(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:count_up")
     gen = kinds.count_up(3)
     assert next(gen) == 0
     assert not trace.get_current_span().get_span_context().is_valid  # not leaked to the consumer
@@ -180,8 +168,8 @@ def test_generator_span_covers_iteration_and_is_current_only_while_running(memor
     assert span.attributes["otel_scope.return"] == "'done'"
 
 
-def test_generator_send_and_close_keep_their_meaning(memory, engine) -> None:
-    add(engine, f"{MOD}:count_up")
+def test_generator_send_and_close_keep_their_meaning(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:count_up")
     gen = kinds.count_up(5)
     next(gen)
     with pytest.raises(StopIteration) as info:
@@ -194,8 +182,8 @@ def test_generator_send_and_close_keep_their_meaning(memory, engine) -> None:
     assert ends == ["closed", "exhausted"]
 
 
-def test_async_generator_span_covers_the_iteration(memory, engine) -> None:
-    add(engine, f"{MOD}:async_count")
+def test_async_generator_span_covers_the_iteration(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:async_count")
 
     async def consume() -> list[int]:
         return [i async for i in kinds.async_count(3)]
@@ -205,8 +193,8 @@ def test_async_generator_span_covers_the_iteration(memory, engine) -> None:
     assert span.attributes["otel_scope.yield.count"] == 3
 
 
-def test_nesting_follows_context_into_asyncio_tasks(memory, engine) -> None:
-    add(engine, f"{MOD}:async_double")
+def test_nesting_follows_context_into_asyncio_tasks(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:async_double")
     tracer = trace.get_tracer("test")
 
     async def main() -> None:
@@ -220,20 +208,20 @@ def test_nesting_follows_context_into_asyncio_tasks(memory, engine) -> None:
     assert all(c.parent.span_id == parent.context.span_id for c in children)
 
 
-def test_disabled_probe_calls_straight_through(memory, engine) -> None:
-    handle = add(engine, f"{MOD}:add")
-    engine.probe_for(f"{MOD}.add").enabled = False
+def test_disabled_probe_calls_straight_through(memory, runtime_engine) -> None:
+    handle = add_target(runtime_engine, f"{MOD}:add")
+    runtime_engine.probe_for(f"{MOD}.add").enabled = False
     assert kinds.add(1) == 3
     assert memory.spans() == []
     handle.remove()
 
 
-def test_nesting_follows_context_into_threads_and_executors(memory, engine) -> None:
+def test_nesting_follows_context_into_threads_and_executors(memory, runtime_engine) -> None:
     import concurrent.futures
 
     from otel_scope.runtime import propagation
 
-    add(engine, f"{MOD}:add")
+    add_target(runtime_engine, f"{MOD}:add")
     tracer = trace.get_tracer("test")
     propagation.install()
     try:
@@ -252,7 +240,7 @@ def test_nesting_follows_context_into_threads_and_executors(memory, engine) -> N
     assert not hasattr(threading.Thread.start, "__wrapped__")  # uninstall restored it
 
 
-def test_threads_started_with_no_current_span_are_left_alone(engine) -> None:
+def test_threads_started_with_no_current_span_are_left_alone(runtime_engine) -> None:
     from otel_scope.runtime import propagation
 
     propagation.install()
@@ -284,40 +272,40 @@ def test_rate_limit_skips_calls_and_the_next_span_counts_them(memory) -> None:
         limited.remove_all()
 
 
-def test_traced_functions_still_pickle_by_reference(memory, engine) -> None:
+def test_traced_functions_still_pickle_by_reference(memory, runtime_engine) -> None:
     import pickle
 
-    add(engine, f"{MOD}:add")
+    add_target(runtime_engine, f"{MOD}:add")
     assert pickle.loads(pickle.dumps(kinds.add)) is kinds.add  # the wrapper, found by reference
     assert pickle.loads(pickle.dumps(kinds.add))(1) == 3
 
 
-def test_process_pool_runs_a_traced_function(memory, engine) -> None:
+def test_process_pool_runs_a_traced_function(memory, runtime_engine) -> None:
     import concurrent.futures
     import multiprocessing
 
-    add(engine, f"{MOD}:add")
+    add_target(runtime_engine, f"{MOD}:add")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert pool.submit(kinds.add, 2).result(timeout=60) == 4
 
 
-def test_contextmanager_methods_of_real_code_keep_their_calling_behaviour(memory, engine) -> None:
+def test_contextmanager_methods_of_real_code_keep_their_calling_behaviour(memory, runtime_engine) -> None:
     """jinja2's compiler enters a @contextmanager method per filter: it must stay a context
     manager factory when traced (looking through ``__wrapped__`` made it a generator)."""
     import jinja2  # a declared test dependency: missing it must fail, not skip
 
-    add(engine, "jinja2.compiler:CodeGenerator._filter_test_common")
+    add_target(runtime_engine, "jinja2.compiler:CodeGenerator._filter_test_common")
     template = jinja2.Environment().from_string("{{ name | upper }}")
     assert template.render(name="ada") == "ADA"
     (span,) = memory.named("CodeGenerator._filter_test_common")
     assert span.status.is_ok
 
 
-def test_decorators_that_change_the_kind_are_traced_as_the_installed_object(memory, engine) -> None:
+def test_decorators_that_change_the_kind_are_traced_as_the_installed_object(memory, runtime_engine) -> None:
     """An asynccontextmanager stays an async context manager factory; a sync wrapper around a
     coroutine function stays sync (it returns the value, not a coroutine)."""
-    add(engine, f"{MOD}:opened")
-    add(engine, f"{MOD}:run_sync")
+    add_target(runtime_engine, f"{MOD}:opened")
+    add_target(runtime_engine, f"{MOD}:run_sync")
 
     async def use() -> int:
         async with kinds.opened(4) as value:
@@ -329,7 +317,7 @@ def test_decorators_that_change_the_kind_are_traced_as_the_installed_object(memo
     assert len(memory.named("kinds.run_sync")) == 1
 
 
-def test_a_sampler_that_records_under_unsampled_remote_parents_is_asked(engine) -> None:
+def test_a_sampler_that_records_under_unsampled_remote_parents_is_asked(runtime_engine) -> None:
     """ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON): a plain SDK span records
     under an unsampled remote parent, so otel-scope's span must too."""
     from opentelemetry import context
@@ -339,7 +327,7 @@ def test_a_sampler_that_records_under_unsampled_remote_parents_is_asked(engine) 
     sampler = ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)
     remote = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(0))
     with installed_provider(sampler) as memory:
-        add(engine, f"{MOD}:add")
+        add_target(runtime_engine, f"{MOD}:add")
         token = context.attach(trace.set_span_in_context(NonRecordingSpan(remote)))
         try:
             with trace.get_tracer("plain").start_as_current_span("plain"):

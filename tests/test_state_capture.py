@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 
 from otel_scope.capture import Serializer
-from otel_scope.config import Settings
 from otel_scope.engine import Engine
 from otel_scope.runtime import state
 from otel_scope.targets import parse_pattern
@@ -222,13 +221,6 @@ class Account:
         return amount // 10
 
 
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    e = Engine(Settings(mode="runtime"))
-    yield e
-    e.remove_all()
-
-
 def _changes(memory: MemorySpans, suffix: str) -> list[dict[str, str]]:
     (span,) = memory.named(suffix)
     return [
@@ -242,8 +234,8 @@ def _changes(memory: MemorySpans, suffix: str) -> list[dict[str, str]]:
     ]
 
 
-def test_state_targets_record_changes_on_the_call_span(memory: MemorySpans, engine: Engine) -> None:
-    engine.add(Request(parse_pattern(f"{__name__}:Account.*"), state=True))
+def test_state_targets_record_changes_on_the_call_span(memory: MemorySpans, runtime_engine: Engine) -> None:
+    runtime_engine.add(Request(parse_pattern(f"{__name__}:Account.*"), state=True))
     account = Account(10)
     assert account.deposit(5) == 15
     assert account.look() == 15
@@ -270,7 +262,7 @@ def test_state_targets_record_changes_on_the_call_span(memory: MemorySpans, engi
     assert deposit.attributes["otel_scope.return"] == "15"  # the call is otherwise traced as usual
 
 
-def test_runtime_targets_without_state_record_no_state(memory: MemorySpans, engine: Engine) -> None:
-    engine.add(Request(parse_pattern(f"{__name__}:Account.deposit")))
+def test_runtime_targets_without_state_record_no_state(memory: MemorySpans, runtime_engine: Engine) -> None:
+    runtime_engine.add(Request(parse_pattern(f"{__name__}:Account.deposit")))
     Account(1).deposit(1)
     assert _changes(memory, "Account.deposit") == []
