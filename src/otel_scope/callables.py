@@ -19,6 +19,8 @@ from typing import Any
 
 import wrapt
 
+from otel_scope import _forksafe
+
 # Holders of the function in their ``func`` attribute (all pure data, no user code to run).
 _FUNC_HOLDERS = (
     functools.partial,
@@ -73,3 +75,38 @@ def binds_arguments(obj: Any) -> bool:
             return True
         obj = step_inward(obj) if not isinstance(obj, types.FunctionType) else None
     return False
+
+
+_swap_lock = _forksafe.lock()
+
+
+class CodeSwap:
+    """``function`` runs ``code`` in place of ``original_code`` until :meth:`restore`.
+
+    Both mechanisms that change a function in place (the runtime trampoline, compile-time
+    recompilation) swap ``__code__`` so that every reference to the function (registries,
+    ``functools.partial``, callbacks taken before the target) sees the change. Restoring is
+    idempotent and thread-safe, and leaves alone a function whose code somebody else replaced
+    meanwhile (a reload, another tool): that code is theirs now.
+    """
+
+    __slots__ = ("code", "function", "original_code", "restored")
+
+    def __init__(self, function: types.FunctionType, code: types.CodeType) -> None:
+        self.function = function
+        self.original_code = function.__code__
+        self.code = code
+        self.restored = False
+
+    def apply(self) -> None:
+        self.function.__code__ = self.code
+
+    def restore(self) -> bool:
+        """Put the original code back; ``False`` if this swap was restored already."""
+        with _swap_lock:
+            if self.restored:
+                return False
+            self.restored = True
+            if self.function.__code__ is self.code:
+                self.function.__code__ = self.original_code
+            return True

@@ -17,12 +17,12 @@ import itertools
 import linecache
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any
 
 from otel_scope import _forksafe
-from otel_scope.callables import innermost_function
+from otel_scope.callables import CodeSwap, innermost_function
 from otel_scope.compile_time.hook import rewritten_from, source_digest
 from otel_scope.compile_time.recorder import Probe, register
 from otel_scope.compile_time.rewriter import rewrite_source
@@ -46,28 +46,24 @@ class RecompileError(ValueError):
     """The function cannot be recompiled; the message says why in one line."""
 
 
-@dataclass
-class Recompiled:
+class Recompiled(CodeSwap):
     """A function now running instrumented code; :meth:`restore` undoes it (idempotent)."""
 
-    function: FunctionType
-    original_code: CodeType
-    code: CodeType
-    probe: Probe
-    seconds: float
-    _restored: bool = field(default=False, repr=False)
+    __slots__ = ("probe", "seconds")
 
-    def restore(self) -> None:
-        """Switch the probe off and put the original code object back."""
-        with _lock:
-            if self._restored:
-                return
-            self._restored = True
-            # The probe global stays: a generator created under the new code but not started yet
-            # reads it on its first step, and then runs the original body.
-            self.probe.on = False
-            if self.function.__code__ is self.code:
-                self.function.__code__ = self.original_code
+    def __init__(self, function: FunctionType, code: CodeType, probe: Probe, seconds: float) -> None:
+        super().__init__(function, code)
+        self.probe = probe
+        self.seconds = seconds
+
+    def restore(self) -> bool:
+        """Switch the probe off and put the original code back.
+
+        The probe global stays: a generator created under the new code but not started yet
+        reads it on its first step, and then runs the original body.
+        """
+        self.probe.on = False
+        return super().restore()
 
 
 def unwrap(func: Any) -> FunctionType:
@@ -95,9 +91,9 @@ class Prepared:
         with _lock:
             self.target.__globals__[self.probe_name] = probe
             register(self.probe_name, probe)
-            original = self.target.__code__
-            self.target.__code__ = self.code
-        return Recompiled(self.target, original, self.code, probe, self.seconds)
+            done = Recompiled(self.target, self.code, probe, self.seconds)
+            done.apply()
+        return done
 
 
 def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | RecompileError]:

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import threading
 import types
 import weakref
-from dataclasses import dataclass, field
 from typing import Any
 
+from otel_scope import _forksafe
+from otel_scope.callables import CodeSwap
+
 _counter = itertools.count()
-_lock = threading.Lock()
+_lock = _forksafe.lock()
 # Flags a trampoline can reproduce: a plain function, a generator (``yield from``), a coroutine.
 _UNSUPPORTED = inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 # Every function with a trampoline now (by any engine): installing twice is refused.
@@ -44,24 +45,18 @@ def unsupported(func: types.FunctionType) -> str | None:
     return None
 
 
-@dataclass
-class Trampoline:
-    """``function`` now runs ``code`` (the trampoline); :meth:`restore` undoes it (idempotent)."""
+class Trampoline(CodeSwap):
+    """``function`` now runs ``code`` (the trampoline); :meth:`restore` undoes it (idempotent).
 
-    function: types.FunctionType
-    original_code: types.CodeType
-    code: types.CodeType
-    _restored: bool = field(default=False, repr=False)
+    A call already inside the trampoline when it is restored finishes normally.
+    """
 
-    def restore(self) -> None:
-        """Put the original code back. A call already inside the trampoline finishes normally."""
-        with _lock:
-            if self._restored:
-                return
-            self._restored = True
-            if self.function.__code__ is self.code:
-                self.function.__code__ = self.original_code
-            _installed.pop(self.function, None)
+    __slots__ = ()
+
+    def restore(self) -> bool:
+        restored = super().restore()
+        _installed.pop(self.function, None)
+        return restored
 
 
 def install(func: types.FunctionType, probe: Any) -> Trampoline:
@@ -80,9 +75,9 @@ def install(func: types.FunctionType, probe: Any) -> Trampoline:
         # The global stays after restore: a generator made under the trampoline but not started
         # yet reads it on its first step (and then calls straight through a disabled probe).
         func.__globals__[name] = (probe, copy)
-        func.__code__ = code
+        done = _installed[func] = Trampoline(func, code)
+        done.apply()
         _codes.add(code)
-        done = _installed[func] = Trampoline(func, original, code)
     return done
 
 
