@@ -87,11 +87,34 @@ def run_tree(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> 
         try:
             out, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            alive = _group(p.pid)
+            exited = p.poll()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGABRT)
             time.sleep(1.0)  # faulthandler writes, then each process dies
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             out, err = p.communicate()
-            raise Hung(f"{cmd} did not end in {timeout} s\n--- stdout\n{out}\n--- stderr\n{err}") from None
+            state = "the program was still running" if exited is None else f"the program exited {exited}"
+            raise Hung(
+                f"{cmd} did not end in {timeout} s; {state}; its process group then:\n{alive}"
+                f"\n--- stdout\n{out}\n--- stderr\n{err}"
+            ) from None
     return Run(p.returncode, out, err)
+
+
+def _group(pgid: int) -> str:
+    """The processes of group ``pgid`` (pid, parent, state, command), read from ``/proc``."""
+    rows = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, ...
+        if int(fields[2]) == pgid:
+            rows.append(f"  pid {entry.name} ppid {fields[1]} state {fields[0]}: {command[:200]}")
+    return "\n".join(rows) or "  (none left)"

@@ -138,6 +138,7 @@ class ScopeSpanProcessor(SpanProcessor):
         self._stopping = False
         self._dropped: collections.Counter[str] = collections.Counter()
         self._in_flight = 0  # spans in the export call running now
+        self._draining = False  # the worker is taking spans off the queue and exporting them
         self.exported = 0
 
     # -- the producer side (any thread of the program) ------------------------------------------
@@ -223,6 +224,13 @@ class ScopeSpanProcessor(SpanProcessor):
             self.exporter.shutdown()
 
     def _drain(self) -> None:
+        self._draining = True  # spans taken off the queue are not exported yet: a flush waits
+        try:
+            self._drain_queue()
+        finally:
+            self._draining = False
+
+    def _drain_queue(self) -> None:
         pending = self._queue
         batch: list[ReadableSpan] = []
         while pending:
@@ -258,7 +266,7 @@ class ScopeSpanProcessor(SpanProcessor):
     # -- flushing and shutting down (bounded) -----------------------------------------------------
     def _mark(self) -> _Flush | None:
         """Queue a flush marker and wake the worker; ``None`` when there is nothing to wait for."""
-        if not self._worker_alive():
+        if not self._worker_alive() or not (self._queue or self._draining):
             return None
         marker = _Flush()
         self._queue.append(marker)

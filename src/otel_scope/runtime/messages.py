@@ -64,6 +64,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from otel_scope import _forksafe, semconv
 from otel_scope.capture import Serializer
 from otel_scope.runtime import propagation
+from otel_scope.sessions import session as process_session
 from otel_scope.sessions import state as session_state
 
 _log = logging.getLogger("otel_scope")
@@ -648,6 +649,9 @@ def _patched_bootstrap(original: Callable[..., int]) -> Callable[..., int]:
     # Runs in the child: with fork it was inherited, with spawn otel-scope installed it again.
     @functools.wraps(original)
     def _bootstrap(self: Any, *args: Any, **kwargs: Any) -> int:
+        global _child
+        _child = True
+        process_session.default_sigterm_in_child()
         token = None
         try:
             carrier = object.__getattribute__(self, "__dict__").get(_CARRIER)
@@ -747,6 +751,11 @@ def _landed(item: Any, carrier: tuple) -> Any:
 def _patched_mp_put(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def put(self: Any, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if _child:
+            # A child exports before it hands anything to its parent: a pool worker's result is
+            # the parent's cue to terminate it (Pool.__exit__), with no handler of ours left to
+            # export then (see sessions.session.default_sigterm_in_child).
+            process_session.export_now()
         ctx = _current()
         if ctx and ctx is not session_state.fallback_context and _SPAN_KEY in ctx:
             sender = _sender(ctx)
@@ -761,6 +770,9 @@ def _patched_mp_put(original: Callable[..., Any]) -> Callable[..., Any]:
         return original(self, obj, *args, **kwargs)
 
     return put
+
+
+_child = False  # this process is a multiprocessing child (set by its _bootstrap)
 
 
 def _patched_mp_get(original: Callable[..., Any]) -> Callable[..., Any]:
