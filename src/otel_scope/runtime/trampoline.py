@@ -54,9 +54,11 @@ class Trampoline(CodeSwap):
     __slots__ = ()
 
     def restore(self) -> bool:
-        restored = super().restore()
-        _installed.pop(self.function, None)
-        return restored
+        if not super().restore():
+            return False
+        if _installed.get(self.function) is self:  # not a newer trampoline of the same function
+            del _installed[self.function]
+        return True
 
 
 def install(func: types.FunctionType, probe: Any) -> Trampoline:
