@@ -30,8 +30,8 @@ from otel_scope.timeline.model import FunctionStats, SpanRecord, TraceStats, as_
 # orphans of a million spans costs one pass over the parent index and a probe per parent.
 _MISSING_PARENTS = (
     "SELECT parent FROM (SELECT DISTINCT parent_span_id AS parent FROM spans INDEXED BY spans_trace_parent "
-    "WHERE trace_id = ?1 AND parent_span_id IS NOT NULL) "
-    "WHERE NOT EXISTS (SELECT 1 FROM spans p WHERE p.trace_id = ?1 AND p.span_id = parent)"
+    "WHERE trace_id = :trace AND parent_span_id IS NOT NULL) "
+    "WHERE NOT EXISTS (SELECT 1 FROM spans p WHERE p.trace_id = :trace AND p.span_id = parent)"
 )
 
 
@@ -64,11 +64,12 @@ class TraceReader:
     def _spans(
         self, where: str, params: tuple[Any, ...] = (), order: str = "start_ns, end_ns", index: str = ""
     ) -> Iterator[SpanRecord]:
-        """Decoded spans of the trace; ``?1`` in ``where`` is the trace ID, ``params`` are ``?2``..."""
+        """Decoded spans of the trace; ``:trace`` in ``where`` is the trace ID, ``params`` are
+        ``:p2``, ``:p3``... (named: Python 3.14 refuses numbered placeholders with a sequence)."""
         indexed = f" INDEXED BY {index}" if index else ""
         cursor = self._conn.execute(
-            f"SELECT {SPAN_COLUMNS} FROM spans{indexed} WHERE trace_id = ?1 AND {where} ORDER BY {order}",
-            (self.trace_id, *params),
+            f"SELECT {SPAN_COLUMNS} FROM spans{indexed} WHERE trace_id = :trace AND {where} ORDER BY {order}",
+            {"trace": self.trace_id, **{f"p{n}": value for n, value in enumerate(params, 2)}},
         )
         for row in cursor:
             yield record_from_row(self.trace_id, row)
@@ -96,7 +97,7 @@ class TraceReader:
 
     def children(self, span_id: str) -> Iterator[SpanRecord]:
         """The spans whose parent is ``span_id``, in start order (through the parent index)."""
-        return self._spans("parent_span_id = ?2", (span_id,), index="spans_trace_parent")
+        return self._spans("parent_span_id = :p2", (span_id,), index="spans_trace_parent")
 
     def spans(self, function: Callable[[str], bool] | None = None) -> Iterator[SpanRecord]:
         """Every span in start order; with ``function``, only those whose name it accepts
@@ -106,7 +107,7 @@ class TraceReader:
         self._conn.create_function("otel_scope_function", 1, lambda name: bool(function(name or "")))
         return self._spans(
             "span_id IN (SELECT span_id FROM spans INDEXED BY spans_trace_name "
-            "WHERE trace_id = ?1 AND otel_scope_function(name))"
+            "WHERE trace_id = :trace AND otel_scope_function(name))"
         )
 
     def mentioning(self, words: frozenset[str]) -> Iterator[SpanRecord]:
@@ -114,7 +115,7 @@ class TraceReader:
         if not words:
             return iter(())
         tests = " OR ".join(
-            f"instr(attributes, ?{2 * n + 2}) OR instr(events, ?{2 * n + 3})" for n in range(len(words))
+            f"instr(attributes, :p{2 * n + 2}) OR instr(events, :p{2 * n + 3})" for n in range(len(words))
         )
         params = tuple(w for word in sorted(words) for w in (word, word))
         return self._spans(f"({tests})", params)
@@ -136,7 +137,7 @@ class TraceReader:
         return [r[0] for r in rows]
 
     def spans_of_resource(self, resource: str) -> Iterator[SpanRecord]:
-        return self._spans("resource = ?2", (resource,))
+        return self._spans("resource = :p2", (resource,))
 
     # -- aggregates ------------------------------------------------------------------------------
     def stats(self) -> TraceStats:
@@ -160,11 +161,11 @@ class TraceReader:
             r[0]
             for r in self._conn.execute(
                 "WITH RECURSIVE s(name) AS (SELECT min(service_name) FROM spans "
-                "INDEXED BY spans_trace_service WHERE trace_id = ?1 AND service_name > '' "
+                "INDEXED BY spans_trace_service WHERE trace_id = :trace AND service_name > '' "
                 "UNION ALL SELECT (SELECT min(service_name) FROM spans INDEXED BY spans_trace_service "
-                "WHERE trace_id = ?1 AND service_name > s.name) FROM s WHERE s.name IS NOT NULL) "
+                "WHERE trace_id = :trace AND service_name > s.name) FROM s WHERE s.name IS NOT NULL) "
                 "SELECT name FROM s WHERE name IS NOT NULL",
-                (self.trace_id,),
+                {"trace": self.trace_id},
             )
         ]
         reason = f"json_extract(attributes, {_json_path(semconv.CAPTURES_DROPPED_REASON)})"
@@ -174,7 +175,7 @@ class TraceReader:
             (self.trace_id,),
         ).fetchone()
         lost, lost_where = 0, []
-        for session in self._spans("name = ?2", (semconv.SESSION_SPAN_NAME,), index="spans_trace_name"):
+        for session in self._spans("name = :p2", (semconv.SESSION_SPAN_NAME,), index="spans_trace_name"):
             lost += as_count(session.attributes.get(semconv.SESSION_DROPPED_SPANS))
             lost_where += [str(r) for r in session.attributes.get(semconv.SESSION_DROPPED_REASONS) or ()]
         return TraceStats(
@@ -215,9 +216,9 @@ class TraceReader:
         for parent, name, took in self._conn.execute(
             "SELECT k.parent, p.name, k.took FROM (SELECT parent_span_id AS parent, "
             "total(end_ns - start_ns) AS took FROM spans INDEXED BY spans_trace_parent "
-            "WHERE trace_id = ?1 AND parent_span_id IS NOT NULL GROUP BY parent_span_id) k "
-            "LEFT JOIN spans p ON p.trace_id = ?1 AND p.span_id = k.parent",
-            (self.trace_id,),
+            "WHERE trace_id = :trace AND parent_span_id IS NOT NULL GROUP BY parent_span_id) k "
+            "LEFT JOIN spans p ON p.trace_id = :trace AND p.span_id = k.parent",
+            {"trace": self.trace_id},
         ):
             if name is None:
                 missing.append(parent)
@@ -237,7 +238,7 @@ class TraceReader:
             "ORDER BY end_ns - start_ns DESC LIMIT ?",
             (self.trace_id, max(0, limit)),
         ).fetchall()
-        return [span for (span_id,) in ids for span in self._spans("span_id = ?2", (span_id,))]
+        return [span for (span_id,) in ids for span in self._spans("span_id = :p2", (span_id,))]
 
     def exceptions(self, limit: int) -> tuple[int, list[SpanRecord]]:
         """How many spans failed, and the first ``limit`` of them in start order."""
