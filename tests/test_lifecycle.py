@@ -103,6 +103,13 @@ def test_daemon_threads_tracing_in_a_loop_do_not_stop_exit_and_the_root_is_store
     assert "ended after the session" in loss and str(tmp_path / "store.sqlite3") in loss
 
 
+def test_pool_workers_die_of_sigterm_at_once_while_the_parent_ends_its_session_on_it(tmp_path: Path) -> None:
+    # A Python-level handler in a worker never ran when SIGTERM landed just before the worker
+    # blocked on the pool's semaphore, so Pool.terminate() waited for it forever.
+    run = run_case(tmp_path, "sigterm", 4)
+    assert "parent default False workers default {True}" in run.stdout, run.stderr
+
+
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_spawned_pool_workers_export_before_pool_terminate_kills_them(tmp_path: Path, method: str) -> None:
     # Pool.__exit__ terminates its workers with SIGTERM: 10 of 510 spans used to be stored, and

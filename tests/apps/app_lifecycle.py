@@ -1,6 +1,7 @@
 """Real process shapes that once hung or lost spans at exit; argv[1] picks one, argv[2] a size.
 
 forkpool / spawnpool / forkserverpool: ``multiprocessing`` Pool(2).map of a traced job.
+sigterm: which processes keep SIGTERM's default action (the parent, and fork pool workers).
 forkthread: a background thread traces while the main thread ``os.fork()``s children that
 ``sys.exit``. osexit: the same, but the children leave with ``os._exit``. daemon: daemon threads
 call a traced function in a loop until the interpreter exits. hot: one traced call making
@@ -48,7 +49,14 @@ def forks(leave):
 
 
 if __name__ == "__main__":
-    if how.endswith("pool"):
+    if how == "sigterm":  # who handles SIGTERM: the parent (its session) and a fork pool's workers
+        import signal
+
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            workers = set(pool.map(lifework.sigterm_is_default, range(size or 4)))
+        parent = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        print("parent default", parent, "workers default", workers)
+    elif how.endswith("pool"):
         ctx = multiprocessing.get_context(how[: -len("pool")])
         with ctx.Pool(2) as pool:
             print("sum", sum(pool.map(lifework.job, range(size or 50))), flush=True)

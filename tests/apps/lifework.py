@@ -9,6 +9,13 @@ def leaf(n):
     return n + 1
 
 
+def sigterm_is_default(_):
+    """Whether SIGTERM kills this process at once (no Python-level handler installed)."""
+    import signal
+
+    return signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def parent(count):
     total = 0
     for i in range(count):

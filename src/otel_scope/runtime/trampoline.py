@@ -54,11 +54,12 @@ class Trampoline(CodeSwap):
     __slots__ = ()
 
     def restore(self) -> bool:
-        if not super().restore():
-            return False
-        if _installed.get(self.function) is self:  # not a newer trampoline of the same function
-            del _installed[self.function]
-        return True
+        with _lock:  # as install(): the registry and the code change together
+            if not super().restore():
+                return False
+            if _installed.get(self.function) is self:  # not a newer trampoline of the same function
+                del _installed[self.function]
+            return True
 
 
 def install(func: types.FunctionType, probe: Any) -> Trampoline:

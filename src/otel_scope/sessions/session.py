@@ -194,7 +194,7 @@ def default_sigterm_in_child() -> None:
     that gets SIGTERM just before it blocks on a semaphore (a pool worker waiting for its next
     task, at the very moment ``Pool.terminate()`` signals it) never runs the handler and never
     dies, and the parent's ``join()`` waits for it forever (seen in CI: about one run in ten on a
-    loaded machine). Such children export their spans each time they go idle instead
+    loaded machine). Such children export before each item they hand to their parent instead
     (:func:`export_now`), and at their normal end.
     """
     with contextlib.suppress(ValueError, OSError):
@@ -202,22 +202,22 @@ def default_sigterm_in_child() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-_IDLE_FLUSH_S = 1.0
-_idle_flush = True
+_CHILD_FLUSH_S = 1.0
+_child_flush = True  # until a flush runs out of time in this process
 
 
 def export_now() -> None:
     """Export what this process has queued so far (a child about to hand over a result or a
     message), waiting at most 1 s; at once when nothing is queued.
 
-    A destination that does not keep up (a collector that is down) would make every wait for
-    work that long: after the first flush that runs out of time, this process stops trying and
-    its spans go out as the pipeline manages (and are counted if lost).
+    A destination that does not keep up (a collector that is down) would make every hand-over
+    that slow: after the first flush that runs out of time, this process stops trying and its
+    spans go out as the pipeline manages (and are counted if lost).
     """
-    global _idle_flush
-    if _idle_flush:
+    global _child_flush
+    if _child_flush:
         with pipeline.suppressed():
-            _idle_flush = pipeline.flush_all(_IDLE_FLUSH_S)
+            _child_flush = pipeline.flush_all(_CHILD_FLUSH_S)
 
 
 def export_at_exit(report: Callable[[str], None] | None = None) -> None:
