@@ -35,10 +35,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
-from otel_scope.config import Settings
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
 from otel_scope.runtime.wrappers import RuntimeProbe, install
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 
 

@@ -43,11 +43,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from otel_scope.capture import Serializer
-from otel_scope.config import Settings
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
 from otel_scope.runtime import messages
 from otel_scope.sessions import state as session_state
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 
 MODULE = "bench_state_target"

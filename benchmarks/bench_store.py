@@ -36,10 +36,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_scope import pipeline
-from otel_scope.config import Settings
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
 from otel_scope.store import LocalStoreSpanExporter, SpanStore
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 
 

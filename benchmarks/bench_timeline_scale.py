@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from otel_scope import semconv as sc
-from otel_scope.timeline.model import EventRecord, SpanRecord
+from otel_scope.store.records import EventRecord, SpanRecord
 
 OTEL_SCOPE = Path(sys.executable).with_name("otel-scope")
 TRACE_ID = "4a50b6" + "0" * 25 + "1"

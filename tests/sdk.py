@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
+from otel_scope.config import parse_pattern
 from otel_scope.engine import Engine, Handle
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 
 

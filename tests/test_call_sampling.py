@@ -16,9 +16,8 @@ import pytest
 from otel_scope import semconv
 from otel_scope.capture import sampling
 from otel_scope.compile_time import configure
-from otel_scope.config import Settings
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import CompileTimeAdapter, Engine
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 
 QUOTE = "jinja2.utils.url_quote"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from otel_scope.capture import REDACTED, Redactor, Serializer
 from otel_scope.capture.redaction import DEFAULT_SECRET_NAMES
 from otel_scope.capture.scrubbing import Scrubber
-from otel_scope.targets import parse_pattern
+from otel_scope.config import parse_pattern
 from otel_scope.targets.planner import Request
 
 SECRET = "Zq8vK2mW9xR4tL7p"  # a marker with no shape of its own: only its position gives it away

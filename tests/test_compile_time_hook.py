@@ -353,7 +353,7 @@ def test_runtime_only_runs_never_import_libcst(tmp_path) -> None:
     code = (
         "import sys\n"
         "from otel_scope.config import Settings\n"
-        "from otel_scope.targets import parse_pattern\n"
+        "from otel_scope.config import parse_pattern\n"
         "from otel_scope import api\n"
         "api.start(Settings(mode='runtime', targets=(parse_pattern('wave:*'),)))\n"
         "import wave\n"
@@ -367,8 +367,8 @@ def test_runtime_only_runs_never_import_libcst(tmp_path) -> None:
 def test_an_excluded_function_is_not_rewritten_under_a_module_wide_locals_target(
     tmp_path, monkeypatch
 ) -> None:
+    from otel_scope.config import parse_pattern
     from otel_scope.engine import CompileTimeAdapter, Engine
-    from otel_scope.targets import parse_pattern
 
     (tmp_path / "exclmod.py").write_text(
         "def kept(x):\n    y = x + 1\n    return y\n\n\ndef left(x):\n    return x\n"

@@ -134,7 +134,7 @@ def test_a_live_locals_target_on_an_edited_module_says_why_in_one_line(spans, ed
     import logging
 
     from otel_scope.api import _make_engine
-    from otel_scope.targets import parse_pattern
+    from otel_scope.config import parse_pattern
     from otel_scope.targets.planner import Request
 
     engine = _make_engine(Settings(mode="hybrid"))

@@ -21,13 +21,12 @@ from pathlib import Path
 import pytest
 
 from otel_scope.cli import main as cli_main
-from otel_scope.config import Settings
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.control import paths
 from otel_scope.control.client import ControlError, send
 from otel_scope.control.commands import Controller
 from otel_scope.control.server import MAX_CLIENTS, MAX_LINE, ControlServer
 from otel_scope.engine import Engine
-from otel_scope.targets import parse_pattern
 
 APPS = Path(__file__).resolve().parent / "apps"
 

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from otel_scope.config import Settings
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.control.commands import Controller
 from otel_scope.engine import Engine
 from otel_scope.runtime import escalation, trampoline
 from otel_scope.runtime.escalation import Escalator, enabled
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 from scope_run import run_instrumented, run_plain
 

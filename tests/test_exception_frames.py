@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from otel_scope.config import Settings
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
 from otel_scope.runtime import exception_frames
 from otel_scope.runtime.exception_frames import ExceptionFrames
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 
 APPS = Path(__file__).resolve().parent / "apps"

@@ -10,10 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from otel_scope.config import Settings
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import CompileTimeAdapter, Engine
 from otel_scope.runtime import propagation
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 from runtime_samples import hybrid
 

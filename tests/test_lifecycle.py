@@ -17,7 +17,7 @@ import pytest
 
 from otel_scope import semconv
 from otel_scope.store import SpanStore
-from otel_scope.timeline.model import SpanRecord, TraceData
+from otel_scope.store.records import SpanRecord, TraceData
 from otlp_receiver import OtlpReceiver
 from scope_run import BIN, SESSION_LINE, Run, base_env, run_instrumented
 

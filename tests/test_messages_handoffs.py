@@ -15,11 +15,10 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from otel_scope.config import Settings
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
 from otel_scope.runtime import messages, propagation
 from otel_scope.sessions import state as session_state
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 from sdk import MemorySpans
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_scope.targets import ACCEPTED_FORMS, PatternError, parse_pattern, parse_patterns
+from otel_scope.config import ACCEPTED_FORMS, PatternError, parse_pattern, parse_patterns
 
 
 @pytest.mark.parametrize(

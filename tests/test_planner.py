@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otel_scope.config import Settings
-from otel_scope.targets import parse_pattern
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.targets.planner import Request, decide, production_limits, requests_from_settings
 
 DEV = Settings(environment="development")

@@ -14,7 +14,7 @@ import pathlib
 
 import pytest
 
-from otel_scope.targets import parse_pattern
+from otel_scope.config import parse_pattern
 from otel_scope.targets.planner import Request
 from runtime_samples import kinds
 from sdk import add_target

@@ -10,9 +10,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import StatusCode
 
-from otel_scope.config import Settings
+from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 from runtime_samples import kinds
 from sdk import add_target, installed_provider

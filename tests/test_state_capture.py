@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from otel_scope.capture import Serializer
+from otel_scope.config import parse_pattern
 from otel_scope.engine import Engine
 from otel_scope.runtime import state
-from otel_scope.targets import parse_pattern
 from otel_scope.targets.planner import Request
 from sdk import MemorySpans
 

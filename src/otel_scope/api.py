@@ -15,11 +15,11 @@ from opentelemetry import trace as otel_trace
 
 from otel_scope import _forksafe
 from otel_scope.config import ConfigError, Settings, load_settings
+from otel_scope.config.patterns import TargetPattern, parse_pattern
 from otel_scope.engine import CompileTimeAdapter, Engine, Handle, script
 from otel_scope.runtime import messages, propagation
 from otel_scope.sessions import session as _session_module
 from otel_scope.sessions import state as session_state
-from otel_scope.targets.patterns import TargetPattern, parse_pattern
 from otel_scope.targets.planner import Request, production_limits, requests_from_settings
 from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
@@ -106,7 +106,7 @@ def make_request(
 
     Shared with the live controls (``otel-scope targets add``, OpAMP) so that a request means the
     same, and is refused with the same words, whichever way it arrives. Raises ``ValueError`` (a
-    :class:`~otel_scope.targets.patterns.PatternError` for a malformed pattern) naming what is
+    :class:`~otel_scope.config.patterns.PatternError` for a malformed pattern) naming what is
     accepted.
     """
     if mode not in TARGET_MODES:

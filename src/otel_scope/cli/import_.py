@@ -18,9 +18,9 @@ from dataclasses import asdict
 
 from otel_scope.cli._common import CliError, add_store_option, paged_output, store_path, write_json_list
 from otel_scope.store import SpanStore
+from otel_scope.store.records import SpanRecord
 from otel_scope.timeline import FileSource, SourceError
 from otel_scope.timeline.file_stream import is_streamable, otlp_spans
-from otel_scope.timeline.model import SpanRecord
 from otel_scope.timeline.reader import TraceReader
 from otel_scope.timeline.render import (
     Request,

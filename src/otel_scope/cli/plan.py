@@ -18,9 +18,9 @@ from rich.text import Text
 
 from otel_scope.cli._common import CliError, make_console, print_json
 from otel_scope.config import SETTING_NAMES, ConfigError, env_var_for, flag_for, load_settings
+from otel_scope.config.patterns import TargetPattern, wildcard_skips
 from otel_scope.engine.adapter import function_qualnames
 from otel_scope.engine.discovery import COMPILED_NOTE
-from otel_scope.targets.patterns import TargetPattern, wildcard_skips
 from otel_scope.targets.planner import decide_function, requests_from_settings
 
 

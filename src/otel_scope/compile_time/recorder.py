@@ -37,8 +37,8 @@ from otel_scope import semconv as sc
 from otel_scope.capture import sampling
 from otel_scope.capture.exceptions import record_exception
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
+from otel_scope.config.patterns import PatternError, parse_pattern
 from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span
-from otel_scope.targets.patterns import PatternError, parse_pattern
 
 # Any: private SDK classes whose internals _publish writes to; their types promise less (a
 # read-only Sequence of events) than the SDK's BoundedList does.

@@ -66,7 +66,7 @@ from otel_scope.compile_time.spec import (
     FunctionSpec,
     Point,
 )
-from otel_scope.targets.patterns import wildcard_skips
+from otel_scope.config.patterns import wildcard_skips
 from otel_scope.targets.plan import CapturePlan
 
 _log = logging.getLogger("otel_scope")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_scope.config import environment_variables as ev
-from otel_scope.targets.patterns import PatternError, TargetPattern, parse_patterns
+from otel_scope.config.patterns import PatternError, TargetPattern, parse_patterns
 from otel_scope.vocabulary import LEVELS, MODES, SESSION_KINDS
 
 if sys.version_info >= (3, 11):

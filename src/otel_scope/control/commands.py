@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from otel_scope import api
 from otel_scope._version import __version__
 from otel_scope.config import Settings
+from otel_scope.config.patterns import parse_pattern
 from otel_scope.engine import Engine, Entry
-from otel_scope.targets.patterns import parse_pattern
 from otel_scope.targets.planner import Request, decide
 from otel_scope.vocabulary import LEVELS, TARGET_MODES
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_scope.callables import DESCRIPTOR_KINDS, innermost_function
-from otel_scope.targets.patterns import TargetPattern, wildcard_skips
+from otel_scope.config.patterns import TargetPattern, wildcard_skips
 
 
 @dataclass(frozen=True)

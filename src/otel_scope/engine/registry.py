@@ -22,6 +22,7 @@ import wrapt
 from otel_scope import _forksafe
 from otel_scope.capture import Serializer, sampling
 from otel_scope.config import Settings
+from otel_scope.config.patterns import TargetPattern, never_instrumented, parse_pattern
 from otel_scope.engine.discovery import (
     Site,
     explain_no_match,
@@ -33,7 +34,6 @@ from otel_scope.runtime import trampoline
 from otel_scope.runtime.trampoline import Trampoline
 from otel_scope.runtime.wrappers import RuntimeProbe, is_ours
 from otel_scope.runtime.wrappers import install as install_wrapper
-from otel_scope.targets.patterns import TargetPattern, never_instrumented, parse_pattern
 from otel_scope.targets.plan import CapturePlan
 from otel_scope.targets.planner import Request, decide_function
 from otel_scope.vocabulary import Mechanism, mechanism

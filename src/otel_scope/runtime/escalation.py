@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from otel_scope import _forksafe, semconv
 from otel_scope.capture import RateLimiter
 from otel_scope.config import Settings
-from otel_scope.targets.patterns import parse_pattern
+from otel_scope.config.patterns import parse_pattern
 from otel_scope.targets.planner import Request
 from otel_scope.vocabulary import LEVEL_ORDER
 

@@ -35,7 +35,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_scope import _forksafe, semconv
-from otel_scope.timeline.model import EventRecord, LinkRecord, SpanRecord, TraceData
+from otel_scope.store.records import EventRecord, LinkRecord, SpanRecord, TraceData
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 15_000

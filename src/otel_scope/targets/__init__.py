@@ -1,19 +1,25 @@
-"""Targets and planning: which functions are instrumented, and how deeply."""
+"""Targets and planning: which functions are instrumented, by which mechanism, how deeply.
 
-from otel_scope.targets.patterns import (
-    ACCEPTED_FORMS,
-    PatternError,
-    TargetPattern,
-    never_instrumented,
-    parse_pattern,
-    parse_patterns,
+The patterns users write are parsed in :mod:`otel_scope.config`; this package turns them into
+:class:`Request` objects and decides, per function, what each gets (:class:`Decision`).
+"""
+
+from otel_scope.targets.plan import CapturePlan
+from otel_scope.targets.planner import (
+    Decision,
+    Request,
+    decide,
+    decide_function,
+    production_limits,
+    requests_from_settings,
 )
 
 __all__ = [
-    "ACCEPTED_FORMS",
-    "PatternError",
-    "TargetPattern",
-    "never_instrumented",
-    "parse_pattern",
-    "parse_patterns",
+    "CapturePlan",
+    "Decision",
+    "Request",
+    "decide",
+    "decide_function",
+    "production_limits",
+    "requests_from_settings",
 ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from otel_scope.config import Settings
-from otel_scope.targets.patterns import TargetPattern
+from otel_scope.config.patterns import TargetPattern
 from otel_scope.targets.plan import CapturePlan
 from otel_scope.vocabulary import LEVEL_ORDER, Mechanism, mechanism
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from otel_scope.store.records import EventRecord, LinkRecord, SpanRecord, TraceData
 from otel_scope.timeline.errors import SourceError, TraceNotFound
-from otel_scope.timeline.model import EventRecord, LinkRecord, SpanRecord, TraceData
 
 _LAZY = {
     "TraceSource": "sources",

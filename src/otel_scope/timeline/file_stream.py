@@ -22,8 +22,8 @@ from typing import Any
 
 import ijson
 
+from otel_scope.store.records import SpanRecord
 from otel_scope.timeline.errors import SourceError
-from otel_scope.timeline.model import SpanRecord
 from otel_scope.timeline.otlp_json import attributes_from_otlp, camel_case, span_from_otlp, spans_from_otlp
 
 _SNAKE = re.compile(r"_([a-z])")

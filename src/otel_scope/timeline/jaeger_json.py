@@ -14,8 +14,8 @@ import base64
 import json
 from typing import Any
 
+from otel_scope.store.records import SPAN_KINDS, EventRecord, LinkRecord, SpanRecord, TraceData
 from otel_scope.timeline.errors import SourceError
-from otel_scope.timeline.model import SPAN_KINDS, EventRecord, LinkRecord, SpanRecord, TraceData
 from otel_scope.timeline.otlp_json import normalize_id
 
 # Tags Jaeger derives from span fields rather than attributes; they map back to those fields.

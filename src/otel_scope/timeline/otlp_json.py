@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from otel_scope.store.records import SPAN_KINDS, STATUS_CODES, EventRecord, LinkRecord, SpanRecord, TraceData
 from otel_scope.timeline.errors import SourceError
-from otel_scope.timeline.model import SPAN_KINDS, STATUS_CODES, EventRecord, LinkRecord, SpanRecord, TraceData
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _SNAKE = re.compile(r"_([a-z])")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from otel_scope import semconv
+from otel_scope.store.records import FunctionStats, SpanRecord, TraceStats, as_count
 from otel_scope.store.spanstore import (
     COMPILE_TIME,
     DROPPED_EXPR,
@@ -24,7 +25,6 @@ from otel_scope.store.spanstore import (
     connect_read_only,
     record_from_row,
 )
-from otel_scope.timeline.model import FunctionStats, SpanRecord, TraceStats, as_count
 
 # The parents that are not in the trace: each distinct parent ID looked up once, so finding the
 # orphans of a million spans costs one pass over the parent index and a probe per parent.

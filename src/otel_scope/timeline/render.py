@@ -25,8 +25,8 @@ from typing import IO, Any, Protocol, cast
 from rich.console import Console
 
 from otel_scope import semconv
+from otel_scope.store.records import EventRecord, SpanRecord, TraceData, TraceStats
 from otel_scope.timeline.errors import TraceNotFound
-from otel_scope.timeline.model import EventRecord, SpanRecord, TraceData, TraceStats
 from otel_scope.timeline.query import Where, captured_values
 from otel_scope.timeline.reader import TraceReader
 from otel_scope.timeline.staging import staged

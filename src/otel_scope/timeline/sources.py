@@ -2,7 +2,7 @@
 
 ``otel-scope history`` and ``export`` only ever call :meth:`TraceSource.get_trace` and
 :meth:`TraceSource.last_trace_id`; each source turns its backend's shape into
-:class:`~otel_scope.timeline.model.TraceData` and every failure into :class:`SourceError` (or its
+:class:`~otel_scope.store.records.TraceData` and every failure into :class:`SourceError` (or its
 subclass :class:`TraceNotFound`) with a one-line message naming what to check.
 """
 
@@ -21,9 +21,9 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from otel_scope.store import SpanStore, StoreError
+from otel_scope.store.records import SpanRecord, TraceData
 from otel_scope.timeline.errors import SourceError, TraceNotFound
 from otel_scope.timeline.jaeger_json import traces_from_jaeger
-from otel_scope.timeline.model import SpanRecord, TraceData
 from otel_scope.timeline.otlp_json import normalize_id, spans_from_otlp
 from otel_scope.timeline.reader import TraceReader
 from otel_scope.timeline.staging import staged

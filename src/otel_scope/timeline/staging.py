@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from otel_scope.store import SpanStore
-from otel_scope.timeline.model import SpanRecord, TraceData
+from otel_scope.store.records import SpanRecord, TraceData
 from otel_scope.timeline.reader import TraceReader
 
 _BATCH = 5_000

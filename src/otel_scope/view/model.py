@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_scope import semconv
-from otel_scope.timeline.model import EventRecord, SpanRecord, TraceData
+from otel_scope.store.records import EventRecord, SpanRecord, TraceData
 from otel_scope.timeline.render import function_name
 
 EXCEPTION_EVENT = "exception"  # the SDK's Span.record_exception event name

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from otel_scope import semconv
-from otel_scope.timeline.model import SpanRecord
+from otel_scope.store.records import SpanRecord
 from otel_scope.timeline.query import Where, compile_where
 from otel_scope.timeline.render import function_name
 from otel_scope.view.model import ViewData
