@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_scope import semconv as sc
+from otel_scope._sdk import set_global_provider
 from otel_scope.compile_time import ImportHook, configure, probes, recompile, rewrite_source
 from otel_scope.config.settings import Settings
 from otel_scope.targets.plan import CapturePlan
@@ -95,7 +96,7 @@ def best(stmt, number: int, repeat: int) -> float:
 
 
 def set_provider(provider) -> None:
-    trace._TRACER_PROVIDER = provider
+    set_global_provider(provider)
 
 
 def main() -> None:

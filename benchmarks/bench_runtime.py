@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
+from otel_scope._sdk import set_global_provider
 from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
 from otel_scope.runtime.wrappers import RuntimeProbe, install
@@ -49,7 +50,7 @@ class _Discard(SpanExporter):
 def _install(sampler) -> TracerProvider:
     provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=1 << 16))
-    trace._TRACER_PROVIDER = provider  # benchmarks swap providers; set_tracer_provider allows one
+    set_global_provider(provider)
     return provider
 
 

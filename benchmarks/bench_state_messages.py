@@ -42,6 +42,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
+from otel_scope._sdk import set_global_provider
 from otel_scope.capture import Serializer
 from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
@@ -79,7 +80,7 @@ class _Discard(SpanExporter):
 def _install_provider() -> TracerProvider:
     provider = TracerProvider(sampler=ALWAYS_ON)
     provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=1 << 16))
-    trace._TRACER_PROVIDER = provider  # benchmarks swap providers; set_tracer_provider allows one
+    set_global_provider(provider)
     return provider
 
 

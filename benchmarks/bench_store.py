@@ -17,6 +17,9 @@ a session root, so each carries what a traced call really carries.
   the GIL). A program making traced calls faster than this for long enough fills the queue
   (262,144 spans by default for the store) and then loses spans, counted; slower than this, and
   any burst that fits in the queue, loses nothing.
+* ``paced``: traced calls at a fixed rate for ``--seconds`` (the program sleeps between ticks, as
+  a real one waits on I/O), then the exit path; the largest rate at which every span was stored
+  is the figure to compare with a program's real call rate.
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ import time
 import types
 from collections.abc import Callable
 
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_scope import pipeline
+from otel_scope._sdk import set_global_provider
 from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
 from otel_scope.store import LocalStoreSpanExporter, SpanStore
@@ -52,7 +55,7 @@ def _module() -> types.ModuleType:
 def _install(processor: object) -> TracerProvider:
     provider = TracerProvider()
     provider.add_span_processor(processor)  # type: ignore[arg-type]
-    trace._TRACER_PROVIDER = provider  # benchmarks swap providers; set_tracer_provider allows one
+    set_global_provider(provider)
     return provider
 
 
@@ -71,11 +74,12 @@ def _stored(path: str) -> int:
         store.close()
 
 
-def store_write(leaf: Callable[[int], int], calls: int, directory: str) -> float:
+def store_write(leaf: Callable[[int], int], calls: int, directory: str) -> tuple[float, float]:
+    """The store's spans per second alone, and the traced calls per second with no exporter."""
     memory = InMemorySpanExporter()
     provider = _install(SimpleSpanProcessor(memory))
     with provider.get_tracer("bench").start_as_current_span("session"):
-        _loop(leaf, calls)
+        produced_s = _loop(leaf, calls)
     spans = memory.get_finished_spans()
     exporter = LocalStoreSpanExporter(os.path.join(directory, "write.sqlite3"))
     exporter.export(spans[:1])  # create the file: not part of the rate
@@ -85,7 +89,7 @@ def store_write(leaf: Callable[[int], int], calls: int, directory: str) -> float
         exporter.export(spans[i : i + batch])
     elapsed = time.perf_counter() - started
     exporter.shutdown()
-    return (len(spans) - 1) / elapsed
+    return (len(spans) - 1) / elapsed, calls / produced_s
 
 
 def hot_loop(leaf: Callable[[int], int], calls: int, directory: str, untraced_s: float) -> dict:
@@ -125,9 +129,41 @@ def hot_loop(leaf: Callable[[int], int], calls: int, directory: str, untraced_s:
     return results
 
 
+PACED_RATES = (2_000, 5_000, 10_000, 15_000, 20_000, 30_000)
+
+
+def paced(leaf: Callable[[int], int], rate: int, seconds: float, directory: str) -> dict:
+    """``rate`` traced calls per second for ``seconds``, then exit: what was stored and lost."""
+    path = os.path.join(directory, f"paced-{rate}.sqlite3")
+    processor = pipeline.ScopeSpanProcessor(LocalStoreSpanExporter(path))
+    provider = _install(processor)
+    total = int(rate * seconds)
+    with provider.get_tracer("bench").start_as_current_span("session"):
+        started = time.perf_counter()
+        made = 0
+        while made < total:
+            due = min(total, int((time.perf_counter() - started) * rate) + 1)
+            while made < due:
+                leaf(made)
+                made += 1
+            time.sleep(0.001)
+        elapsed = time.perf_counter() - started
+    exit_started = time.perf_counter()
+    processor.shutdown(pipeline.EXIT_BUDGET_S * 1000)
+    return {
+        "rate": rate,
+        "achieved calls per second": total / elapsed,
+        "stored": _stored(path),
+        "of": total + 1,
+        "lost": processor.dropped(),
+        "exit seconds": time.perf_counter() - exit_started,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each paced run")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     mod = _module()
@@ -135,11 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(Settings(mode="runtime"))
     engine.add(Request(parse_pattern("bench_store_target:leaf")))
     with tempfile.TemporaryDirectory() as directory:
-        write = store_write(mod.leaf, args.calls, directory)
+        write, produced = store_write(mod.leaf, args.calls, directory)
         hot = hot_loop(mod.leaf, args.calls, directory, untraced_s)
+        rates = [paced(mod.leaf, rate, args.seconds, directory) for rate in PACED_RATES]
     engine.remove_all()
     print(f"store write: {write:,.0f} spans/s (batches of {pipeline._STORE_DEFAULTS[1]})")
-    print(f"hot loop of {args.calls:,} traced calls (untraced: {args.calls / untraced_s:,.0f} calls/s)")
+    print(
+        f"hot loop of {args.calls:,} traced calls (untraced: {args.calls / untraced_s:,.0f} calls/s; "
+        f"traced into memory, no exporter: {produced:,.0f} calls/s)"
+    )
     for name, r in hot.items():
         drain = r["sustained drain (spans/s)"]
         print(
@@ -148,9 +188,30 @@ def main(argv: list[str] | None = None) -> int:
             f"exit {r['exit seconds']:.2f} s"
             + (f"  drain while running {drain:,.0f} spans/s" if drain else "")
         )
+    print(f"paced: each rate for {args.seconds:g} s, then exit (budget {pipeline.EXIT_BUDGET_S:g} s)")
+    for r in rates:
+        print(
+            f"  {r['rate']:>7,} calls/s (made {r['achieved calls per second']:>7,.0f})  "
+            f"stored {r['stored']:,} of {r['of']:,}  lost {r['lost'] or 0}  exit {r['exit seconds']:.2f} s"
+        )
+    kept = [r["rate"] for r in rates if not r["lost"] and r["stored"] == r["of"]]
+    print(
+        f"largest paced rate with nothing lost: {max(kept):,} calls/s"
+        if kept
+        else "every paced rate lost spans"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"store write (spans/s)": write, "hot loop": hot}, f, indent=2)
+            json.dump(
+                {
+                    "store write (spans/s)": write,
+                    "traced calls/s, no exporter": produced,
+                    "hot loop": hot,
+                    "paced": rates,
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
+from otel_scope._sdk import global_provider, set_global_provider
 from otel_scope.config import parse_pattern
 from otel_scope.engine import Engine, Handle
 from otel_scope.targets.planner import Request
@@ -40,12 +40,12 @@ def installed_provider(sampler: Sampler | None = None) -> Iterator[MemorySpans]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = trace._TRACER_PROVIDER
-    trace._TRACER_PROVIDER = provider
+    previous = global_provider()
+    set_global_provider(provider)
     try:
         yield MemorySpans(exporter, provider)
     finally:
-        trace._TRACER_PROVIDER = previous
+        set_global_provider(previous)
         provider.shutdown()
 
 

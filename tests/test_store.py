@@ -367,3 +367,12 @@ def test_exporter_after_shutdown_refuses_exports(tmp_path: Path) -> None:
     _, spans = sample_spans()
     assert exporter.export(spans) is SpanExportResult.FAILURE
     assert exporter.force_flush() is True
+
+
+def test_sdk_spans_and_the_same_spans_as_records_give_the_same_rows_and_summary(tmp_path: Path) -> None:
+    """The exporter's direct path (SDK span to row) and the import path (record to row) agree."""
+    trace_id, spans = sample_spans()
+    direct, imported = SpanStore(tmp_path / "direct.sqlite3"), SpanStore(tmp_path / "imported.sqlite3")
+    assert direct.add(spans) == imported.add_records([record_from_span(s) for s in spans]) == len(spans)
+    assert direct.sessions() == imported.sessions()
+    assert direct.get_trace(trace_id) == imported.get_trace(trace_id)

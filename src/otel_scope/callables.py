@@ -35,7 +35,7 @@ DESCRIPTOR_KINDS = (classmethod, staticmethod, functools.partialmethod, functool
 _PROXY = wrapt.BaseObjectProxy
 
 
-def _own_dict(obj: Any) -> dict | None:
+def _own_dict(obj: Any) -> dict[str, Any] | None:
     try:
         namespace = object.__getattribute__(obj, "__dict__")
     except (AttributeError, TypeError):

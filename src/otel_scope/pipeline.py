@@ -35,11 +35,12 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.context import attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_scope import _forksafe
+from otel_scope._sdk import SUPPRESS_INSTRUMENTATION_KEY
 
 #: What exit and a signal may spend, in all, on exporting what is left (seconds).
 EXIT_BUDGET_S = 2.0
@@ -51,14 +52,14 @@ DEADLINE = "not exported by the exit deadline"
 
 # The local store commits a batch in one transaction: bigger batches and a deeper queue let it
 # keep up with a program making traced calls as fast as it can (see benchmarks/bench_store.py).
-_STORE_DEFAULTS = (262_144, 1024, 500)  # max queue size, max batch size, delay (ms)
+_STORE_DEFAULTS = (262_144, 4096, 500)  # max queue size, max batch size, delay (ms)
 _REMOTE_DEFAULTS = (2048, 512, 5000)  # the SDK's defaults for a collector
 
 
 @contextlib.contextmanager
 def suppressed() -> Iterator[None]:
     """Run otel-scope's own work under OTel's suppress-instrumentation key: never traced."""
-    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    token = attach(set_value(SUPPRESS_INSTRUMENTATION_KEY, True))
     try:
         yield
     finally:

@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from otel_scope._sdk import global_provider, set_global_provider
 from otel_scope.compile_time import rewrite_source
 from otel_scope.targets.plan import CapturePlan
 
@@ -25,12 +26,12 @@ def memory_spans(sampler=None):
     provider = TracerProvider(**kwargs)
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = trace._TRACER_PROVIDER
-    trace._TRACER_PROVIDER = provider
+    previous = global_provider()
+    set_global_provider(provider)
     try:
         yield exporter
     finally:
-        trace._TRACER_PROVIDER = previous
+        set_global_provider(previous)
 
 
 def sample_path(name):

@@ -34,21 +34,12 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from otel_scope import semconv as sc
+from otel_scope._sdk import append_events
 from otel_scope.capture import sampling
 from otel_scope.capture.exceptions import record_exception
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
 from otel_scope.config.patterns import PatternError, parse_pattern
 from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span
-
-# Any: private SDK classes whose internals _publish writes to; their types promise less (a
-# read-only Sequence of events) than the SDK's BoundedList does.
-_SdkEvent: Any
-_SdkSpan: Any
-try:  # the SDK's span and event classes, for the fast path of _publish (private: may move)
-    from opentelemetry.sdk.trace import Event as _SdkEvent
-    from opentelemetry.sdk.trace import _Span as _SdkSpan
-except ImportError:  # pragma: no cover - another SDK version: add_event() is used instead
-    _SdkEvent = _SdkSpan = None
 
 _log = logging.getLogger("otel_scope")
 
@@ -71,9 +62,7 @@ def _publish(span: Any, events: list[tuple[str, dict, int]]) -> None:
     values are already bounded strings and ints, so the SDK's per-event attribute validation
     (most of ``add_event``'s cost) has nothing to do. Any other span gets ``add_event``.
     """
-    if _SdkSpan is not None and type(span) is _SdkSpan and span._end_time is None:
-        span._events.extend([_SdkEvent(name, attributes, when) for name, attributes, when in events])
-    else:
+    if not append_events(span, events):
         for name, attributes, when in events:
             span.add_event(name, attributes, when)
 

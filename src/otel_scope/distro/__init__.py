@@ -11,6 +11,7 @@ delays exit by more than a couple of seconds.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import socket
@@ -22,8 +23,8 @@ from urllib.parse import urlparse
 # release that drops it would make these ignores unused, hence "unused-ignore").
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined, unused-ignore]
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined, unused-ignore]
-from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
+from otel_scope._sdk import SDKConfigurator
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.distro.ids import PrivateRandomIdGenerator
 from otel_scope.distro.reporting import quiet_export_errors, say
@@ -64,9 +65,7 @@ class ScopeDistro(BaseDistro):
 
 
 def _known_exporters() -> set[str]:
-    from opentelemetry.util._importlib_metadata import entry_points
-
-    return {ep.name for ep in entry_points(group="opentelemetry_traces_exporter")}
+    return {ep.name for ep in importlib.metadata.entry_points(group="opentelemetry_traces_exporter")}
 
 
 def _collector_reachable(endpoint: str, timeout: float = 0.15) -> bool:
@@ -135,7 +134,7 @@ def _otlp_timeouts() -> dict[Any, dict[str, Any]]:
     return args
 
 
-class ScopeConfigurator(_OTelSDKConfigurator):
+class ScopeConfigurator(SDKConfigurator):
     """The SDK configurator, with exporter validation, bounded export time and private IDs.
 
     Every exporter gets a :class:`~otel_scope.pipeline.ScopeSpanProcessor` instead of the SDK's

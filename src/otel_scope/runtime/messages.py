@@ -59,9 +59,9 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
-from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_scope import _forksafe, semconv
+from otel_scope._sdk import SPAN_KEY, context_reader
 from otel_scope.capture import Serializer
 from otel_scope.runtime import propagation
 from otel_scope.sessions import session as process_session
@@ -92,14 +92,7 @@ _function_module = types.FunctionType.__dict__["__module__"].__get__
 _method_function = types.MethodType.__dict__["__func__"].__get__
 
 
-def _context_reader() -> Callable[[], Any]:
-    """The cheapest way to read the current OTel context: the SDK's own context variable."""
-    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-    var = getattr(runtime, "_current_context", None)
-    return var.get if isinstance(var, contextvars.ContextVar) else otel_context.get_current
-
-
-_current = _context_reader()
+_current = context_reader()
 
 
 # --- message IDs ------------------------------------------------------------------------------
@@ -168,7 +161,7 @@ def _scope_span_name(span: Any) -> str | None:
 
 def _sender(ctx: Any) -> tuple[Span, str] | None:
     """The otel-scope call span sending from ``ctx``, unless this hand-off is library plumbing."""
-    span = ctx.get(_SPAN_KEY)
+    span = ctx.get(SPAN_KEY)
     name = _scope_span_name(span)
     if name is None or propagation.internal.get():
         return None
@@ -298,7 +291,7 @@ def _arrive(tag: _Tag, owner: Span | None) -> None:
 
 
 def _current_scope_span() -> Span | None:
-    span = _current().get(_SPAN_KEY)
+    span: Any = _current().get(SPAN_KEY)
     return span if _scope_span_name(span) is not None else None
 
 
@@ -485,7 +478,7 @@ def _reference_async_put(self: Any, item: Any) -> None:
 
 
 def _put_append(
-    self: Any, item: Any, _current: Any = _current, _key: Any = _SPAN_KEY, _state: Any = session_state
+    self: Any, item: Any, _current: Any = _current, _key: Any = SPAN_KEY, _state: Any = session_state
 ) -> None:
     ctx = _current()
     if ctx and ctx is not _state.fallback_context and _key in ctx:
@@ -494,7 +487,7 @@ def _put_append(
 
 
 def _async_put_append(
-    self: Any, item: Any, _current: Any = _current, _key: Any = _SPAN_KEY, _state: Any = session_state
+    self: Any, item: Any, _current: Any = _current, _key: Any = SPAN_KEY, _state: Any = session_state
 ) -> None:
     ctx = _current()
     if ctx and ctx is not _state.fallback_context and _key in ctx:
@@ -521,7 +514,7 @@ def _patched_put(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], N
     @functools.wraps(original)
     def _put(self: Any, item: Any) -> None:
         ctx = _current()
-        if ctx and ctx is not session_state.fallback_context and _SPAN_KEY in ctx:
+        if ctx and ctx is not session_state.fallback_context and SPAN_KEY in ctx:
             _queue_sent(self, item, ctx)
         original(self, item)
 
@@ -585,7 +578,7 @@ def _patched_create_task(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def create_task(self: Any, coro: Any, *args: Any, **kwargs: Any) -> Any:
         ctx = _current()
-        if ctx and ctx is not session_state.fallback_context and _SPAN_KEY in ctx:
+        if ctx and ctx is not session_state.fallback_context and SPAN_KEY in ctx:
             kwargs = _task_created(coro, kwargs, ctx)
         return original(self, coro, *args, **kwargs)
 
@@ -598,7 +591,7 @@ _CARRIER = "_otel_scope_carrier"  # set on a Process before start(); pickled alo
 
 def _process_starting(process: Any, ctx: Any) -> None:
     """Give ``process`` the trace context to join and, from a traced call, a message."""
-    sender = _sender(ctx) if _SPAN_KEY in ctx else None
+    sender = _sender(ctx) if SPAN_KEY in ctx else None
     span: Any  # the sender's, or else the current Span read from a Context (which types it object)
     if sender is not None:
         span, name = sender
@@ -614,7 +607,7 @@ def _process_starting(process: Any, ctx: Any) -> None:
         # the current span, or the session's root for a pool's worker (it outlives the call).
         session = session_state.fallback_context
         for candidate in (session, ctx) if propagation.internal.get() else (ctx, session):
-            span = candidate.get(_SPAN_KEY) if candidate is not None else None
+            span = candidate.get(SPAN_KEY) if candidate is not None else None
             if span is not None and span.get_span_context().is_valid:
                 carrier = _context_carrier(span.get_span_context())
                 break
@@ -705,7 +698,7 @@ def _patched_submit(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         ctx = _current()
-        traced = ctx and ctx is not session_state.fallback_context and _SPAN_KEY in ctx
+        traced = ctx and ctx is not session_state.fallback_context and SPAN_KEY in ctx
         sender = _sender(ctx) if traced else None
         if sender is None:
             return original(self, fn, *args, **kwargs)
@@ -757,7 +750,7 @@ def _patched_mp_put(original: Callable[..., Any]) -> Callable[..., Any]:
             # export then (see sessions.session.default_sigterm_in_child).
             process_session.export_now()
         ctx = _current()
-        if ctx and ctx is not session_state.fallback_context and _SPAN_KEY in ctx:
+        if ctx and ctx is not session_state.fallback_context and SPAN_KEY in ctx:
             sender = _sender(ctx)
             if sender is not None:
                 try:

@@ -28,9 +28,9 @@ from typing import Any
 
 import wrapt
 from opentelemetry import context as otel_context
-from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_scope import _forksafe
+from otel_scope._sdk import SPAN_KEY
 
 _installed: list[tuple[Any, str, Any]] = []
 _lock = _forksafe.lock()
@@ -62,7 +62,7 @@ def _carrying(ctx: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _current_if_traced() -> Any:
     ctx = otel_context.get_current()
-    return ctx if ctx.get(_SPAN_KEY) is not None else None
+    return ctx if ctx.get(SPAN_KEY) is not None else None
 
 
 def _module_of(cls: type) -> str:

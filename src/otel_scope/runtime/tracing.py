@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
+from opentelemetry.context import Context
 from opentelemetry.trace import Span
-from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_scope import semconv
+from otel_scope._sdk import SPAN_KEY, SUPPRESS_INSTRUMENTATION_KEY, global_provider, parent_based_delegates
 from otel_scope._version import __version__
 from otel_scope.runtime import messages
 from otel_scope.sessions import state as session_state
@@ -65,8 +65,13 @@ def _classify(sampler: Any) -> tuple[str, str]:
     if sampler is sampling.ALWAYS_OFF:
         return _NEVER, _NEVER
     # Only the SDK's own ParentBased classes: a subclass may decide otherwise in should_sample.
-    if type(sampler) in (sampling.ParentBased, sampling.ParentBasedTraceIdRatio):
-        root = sampler._root  # the SDK keeps the delegates as attributes; read once, not per call
+    delegates = (
+        parent_based_delegates(sampler)
+        if type(sampler) in (sampling.ParentBased, sampling.ParentBasedTraceIdRatio)
+        else None
+    )
+    if delegates is not None:  # read once, not per call
+        root, local_sampled, local_not_sampled, remote_sampled, remote_not_sampled = delegates
         root_policy = (
             _ALWAYS if root is sampling.ALWAYS_ON else _NEVER if root is sampling.ALWAYS_OFF else _ASK
         )
@@ -74,10 +79,10 @@ def _classify(sampler: Any) -> tuple[str, str]:
         # (ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON) records under an
         # unsampled remote parent, so it must be asked).
         default = (
-            sampler._local_parent_sampled is sampling.ALWAYS_ON
-            and sampler._local_parent_not_sampled is sampling.ALWAYS_OFF
-            and sampler._remote_parent_sampled is sampling.ALWAYS_ON
-            and sampler._remote_parent_not_sampled is sampling.ALWAYS_OFF
+            local_sampled is sampling.ALWAYS_ON
+            and local_not_sampled is sampling.ALWAYS_OFF
+            and remote_sampled is sampling.ALWAYS_ON
+            and remote_not_sampled is sampling.ALWAYS_OFF
         )
         return root_policy, _FOLLOW if default else _ASK
     return _ASK, _ASK
@@ -117,7 +122,7 @@ def decide() -> Context | None:
     suppress-instrumentation key, which the export pipeline sets around every export and store
     write, so a target such as ``json:*`` or ``sqlite3:*`` never traces otel-scope's own work.
     """
-    provider = trace._TRACER_PROVIDER  # the global set by set_tracer_provider(); None until then
+    provider = global_provider()  # the one set_tracer_provider() set; None until then
     if provider is not _state.provider:
         _resolve(provider)
     if _state.tracer is None:
@@ -125,12 +130,12 @@ def decide() -> Context | None:
     if session_state.kind == "explicit" and session_state.active.get() is None:
         return None
     ctx = otel_context.get_current()
-    if ctx.get(_SUPPRESS_INSTRUMENTATION_KEY):  # an exporter, the store or an SDK at work: never traced
+    if ctx.get(SUPPRESS_INSTRUMENTATION_KEY):  # an exporter, the store or an SDK at work: never traced
         return None
-    parent: Any = ctx.get(_SPAN_KEY)  # the current Span (Context types its values as object)
+    parent: Any = ctx.get(SPAN_KEY)  # the current Span (Context types its values as object)
     if parent is None and session_state.fallback_context is not None:
         ctx = session_state.fallback_context
-        parent = ctx.get(_SPAN_KEY)
+        parent = ctx.get(SPAN_KEY)
     parent_sc = parent.get_span_context() if parent is not None else None
     if parent_sc is not None and parent_sc.is_valid:
         policy = _state.parent_policy
@@ -154,7 +159,7 @@ def begin(
     is the code object about to run, for :func:`claim_call_span`. Returns
     ``(span, token)`` for :func:`end_call`, or ``None`` if the sampler still said no.
     """
-    parent: Any = ctx.get(_SPAN_KEY)  # the current Span (Context types its values as object)
+    parent: Any = ctx.get(SPAN_KEY)  # the current Span (Context types its values as object)
     trace_id = parent.get_span_context().trace_id if parent is not None else 0
     if trace_id:
         if owned:

@@ -26,15 +26,17 @@ import os
 import re
 import sqlite3
 import time
+import types
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_scope import _forksafe, semconv
+from otel_scope._sdk import attributes_mapping
 from otel_scope.store.records import EventRecord, LinkRecord, SpanRecord, TraceData
 
 SCHEMA_VERSION = 1
@@ -132,8 +134,12 @@ _SPAN_COLUMNS = 15
 # Many rows per INSERT statement: one sqlite3_step, so one release of the GIL, per chunk instead
 # of per span. With busy threads in the traced program each re-acquisition of the GIL can cost a
 # whole switch interval (5 ms), which made the store write a few hundred spans a second.
-_ROWS_PER_INSERT = 500  # 7,500 parameters: under every SQLite's SQLITE_MAX_VARIABLE_NUMBER since 3.32
+_ROWS_PER_INSERT = 2000  # 30,000 parameters: under SQLITE_MAX_VARIABLE_NUMBER (32,766 since 3.32)
 _ROW_PLACEHOLDERS = "(" + ", ".join("?" * _SPAN_COLUMNS) + ")"
+
+
+class _AlreadyStored(Exception):
+    """Some spans of a batch were stored before (a re-export, a file imported twice)."""
 
 
 class StoreError(Exception):
@@ -156,11 +162,34 @@ class SessionSummary:
     has_compile_time: bool
 
 
+_COPYABLE = (dict, types.MappingProxyType)  # their copy() is a C-level dict copy
+
+
 def _plain(attributes: Any) -> dict[str, Any]:
     # SDK attribute values are scalars or tuples; JSON (and every other source) gives lists.
     if not attributes:
         return {}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()}
+    mapping = attributes_mapping(attributes)
+    if tuple not in map(type, mapping.values()):  # the common case: scalars only
+        return mapping.copy() if isinstance(mapping, _COPYABLE) else dict(mapping)
+    return {k: list(v) if type(v) is tuple else v for k, v in mapping.items()}
+
+
+# The last resource converted: every span of a process shares one Resource object, so the
+# exporter converts and encodes it once per process instead of once per span.
+_last_resource: tuple[Any, tuple[dict[str, Any], str, str]] = (None, ({}, "{}", ""))
+
+
+def _resource(resource: Any) -> tuple[dict[str, Any], str, str]:
+    """``resource``'s attributes as a plain dict, as JSON, and its service name."""
+    global _last_resource
+    last = _last_resource
+    if last[0] is resource:
+        return last[1]
+    plain = _plain(resource.attributes)
+    converted = (plain, _dumps(plain), str(plain.get("service.name", "")))
+    _last_resource = (resource, converted)
+    return converted
 
 
 def record_from_span(span: ReadableSpan) -> SpanRecord:
@@ -185,7 +214,7 @@ def record_from_span(span: ReadableSpan) -> SpanRecord:
         ],
         status_code=span.status.status_code.name,
         status_message=span.status.description or "",
-        resource=_plain(span.resource.attributes),
+        resource=_resource(span.resource)[0],
         dropped_events_count=span.dropped_events,
     )
 
@@ -279,18 +308,11 @@ def connect_read_only(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _mechanisms(span: SpanRecord) -> set[str]:
-    found = {span.attributes.get(semconv.MECHANISM)}
-    found.update(e.attributes.get(semconv.MECHANISM) for e in span.events)
-    return {m for m in found if isinstance(m, str)}
+class _Row(NamedTuple):
+    """One span's ``spans`` column values (JSON columns encoded), and what it adds to its
+    trace's summary."""
 
-
-@dataclass(frozen=True)
-class _Row:
-    """One span in ``spans`` column order (JSON columns still as objects), and what it adds to
-    its trace's summary."""
-
-    span: tuple[Any, ...]
+    values: tuple[Any, ...]
     errors: int
     root_name: str | None
     root_start_ns: int | None
@@ -300,44 +322,93 @@ class _Row:
     compile_time: int
 
 
-def _row(r: SpanRecord) -> _Row:
-    events = [{"name": e.name, "time_ns": e.time_ns, "attributes": e.attributes} for e in r.events]
-    links = [{"trace_id": x.trace_id, "span_id": x.span_id, "attributes": x.attributes} for x in r.links]
-    mechanisms = _mechanisms(r)
-    is_root = not r.parent_span_id
-    session = r.attributes.get(semconv.SESSION_NAME)
+def _encoded(objects: list[dict[str, Any]]) -> str:
+    return _dumps(objects) if objects else "[]"  # most spans have no events and no links
+
+
+def _summarised(
+    values: tuple[Any, ...], attributes: Mapping[str, Any], event_attributes: Iterable[Mapping[str, Any]]
+) -> _Row:
+    """The row for ``values`` (in ``spans`` column order), with its share of the trace summary."""
+    mechanisms = {attributes.get(semconv.MECHANISM), *(a.get(semconv.MECHANISM) for a in event_attributes)}
+    is_root = values[2] is None
+    session = attributes.get(semconv.SESSION_NAME)
     return _Row(
-        span=(
-            r.trace_id,
-            r.span_id,
-            r.parent_span_id,
-            r.name,
-            r.kind,
-            r.start_ns,
-            r.end_ns,
-            r.status_code,
-            r.status_message,
-            r.attributes,
-            events,
-            links,
-            r.resource,
-            r.service_name,
-            r.dropped_events_count,
-        ),
-        errors=int(r.status_code == "ERROR"),
-        root_name=r.name if is_root else None,
-        root_start_ns=r.start_ns if is_root else None,
-        session_name=str(session) if session is not None else None,
-        service_name=r.service_name or None,
-        runtime=int(semconv.MECHANISM_RUNTIME in mechanisms),
-        compile_time=int(semconv.MECHANISM_COMPILE_TIME in mechanisms),
+        values,
+        int(values[7] == "ERROR"),
+        values[3] if is_root else None,
+        values[5] if is_root else None,
+        str(session) if session is not None else None,
+        values[13] or None,
+        int(semconv.MECHANISM_RUNTIME in mechanisms),
+        int(semconv.MECHANISM_COMPILE_TIME in mechanisms),
     )
 
 
-def _values(row: _Row) -> tuple[Any, ...]:
-    """The row's column values, its JSON columns encoded."""
-    span = row.span
-    return (*span[:9], _dumps(span[9]), _dumps(span[10]), _dumps(span[11]), _dumps(span[12]), *span[13:])
+def _record_row(r: SpanRecord) -> _Row:
+    """A span from any source (``otel-scope import``) as a row."""
+    values = (
+        r.trace_id,
+        r.span_id,
+        r.parent_span_id or None,
+        r.name,
+        r.kind,
+        r.start_ns,
+        r.end_ns,
+        r.status_code,
+        r.status_message,
+        _dumps(r.attributes),
+        _encoded([{"name": e.name, "time_ns": e.time_ns, "attributes": e.attributes} for e in r.events]),
+        _encoded(
+            [{"trace_id": x.trace_id, "span_id": x.span_id, "attributes": x.attributes} for x in r.links]
+        ),
+        _dumps(r.resource),
+        r.service_name,
+        r.dropped_events_count,
+    )
+    return _summarised(values, r.attributes, [e.attributes for e in r.events])
+
+
+def _span_row(span: ReadableSpan) -> _Row:
+    """A finished SDK span as a row, directly: the exporter's path, run for every span.
+
+    Builds no :class:`SpanRecord` on the way (the same values as :func:`record_from_span`
+    would give; ``tests/test_store.py`` compares both paths): this runs on the exporter's thread while
+    the program holds the GIL, so every allocation here is time the store falls behind.
+    """
+    ctx = span.context
+    parent = span.parent
+    start = span.start_time or 0
+    attributes = _plain(span.attributes)
+    events = [(e, _plain(e.attributes)) for e in span.events]
+    _, resource_json, service = _resource(span.resource)
+    values = (
+        f"{ctx.trace_id:032x}",
+        f"{ctx.span_id:016x}",
+        f"{parent.span_id:016x}" if parent else None,
+        span.name,
+        span.kind.name,
+        start,
+        span.end_time or start,
+        span.status.status_code.name,
+        span.status.description or "",
+        _dumps(attributes),
+        _encoded([{"name": e.name, "time_ns": e.timestamp, "attributes": a} for e, a in events]),
+        _encoded(
+            [
+                {
+                    "trace_id": f"{link.context.trace_id:032x}",
+                    "span_id": f"{link.context.span_id:016x}",
+                    "attributes": _plain(link.attributes),
+                }
+                for link in span.links
+            ]
+        ),
+        resource_json,
+        service,
+        span.dropped_events,
+    )
+    return _summarised(values, attributes, [a for _, a in events])
 
 
 def _size(values: tuple[Any, ...]) -> int:
@@ -349,7 +420,7 @@ def _merge(summaries: dict[str, list[Any]], row: _Row, size: int) -> None:
     """Fold ``row`` into its trace's summary, in ``_UPSERT_TRACE`` order minus ``updated_ns``:
     start, end, span count, errors, root name, root start, session, service, runtime,
     compile-time, bytes; the same rules the upsert applies between batches."""
-    trace_id, start, end = row.span[0], row.span[5], row.span[6]
+    trace_id, start, end = row.values[0], row.values[5], row.values[6]
     s = summaries.get(trace_id)
     if s is None:
         summaries[trace_id] = [
@@ -480,49 +551,52 @@ class SpanStore:
     # -- writing -------------------------------------------------------------------------------
     def add(self, spans: Sequence[ReadableSpan]) -> int:
         """Store finished SDK spans; returns how many were new (re-exported spans are ignored)."""
-        return self.add_records([record_from_span(s) for s in spans])
+        return self._add_rows([_span_row(s) for s in spans])
 
     def add_records(self, records: Sequence[SpanRecord]) -> int:
         """Store spans from any source (``otel-scope import`` uses this); returns how many were new."""
-        rows = [_row(r) for r in records]
-        with self._write() as conn:
-            added = self._add_in_chunks(conn, rows)
-            if added is None:
-                added = self._add_one_by_one(conn, rows)
-        return added
+        return self._add_rows([_record_row(r) for r in records])
 
-    def _add_in_chunks(self, conn: sqlite3.Connection, rows: list[_Row]) -> int | None:
-        """Insert the rows a chunk per statement; ``None`` (nothing changed) if some already
-        existed, since the per-trace summary must then count only the new ones."""
-        conn.execute("SAVEPOINT bulk")
+    def _add_rows(self, rows: list[_Row]) -> int:
+        """Insert rows built beforehand (all the Python work is done before the transaction).
+
+        The rows go in a few thousand per statement: each statement releases the GIL, and
+        getting it back from a busy traced program can take a whole switch interval (5 ms).
+        """
+        try:
+            with self._write() as conn:
+                return self._add_in_chunks(conn, rows)
+        except _AlreadyStored:  # rolled back: count and summarise only the new ones
+            with self._write() as conn:
+                return self._add_one_by_one(conn, rows)
+
+    def _add_in_chunks(self, conn: sqlite3.Connection, rows: list[_Row]) -> int:
+        """Insert the rows a chunk per statement; raises :class:`_AlreadyStored` if some were
+        already there, since the per-trace summary must then count only the new ones."""
         inserted = 0
-        values = [_values(row) for row in rows]
+        values = [row.values for row in rows]
         for i in range(0, len(values), _ROWS_PER_INSERT):
             chunk = values[i : i + _ROWS_PER_INSERT]
             sql = "INSERT OR IGNORE INTO spans VALUES " + ", ".join([_ROW_PLACEHOLDERS] * len(chunk))
             inserted += conn.execute(sql, [v for row in chunk for v in row]).rowcount
         if inserted != len(rows):
-            conn.execute("ROLLBACK TO bulk")
-            conn.execute("RELEASE bulk")
-            return None
+            raise _AlreadyStored
         summaries: dict[str, list[Any]] = {}
-        for row, v in zip(rows, values, strict=True):
-            _merge(summaries, row, _size(v))
+        for row in rows:
+            _merge(summaries, row, _size(row.values))
         now = self._clock()
         conn.executemany(_UPSERT_TRACE, [(t, s[0], s[1], now, *s[2:]) for t, s in summaries.items()])
-        conn.execute("RELEASE bulk")
         return inserted
 
     def _add_one_by_one(self, conn: sqlite3.Connection, rows: list[_Row]) -> int:
         added = 0
         now = self._clock()
         for row in rows:
-            values = _values(row)
-            if conn.execute(_INSERT_SPAN, values).rowcount != 1:
+            if conn.execute(_INSERT_SPAN, row.values).rowcount != 1:
                 continue  # already stored (a re-export, or a file imported twice)
             added += 1
             summary: dict[str, list[Any]] = {}
-            _merge(summary, row, _size(values))
+            _merge(summary, row, _size(row.values))
             ((trace_id, s),) = summary.items()
             conn.execute(_UPSERT_TRACE, (trace_id, s[0], s[1], now, *s[2:]))
         return added

@@ -1,0 +1,112 @@
+"""Every private name of the OpenTelemetry API and SDK that otel-scope relies on, in one module.
+
+otel-scope reads a few internals where the public API costs on every traced call (the global
+provider without its proxy, the current context without a copy, events without per-attribute
+validation) or cannot say what is needed (a ``ParentBased`` sampler's delegates). Keeping them
+here means an SDK release that moves one breaks this module only, and
+``tests/test_sdk_contract.py`` checks each against the installed SDK, naming the one that moved.
+Where a public way exists, it is the fallback when the private name is missing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from opentelemetry import context as _context
+from opentelemetry import trace as _trace
+from opentelemetry.attributes import BoundedAttributes
+
+# The context keys the API itself uses for "the current span" and for "instrumentation
+# suppressed" (every contrib instrumentation honours the second). Both are module-private.
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.context import Context
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator as SDKConfigurator
+from opentelemetry.trace.propagation import _SPAN_KEY as SPAN_KEY
+
+try:  # the SDK's span and event classes, for append_events (private: may move)
+    from opentelemetry.sdk.trace import Event as _SdkEvent
+    from opentelemetry.sdk.trace import _Span as _SdkSpan
+except ImportError:  # pragma: no cover - another SDK: append_events says no, add_event is used
+    _SdkEvent = _SdkSpan = None  # type: ignore[assignment, misc]
+
+__all__ = [
+    "SPAN_KEY",
+    "SUPPRESS_INSTRUMENTATION_KEY",
+    "SDKConfigurator",
+    "append_events",
+    "attributes_mapping",
+    "context_reader",
+    "global_provider",
+    "parent_based_delegates",
+    "set_global_provider",
+]
+
+
+def global_provider() -> Any:
+    """The provider ``set_tracer_provider`` installed, or ``None`` before that.
+
+    ``trace.get_tracer_provider()`` returns a proxy until then, and building it is not free; the
+    span core compares this with the provider it resolved on every call.
+    """
+    return _trace._TRACER_PROVIDER
+
+
+def set_global_provider(provider: Any) -> None:
+    """Replace the global provider (tests and benchmarks: ``set_tracer_provider`` allows one)."""
+    _trace._TRACER_PROVIDER = provider
+
+
+def context_reader() -> Callable[[], Context]:
+    """The cheapest way to read the current context: the SDK's own context variable's ``get``."""
+    runtime = getattr(_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    return var.get if isinstance(var, contextvars.ContextVar) else _context.get_current
+
+
+def parent_based_delegates(sampler: Any) -> tuple[Any, Any, Any, Any, Any] | None:
+    """A ``ParentBased`` sampler's root and four parent delegates, or ``None`` if not readable.
+
+    In the order root, local parent sampled, local parent not sampled, remote parent sampled,
+    remote parent not sampled. The SDK keeps them as private attributes and has no getter.
+    """
+    try:
+        return (
+            sampler._root,
+            sampler._local_parent_sampled,
+            sampler._local_parent_not_sampled,
+            sampler._remote_parent_sampled,
+            sampler._remote_parent_not_sampled,
+        )
+    except AttributeError:
+        return None
+
+
+def append_events(span: Any, events: Iterable[tuple[str, dict[str, Any], int]]) -> bool:
+    """Append ``(name, attributes, time_ns)`` events to a live SDK span in one locked ``extend``.
+
+    Returns ``False`` (nothing done) for any other span or an ended one: the caller then uses
+    ``add_event``. Skips the SDK's per-event attribute validation, most of ``add_event``'s cost,
+    so callers pass only bounded strings and numbers.
+    """
+    if _SdkSpan is None or type(span) is not _SdkSpan or span._end_time is not None:
+        return False
+    recorded: Any = span._events  # a BoundedList; typed as the read-only Sequence it exposes
+    recorded.extend([_SdkEvent(name, attributes, when) for name, attributes, when in events])
+    return True
+
+
+def attributes_mapping(attributes: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``attributes`` as a mapping read without the ``Mapping`` mixin's per-key lookups.
+
+    The SDK's ``BoundedAttributes`` (an event's attributes, a resource's) keeps a plain dict;
+    reading it directly is six times faster, which matters to the store writing every event of
+    every span. For ended spans (immutable attributes) only: the dict is read without the SDK's
+    lock.
+    """
+    if type(attributes) is BoundedAttributes:
+        inner = getattr(attributes, "_dict", None)
+        if type(inner) is dict:
+            return inner
+    return attributes

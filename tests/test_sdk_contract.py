@@ -1,0 +1,90 @@
+"""The OpenTelemetry internals otel-scope reads (``otel_scope._sdk``) still mean what it assumes.
+
+Each test checks one private name against the public behaviour it stands for, on the installed
+API and SDK, so an upgrade that moves one fails here, by name, instead of somewhere downstream.
+"""
+
+from __future__ import annotations
+
+import contextvars
+
+from opentelemetry import context, trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.sdk._configuration import _BaseConfigurator
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
+
+from otel_scope import _sdk
+
+
+def test_span_key_is_the_key_the_api_stores_the_current_span_under() -> None:
+    span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+    assert trace.set_span_in_context(span).get(_sdk.SPAN_KEY) is span
+
+
+def test_suppress_key_is_the_one_instrumentations_honour() -> None:
+    token = context.attach(context.set_value(_sdk.SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        assert not is_instrumentation_enabled()
+    finally:
+        context.detach(token)
+    assert is_instrumentation_enabled()
+
+
+def test_global_provider_is_what_get_tracer_provider_returns_once_set() -> None:
+    previous = _sdk.global_provider()
+    provider = TracerProvider()
+    _sdk.set_global_provider(provider)
+    try:
+        assert trace.get_tracer_provider() is provider
+        assert _sdk.global_provider() is provider
+    finally:
+        _sdk.set_global_provider(previous)
+
+
+def test_context_reader_is_the_sdks_context_variable_and_reads_the_current_context() -> None:
+    reader = _sdk.context_reader()
+    assert isinstance(getattr(reader, "__self__", None), contextvars.ContextVar), "fell back to get_current"
+    token = context.attach(context.set_value("otel-scope-contract", 1))
+    try:
+        assert reader() is context.get_current()
+        assert reader().get("otel-scope-contract") == 1
+    finally:
+        context.detach(token)
+
+
+def test_parent_based_delegates_are_the_ones_given_to_the_constructor() -> None:
+    ratio = TraceIdRatioBased(0.5)
+    sampler = ParentBased(ratio, remote_parent_sampled=ALWAYS_OFF, local_parent_not_sampled=ALWAYS_ON)
+    assert _sdk.parent_based_delegates(sampler) == (ratio, ALWAYS_ON, ALWAYS_ON, ALWAYS_OFF, ALWAYS_OFF)
+    assert _sdk.parent_based_delegates(ALWAYS_ON) is None
+
+
+def test_append_events_adds_visible_events_to_a_live_sdk_span_only() -> None:
+    span = TracerProvider().get_tracer("contract").start_span("call")
+    assert _sdk.append_events(span, [("first", {"k": "v"}, 10), ("second", {}, 20)])
+    assert [(e.name, dict(e.attributes or {}), e.timestamp) for e in span.events] == [
+        ("first", {"k": "v"}, 10),
+        ("second", {}, 20),
+    ]
+    span.end()
+    assert not _sdk.append_events(span, [("late", {}, 30)])
+    assert len(span.events) == 2
+    assert not _sdk.append_events(trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT), [("x", {}, 1)])
+
+
+def test_attributes_mapping_reads_bounded_attributes_whole() -> None:
+    span = TracerProvider().get_tracer("contract").start_span("call")
+    span.add_event("event", {"a": 1, "b": ("x", "y")})
+    span.end()
+    for attributes in (span.events[0].attributes, span.resource.attributes):
+        assert attributes is not None
+        assert type(getattr(attributes, "_dict", None)) is dict  # else the fast path is never taken
+        assert dict(_sdk.attributes_mapping(attributes)) == dict(attributes)
+    assert dict(_sdk.attributes_mapping(span.events[0].attributes or {})) == {"a": 1, "b": ("x", "y")}
+    assert dict(_sdk.attributes_mapping({"plain": 2})) == {"plain": 2}
+
+
+def test_sdk_configurator_is_the_sdks_own_configurator() -> None:
+    assert issubclass(_sdk.SDKConfigurator, _BaseConfigurator)
+    assert _sdk.SDKConfigurator.__module__ == "opentelemetry.sdk._configuration"
