@@ -15,7 +15,7 @@ from hypothesis import settings as hypothesis_settings
 
 from budget import examples
 from otel_scope.config import Settings
-from otel_scope.engine import CompileTimeAdapter, Engine
+from otel_scope.engine import Engine
 
 # Test helpers (otlp_receiver, sdk, ...) are imported by bare name: pyproject sets pythonpath=tests.
 from otlp_receiver import OtlpReceiver
@@ -70,6 +70,5 @@ def engine(memory) -> Iterator[Engine]:
     """An engine with both mechanisms and default settings, restored after the test (files that
     need other settings define their own ``engine``)."""
     e = Engine(Settings())
-    e.compile_time = CompileTimeAdapter(e, e.settings)
     yield e
     e.remove_all()

@@ -17,7 +17,7 @@ from otel_scope import semconv
 from otel_scope.capture import sampling
 from otel_scope.compile_time import configure
 from otel_scope.config import Settings, parse_pattern
-from otel_scope.engine import CompileTimeAdapter, Engine
+from otel_scope.engine import Engine
 from otel_scope.targets.planner import Request
 
 QUOTE = "jinja2.utils.url_quote"
@@ -25,7 +25,6 @@ QUOTE = "jinja2.utils.url_quote"
 
 def _engine(**settings) -> Engine:
     e = Engine(Settings(mode="hybrid", call_sample_rate=0, **settings))
-    e.compile_time = CompileTimeAdapter(e, e.settings)
     return e
 
 

@@ -368,7 +368,7 @@ def test_an_excluded_function_is_not_rewritten_under_a_module_wide_locals_target
     tmp_path, monkeypatch
 ) -> None:
     from otel_scope.config import parse_pattern
-    from otel_scope.engine import CompileTimeAdapter, Engine
+    from otel_scope.engine import Engine
 
     (tmp_path / "exclmod.py").write_text(
         "def kept(x):\n    y = x + 1\n    return y\n\n\ndef left(x):\n    return x\n"
@@ -376,7 +376,6 @@ def test_an_excluded_function_is_not_rewritten_under_a_module_wide_locals_target
     monkeypatch.syspath_prepend(str(tmp_path))
     settings = Settings(locals=(parse_pattern("exclmod:*"),), exclude=(parse_pattern("exclmod:left"),))
     engine = Engine(settings)
-    engine.compile_time = CompileTimeAdapter(engine, settings)
     from otel_scope.targets.planner import requests_from_settings
 
     for request in requests_from_settings(settings):

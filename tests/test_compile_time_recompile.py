@@ -133,11 +133,11 @@ def test_a_source_edited_after_import_is_refused_and_the_running_body_stays(span
 def test_a_live_locals_target_on_an_edited_module_says_why_in_one_line(spans, edited_app, caplog):
     import logging
 
-    from otel_scope.api import _make_engine
     from otel_scope.config import parse_pattern
+    from otel_scope.engine import Engine
     from otel_scope.targets.planner import Request
 
-    engine = _make_engine(Settings(mode="hybrid"))
+    engine = Engine(Settings(mode="hybrid"))
     try:
         with caplog.at_level(logging.WARNING, logger="otel_scope"):
             handle = engine.add(Request(parse_pattern("tickapp:tick"), mode="hybrid", capture_locals=None))

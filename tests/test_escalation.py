@@ -35,7 +35,7 @@ def apps(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def escalator(engine: Engine) -> Iterator[Escalator]:
     esc = Escalator(engine, engine.settings)
-    engine.set_on_finish(esc.on_finish)
+    engine.add_finish_hook(esc.on_finish)
     yield esc
     esc.end("test over")
 

@@ -30,7 +30,7 @@ def failing(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def engine(memory) -> Iterator[Engine]:
     e = Engine(Settings(mode="runtime"))
-    e.set_on_finish(ExceptionFrames(e.serializer, e.excluded).on_finish)
+    e.add_finish_hook(ExceptionFrames(e.serializer, e.excluded).on_finish)
     yield e
     e.remove_all()
 
@@ -120,7 +120,7 @@ def test_control_flow_exceptions_and_successful_calls_record_no_frames(engine, m
 
 def test_excluded_modules_are_left_out(memory, failing) -> None:
     engine = Engine(Settings(mode="runtime", exclude=(parse_pattern("failing:inner"),)))
-    engine.set_on_finish(ExceptionFrames(engine.serializer, lambda module: module == "failing").on_finish)
+    engine.add_finish_hook(ExceptionFrames(engine.serializer, lambda module: module == "failing").on_finish)
     try:
         engine.add(Request(parse_pattern("failing:outer")))
         with pytest.raises(ZeroDivisionError):

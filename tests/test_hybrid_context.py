@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from otel_scope.config import Settings, parse_pattern
-from otel_scope.engine import CompileTimeAdapter, Engine
+from otel_scope.engine import Engine
 from otel_scope.runtime import propagation
 from otel_scope.targets.planner import Request
 from runtime_samples import hybrid
@@ -22,7 +22,6 @@ MOD = "runtime_samples.hybrid"
 @pytest.fixture
 def engine(memory) -> Iterator[Engine]:
     e = Engine(Settings(mode="hybrid", loop_sample=50))
-    e.compile_time = CompileTimeAdapter(e, e.settings)
     for name in ("work", "awork"):
         e.add(Request(parse_pattern(f"{MOD}:{name}")))  # a span per call (runtime)
         e.add(Request(parse_pattern(f"{MOD}:{name}"), runtime=False, capture_locals=None))  # locals

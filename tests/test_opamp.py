@@ -20,7 +20,7 @@ from live_app import LiveApp, item_count, plain_output
 from opamp_server import OpampServer, attributes, statuses
 from otel_scope.config import Settings
 from otel_scope.control.opamp import RemoteConfigError, RemoteTargets, parse_remote_config
-from otel_scope.engine import CompileTimeAdapter, Engine
+from otel_scope.engine import Engine
 from sdk import installed_provider
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -80,7 +80,6 @@ def test_remote_targets_replace_each_other_and_a_failing_config_changes_nothing(
 
     with installed_provider():
         engine = Engine(Settings())
-        engine.compile_time = CompileTimeAdapter(engine, engine.settings)
         remote = RemoteTargets(lambda: engine)
         try:
             remote.apply(parse_remote_config(_json({"targets": ["liveshop:check"]})))

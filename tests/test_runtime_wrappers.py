@@ -389,3 +389,50 @@ def test_rate_limited_generator_and_coroutine_spans_count_the_skipped_calls(memo
         assert len(spans) == 2 and spans[-1].attributes["otel_scope.rate_limited"] == 4
     finally:
         limited.remove_all()
+
+
+def test_finish_hooks_run_in_order_before_the_span_ends_and_a_failing_one_skips_none(
+    memory, runtime_engine
+) -> None:
+    seen: list[tuple[str, str, bool, type | None]] = []
+
+    def broken(probe, span, exc) -> None:
+        seen.append(("broken", probe.name, span.is_recording(), type(exc) if exc else None))
+        raise RuntimeError("a hook's own failure")
+
+    def after(probe, span, exc) -> None:
+        seen.append(("after", probe.name, span.is_recording(), type(exc) if exc else None))
+
+    runtime_engine.add_finish_hook(broken)
+    add_target(runtime_engine, f"{MOD}:add")  # a probe made after the first hook
+    runtime_engine.add_finish_hook(after)  # reaches the probe made before it
+    runtime_engine.add_finish_hook(after)  # once only
+    assert kinds.add(1, 2) == 3
+    assert seen == [("broken", f"{MOD}.add", True, None), ("after", f"{MOD}.add", True, None)]
+    runtime_engine.remove_finish_hook(broken)
+    seen.clear()
+    kinds.add(1, 2)
+    assert [s[0] for s in seen] == ["after"]
+    assert len(memory.named("kinds.add")) == 2
+
+
+def test_span_observers_see_every_otel_scope_span_start_and_end_once_each(memory, runtime_engine) -> None:
+    from otel_scope.runtime import tracing
+
+    events: list[tuple[str, str]] = []
+
+    def started(span, name) -> None:
+        events.append(("start", name))
+
+    def ending(span) -> None:
+        events.append(("end", span.name if span.is_recording() else "ended already"))
+
+    add_target(runtime_engine, f"{MOD}:add")
+    tracing.observe(on_start=started, on_end=ending)
+    tracing.observe(on_start=started, on_end=ending)
+    try:
+        kinds.add(1, 2)
+    finally:
+        tracing.unobserve(on_start=started, on_end=ending)
+    kinds.add(1, 2)
+    assert events == [("start", f"{MOD}.add"), ("end", f"{MOD}.add")]

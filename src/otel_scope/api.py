@@ -1,8 +1,9 @@
-"""The Python API: ``otel_scope.trace``, ``otel_scope.session`` and the process bootstrap.
+"""The Python API: ``otel_scope.trace``, ``otel_scope.session`` and the process start.
 
-There is one :class:`~otel_scope.engine.Engine` per process. Under ``opentelemetry-instrument``
-the distro starts it from the settings; in a plain program the first ``trace()`` call starts it
-from ``OTEL_SCOPE_*`` / ``pyproject.toml`` settings.
+There is one :class:`~otel_scope.bootstrap.Scope` per process, built by
+:func:`~otel_scope.bootstrap.bootstrap`. Under ``opentelemetry-instrument`` the distro starts it
+from the settings (:func:`start`); in a plain program the first ``trace()`` call starts it from
+``OTEL_SCOPE_*`` / ``pyproject.toml`` settings, with the same features.
 """
 
 from __future__ import annotations
@@ -14,55 +15,53 @@ from typing import Any, Literal
 from opentelemetry import trace as otel_trace
 
 from otel_scope import _forksafe
+from otel_scope.bootstrap import Scope, bootstrap
 from otel_scope.config import ConfigError, Settings, load_settings
 from otel_scope.config.patterns import TargetPattern, parse_pattern
-from otel_scope.engine import CompileTimeAdapter, Engine, Handle, script
-from otel_scope.runtime import messages, propagation
+from otel_scope.engine import Engine, Handle, script
 from otel_scope.sessions import session as _session_module
 from otel_scope.sessions import state as session_state
-from otel_scope.targets.planner import Request, production_limits, requests_from_settings
+from otel_scope.targets.planner import Request, requests_from_settings
 from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
 _log = logging.getLogger("otel_scope")
 _lock = _forksafe.lock()
-_engine: Engine | None = None
+_scope: Scope | None = None
 
 
-def get_engine() -> Engine:
-    """The process's engine, created from the settings on first use."""
-    global _engine
-    if _engine is None:
+def get_scope() -> Scope:
+    """The process's scope, started from the settings on first use."""
+    global _scope
+    if _scope is None:
         with _lock:
-            if _engine is None:
+            if _scope is None:
                 try:
                     settings = load_settings()
                 except ConfigError as exc:
                     _log.warning("otel-scope: %s; using defaults for the Python API", exc)
                     settings = Settings()
-                _engine = _make_engine(settings)
-    return _engine
+                _scope = bootstrap(settings)
+    return _scope
 
 
-def _make_engine(settings: Settings) -> Engine:
-    engine = Engine(settings)
-    engine.compile_time = CompileTimeAdapter(
-        engine, production_limits(settings) if settings.production else settings
-    )
-    return engine
+def get_engine() -> Engine:
+    """The process's engine (the live controls look it up per request)."""
+    return get_scope().engine
 
 
-def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
+def start(settings: Settings, report: Callable[[str], None] | None = None) -> Scope:
     """Start otel-scope for this process from ``settings`` (the distro calls this once).
 
-    Applies every target of the settings, installs the import hook for modules imported later
-    and, for ``process`` sessions, starts the session root span.
+    Replaces any scope started before, applies every target of the settings and, for targets
+    in the script being run, watches for its ``__main__`` functions.
     """
-    global _engine
+    global _scope
     with _lock:
-        if _engine is not None:
-            _engine.remove_all()
+        if _scope is not None:
+            _scope.close()
         session_state.kind = settings.session
-        engine = _engine = _make_engine(settings)
+        scope = _scope = bootstrap(settings, report)
+    engine = scope.engine
     requests = requests_from_settings(settings)
     for request in requests:
         handle = engine.add(request)
@@ -76,11 +75,7 @@ def start(settings: Settings, argv: Sequence[str] | None = None) -> Engine:
         watched = [r for r in requests if r.pattern.module == script.MAIN] + aliased
         if watched:
             script.ScriptWatcher(engine, watched).start()
-    engine.compile_time.install_import_hook()
-    propagation.install()
-    if settings.messages:
-        messages.install(engine.serializer)
-    return engine
+    return scope
 
 
 def _capture_request(capture_locals: str | Sequence[str] | None) -> frozenset[str] | Literal[False] | None:
@@ -187,12 +182,9 @@ def session(name: str) -> Any:
 
 
 def shutdown() -> None:
-    """Remove every target and the import hook (tests and embedding applications)."""
-    global _engine
+    """Remove every target and feature (tests and embedding applications)."""
+    global _scope
     with _lock:
-        if _engine is not None:
-            _engine.remove_all()
-            _engine.compile_time.uninstall_import_hook()
-            _engine = None
-        messages.uninstall()
-        propagation.uninstall()
+        if _scope is not None:
+            _scope.close()
+            _scope = None

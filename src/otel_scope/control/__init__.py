@@ -4,6 +4,6 @@ See ``docs/live-control.md``. The distro starts everything through :func:`start_
 ``otel-scope targets`` talks to a process through :func:`otel_scope.control.client.send`.
 """
 
-from otel_scope.control.services import Services, start_services
+from otel_scope.control.services import ControlChannel, FleetControl, start_services
 
-__all__ = ["Services", "start_services"]
+__all__ = ["ControlChannel", "FleetControl", "start_services"]

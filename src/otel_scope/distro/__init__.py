@@ -169,8 +169,8 @@ class ScopeInstrumentor(BaseInstrumentor):
             from otel_scope.distro.lifecycle import start_process
 
             with suppressed():  # applying targets (json:*, logging:*, ...) must not trace itself
-                engine = api.start(settings)
-            start_process(engine, settings, sys.argv)
+                scope = api.start(settings, say)
+            start_process(scope, sys.argv)
         except Exception as exc:  # otel-scope must never stop the program from starting
             say(f"could not start ({type(exc).__name__}: {exc}); the program runs without otel-scope.")
             _log.debug("otel-scope start failed", exc_info=True)

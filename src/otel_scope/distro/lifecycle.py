@@ -6,10 +6,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from otel_scope.bootstrap import Scope
 from otel_scope.config import Settings
 from otel_scope.control import start_services
 from otel_scope.distro.reporting import say
-from otel_scope.engine import Engine
 from otel_scope.pipeline import suppressed
 from otel_scope.sessions.session import ProcessSession, Session, export_at_exit
 
@@ -31,13 +31,14 @@ def multiprocessing_helper() -> bool:
     return any(a.startswith("from multiprocessing.") for a in argv) or "--multiprocessing-fork" in argv
 
 
-def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> ProcessSession | None:
-    """Start this run's services (live control, escalation) and its ``process`` session, if any."""
+def start_process(scope: Scope, argv: Sequence[str]) -> ProcessSession | None:
+    """Start this run's live control and its ``process`` session, if any."""
+    settings, engine = scope.settings, scope.engine
     if multiprocessing_helper():
         export_at_exit(say)  # Pool.terminate() stops workers with SIGTERM: export first
         return None
     with suppressed():  # the services' threads inherit this context: their work is never traced
-        services = start_services(engine, settings, say)
+        services = start_services(scope, say)
     if settings.session != "process":
         export_at_exit(say)
         return None
@@ -48,6 +49,6 @@ def start_process(engine: Engine, settings: Settings, argv: Sequence[str]) -> Pr
             say(line)
         if session.recording:
             say(closing_line(session, settings))
-        services.stop()  # also on SIGTERM, where atexit handlers do not run
+        scope.remove(*services)  # also on SIGTERM, where atexit handlers do not run
 
     return ProcessSession(name, list(argv), on_end=on_end, report=say, serializer=engine.serializer)

@@ -13,7 +13,6 @@ import itertools
 import logging
 import sys
 import types
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from otel_scope import _forksafe
 from otel_scope.capture import Serializer, sampling
 from otel_scope.config import Settings
 from otel_scope.config.patterns import TargetPattern, never_instrumented, parse_pattern
+from otel_scope.engine.adapter import CompileTimeAdapter
 from otel_scope.engine.discovery import (
     Site,
     explain_no_match,
@@ -32,10 +32,10 @@ from otel_scope.engine.discovery import (
 )
 from otel_scope.runtime import trampoline
 from otel_scope.runtime.trampoline import Trampoline
-from otel_scope.runtime.wrappers import RuntimeProbe, is_ours
+from otel_scope.runtime.wrappers import FinishHook, RuntimeProbe, is_ours
 from otel_scope.runtime.wrappers import install as install_wrapper
 from otel_scope.targets.plan import CapturePlan
-from otel_scope.targets.planner import Request, decide_function
+from otel_scope.targets.planner import Request, decide_function, production_limits
 from otel_scope.vocabulary import Mechanism, mechanism
 
 _log = logging.getLogger("otel_scope")
@@ -145,10 +145,14 @@ class Engine:
         self._ids = itertools.count(1)
         self._entries: dict[int, Entry] = {}
         self._applied: dict[tuple[int, str], Applied] = {}
-        self.compile_time: Any = None  # adapter set by the compile-time mechanism (see adopt_compile_time)
-        # Called after each recorded runtime call (RuntimeProbe.on_finish): escalation and
-        # exception-frame capture hook in here, for probes made now and later.
-        self.on_finish: Callable[[RuntimeProbe, Any, BaseException | None], None] | None = None
+        # Compile-time capture and the import hook; the mechanism itself (libcst) is imported
+        # only when a plan first needs it. Production mode bounds what it captures.
+        self.compile_time = CompileTimeAdapter(
+            self, production_limits(settings) if settings.production else settings
+        )
+        # Run in order after each recorded runtime call (RuntimeProbe.on_finish): exception
+        # frames and escalation hook in here, for probes made now and later.
+        self._finish_hooks: tuple[FinishHook, ...] = ()
         # Where each loaded module's callables are bound by name, built once per batch of changes
         # (one add(), one import) instead of scanning every module for every function.
         self._aliases: _AliasIndex | None = None
@@ -308,13 +312,22 @@ class Engine:
                     return applied.site
             return None
 
-    def set_on_finish(self, hook: Callable[[RuntimeProbe, Any, BaseException | None], None] | None) -> None:
-        """Install ``hook`` on every runtime probe, those installed already and those to come."""
+    def add_finish_hook(self, hook: FinishHook) -> None:
+        """Run ``hook`` after every recorded runtime call (probes installed already and those to
+        come), after the hooks added before it."""
         with self._lock:
-            self.on_finish = hook
-            for applied in self._applied.values():
-                if applied.probe is not None:
-                    applied.probe.on_finish = hook
+            if hook not in self._finish_hooks:
+                self._set_finish_hooks((*self._finish_hooks, hook))
+
+    def remove_finish_hook(self, hook: FinishHook) -> None:
+        with self._lock:
+            self._set_finish_hooks(tuple(h for h in self._finish_hooks if h != hook))
+
+    def _set_finish_hooks(self, hooks: tuple[FinishHook, ...]) -> None:
+        self._finish_hooks = hooks
+        for applied in self._applied.values():
+            if applied.probe is not None:
+                applied.probe.on_finish = hooks
 
     # -- internals -----------------------------------------------------------------------------
     def _sites_for(self, entry: Entry) -> list[Site]:
@@ -338,22 +351,23 @@ class Engine:
         """Reconcile a batch of sites: one alias index, one rewrite per module for compile-time."""
         self._aliases = _AliasIndex(alias_modules)
         try:
-            if self.compile_time is not None:
-                wanted = []
-                for site in sites:
-                    applied = self._applied.get(site.key)
-                    site = applied.site if applied is not None else site
-                    capture = self._decision(site)[1].capture
-                    if capture is not None and (applied is None or applied.capture != capture):
-                        wanted.append((site, capture))
-                if len(wanted) > 1:
-                    self.compile_time.prepare(wanted)
+            decided = []
+            wanted = []
             for site in sites:
-                self._reconcile(site)
+                applied = self._applied.get(site.key)
+                site = applied.site if applied is not None else site  # ours is not the original
+                decision = self._decision(site)
+                decided.append((site, decision))
+                capture = decision[1].capture
+                if capture is not None and (applied is None or applied.capture != capture):
+                    wanted.append((site, capture))
+            if len(wanted) > 1:
+                self.compile_time.prepare(wanted)
+            for site, decision in decided:
+                self._reconcile(site, decision)
         finally:
             self._aliases = None
-            if self.compile_time is not None:
-                self.compile_time.discard_prepared()
+            self.compile_time.discard_prepared()
 
     def _decision(self, site: Site) -> tuple[list[Entry], Any]:
         """The entries selecting ``site`` and the merged decision for it."""
@@ -362,13 +376,14 @@ class Engine:
             [e.request for e in selecting], self.settings, source_available(site.func)
         )
 
-    def _reconcile(self, site: Site) -> None:
-        """Bring ``site`` to the merged plan of the entries selecting it."""
+    def _reconcile(self, site: Site, decided: tuple[list[Entry], Any] | None = None) -> None:
+        """Bring ``site`` to the merged plan of the entries selecting it (``decided``, when the
+        caller has worked it out already)."""
         key = site.key
         applied = self._applied.get(key)
         if applied is not None:
             site = applied.site  # keep the original raw object, not our wrapper
-        selecting, decision = self._decision(site)
+        selecting, decision = decided if decided is not None else self._decision(site)
         want_runtime, want_capture = decision.runtime, decision.capture
         if selecting:
             _log.debug("otel-scope plan for %s: %s", site.full_name, "; ".join(decision.reasons))
@@ -429,7 +444,7 @@ class Engine:
                 rate_limit=self.settings.rate_limit,
                 sampler=sampling.sampler_for(site.full_name, _named_exactly(selecting)),
             )
-            probe.on_finish = self.on_finish
+            probe.on_finish = self._finish_hooks
             probe.deep = deep
             self._install_runtime(applied, probe, code_target)
         if applied.probe is not None:
@@ -472,8 +487,6 @@ class Engine:
             applied.compiled = None
             applied.capture = None
         if want is not None:
-            if self.compile_time is None:
-                raise RuntimeError("compile-time capture is not available in this process")
             applied.compiled = self.compile_time.install(applied.site, want)
             applied.capture = want
 

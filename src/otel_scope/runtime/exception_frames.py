@@ -66,7 +66,8 @@ def _library_dirs() -> tuple[str, ...]:
 
 
 class ExceptionFrames:
-    """Records exception frames on runtime spans; :meth:`on_finish` is the probes' hook."""
+    """Records exception frames on runtime spans; :meth:`on_finish` is a probe finish hook (it
+    returns at once for calls that did not raise)."""
 
     def __init__(self, serializer: Serializer, excluded: Callable[[str], bool]) -> None:
         self._serializer = serializer

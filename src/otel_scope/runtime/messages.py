@@ -63,16 +63,24 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
 from otel_scope import _forksafe, semconv
 from otel_scope._sdk import SPAN_KEY, context_reader
 from otel_scope.capture import Serializer
-from otel_scope.runtime import propagation
+from otel_scope.runtime import propagation, tracing
 from otel_scope.sessions import session as process_session
 from otel_scope.sessions import state as session_state
 
 _log = logging.getLogger("otel_scope")
 
-#: True once this process has sent or taken a message: runtime wrappers then look for pending arrivals
-#: when a span starts (:func:`claim`) or ends (:func:`settle`). A module global, so the check
-#: costs one lookup on the recorded path and nothing before any message exists.
-waiting = False
+# True once this process has sent or taken a message: from then on every otel-scope span looks
+# for pending arrivals when it starts (:func:`claim`) and ends (:func:`settle`), as observers of
+# the span core. Before the first message, recorded calls pay nothing for message capture.
+_armed = False
+
+
+def _arm() -> None:
+    global _armed
+    if not _armed:
+        _armed = True
+        tracing.observe(on_start=claim, on_end=settle)
+
 
 #: Arrivals a thread or task has taken but no span has received yet (see the module docstring).
 _pending: contextvars.ContextVar[list[_Arrival] | None] = contextvars.ContextVar(
@@ -169,8 +177,7 @@ def _sender(ctx: Any) -> tuple[Span, str] | None:
 
 
 def _new_tag(span: Span, name: str, channel: str, summary: str) -> _Tag:
-    global waiting
-    waiting = True
+    _arm()
     return _Tag(f"{_token}-{next(_ids)}", channel, span.get_span_context(), name, summary)
 
 
@@ -268,17 +275,15 @@ class _Arrival:
 
 def _pending_list(tag: _Tag | None) -> list[_Arrival] | None:
     """A fresh pending list holding ``tag``, for the context a hand-off's receiver runs in."""
-    global waiting
     if tag is None:
         return None
-    waiting = True
+    _arm()
     return [_Arrival(tag, None)]
 
 
 def _arrive(tag: _Tag, owner: Span | None) -> None:
     """Make ``tag`` pending here; ``owner`` (the span current at the ``get``) is the fallback."""
-    global waiting
-    waiting = True
+    _arm()
     if owner is not None and owner.get_span_context().span_id == tag.sender.span_id:
         owner = None  # the sender's own context, carried into the consumer: it cannot receive
     arrivals = _pending.get()
@@ -298,7 +303,7 @@ def _current_scope_span() -> Span | None:
 def claim(span: Span, name: str) -> None:
     """A new otel-scope span ``span`` (function ``name``) receives what is pending here.
 
-    Called by the runtime wrappers right after a span starts, once :data:`waiting` is set.
+    A span-start observer (:func:`~otel_scope.runtime.tracing.observe`) from the first message on.
     """
     arrivals = _pending.get()
     if not arrivals:
@@ -823,7 +828,7 @@ def install(serializer: Serializer) -> None:
 
 def uninstall() -> None:
     """Put every patched method back; pending messages are dropped."""
-    global _active, _receiving_armed
+    global _active, _receiving_armed, _armed
     with _install_lock:
         while _patches:
             owner, name, original, ours = _patches.pop()
@@ -832,4 +837,5 @@ def uninstall() -> None:
         if propagation.handoff_hook is handoff:
             propagation.handoff_hook = None
         _tables.clear()
-        _active = _receiving_armed = False
+        tracing.unobserve(on_start=claim, on_end=settle)
+        _active = _receiving_armed = _armed = False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,15 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
-from otel_scope import semconv
-from otel_scope._sdk import SPAN_KEY, SUPPRESS_INSTRUMENTATION_KEY, global_provider, parent_based_delegates
+from otel_scope import _forksafe, semconv
+from otel_scope._sdk import (
+    SPAN_KEY,
+    SUPPRESS_INSTRUMENTATION_KEY,
+    context_reader,
+    global_provider,
+    parent_based_delegates,
+)
 from otel_scope._version import __version__
-from otel_scope.runtime import messages
 from otel_scope.sessions import state as session_state
 
 if TYPE_CHECKING:
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger("otel_scope")
 
 _CALL_KEY = otel_context.create_key("otel_scope.call")
+_current_context = context_reader()  # get_current() without its two Python-level calls
 
 # Root and parent policies derived from the SDK sampler (see _classify).
 _ALWAYS, _NEVER, _ASK, _FOLLOW = "always", "never", "ask", "follow"
@@ -99,6 +106,41 @@ def _resolve(provider: Any) -> None:
         _state.tracer = provider.get_tracer("otel_scope", __version__)
 
 
+# What features do with every otel-scope span as it starts and as it ends (message capture hands a
+# span the messages waiting for it), in the order they were added: the span core knows none of
+# them. Tuples replaced whole, so the hot path reads one global and iterates without a lock.
+_starting: tuple[Callable[[Span, str], None], ...] = ()
+_ending: tuple[Callable[[Span], None], ...] = ()
+_observers_lock = _forksafe.lock()
+
+
+def observe(
+    on_start: Callable[[Span, str], None] | None = None, on_end: Callable[[Span], None] | None = None
+) -> None:
+    """Call ``on_start(span, name)`` right after each otel-scope span starts (it is not current
+    yet) and ``on_end(span)`` right before it ends; each at most once however often added.
+
+    Observers run on the traced call's thread, before and after the user's code: they must be
+    cheap and must not raise.
+    """
+    global _starting, _ending
+    with _observers_lock:
+        if on_start is not None and on_start not in _starting:
+            _starting = (*_starting, on_start)
+        if on_end is not None and on_end not in _ending:
+            _ending = (*_ending, on_end)
+
+
+def unobserve(
+    on_start: Callable[[Span, str], None] | None = None, on_end: Callable[[Span], None] | None = None
+) -> None:
+    """Stop calling observers added by :func:`observe`."""
+    global _starting, _ending
+    with _observers_lock:
+        _starting = tuple(f for f in _starting if f != on_start)
+        _ending = tuple(f for f in _ending if f != on_end)
+
+
 # One immutable (trace ID, hex) pair, read and replaced whole: two mutable slots let a thread read
 # another thread's ID between the other's two writes (seen on 3.10).
 _last_trace: tuple[int, str] = (0, "0" * 32)
@@ -129,7 +171,7 @@ def decide() -> Context | None:
         return None
     if session_state.kind == "explicit" and session_state.active.get() is None:
         return None
-    ctx = otel_context.get_current()
+    ctx = _current_context()
     if ctx.get(SUPPRESS_INSTRUMENTATION_KEY):  # an exporter, the store or an SDK at work: never traced
         return None
     parent: Any = ctx.get(SPAN_KEY)  # the current Span (Context types its values as object)
@@ -171,8 +213,8 @@ def begin(
         return None
     if not trace_id:  # a new trace: its ID exists only now
         span.set_attribute(semconv.SESSION_ID, _trace_hex(span.get_span_context().trace_id))
-    if messages.waiting:  # messages handed to this thread/task before the span started
-        messages.claim(span, name)
+    for observer in _starting:
+        observer(span, name)
     new_ctx = trace.set_span_in_context(span, ctx)
     if code is not None:
         new_ctx = otel_context.set_value(_CALL_KEY, [code, span], new_ctx)
@@ -197,9 +239,9 @@ def end_call(span: Span, token: object) -> None:
 
 
 def end_span(span: Span) -> None:
-    """End an otel-scope span, first handing it the messages it took while current."""
-    if messages.waiting:
-        messages.settle(span)
+    """End an otel-scope span, after the observers' ``on_end``."""
+    for observer in _ending:
+        observer(span)
     span.end()
 
 
@@ -210,7 +252,7 @@ def claim_call_span(depth: int = 2) -> Span | None:
     between the caller of this function and the instrumented function's frame (2 means: the
     instrumented function called a helper which called this).
     """
-    marker: Any = otel_context.get_value(_CALL_KEY)  # [code, span] from begin(), or None
+    marker: Any = _current_context().get(_CALL_KEY)  # [code, span] from begin(), or None
     if marker is None or marker[0] is None:
         return None
     if marker[0] is not sys._getframe(depth).f_code:

@@ -33,6 +33,10 @@ from otel_scope.capture.exceptions import record_exception
 from otel_scope.capture.sampling import CallSampler, budget
 from otel_scope.runtime import state, tracing
 
+#: What runs after each recorded runtime call, before its span ends: ``hook(probe, span, exc)``
+#: with ``exc`` the exception the call raised, else ``None``. Runs on the caller's thread.
+FinishHook = Callable[["RuntimeProbe", Span, "BaseException | None"], None]
+
 _log = logging.getLogger("otel_scope")
 
 # Names that say nothing worth a span attribute: the receiver is already in code.function.name.
@@ -80,7 +84,6 @@ class RuntimeProbe:
         "skip_first",
         "state",
         "varargs_key",
-        "varkw",
     )
 
     def __init__(
@@ -128,19 +131,17 @@ class RuntimeProbe:
         # function (compile-time capture needs its code), so the call path reads it unchecked.
         self.func: Any = plain
         self.calls = 0
-        # Called after each recorded call, before its span ends (escalation rules hook in here).
-        self.on_finish: Callable[[RuntimeProbe, Span, BaseException | None], None] | None = None
+        # Called in order after each recorded call, before its span ends: the engine's finish
+        # hooks (exception frames, escalation), replaced whole when one is added or removed.
+        self.on_finish: tuple[FinishHook, ...] = ()
         names: tuple[str, ...] = ()
-        self.varargs_key = self.varkw = None
+        self.varargs_key: str | None = None
         if code is not None:
             names = code.co_varnames[: code.co_argcount]  # keyword-only ones arrive in kwargs
             n = code.co_argcount + code.co_kwonlyargcount
             flags = code.co_flags
             if flags & inspect.CO_VARARGS:
                 self.varargs_key = semconv.ARG_PREFIX + code.co_varnames[n]
-                n += 1
-            if flags & inspect.CO_VARKEYWORDS:
-                self.varkw = code.co_varnames[n]
         self.skip_first = bool(names) and names[0] in _RECEIVER_NAMES
         self.arg_keys = tuple(semconv.ARG_PREFIX + name for name in names)
 
@@ -173,11 +174,11 @@ class RuntimeProbe:
         return attrs
 
     def _finish(self, span: Span, exc: BaseException | None) -> None:
-        if self.on_finish is not None:
+        for hook in self.on_finish:  # a failing hook must not skip the next one
             try:
-                self.on_finish(self, span, exc)
+                hook(self, span, exc)
             except Exception:
-                _log.debug("otel-scope on_finish hook failed for %s", self.name, exc_info=True)
+                _log.debug("otel-scope finish hook %r failed for %s", hook, self.name, exc_info=True)
 
     # -- the wrapper ---------------------------------------------------------------------------
     def __call__(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -252,15 +253,13 @@ class RuntimeProbe:
             self._failed(span, exc)
             tracing.end_call(span, token)
 
-    def _failed(self, span: Span, exc: BaseException, before: Any = None, receiver: Any = None) -> None:
-        """The call raised ``exc``: state changes, the exception event, the finish hook."""
-        state.record_changes(span, before, receiver, self.serializer)
+    def _failed(self, span: Span, exc: BaseException) -> None:
+        """The call raised ``exc``: the exception event, the finish hooks."""
         record_exception(span, exc, self.serializer)
         self._finish(span, exc)
 
-    def _returned(self, span: Span, result: Any, before: Any = None, receiver: Any = None) -> None:
-        """The call returned ``result``: state changes, the return value, the finish hook."""
-        state.record_changes(span, before, receiver, self.serializer)
+    def _returned(self, span: Span, result: Any) -> None:
+        """The call returned ``result``: the return value, the finish hooks."""
         if self.capture_return:
             span.set_attribute(semconv.RETURN_VALUE, self.serializer(result))
         self._finish(span, None)
@@ -316,10 +315,12 @@ class RuntimeProbe:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._failed(span, exc, before, receiver)
+            state.record_changes(span, before, receiver, self.serializer)
+            self._failed(span, exc)
             raise
         else:
-            self._returned(span, result, before, receiver)
+            state.record_changes(span, before, receiver, self.serializer)
+            self._returned(span, result)
             return result
         finally:
             tracing.end_call(span, token)
@@ -336,10 +337,12 @@ class RuntimeProbe:
         try:
             result = await coro
         except BaseException as exc:
-            self._failed(span, exc, before, receiver)
+            state.record_changes(span, before, receiver, self.serializer)
+            self._failed(span, exc)
             raise
         else:
-            self._returned(span, result, before, receiver)
+            state.record_changes(span, before, receiver, self.serializer)
+            self._returned(span, result)
             return result
         finally:
             tracing.end_call(span, token)
