@@ -6,6 +6,7 @@
                            the view's browser tests), lint, and run the test suite on every CPython
                            3.10-3.13 found on the machine, one after another
     python3 dev.py bench   install the baselines (PySnooper, hunter, snoop) and run benchmarks/
+    python3 dev.py docs    regenerate the import-graph table of docs/architecture.md
 
 Both create (or reuse) a virtual environment in ``.venv`` next to this file, so nothing is
 installed into the system Python. ``.ci/run`` calls ``python3 dev.py test``.
@@ -189,8 +190,13 @@ def bench(args: list[str]) -> int:
     return rc
 
 
+def docs(args: list[str]) -> int:
+    ensure_venv("test")
+    return run(BIN / "python", ROOT / "docs" / "import_graph.py", *args, env=env())
+
+
 def main() -> int:
-    commands = {"test": test, "demo": demo, "bench": bench}
+    commands = {"test": test, "demo": demo, "bench": bench, "docs": docs}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         return 2
