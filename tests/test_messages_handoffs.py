@@ -162,7 +162,7 @@ def test_handoffs_from_untraced_code_record_nothing_and_leave_nothing(
     assert q.get().n == 1
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         assert pool.submit(lambda: 3).result() == 3
-    assert _events(memory, SENT) == [] and messages._tables == {}
+    assert _events(memory, SENT) == [] and messages.queues._tables == {}
     assert vars(queue.Queue)["_get"] is original_get  # receiving is armed by the first message only
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from types import CodeType, MethodType
+from types import CodeType, CoroutineType, MethodType
 from typing import Any, SupportsIndex
 
 import wrapt
@@ -346,6 +346,21 @@ class RuntimeProbe:
             return result
         finally:
             tracing.end_call(span, token)
+
+
+_DRIVER = RuntimeProbe._coroutine.__code__  # what a traced ``async def`` returns runs this code
+
+
+def awaited_coroutine(coro: Any) -> Any:
+    """The user's coroutine inside one a traced ``async def`` returned, else ``coro`` itself.
+
+    A traced coroutine function returns the probe's driver (:meth:`RuntimeProbe._coroutine`),
+    which holds the user's coroutine in its local ``coro``; message capture names a task after
+    what it will really run.
+    """
+    if type(coro) is CoroutineType and coro.cr_code is _DRIVER and coro.cr_frame is not None:
+        return coro.cr_frame.f_locals.get("coro")
+    return coro
 
 
 def _end_generator(probe: RuntimeProbe, span: Span, end: str, count: int, exc: BaseException | None) -> None:
