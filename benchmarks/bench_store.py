@@ -17,6 +17,10 @@ a session root, so each carries what a traced call really carries.
   the GIL). A program making traced calls faster than this for long enough fills the queue
   (262,144 spans by default for the store) and then loses spans, counted; slower than this, and
   any burst that fits in the queue, loses nothing.
+* ``collector down``: a hybrid target (runtime span plus compile-time locals) called
+  ``--down-calls`` times while the only exporter is OTLP/gRPC to a port nothing listens on:
+  the process's RSS after each quarter of the run, which must stay flat (the remote queue is
+  bounded; what it refuses is counted).
 * ``paced``: traced calls at a fixed rate for ``--seconds`` (the program sleeps between ticks, as
   a real one waits on I/O), then the exit path; the largest rate at which every span was stored
   is the figure to compare with a program's real call rate.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -160,10 +165,42 @@ def paced(leaf: Callable[[int], int], rate: int, seconds: float, directory: str)
     }
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def collector_down(calls: int, directory: str) -> dict:
+    """RSS over a hybrid-traced loop exporting to a collector that is down."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    path = os.path.join(directory, "bench_store_hybrid.py")
+    with open(path, "w") as f:
+        f.write("def leaf(n):\n    m = n + 1\n    total = m * 2\n    return total\n")
+    sys.path.insert(0, directory)
+    import bench_store_hybrid
+
+    engine = Engine(Settings(mode="hybrid"))
+    engine.add(Request(parse_pattern("bench_store_hybrid:leaf"), mode="hybrid", capture_locals=None))
+    exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9", insecure=True, timeout=2)
+    logging.getLogger("opentelemetry.exporter.otlp.proto.grpc.exporter").setLevel(logging.CRITICAL)
+    processor = pipeline.ScopeSpanProcessor(exporter)
+    provider = _install(processor)
+    rss = [_rss_mb()]
+    with provider.get_tracer("bench").start_as_current_span("session"):
+        for _ in range(4):
+            _loop(bench_store_hybrid.leaf, calls // 4)
+            rss.append(_rss_mb())
+    processor.shutdown(pipeline.EXIT_BUDGET_S * 1000)
+    engine.remove_all()
+    return {"calls": calls, "rss MB at start and after each quarter": rss, "lost": processor.dropped()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each paced run")
+    parser.add_argument("--down-calls", type=int, default=200_000, help="calls with the collector down")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     mod = _module()
@@ -174,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         write, produced = store_write(mod.leaf, args.calls, directory)
         hot = hot_loop(mod.leaf, args.calls, directory, untraced_s)
         rates = [paced(mod.leaf, rate, args.seconds, directory) for rate in PACED_RATES]
-    engine.remove_all()
+        engine.remove_all()
+        down = collector_down(args.down_calls, directory)
     print(f"store write: {write:,.0f} spans/s (batches of {pipeline._STORE_DEFAULTS[1]})")
     print(
         f"hot loop of {args.calls:,} traced calls (untraced: {args.calls / untraced_s:,.0f} calls/s; "
@@ -194,12 +232,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  {r['rate']:>7,} calls/s (made {r['achieved calls per second']:>7,.0f})  "
             f"stored {r['stored']:,} of {r['of']:,}  lost {r['lost'] or 0}  exit {r['exit seconds']:.2f} s"
         )
-    kept = [r["rate"] for r in rates if not r["lost"] and r["stored"] == r["of"]]
+    kept = [r for r in rates if not r["lost"] and r["stored"] == r["of"]]
     print(
         f"largest paced rate with nothing lost: {max(kept):,} calls/s"
         if kept
         else "every paced rate lost spans"
     )
+    quarters = " -> ".join(f"{mb:.0f}" for mb in down["rss MB at start and after each quarter"])
+    print(f"collector down, {args.down_calls:,} hybrid calls: RSS MB {quarters}; lost {down['lost'] or 0}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
@@ -208,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     "traced calls/s, no exporter": produced,
                     "hot loop": hot,
                     "paced": rates,
+                    "collector down": down,
                 },
                 f,
                 indent=2,
