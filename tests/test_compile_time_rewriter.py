@@ -15,7 +15,7 @@ from otel_scope import semconv as sc
 from otel_scope.compile_time import configure, probes, rewrite_source
 from otel_scope.compile_time import recorder as recorder_module
 from otel_scope.config.settings import Settings
-from otel_scope.runtime.tracing import end_call, start_call
+from otel_scope.runtime.tracing import begin, decide, end_call
 from otel_scope.targets.plan import CapturePlan
 from rewrite_samples.support import SAMPLES, events, line_of, load, memory_spans, only_span, var_events
 
@@ -293,7 +293,9 @@ def test_level_expressions_records_call_values_with_their_text(spans):
 
 def test_a_runtime_span_for_the_same_call_is_reused_and_not_ended(spans, mod):
     func = mod.assignments
-    started = start_call("runtime." + func.__qualname__, {sc.MECHANISM: "runtime"}, code=func.__code__)
+    ctx = decide()
+    assert ctx is not None
+    started = begin("runtime." + func.__qualname__, {sc.MECHANISM: "runtime"}, ctx, code=func.__code__)
     assert started is not None
     span, token = started
     assert func(1) == 12

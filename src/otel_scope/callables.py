@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import types
+from collections.abc import Callable
 from typing import Any
 
 import wrapt
@@ -33,6 +34,20 @@ _METHOD_LIKE = (classmethod, staticmethod, types.MethodType)
 DESCRIPTOR_KINDS = (classmethod, staticmethod, functools.partialmethod, functools.singledispatchmethod)
 # wrapt's proxy base: FunctionWrapper and ObjectProxy both derive from it.
 _PROXY = wrapt.BaseObjectProxy
+
+
+# The C descriptors of a function's and a bound method's slots, called directly: they never run
+# user code (an object that only looks like a function may define __getattr__ or properties).
+function_qualname: Callable[[types.FunctionType], str] = types.FunctionType.__dict__["__qualname__"].__get__
+function_module: Callable[[types.FunctionType], object] = types.FunctionType.__dict__["__module__"].__get__
+method_function: Callable[[types.MethodType], object] = types.MethodType.__dict__["__func__"].__get__
+
+
+def qualified_name(fn: types.FunctionType) -> str:
+    """``module.qualname`` of a function (just the qualname if its module is not a string)."""
+    module = function_module(fn)
+    qualname = function_qualname(fn)
+    return f"{module}.{qualname}" if type(module) is str else qualname
 
 
 def _own_dict(obj: Any) -> dict[str, Any] | None:

@@ -59,6 +59,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from otel_scope.callables import method_function, qualified_name
 from otel_scope.capture.redaction import REDACTED, Redactor
 from otel_scope.capture.scrubbing import Scrubber
 
@@ -91,9 +92,6 @@ _type_mro: Callable[[type], tuple[type, ...]] = vars(type)["__mro__"].__get__
 _type_qualname: Callable[[type], object] = vars(type)["__qualname__"].__get__
 _type_module: Callable[[type], object] = vars(type)["__module__"].__get__
 _exception_args: Callable[[BaseException], tuple[object, ...]] = BaseException.__dict__["args"].__get__
-_function_qualname: Callable[[types.FunctionType], str] = types.FunctionType.__dict__["__qualname__"].__get__
-_function_module: Callable[[types.FunctionType], object] = types.FunctionType.__dict__["__module__"].__get__
-_method_function: Callable[[types.MethodType], object] = types.MethodType.__dict__["__func__"].__get__
 _module_namespace: Callable[[types.ModuleType], dict[str, Any]] = vars(types.ModuleType)["__dict__"].__get__
 # Any: Serializer._datetime picks the one for the value's exact class, which mypy cannot follow.
 _datetime_tzinfo: Callable[[Any], object] = datetime.datetime.__dict__["tzinfo"].__get__
@@ -269,12 +267,6 @@ def _full_name(t: type) -> str:
     name = _qualname(t)
     module = _module_name(t)
     return f"{module}.{name}" if module is not None and module != "builtins" else name
-
-
-def _function_name(f: types.FunctionType) -> str:
-    name = _function_qualname(f)
-    module = _function_module(f)
-    return f"{module}.{name}" if type(module) is str else name
 
 
 def _count(n: int, noun: str = "item") -> str:
@@ -613,12 +605,12 @@ class Serializer:
         return f"{naive[:-1]}, tzinfo={self._walk(tz, path, budget - len(naive) - 10)})"
 
     def _function(self, value: types.FunctionType, path: IdPath, budget: int) -> str:
-        return f"<function {_function_name(value)}>"
+        return f"<function {qualified_name(value)}>"
 
     def _method(self, value: types.MethodType, path: IdPath, budget: int) -> str:
-        function = _method_function(value)
+        function = method_function(value)
         if type(function) is types.FunctionType:
-            return f"<bound method {_function_name(function)}>"
+            return f"<bound method {qualified_name(function)}>"
         return f"<bound method of {_display_name(type(function))}>"
 
     def _class(self, value: type, path: IdPath, budget: int) -> str:

@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 
 from otel_scope import _forksafe
 from otel_scope._sdk import SPAN_KEY
+from otel_scope.callables import function_module
 
 _installed: list[tuple[Any, str, Any]] = []
 _lock = _forksafe.lock()
@@ -46,7 +47,6 @@ internal: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_scope_inte
 
 # Modules whose own threads are library plumbing (see the module docstring).
 _PLUMBING = ("concurrent.futures.", "multiprocessing.", "asyncio.", "otel_scope.")
-_function_module = types.FunctionType.__dict__["__module__"].__get__
 
 
 def _carrying(ctx: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -88,7 +88,7 @@ def _is_plumbing(thread: threading.Thread, target: Any) -> bool:
     if type(target) is types.MethodType:
         target = target.__func__
     if type(target) is types.FunctionType:
-        module = _function_module(target)
+        module = function_module(target)
         return type(module) is str and module.startswith(_PLUMBING)
     return False
 

@@ -2,11 +2,11 @@
 
 The plain OTel API decides sampling *inside* ``start_span``, after it has allocated IDs,
 attributes and the span itself: a sampled-out span still costs about half a recording one.
-:func:`start_call` instead decides first, from the parent's ``sampled`` flag and a classification
+:func:`decide` instead decides first, from the parent's ``sampled`` flag and a classification
 of the SDK's sampler made once, and returns ``None`` when nothing would be recorded, so a caller
-pays for nothing more.
+pays for nothing more; :func:`begin` then starts the span.
 
-:func:`start_call` also leaves a *call marker* in the context it attaches, naming the code object
+:func:`begin` also leaves a *call marker* in the context it attaches, naming the code object
 the wrapper is about to run. Compile-time instrumentation of that same function finds the marker
 through :func:`claim_call_span` and puts its events on this span instead of opening a second
 one: one span per call, whichever mechanisms are active.
@@ -219,14 +219,6 @@ def begin(
     if code is not None:
         new_ctx = otel_context.set_value(_CALL_KEY, [code, span], new_ctx)
     return span, otel_context.attach(new_ctx)
-
-
-def start_call(
-    name: str, attributes: dict[str, Any], code: CodeType | None = None
-) -> tuple[Span, Token[Context]] | None:
-    """:func:`decide` then :func:`begin`: start a current span for one call, or ``None``."""
-    ctx = decide()
-    return None if ctx is None else begin(name, attributes, ctx, code)
 
 
 def end_call(span: Span, token: object) -> None:

@@ -10,7 +10,6 @@ task (:func:`arrive`, :func:`pending_list`), and the span core's observers :func
 from __future__ import annotations
 
 import contextvars
-import functools
 import itertools
 import logging
 import os
@@ -19,11 +18,11 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-import wrapt
 from opentelemetry.trace import Span, SpanContext, TraceFlags
 
 from otel_scope import _forksafe, semconv
 from otel_scope._sdk import SPAN_KEY, context_reader
+from otel_scope.callables import innermost_function, qualified_name
 from otel_scope.capture import Serializer
 from otel_scope.runtime import propagation, tracing
 from otel_scope.runtime.wrappers import awaited_coroutine
@@ -86,10 +85,6 @@ pending: contextvars.ContextVar[list[_Arrival] | None] = contextvars.ContextVar(
     "otel_scope_pending_messages", default=None
 )
 _MAX_PENDING = 32  # a consumer that never runs traced code keeps at most this many
-_Proxy = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)  # wrapt 2 splits the base out
-_function_qualname = types.FunctionType.__dict__["__qualname__"].__get__
-_function_module = types.FunctionType.__dict__["__module__"].__get__
-_method_function = types.MethodType.__dict__["__func__"].__get__
 
 
 current = context_reader()
@@ -188,28 +183,15 @@ def record_sent(span: Span, tag: Tag, to: str | None = None) -> None:
 
 def callable_name(fn: Any) -> str | None:
     """``module.qualname`` of what a hand-off will run, read without running user code."""
-    for _ in range(8):  # unwrap proxies, bound methods and partials
-        t = type(fn)
-        if issubclass(t, _Proxy):
-            fn = fn.__wrapped__
-        elif t is types.MethodType:
-            fn = _method_function(fn)
-        elif t is functools.partial:
-            fn = fn.func
-        elif t is types.CoroutineType:
-            fn = awaited_coroutine(fn)
-            if type(fn) is not types.CoroutineType:
-                return None
-            module = fn.cr_frame.f_globals.get("__name__") if fn.cr_frame is not None else None
-            qualname = fn.__qualname__
-            return f"{module}.{qualname}" if type(module) is str else qualname
-        else:
-            break
-    if type(fn) is types.FunctionType:
-        module = _function_module(fn)
-        qualname = _function_qualname(fn)
+    if type(fn) is types.CoroutineType:
+        coro = awaited_coroutine(fn)
+        if type(coro) is not types.CoroutineType:
+            return None
+        module = coro.cr_frame.f_globals.get("__name__") if coro.cr_frame is not None else None
+        qualname = coro.__qualname__
         return f"{module}.{qualname}" if type(module) is str else qualname
-    return None
+    function = innermost_function(fn)  # through proxies, bound methods, partials, decorators
+    return qualified_name(function) if function is not None else None
 
 
 def _short(text: str, limit: int) -> str:
