@@ -22,6 +22,7 @@ from otel_scope.targets.planner import decide_function
 
 if TYPE_CHECKING:
     from otel_scope.engine.discovery import Site
+    from otel_scope.engine.mechanisms import Captured
     from otel_scope.engine.registry import Engine
 
 _log = logging.getLogger("otel_scope")
@@ -150,8 +151,8 @@ class CompileTimeAdapter:
                 return _ProbeSwitch(probe, switch_on=False)
         return None
 
-    def install(self, site: Site, plan: CapturePlan) -> Any:
-        """Make ``site``'s function capture per ``plan`` now; returns an object with ``restore()``.
+    def install(self, site: Site, plan: CapturePlan) -> Captured | None:
+        """Make ``site``'s function capture per ``plan`` now (the compile-time mechanism).
 
         A function the import hook already rewrote with this plan just has its probe switched
         on; any other is recompiled in place (its ``__code__`` swapped).
@@ -161,9 +162,12 @@ class CompileTimeAdapter:
             switch.probe.on = True
             return switch
         prepared = self._prepared.pop((id(site.func), plan), None)
+        installed: Captured | None
         if prepared is not None and prepared.target.__code__ is prepared.made_from:
-            return prepared.apply()
-        return self._mechanism().recompile(site.func, plan)  # None: refused there, in one line
+            installed = prepared.apply()
+        else:
+            installed = self._mechanism().recompile(site.func, plan)  # None: refused, in one line
+        return installed
 
 
 def _key(attr: str | None, prefix: bool) -> str:

@@ -16,8 +16,6 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
-import wrapt
-
 from otel_scope import _forksafe
 from otel_scope.capture import Serializer, sampling
 from otel_scope.config import Settings
@@ -30,10 +28,16 @@ from otel_scope.engine.discovery import (
     site_for_function,
     source_available,
 )
+from otel_scope.engine.mechanisms import (
+    AliasIndex,
+    Captured,
+    RuntimeInstalled,
+    RuntimePlan,
+    Trampolined,
+    install_runtime,
+)
 from otel_scope.runtime import trampoline
-from otel_scope.runtime.trampoline import Trampoline
 from otel_scope.runtime.wrappers import FinishHook, RuntimeProbe, is_ours
-from otel_scope.runtime.wrappers import install as install_wrapper
 from otel_scope.targets.plan import CapturePlan
 from otel_scope.targets.planner import Request, decide_function, production_limits
 from otel_scope.vocabulary import Mechanism, mechanism
@@ -70,11 +74,9 @@ class Applied:
 
     site: Site
     probe: RuntimeProbe | None = None
-    wrapper: Any = None
-    aliases: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    runtime: RuntimeInstalled | None = None  # how the probe is reached
     capture: CapturePlan | None = None
-    compiled: Any = None  # compile-time installation with a .restore()
-    trampoline: Trampoline | None = None  # the runtime probe reached through the code, not a wrapper
+    compiled: Captured | None = None  # compile-time capture as installed
     entries: set[int] = field(default_factory=set)
 
     @property
@@ -85,9 +87,7 @@ class Applied:
     @property
     def installed_as(self) -> str | None:
         """How the runtime probe is reached: through the function's code, or a wrapper."""
-        if self.probe is None:
-            return None
-        return "code trampoline" if self.trampoline is not None else "wrapper"
+        return self.runtime.how if self.probe is not None and self.runtime is not None else None
 
 
 class Handle:
@@ -155,7 +155,7 @@ class Engine:
         self._finish_hooks: tuple[FinishHook, ...] = ()
         # Where each loaded module's callables are bound by name, built once per batch of changes
         # (one add(), one import) instead of scanning every module for every function.
-        self._aliases: _AliasIndex | None = None
+        self._aliases: AliasIndex | None = None
 
     # -- adding and removing -------------------------------------------------------------------
     def add(self, request: Request, function: Any = None) -> Handle:
@@ -349,7 +349,7 @@ class Engine:
 
     def _reconcile_all(self, sites: list[Site], alias_modules: list[Any]) -> None:
         """Reconcile a batch of sites: one alias index, one rewrite per module for compile-time."""
-        self._aliases = _AliasIndex(alias_modules)
+        self._aliases = AliasIndex(alias_modules)
         try:
             decided = []
             wanted = []
@@ -424,7 +424,7 @@ class Engine:
             probe.enabled = False  # a call already inside the probe finishes normally
             self._uninstall_runtime(applied)
             applied.probe = None
-        elif probe is not None and (applied.trampoline is not None) != (code_target is not None):
+        elif probe is not None and isinstance(applied.runtime, Trampolined) != (code_target is not None):
             # Switching between trampoline and wrapper (compile-time capture came or went): the
             # probe stays the same object, so whoever holds it (escalation) keeps it.
             self._uninstall_runtime(applied)
@@ -455,29 +455,15 @@ class Engine:
         self, applied: Applied, probe: RuntimeProbe, code_target: types.FunctionType | None
     ) -> None:
         """Make calls reach ``probe``: through the function's code if given, else a wrapper."""
-        site = applied.site
         applied.probe = probe
-        if code_target is not None:
-            applied.trampoline = trampoline.install(code_target, probe)
-            return
-        applied.wrapper = install_wrapper(site.owner, site.attr, probe)
-        if isinstance(site.owner, types.ModuleType):  # the batch's index, else one made now
-            aliases = self._aliases or _AliasIndex(list(sys.modules.values()))
-            applied.aliases = aliases.replace(site.raw, applied.wrapper, site.owner)
+        applied.runtime = install_runtime(applied.site, RuntimePlan(probe, code_target), self._aliases)
 
     @staticmethod
     def _uninstall_runtime(applied: Applied) -> None:
         """Put back exactly what was there before :meth:`_install_runtime`."""
-        site = applied.site
-        if applied.trampoline is not None:
-            applied.trampoline.restore()
-        else:
-            wrapt.unwrap_object(site.owner, site.attr, applied.wrapper, missing_ok=True)
-            for namespace, name in applied.aliases:
-                if namespace.get(name) is applied.wrapper:
-                    namespace[name] = site.raw
-        applied.wrapper = applied.trampoline = None
-        applied.aliases = []
+        if applied.runtime is not None:
+            applied.runtime.restore()
+            applied.runtime = None
 
     def _apply_capture(self, applied: Applied, want: CapturePlan | None) -> None:
         if want == applied.capture:
@@ -516,34 +502,3 @@ def _installed_function(site: Site) -> types.FunctionType | None:
 def _named_exactly(selecting: list[Entry]) -> bool:
     """Whether a request names this function itself (not a glob): all its calls are kept."""
     return any(e.function is not None or e.request.pattern.names_function for e in selecting)
-
-
-class _AliasIndex:
-    """Every name bound to a callable in ``modules``, by the callable's identity.
-
-    Used to point other modules' references to a function (``from m import f``) at its wrapper:
-    without this, a target added while the program runs would miss every caller that imported the
-    function by name before the target existed. Built with one pass over the modules, so a batch
-    of N functions costs one scan, not N.
-    """
-
-    def __init__(self, modules: list[Any]) -> None:
-        self._where: dict[int, list[tuple[dict[str, Any], str]]] = {}
-        for module in modules:
-            namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict) or never_instrumented(getattr(module, "__name__", "")):
-                continue
-            for name, value in list(namespace.items()):
-                if callable(value) and not isinstance(value, (type, types.ModuleType)):
-                    self._where.setdefault(id(value), []).append((namespace, name))
-
-    def replace(
-        self, original: Any, wrapper: Any, home: types.ModuleType
-    ) -> list[tuple[dict[str, Any], str]]:
-        """Rebind the names of ``original`` outside ``home`` to ``wrapper``; what was rebound."""
-        replaced: list[tuple[dict[str, Any], str]] = []
-        for namespace, name in self._where.get(id(original), ()):
-            if namespace is not home.__dict__ and namespace.get(name) is original:
-                namespace[name] = wrapper
-                replaced.append((namespace, name))
-        return replaced

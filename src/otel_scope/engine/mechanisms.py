@@ -1,0 +1,129 @@
+"""The two mechanisms behind one protocol: ``install(site, plan) -> Installed``, ``restore()``.
+
+The registry decides *what* each function gets (the planner's merged decision) and hands each
+mechanism its part: the runtime mechanism a :class:`RuntimePlan` (which probe, reached how), the
+compile-time one a :class:`~otel_scope.targets.plan.CapturePlan`
+(:class:`~otel_scope.engine.adapter.CompileTimeAdapter`). Either returns an :class:`Installed`
+whose ``restore()`` puts back exactly what was there, so removing a target never needs to know
+how it was installed.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import wrapt
+
+from otel_scope.config.patterns import never_instrumented
+from otel_scope.runtime import trampoline
+from otel_scope.runtime.wrappers import RuntimeProbe
+from otel_scope.runtime.wrappers import install as install_wrapper
+
+if TYPE_CHECKING:
+    from otel_scope.engine.discovery import Site
+
+
+class Installed(Protocol):
+    """One mechanism's installation at one site."""
+
+    def restore(self) -> None:
+        """Put back exactly what was there before (idempotent)."""
+
+
+class Captured(Installed, Protocol):
+    """Compile-time capture as installed: ``probe`` is the recorder probe of the rewritten code
+    (``on``, ``follows``), which the registry keeps in step with the runtime probe."""
+
+    probe: Any
+
+
+@dataclass(frozen=True)
+class RuntimePlan:
+    """What the runtime mechanism installs at a site: ``probe``, reached through the code of
+    ``code_target`` (every reference to the function reaches it) or, when that is ``None``,
+    through a wrapper at the attribute."""
+
+    probe: RuntimeProbe
+    code_target: types.FunctionType | None
+
+
+class Trampolined:
+    """A probe reached through the function's ``__code__`` (see :mod:`otel_scope.runtime.trampoline`)."""
+
+    how = "code trampoline"
+
+    def __init__(self, installed: trampoline.Trampoline) -> None:
+        self._trampoline = installed
+
+    def restore(self) -> None:
+        self._trampoline.restore()
+
+
+class Wrapped:
+    """A probe reached through a wrapt wrapper at the attribute, plus the other modules' names
+    for the function (``from m import f``) repointed at the wrapper."""
+
+    how = "wrapper"
+
+    def __init__(self, site: Site, probe: RuntimeProbe, aliases: AliasIndex | None) -> None:
+        self._site = site
+        self.wrapper = install_wrapper(site.owner, site.attr, probe)
+        self._aliases: list[tuple[dict[str, Any], str]] = []
+        if isinstance(site.owner, types.ModuleType):  # the batch's index, else one made now
+            index = aliases or AliasIndex(list(sys.modules.values()))
+            self._aliases = index.replace(site.raw, self.wrapper, site.owner)
+
+    def restore(self) -> None:
+        site = self._site
+        wrapt.unwrap_object(site.owner, site.attr, self.wrapper, missing_ok=True)
+        for namespace, name in self._aliases:
+            if namespace.get(name) is self.wrapper:
+                namespace[name] = site.raw
+        self._aliases = []
+
+
+def install_runtime(
+    site: Site, plan: RuntimePlan, aliases: AliasIndex | None = None
+) -> Trampolined | Wrapped:
+    """Make calls of ``site`` reach ``plan.probe``. ``aliases``: the batch's index of names, if
+    the caller installs many functions at once (one scan of every module instead of one each)."""
+    if plan.code_target is not None:
+        return Trampolined(trampoline.install(plan.code_target, plan.probe))
+    return Wrapped(site, plan.probe, aliases)
+
+
+RuntimeInstalled = Trampolined | Wrapped  # each says ``how`` the probe is reached
+
+
+class AliasIndex:
+    """Every name bound to a callable in ``modules``, by the callable's identity.
+
+    Used to point other modules' references to a function (``from m import f``) at its wrapper:
+    without this, a target added while the program runs would miss every caller that imported the
+    function by name before the target existed. Built with one pass over the modules, so a batch
+    of N functions costs one scan, not N.
+    """
+
+    def __init__(self, modules: list[Any]) -> None:
+        self._where: dict[int, list[tuple[dict[str, Any], str]]] = {}
+        for module in modules:
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict) or never_instrumented(getattr(module, "__name__", "")):
+                continue
+            for name, value in list(namespace.items()):
+                if callable(value) and not isinstance(value, (type, types.ModuleType)):
+                    self._where.setdefault(id(value), []).append((namespace, name))
+
+    def replace(
+        self, original: Any, wrapper: Any, home: types.ModuleType
+    ) -> list[tuple[dict[str, Any], str]]:
+        """Rebind the names of ``original`` outside ``home`` to ``wrapper``; what was rebound."""
+        replaced: list[tuple[dict[str, Any], str]] = []
+        for namespace, name in self._where.get(id(original), ()):
+            if namespace is not home.__dict__ and namespace.get(name) is original:
+                namespace[name] = wrapper
+                replaced.append((namespace, name))
+        return replaced
