@@ -48,3 +48,17 @@ def test_the_layers_in_the_architecture_page_are_the_enforced_contract_in_order(
 def test_every_part_of_the_package_is_in_a_layer_of_the_contract() -> None:
     layered = {name for layer in _contract_layers() for name in layer.split(" | ")}
     assert set(import_graph.top_level_imports()) <= layered
+
+
+def test_the_command_line_loads_neither_the_instrumentation_nor_the_sdk() -> None:
+    # Every otel-scope command imports otel_scope.cli; reading a trace needs neither the
+    # instrumentation nor the OpenTelemetry SDK, which cost about a quarter second to import.
+    import subprocess
+
+    code = (
+        "import sys, otel_scope.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith(('otel_scope.runtime', 'otel_scope.engine', "
+        "'otel_scope.compile_time', 'otel_scope.api', 'opentelemetry.sdk', 'urllib.request', 'libcst'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -9,9 +9,36 @@ Public API::
     s.trace_id
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from otel_scope._version import __version__
-from otel_scope.api import session, shutdown, trace
-from otel_scope.engine import Handle
-from otel_scope.sessions.session import Session
+
+if TYPE_CHECKING:
+    from otel_scope.api import session, shutdown, trace
+    from otel_scope.engine import Handle
+    from otel_scope.sessions.session import Session
 
 __all__ = ["Handle", "Session", "__version__", "session", "shutdown", "trace"]
+
+# Where each public name lives. They are imported on first use, so that ``otel-scope history``
+# and the other commands, which import ``otel_scope.cli``, do not load the instrumentation.
+_PUBLIC = {
+    "trace": "otel_scope.api",
+    "session": "otel_scope.api",
+    "shutdown": "otel_scope.api",
+    "Handle": "otel_scope.engine",
+    "Session": "otel_scope.sessions.session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_scope' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups are plain module attributes
+    return value

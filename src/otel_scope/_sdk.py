@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as _context
 from opentelemetry import trace as _trace
@@ -22,14 +22,27 @@ from opentelemetry.attributes import BoundedAttributes
 # suppressed" (every contrib instrumentation honours the second). Both are module-private.
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.context import Context
-from opentelemetry.sdk._configuration import _OTelSDKConfigurator as SDKConfigurator
 from opentelemetry.trace.propagation import _SPAN_KEY as SPAN_KEY
 
-try:  # the SDK's span and event classes, for append_events (private: may move)
-    from opentelemetry.sdk.trace import Event as _SdkEvent
-    from opentelemetry.sdk.trace import _Span as _SdkSpan
-except ImportError:  # pragma: no cover - another SDK: append_events says no, add_event is used
-    _SdkEvent = _SdkSpan = None  # type: ignore[assignment, misc]
+if TYPE_CHECKING:
+    from opentelemetry.sdk._configuration import _OTelSDKConfigurator as SDKConfigurator
+
+# The SDK's span and event classes, for append_events (private: may move), loaded on its first
+# call: the SDK is loaded by then if the span is one of its own, and readers of the local store
+# (every otel-scope command) never load it.
+_span_classes: tuple[Any, Any] | None = None
+
+
+def _load_span_classes() -> tuple[Any, Any]:
+    global _span_classes
+    try:
+        from opentelemetry.sdk.trace import Event, _Span
+
+        _span_classes = (_Span, Event)
+    except ImportError:  # pragma: no cover - another SDK: append_events says no, add_event is used
+        _span_classes = (None, None)
+    return _span_classes
+
 
 __all__ = [
     "SPAN_KEY",
@@ -42,6 +55,16 @@ __all__ = [
     "parent_based_delegates",
     "set_global_provider",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``SDKConfigurator`` (the SDK's configurator class) on first use: its module imports the
+    whole metrics SDK (about 100 ms), which only the distro needs."""
+    if name == "SDKConfigurator":
+        from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+        return _OTelSDKConfigurator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def global_provider() -> Any:
@@ -90,10 +113,11 @@ def append_events(span: Any, events: Iterable[tuple[str, dict[str, Any], int]]) 
     ``add_event``. Skips the SDK's per-event attribute validation, most of ``add_event``'s cost,
     so callers pass only bounded strings and numbers.
     """
-    if _SdkSpan is None or type(span) is not _SdkSpan or span._end_time is not None:
+    span_class, event_class = _span_classes or _load_span_classes()
+    if type(span) is not span_class or span._end_time is not None:
         return False
     recorded: Any = span._events  # a BoundedList; typed as the read-only Sequence it exposes
-    recorded.extend([_SdkEvent(name, attributes, when) for name, attributes, when in events])
+    recorded.extend([event_class(name, attributes, when) for name, attributes, when in events])
     return True
 
 

@@ -19,8 +19,6 @@ from rich.text import Text
 from otel_scope.cli._common import CliError, make_console, print_json
 from otel_scope.config import SETTING_NAMES, ConfigError, env_var_for, flag_for, load_settings
 from otel_scope.config.patterns import TargetPattern, wildcard_skips
-from otel_scope.engine.adapter import function_qualnames
-from otel_scope.engine.discovery import COMPILED_NOTE
 from otel_scope.targets.planner import decide_function, requests_from_settings
 
 
@@ -70,6 +68,11 @@ def _modules_for(pattern: TargetPattern) -> list[tuple[str, Path]]:
 
 
 def build_plan(settings: Any) -> list[dict[str, Any]]:
+    # Here, not at the top: every otel-scope command imports this module to register its
+    # options, and the engine would load the instrumentation into each of them.
+    from otel_scope.engine.adapter import function_qualnames
+    from otel_scope.engine.discovery import COMPILED_NOTE
+
     """One row per function the settings select (or per pattern that selects nothing yet)."""
     requests = requests_from_settings(settings)
     rows: list[dict[str, Any]] = []

@@ -31,13 +31,14 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
-
-from opentelemetry.sdk.trace import ReadableSpan
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from otel_scope import _forksafe, semconv
 from otel_scope._sdk import attributes_mapping
 from otel_scope.store.records import EventRecord, LinkRecord, SpanRecord, TraceData
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 15_000

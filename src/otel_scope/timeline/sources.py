@@ -12,9 +12,7 @@ import json
 import os
 import sqlite3
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from contextlib import AbstractContextManager
@@ -120,14 +118,18 @@ class _Http:
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> tuple[int, Any]:
         """``(status, parsed JSON or None)``; a non-JSON body gives ``None``."""
+        # Here: only the Jaeger and Tempo sources need urllib.request (~30 ms to import).
+        from urllib.error import HTTPError, URLError
+        from urllib.request import Request, urlopen
+
         url = self.base_url + path + ("?" + urllib.parse.urlencode(params) if params else "")
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        request = Request(url, headers={"Accept": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urlopen(request, timeout=self.timeout) as response:
                 status, body = response.status, response.read()
-        except urllib.error.HTTPError as exc:
+        except HTTPError as exc:
             status, body = exc.code, exc.read()
-        except (urllib.error.URLError, OSError) as exc:
+        except (URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise SourceError(
                 f"cannot reach {self.backend} at {self.base_url} ({reason}); {self.hint}"
