@@ -13,6 +13,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
+from typing import Protocol
 
 from otel_scope._version import __version__
 from otel_scope.cli import export, history, import_, plan, sessions, targets, view
@@ -20,7 +21,14 @@ from otel_scope.cli._common import CliError
 from otel_scope.store import StoreError
 from otel_scope.timeline import SourceError
 
-COMMANDS = (history, sessions, view, plan, export, import_, targets)
+
+class Command(Protocol):
+    """A subcommand module: ``register`` adds its parser, with ``run`` as its default."""
+
+    def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+
+
+COMMANDS: tuple[Command, ...] = (history, sessions, view, plan, export, import_, targets)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return args.run(args)
+        code: int = args.run(args)  # a subcommand's run(), set as its parser's default
+        return code
     except (CliError, SourceError, StoreError) as exc:
         return _fail(str(exc))
     except sqlite3.Error as exc:

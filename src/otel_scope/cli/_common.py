@@ -9,7 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,7 +19,7 @@ from otel_scope.config import ConfigError, load_settings
 from otel_scope.timeline import JaegerSource, LocalStoreSource, TempoSource, TraceSource
 from otel_scope.timeline.render import Output
 
-BACKENDS = {
+BACKENDS: dict[str, tuple[str, Callable[[str], TraceSource]]] = {  # name: (default URL, source)
     "jaeger": ("http://localhost:16686", JaegerSource),
     "tempo": ("http://localhost:3200", TempoSource),
 }

@@ -12,7 +12,7 @@ from otel_scope.timeline.writers import write_jaeger_json, write_otlp_json
 FORMATS = {"otlp-json": write_otlp_json, "jaeger-json": write_jaeger_json}
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "export",
         help="write one trace as OTLP JSON or Jaeger JSON",

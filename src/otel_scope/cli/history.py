@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import re
+from collections.abc import Iterable
 from dataclasses import asdict
 
 from otel_scope.cli._common import (
@@ -17,7 +18,14 @@ from otel_scope.cli._common import (
     write_json_list,
 )
 from otel_scope.timeline import QueryError, compile_where, entries_to_json, follow, render_entries
-from otel_scope.timeline.render import Request, View, history_entries, trace_stats, write_history
+from otel_scope.timeline.render import (
+    Request,
+    TimelineEntry,
+    View,
+    history_entries,
+    trace_stats,
+    write_history,
+)
 
 ORDER_HELP = (
     "Order: each call's lines (its locals, lines, state changes, messages and nested calls, by time) "
@@ -50,7 +58,7 @@ def _count(text: str) -> int:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "history",
         help="the unified timeline of one trace",
@@ -121,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     trace_id = pick_trace_id(source, args.trace_id)
     if args.follow:
         trace = source.get_trace(trace_id)
-        entries = follow(trace, args.follow)
+        entries: Iterable[TimelineEntry] = follow(trace, args.follow)
         if args.json:
             print_json(entries_to_json(entries))
         else:

@@ -34,7 +34,7 @@ from otel_scope.timeline.render import (
 _BATCH = 5_000
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "import",
         help="read an OTLP JSON/JSONL or Jaeger JSON file and show its timeline",

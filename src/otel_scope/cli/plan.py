@@ -22,7 +22,7 @@ from otel_scope.config.patterns import TargetPattern, wildcard_skips
 from otel_scope.targets.planner import decide_function, requests_from_settings
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "plan",
         help="show what each target would get, and why",

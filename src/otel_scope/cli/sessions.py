@@ -14,7 +14,7 @@ from otel_scope.timeline.render import format_duration, format_time
 _COLUMNS = ("TRACE ID", "STARTED", "DURATION", "SPANS", "ERRORS", "DEPTHS", "SESSION", "SERVICE", "ROOT")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "sessions",
         help="recent sessions in the local store",

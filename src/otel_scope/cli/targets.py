@@ -18,7 +18,7 @@ from otel_scope.cli._common import CliError, make_console, print_json
 from otel_scope.vocabulary import LEVELS, TARGET_MODES
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "targets",
         help="list, add or remove targets of a running process",

@@ -12,7 +12,7 @@ from otel_scope.timeline import FileSource, TraceSource
 from otel_scope.view import ViewData, ViewServer, standalone_page
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "view",
         help="one trace in the browser: lanes, messages, source with values, time travel",

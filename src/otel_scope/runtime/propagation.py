@@ -36,10 +36,13 @@ from otel_scope.callables import function_module
 _installed: list[tuple[Any, str, Any]] = []
 _lock = _forksafe.lock()
 
+#: What a hand-off will run, as ``(target, args, kwargs)``: what its message summary shows.
+Payload = tuple[Any, tuple[Any, ...], dict[str, Any]]
+
 #: Called as ``hook(channel, ctx, fn, (target, args, kwargs))`` at each hand-off that carries a
 #: context, before ``fn`` (what the worker will run) is wrapped to carry it; may return a
 #: replacement for ``fn``. The messages feature records hand-offs through it. None: no hook.
-handoff_hook: Callable[[str, Any, Callable[..., Any], tuple], Callable[..., Any] | None] | None = None
+handoff_hook: Callable[[str, Any, Callable[..., Any], Payload], Callable[..., Any] | None] | None = None
 
 #: True while a hand-off primitive does its own internal hand-offs (a pool's submit puts a work
 #: item on its queue and may start threads): those are plumbing, not messages of the user's.
@@ -70,7 +73,7 @@ def _module_of(cls: type) -> str:
     return module if type(module) is str else ""
 
 
-def _thread_payload(thread: threading.Thread) -> tuple:
+def _thread_payload(thread: threading.Thread) -> Payload:
     """What ``thread`` will run, as ``(target, args, kwargs)``: what a hand-off summary shows."""
     namespace = vars(thread)
     if isinstance(thread, threading.Timer):
@@ -93,7 +96,9 @@ def _is_plumbing(thread: threading.Thread, target: Any) -> bool:
     return False
 
 
-def _thread_start(wrapped: Any, instance: threading.Thread, args: tuple, kwargs: dict) -> Any:
+def _thread_start(
+    wrapped: Any, instance: threading.Thread, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     ctx = _current_if_traced()
     if ctx is None or internal.get():
         return wrapped(*args, **kwargs)
@@ -106,7 +111,7 @@ def _thread_start(wrapped: Any, instance: threading.Thread, args: tuple, kwargs:
     return wrapped(*args, **kwargs)
 
 
-def _executor_submit(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+def _executor_submit(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ctx = _current_if_traced()
     if ctx is None or not args or internal.get():
         return wrapped(*args, **kwargs)

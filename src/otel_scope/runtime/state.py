@@ -129,14 +129,14 @@ def _all_immutable(items: Any) -> bool:
     return _IMMUTABLE.issuperset(map(id, map(type, items)))
 
 
-def _items(value: Any, kind: int) -> tuple:
+def _items(value: Any, kind: int) -> tuple[Any, ...]:
     """The item references of an exact list, deque or dict (keys, then values), copied in C."""
     if kind == _DICT:
         return (*dict.keys(value), *dict.values(value))
     return tuple(value)
 
 
-def _rebuild(kind: int, items: tuple) -> Any:
+def _rebuild(kind: int, items: tuple[Any, ...]) -> Any:
     """A container equal to the one ``items`` was taken from, to serialize its old value."""
     if kind == _DICT:
         half = len(items) // 2
@@ -151,7 +151,7 @@ class Snapshot:
 
     def __init__(self) -> None:
         self.kept: dict[str, Any] = {}  # immutable values, by reference
-        self.copied: dict[str, tuple[Any, int, tuple]] = {}  # (container, kind, item references)
+        self.copied: dict[str, tuple[Any, int, tuple[Any, ...]]] = {}  # (container, kind, item references)
         self.text: dict[str, str] = {}  # everything else, serialized
 
 

@@ -250,4 +250,5 @@ def claim_call_span(depth: int = 2) -> Span | None:
     if marker[0] is not sys._getframe(depth).f_code:
         return None
     marker[0] = None  # claimed: a recursive call of the same function opens its own span
-    return marker[1]
+    claimed: Span = marker[1]
+    return claimed

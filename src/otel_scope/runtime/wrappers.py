@@ -146,7 +146,9 @@ class RuntimeProbe:
         self.arg_keys = tuple(semconv.ARG_PREFIX + name for name in names)
 
     # -- attribute building (only after the span is known to record) ---------------------------
-    def _call_attributes(self, instance: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    def _call_attributes(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         attrs = dict(self.attributes)
         if not self.capture_args:
             return attrs
@@ -181,7 +183,7 @@ class RuntimeProbe:
                 _log.debug("otel-scope finish hook %r failed for %s", hook, self.name, exc_info=True)
 
     # -- the wrapper ---------------------------------------------------------------------------
-    def __call__(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The wrapt wrapper function: called instead of ``wrapped`` on every call."""
         if not self.enabled:
             return wrapped(*args, **kwargs)
@@ -229,7 +231,9 @@ class RuntimeProbe:
         if sampler.pending:
             attrs[semconv.SAMPLED_OUT] = sampler.take_pending()
 
-    def _failed_late(self, exc: Exception, instance: Any, args: tuple, kwargs: dict) -> None:
+    def _failed_late(
+        self, exc: Exception, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         """A sampled-out call raised: record it now, as a span that starts when it failed.
 
         ``StopIteration`` is how iteration ends, not a failure. The function's next calls are
@@ -265,7 +269,7 @@ class RuntimeProbe:
         self._finish(span, None)
 
     def _call_special(
-        self, kind: str, ctx: Any, wrapped: Any, instance: Any, args: tuple, kwargs: dict
+        self, kind: str, ctx: Any, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         attrs = self._call_attributes(instance, args, kwargs)
         if self.limiter is not None and self.limiter.dropped:  # every kind counts what it skipped
@@ -299,12 +303,12 @@ class RuntimeProbe:
     def _call_with_state(
         self,
         ctx: Any,
-        attrs: dict,
+        attrs: dict[str, Any],
         code: CodeType | None,
         receiver: Any,
         wrapped: Any,
-        args: tuple,
-        kwargs: dict,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         """A plain call whose receiver's attributes are compared before and after."""
         started = tracing.begin(self.name, attrs, ctx, code, owned=True)
@@ -326,7 +330,7 @@ class RuntimeProbe:
             tracing.end_call(span, token)
 
     async def _coroutine(
-        self, ctx: Any, attrs: dict, code: CodeType | None, coro: Any, receiver: Any = None
+        self, ctx: Any, attrs: dict[str, Any], code: CodeType | None, coro: Any, receiver: Any = None
     ) -> Any:
         started = tracing.begin(self.name, attrs, ctx, code, owned=True)
         if started is None:
@@ -456,7 +460,7 @@ async def _traced_async_generator(probe: RuntimeProbe, agen: Any, span: Span, sp
             _end_generator(probe, span, "closed", count, None)
 
 
-class ScopeFunctionWrapper(wrapt.FunctionWrapper):
+class ScopeFunctionWrapper(wrapt.FunctionWrapper[..., Any]):
     """The wrapper otel-scope installs: a wrapt ``FunctionWrapper`` that pickles like a function.
 
     Functions pickle by reference (module and qualified name); a plain wrapt proxy refuses to
@@ -485,7 +489,8 @@ def _by_reference(module: str, qualname: str) -> Any:
 
 def install(owner: Any, attr: str, probe: RuntimeProbe) -> ScopeFunctionWrapper:
     """Wrap ``owner.attr`` with ``probe``; :func:`wrapt.unwrap_object` with the result undoes it."""
-    return wrapt.wrap_object(owner, attr, ScopeFunctionWrapper, (probe,))
+    wrapper: ScopeFunctionWrapper = wrapt.wrap_object(owner, attr, ScopeFunctionWrapper, (probe,))
+    return wrapper
 
 
 def is_ours(obj: Any) -> bool:

@@ -9,10 +9,32 @@ and ``otel_scope.timeline.sources`` free of an import cycle).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otel_scope.store.records import EventRecord, LinkRecord, SpanRecord, TraceData
 from otel_scope.timeline.errors import SourceError, TraceNotFound
+
+if TYPE_CHECKING:  # what __getattr__ loads on first use, as mypy should see it
+    from otel_scope.timeline.jaeger_json import to_jaeger_json
+    from otel_scope.timeline.otlp_json import to_otlp_json
+    from otel_scope.timeline.query import QueryError, Where, captured_values, compile_where
+    from otel_scope.timeline.reader import TraceReader
+    from otel_scope.timeline.render import (
+        TimelineEntry,
+        build_timeline,
+        entries_to_json,
+        follow,
+        render_entries,
+        render_history,
+    )
+    from otel_scope.timeline.sources import (
+        FileSource,
+        JaegerSource,
+        LocalStoreSource,
+        TempoSource,
+        TraceSource,
+        traces_from_document,
+    )
 
 _LAZY = {
     "TraceSource": "sources",

@@ -108,6 +108,14 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+#: A :class:`Tag` in the picklable form a child process gets: (trace ID, span ID, trace flags,
+#: message ID, channel, sender name, summary). Without a message (:func:`context_carrier`) the
+#: last four are None: only the trace context travels.
+MessageCarrier = tuple[int, int, int, str, str, str, str]
+ContextCarrier = tuple[int, int, int, None, None, None, None]
+Carrier = MessageCarrier | ContextCarrier
+
+
 class Tag:
     """What travels with a message: its ID, channel, summary and the sending span."""
 
@@ -122,19 +130,23 @@ class Tag:
             summary,
         )
 
-    def carrier(self) -> tuple:
+    def carrier(self) -> MessageCarrier:
         """A picklable form, for child processes."""
         sc = self.sender
         flags = int(sc.trace_flags)
         return (sc.trace_id, sc.span_id, flags, self.id, self.channel, self.sender_name, self.summary)
 
 
-def context_carrier(sc: SpanContext) -> tuple:
+def context_carrier(sc: SpanContext) -> ContextCarrier:
     """A carrier with a trace context but no message (a child started outside traced code)."""
     return (sc.trace_id, sc.span_id, int(sc.trace_flags), None, None, None, None)
 
 
-def from_carrier(carrier: tuple) -> tuple[SpanContext, Tag | None]:
+def from_carrier(carrier: tuple[Any, ...]) -> tuple[SpanContext, Tag | None]:
+    """The sender's context, and its message if it sent one, from a :data:`Carrier`.
+
+    Typed loosely: the message fields are all set or all None, which unpacking cannot tell mypy.
+    """
     trace_id, span_id, flags, mid, channel, sender_name, summary = carrier
     sc = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
     return sc, (Tag(mid, channel, sc, sender_name, summary) if mid is not None else None)
@@ -198,7 +210,7 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def call_summary(fn: Any, args: tuple, kwargs: dict) -> str:
+def call_summary(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """``name(arg, key=value)``, each value through the safe serializer and kept short.
 
     An argument gets a quarter of the value length limit, so one verbose object (a queue, a

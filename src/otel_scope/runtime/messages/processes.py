@@ -23,6 +23,7 @@ from opentelemetry.trace import NonRecordingSpan
 from otel_scope._sdk import SPAN_KEY
 from otel_scope.runtime import propagation
 from otel_scope.runtime.messages.model import (
+    Carrier,
     arrive,
     call_summary,
     callable_name,
@@ -51,6 +52,7 @@ def _process_starting(process: Any, ctx: Any) -> None:
     """Give ``process`` the trace context to join and, from a traced call, a message."""
     sender = sender_of(ctx) if SPAN_KEY in ctx else None
     span: Any  # the sender's, or else the current Span read from a Context (which types it object)
+    carrier: Carrier
     if sender is not None:
         span, name = sender
         namespace = object.__getattribute__(process, "__dict__")
@@ -124,7 +126,9 @@ def patched_bootstrap(original: Callable[..., int]) -> Callable[..., int]:
     return _bootstrap
 
 
-def _remote_call(fn: Callable[..., Any], carrier: tuple, args: tuple, kwargs: dict) -> Any:
+def _remote_call(
+    fn: Callable[..., Any], carrier: Carrier, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     if not state.active:  # a worker process without otel-scope: just the call
         return fn(*args, **kwargs)
     sc, tag = from_carrier(carrier)
@@ -142,10 +146,10 @@ class _RemoteCall:
 
     __slots__ = ("carrier", "fn")
 
-    def __init__(self, fn: Callable[..., Any], carrier: tuple) -> None:
+    def __init__(self, fn: Callable[..., Any], carrier: Carrier) -> None:
         self.fn, self.carrier = fn, carrier
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[type[_RemoteCall], tuple[Callable[..., Any], Carrier]]:
         return (_RemoteCall, (self.fn, self.carrier))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -182,17 +186,17 @@ class _Envelope:
 
     __slots__ = ("carrier", "item")
 
-    def __init__(self, item: Any, carrier: tuple) -> None:
+    def __init__(self, item: Any, carrier: Carrier) -> None:
         self.item, self.carrier = item, carrier
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Callable[[Any, Carrier], Any], tuple[Any, Carrier]]:
         return (_landed, (self.item, self.carrier))
 
 
 _landing = threading.local()
 
 
-def _landed(item: Any, carrier: tuple) -> Any:
+def _landed(item: Any, carrier: Carrier) -> Any:
     """Unpickling an envelope: leave the tag for the ``get`` running in this thread, return the item."""
     if state.active:
         _landing.value = (item, carrier)

@@ -46,7 +46,7 @@ class _Table:
 
     __slots__ = ("items", "ref")
 
-    def __init__(self, ref: weakref.ref) -> None:
+    def __init__(self, ref: weakref.ref[Any]) -> None:
         self.ref = ref  # kept alive so that its callback drops this table when the queue dies
         self.items: dict[int, list[tuple[Any, Tag]]] = {}
 
@@ -217,7 +217,7 @@ def _arm_receiving() -> None:
 
 
 # --- asyncio tasks ----------------------------------------------------------------------------
-def _task_created(coro: Any, kwargs: dict, ctx: Any) -> dict:
+def _task_created(coro: Any, kwargs: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """A traced call creates a task: record the send, make it pending in the task's context."""
     try:
         sender = sender_of(ctx)

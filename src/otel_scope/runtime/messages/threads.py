@@ -18,11 +18,12 @@ from otel_scope.runtime.messages.model import (
     record_sent,
     sender_of,
 )
+from otel_scope.runtime.propagation import Payload
 
 _log = logging.getLogger("otel_scope")
 
 
-def handoff(channel: str, ctx: Any, fn: Callable[..., Any], payload: tuple) -> Callable[..., Any] | None:
+def handoff(channel: str, ctx: Any, fn: Callable[..., Any], payload: Payload) -> Callable[..., Any] | None:
     """``propagation.handoff_hook``: record a thread start or pool submit made by a traced call.
 
     ``payload`` is ``(target, args, kwargs)``, what the summary shows. Returns ``fn`` wrapped so
