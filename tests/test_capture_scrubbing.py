@@ -224,6 +224,13 @@ def test_a_secret_value_never_survives_in_any_of_the_text_shapes(
     assert value not in Scrubber().scrub(text)
 
 
+def test_a_secret_looking_value_before_a_comma_does_not_hide_the_next_key() -> None:
+    # Found by hypothesis: the value "22222ToKEN" was read as the key of a ('key', 'value') pair.
+    text = '{"key": "22222ToKEN", "n": 1} (\'a\', "token", "b")'
+    assert Scrubber().scrub(text) == text
+    assert Scrubber().scrub("[('token', 'abc'), ('x', 'y')]") == "[('token', '[redacted]'), ('x', 'y')]"
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), value=VALUES, template=st.sampled_from(TEMPLATES[:7]))
 def test_a_value_under_a_look_alike_key_is_shown(data: st.DataObject, value: str, template: str) -> None:

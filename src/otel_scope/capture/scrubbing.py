@@ -136,6 +136,18 @@ def _value_end(text: str, start: int, colon: bool) -> int:
     return end
 
 
+def _opens_pair(text: str, key_start: int) -> bool:
+    """Whether the quoted key starting at ``key_start`` opens a ``('key', 'value')`` pair.
+
+    Only then is ``,`` a key's separator: an unquoted key before a comma is an argument list,
+    and a quoted one not opening a tuple or list is a value (``{"key": "token", "n": 1}``).
+    """
+    i = key_start - 2  # before the opening quote
+    while i >= 0 and text[i] in _SPACES:
+        i -= 1
+    return i >= 0 and text[i] in "(["
+
+
 def _quoted(original: str) -> str:
     """``[redacted]`` in the same quotes as ``original`` (``'x'`` -> ``'[redacted]'``)."""
     if original[:2] in ("b'", 'b"'):
@@ -261,7 +273,7 @@ class Scrubber:
                 (char == "=" and text[at + 1 : at + 2] == "=")
                 or (char == ":" and text[at + 1 : at + 3] == "//")
                 or (at and text[at - 1] in "=!<>")  # ==, !=, <=, >=
-                or (char == "," and not quoted)  # key, value unquoted: an argument list
+                or (char == "," and not (quoted and _opens_pair(text, n - key_match.end())))
             ):
                 continue
             value = at + 1
