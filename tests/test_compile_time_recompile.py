@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from otel_scope.compile_time import RecompileError, configure, recompile
+from otel_scope.compile_time.recompile import prepare
 from otel_scope.config.settings import Settings
 from otel_scope.targets.plan import CapturePlan
 from rewrite_samples.support import line_of, load_original, memory_spans, only_span, var_events
@@ -163,3 +166,43 @@ def test_an_unedited_source_still_recompiles(spans, tmp_path, monkeypatch):
         done.restore()
     finally:
         sys.modules.pop("tickok", None)
+
+
+def _functions_of(module):
+    found = []
+    for value in vars(module).values():
+        if inspect.isfunction(value) and value.__module__ == module.__name__:
+            found.append(value)
+        elif isinstance(value, type) and value.__module__ == module.__name__:
+            found += [f for f in vars(value).values() if inspect.isfunction(f)]
+    return found
+
+
+def test_every_function_of_a_real_library_module_recompiles_and_renders_the_same(spans):
+    # jinja2's compiler: 2,000 lines, classes with name-mangled and decorated methods, closures,
+    # module imports whose methods the compiler loads with LOAD_ATTR: each function is rewritten
+    # from its own lines and compiled with only the top-level statement around it, and must
+    # still match the running code and behave the same.
+    import jinja2
+    import jinja2.compiler
+
+    template = (
+        "{% for x in items %}{{ loop.index }}={{ x|upper }}{% if not loop.last %},{% endif %}{% endfor %}"
+    )
+    expected = jinja2.Environment().from_string(template).render(items=["a", "b"])
+    functions = _functions_of(jinja2.compiler)
+    assert len(functions) > 100
+    originals = [f.__code__ for f in functions]
+    prepared = prepare([(f, CapturePlan()) for f in functions])
+    assert [p for p in prepared if isinstance(p, RecompileError)] == []
+    installed = [p.apply() for p in prepared if not isinstance(p, RecompileError)]
+    try:
+        assert jinja2.Environment().from_string(template).render(items=["a", "b"]) == expected
+    finally:
+        for done in installed:
+            done.restore()
+    names = {s.name for s in spans.get_finished_spans()}
+    assert "jinja2.compiler.CodeGenerator.visit_For" in names, sorted(names)[:20]
+    visit_for = next(s for s in spans.get_finished_spans() if s.name.endswith("CodeGenerator.visit_For"))
+    assert var_events(visit_for, "loop_frame"), [e.attributes for e in visit_for.events][:5]
+    assert [f.__code__ for f in functions] == originals

@@ -12,6 +12,7 @@ from (:func:`_source_matches`): a file edited since the import is refused in one
 
 from __future__ import annotations
 
+import ast
 import inspect
 import itertools
 import linecache
@@ -25,7 +26,7 @@ from otel_scope import _forksafe
 from otel_scope.callables import CodeSwap, innermost_function
 from otel_scope.compile_time.hook import rewritten_from, source_digest
 from otel_scope.compile_time.recorder import Probe, register
-from otel_scope.compile_time.rewriter import rewrite_source
+from otel_scope.compile_time.rewriter import module_part, rewrite_source
 from otel_scope.compile_time.spec import FunctionSpec
 from otel_scope.targets.plan import CapturePlan
 
@@ -121,9 +122,13 @@ def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | Recompi
                 out[i] = RecompileError(f"no source for {target.__qualname__} ({filename})")
             continue
         source = "".join(lines)
+        try:
+            tree = ast.parse(source, filename)  # once: for the checks, then rewritten
+        except (SyntaxError, ValueError):
+            tree = None
         current = []
         for i, target, plan in group:
-            if _source_matches(source, filename, target.__code__):
+            if tree is not None and _source_matches(source, tree, filename, target.__code__):
                 current.append((i, target, plan))
             else:
                 out[i] = RecompileError(
@@ -134,7 +139,9 @@ def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | Recompi
             continue
         prefix = f"_otel_scope_p_rc{next(_counter)}_"
         plans = {target.__qualname__: plan for _i, target, plan in current}
-        result = rewrite_source(source, filename, module, plans, probe_prefix=prefix, prelude=False)
+        result = rewrite_source(
+            source, filename, module, plans, probe_prefix=prefix, for_recompile=True, tree=tree
+        )
         seconds = (time.perf_counter() - started) / len(current)
         for i, target, _plan in current:
             out[i] = _prepared(target, result, seconds)
@@ -161,7 +168,7 @@ def recompile(func: Any, plan: CapturePlan) -> Recompiled:
     return prepared.apply()
 
 
-def _source_matches(source: str, filename: str, live: CodeType) -> bool:
+def _source_matches(source: str, tree: ast.Module, filename: str, live: CodeType) -> bool:
     """Whether ``source`` is what ``live`` was compiled from.
 
     Code the import hook rewrote is checked against the source text it was rewritten from; plain
@@ -173,7 +180,7 @@ def _source_matches(source: str, filename: str, live: CodeType) -> bool:
     if imported is not None:
         return imported == source_digest(source)
     try:
-        module_code = compile(source, filename, "exec", dont_inherit=True)
+        module_code = compile(module_part(tree, [live.co_firstlineno]), filename, "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
         return False
     compiled = _find_code(module_code, live)

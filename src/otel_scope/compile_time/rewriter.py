@@ -1,17 +1,20 @@
 """Rewriting a module's source so chosen functions report their locals, lines and returns.
 
-Two stages, so that line numbers stay exact:
+The module is parsed once with ``ast``; that tree is what gets compiled. Each outermost planned
+function (with the planned functions inside it) is rewritten from its own lines only, so the cost
+follows what is planned, not the module's size: one method of a 2,600-line module recompiles in
+tens of milliseconds. Two stages per function, so that line numbers stay exact:
 
-1. **libcst** (:class:`CaptureInserter`) finds the planned functions by qualified name and
-   inserts calls to the per-call recorder (``_otel_scope_r.v(3, x, y)``) after every statement
-   that assigns captured locals, at the start of blocks that bind names (``for``, ``with``,
-   ``except``, ``case``) and before chosen lines. It never changes a character of an original
-   line: each insertion is a *new line* carrying a marker comment ``#@otel-scope:<line>`` that
-   names the original line it belongs to. Only in one-line blocks (``if x: y = 1``), where no
-   new line can go, calls are appended after the block's last statement, which leaves every
-   original column in place too.
+1. **libcst** (:class:`CaptureInserter`) reads the function's text (an indented one under an
+   ``if 1:`` header, which keeps every column) and inserts calls to the per-call recorder
+   (``_otel_scope_r.v(3, x, y)``) after every statement that assigns captured locals, at the
+   start of blocks that bind names (``for``, ``with``, ``except``, ``case``) and before chosen
+   lines. It never changes a character of an original line: each insertion is a *new line*
+   carrying a marker comment ``#@otel-scope:<line>`` that names the original line it belongs
+   to. Only in one-line blocks (``if x: y = 1``), where no new line can go, calls are appended
+   after the block's last statement, which leaves every original column in place too.
 
-2. **ast** (:func:`_assemble`) parses the generated text, maps every line back to the original
+2. **ast** (:func:`_assemble`) parses the generated text, maps every line back to the module's
    (unmarked lines are the original lines in order, marked lines take their marker's line), and
    then does the edits that must not move a single character: the function boundary (enter,
    exception, exit), return and ``yield`` wrappers, expression capture, and a second, untouched
@@ -19,7 +22,7 @@ Two stages, so that line numbers stay exact:
    (``lineno = -1``), which CPython compiles to instructions without a line, except the entry
    test, which takes the first statement's line, and wrappers, which take the line of what they
    wrap: tracebacks, ``f_lineno``, ``sys.settrace`` line events and coverage see exactly the
-   original lines and events.
+   original lines and events. The result replaces the function's node in the module's tree.
 
 A planned function becomes::
 
@@ -121,20 +124,24 @@ def rewrite_source(
     plans: Mapping[str, CapturePlan | None],
     *,
     probe_prefix: str = PROBE_PREFIX,
-    prelude: bool = True,
+    for_recompile: bool = False,
+    tree: ast.Module | None = None,
 ) -> RewriteResult:
     """Rewrite the functions of a module named in ``plans`` (keys are ``__qualname__`` values).
 
     Never raises for a module that compiles: whatever cannot be instrumented is compiled from
     the original source and listed in ``skipped`` with a one-line reason (also logged).
-    ``probe_prefix`` names the probe globals; ``prelude=False`` leaves out the statement that
-    creates them (on-demand recompilation installs its probe itself).
+    ``probe_prefix`` names the probe globals. ``for_recompile`` makes code to take the rewritten
+    functions' code objects from, not to run: it has no statement creating the probes (on-demand
+    recompilation installs its probe itself) and holds only the top-level statements around
+    those functions (compiling all of a big module would be most of the cost). ``tree`` is the
+    module's ``ast`` when the caller has parsed it already; it is changed.
     """
     result = RewriteResult(code=None)
     collecting = gc.isenabled()
     gc.disable()  # libcst allocates many short-lived objects: collections would cost ~15%
     try:
-        _rewrite(source, filename, module_name, plans, probe_prefix, prelude, result)
+        _rewrite(source, tree, filename, module_name, plans, probe_prefix, for_recompile, result)
     except Exception as exc:  # a rewriter bug must not break the user's import
         reason = f"otel-scope could not rewrite {filename}: {type(exc).__name__}: {exc}"
         result.skipped.update(dict.fromkeys(result.instrumented or plans, reason))
@@ -153,56 +160,143 @@ def rewrite_source(
 
 def _rewrite(
     source: str,
+    tree: ast.Module | None,
     filename: str,
     module_name: str,
     plans: Mapping[str, CapturePlan | None],
     probe_prefix: str,
-    prelude: bool,
+    for_recompile: bool,
     result: RewriteResult,
 ) -> None:
+    if tree is None:
+        tree = ast.parse(source, filename)  # the module, parsed once: rewritten functions replace nodes
+    roots: list[int] = []
+    context = _Context(_NEWLINE_RE.split(source), plans, module_name, filename, probe_prefix, result)
+    generated: list[str] = []
+    for qualname, root, holder in _planned_roots(tree, plans, ""):
+        rewritten = _rewrite_function(context, root, qualname)
+        if rewritten is not None:
+            holder[next(i for i, node in enumerate(holder) if node is root)] = rewritten[0]
+            generated.append(rewritten[1])
+            roots.append(root.lineno)
+    if for_recompile:
+        tree = module_part(tree, roots)
+    elif result.specs:
+        _add_prelude(tree, result.specs)
+    result.code = compile(tree, filename, "exec", dont_inherit=True)
+    result.generated = "\n".join(generated)
+
+
+def module_part(tree: ast.Module, lines: Sequence[int]) -> ast.Module:
+    """The module without the top-level functions and classes that span none of ``lines``.
+
+    Compiled, it gives the code objects of the functions defined on those lines exactly as the
+    whole module would: their classes (name mangling, ``__class__``), enclosing functions
+    (closures) and futures come along, and so does every other top-level statement, since what
+    the module binds changes code generation (3.11+ loads a method of an imported module with
+    ``LOAD_ATTR``, not ``LOAD_METHOD``). The definitions left out are most of a big module.
+    """
+
+    def wanted(statement: ast.stmt) -> bool:
+        if not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return True
+        first = min([statement.lineno, *(d.lineno for d in statement.decorator_list)])
+        end = statement.end_lineno or statement.lineno
+        return any(first <= line <= end for line in lines)
+
+    return ast.Module([statement for statement in tree.body if wanted(statement)], [])
+
+
+def _planned_roots(
+    node: ast.AST, plans: Mapping[str, CapturePlan | None], prefix: str
+) -> Iterator[tuple[str, _Function, list[Any]]]:
+    """The outermost planned functions under ``node``: qualified name, node, the list holding it.
+
+    A planned function's nested functions are rewritten with it; an unplanned function is
+    searched for planned ones. Only statements are walked, never expressions.
+    """
+    for _name, value in ast.iter_fields(node):
+        if not isinstance(value, list):
+            continue
+        for child in value:
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                qualname = prefix + child.name
+                if plan_for(plans, qualname) is not None:
+                    yield qualname, child, value
+                else:
+                    yield from _planned_roots(child, plans, qualname + ".<locals>.")
+            elif isinstance(child, ast.ClassDef):
+                yield from _planned_roots(child, plans, prefix + child.name + ".")
+            elif isinstance(child, (ast.stmt, ast.excepthandler)) or type(child).__name__ == _MATCH_CASE:
+                yield from _planned_roots(child, plans, prefix)
+
+
+@dataclass
+class _Context:
+    """What rewriting each function of one module needs."""
+
+    lines: list[str]
+    plans: Mapping[str, CapturePlan | None]
+    module_name: str
+    filename: str
+    probe_prefix: str
+    result: RewriteResult
+
+
+def _rewrite_function(context: _Context, root: _Function, qualname: str) -> tuple[_Function, str] | None:
+    """``root`` (and the planned functions inside it) rewritten, with stage 1's text; or ``None``.
+
+    Only the function's own lines go through libcst, so the cost follows what is planned, not
+    the module's size. An indented function is parsed under an ``if 1:`` header, which keeps
+    every original column; ``offset`` turns the segment's line numbers into the module's.
+    """
+    lines, result = context.lines, context.result
+    nested = root.col_offset > 0
+    body = "\n".join(lines[root.lineno - 1 : root.end_lineno]) + "\n"
+    text, offset = (f"if 1:\n{body}", root.lineno - 2) if nested else (body, root.lineno - 1)
     try:
-        module = cst.parse_module(source)
+        module = cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
-        reason = f"libcst cannot parse the module ({str(exc).splitlines()[0]})"
-        result.skipped.update(dict.fromkeys(plans, reason))
-        return
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)  # freshly parsed: nobody else holds it
-    inserter = CaptureInserter(plans, module_name, filename)
-    generated = wrapper.visit(inserter).code
+        result.skipped[qualname] = f"libcst cannot parse it ({str(exc).splitlines()[0]})"
+        return None
+    prefix = qualname[: len(qualname) - len(root.name)]
+    inserter = CaptureInserter(context.plans, context.module_name, context.filename, prefix, offset)
+    generated = MetadataWrapper(module, unsafe_skip_copy=True).visit(inserter).code  # freshly parsed
     result.skipped.update(inserter.skipped)
     if not inserter.functions:
-        return
-    line_map = _line_map(source, generated)
+        return None
+    line_map = _line_map(text, generated, offset)
     if line_map is None:
         reason = "the rewritten text did not keep the original lines (please report this)"
         result.skipped.update(dict.fromkeys(inserter.order, reason))
-        return
-    tree = ast.parse(generated, filename)
-    _remap_lines(tree, line_map)
-    original_tree = ast.parse(source, filename)
-    originals = {key: node for key, node in _functions(original_tree)}
-    counter = 0
-    for key, node, parent_body in _functions_with_parents(tree):
+        return None
+    segment = ast.parse(generated, context.filename)
+    _remap_lines(segment, line_map)
+    holder: ast.If | ast.Module = cast(ast.If, segment.body[0]) if nested else segment
+    originals = dict(_functions(ast.Module([root], []), prefix))
+    specs: dict[str, FunctionSpec] = {}
+    for key, node, parent_body in _functions_with_parents(holder, prefix):
         state = inserter.functions.get(key)
         if state is None:
             continue
-        qualname = key[0]
-        probe_name = f"{probe_prefix}{counter}"
+        probe_name = f"{context.probe_prefix}{len(result.specs) + len(specs)}"
         try:
-            _assemble(node, state, probe_name, source)
+            _assemble(node, state, probe_name, lines)
         except Exception as exc:
-            index = next(i for i, n in enumerate(parent_body) if n is node)
-            parent_body[index] = originals[key]
-            result.skipped[qualname] = f"rewriting failed ({type(exc).__name__}: {exc})"
+            parent_body[next(i for i, n in enumerate(parent_body) if n is node)] = originals[key]
+            result.skipped[key[0]] = f"rewriting failed ({type(exc).__name__}: {exc})"
             continue
-        counter += 1
-        result.specs[probe_name] = state.spec
-        result.instrumented.append(qualname)
-    if prelude and result.specs:
-        _add_prelude(tree, result.specs)
-    _fix_positions(tree)
-    result.code = compile(tree, filename, "exec", dont_inherit=True)
-    result.generated = generated
+        specs[probe_name] = state.spec
+    rewritten = cast(_Function, holder.body[0])
+    if rewritten is originals[(qualname, root.lineno)]:  # the root itself failed: nothing inside counts
+        reason = f"its enclosing function {qualname} could not be rewritten"
+        result.skipped.update({spec.qualname: reason for spec in specs.values()})
+        return None
+    rewritten.decorator_list = root.decorator_list  # the segment starts at the def line
+    _fix_positions(rewritten)
+    result.specs.update(specs)
+    result.instrumented += [spec.qualname for spec in specs.values()]
+    return rewritten, generated
 
 
 # --- stage 1: libcst --------------------------------------------------------------------------
@@ -245,9 +339,18 @@ class CaptureInserter(cst.CSTTransformer):
 
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, plans: Mapping[str, CapturePlan | None], module_name: str, filename: str) -> None:
+    def __init__(
+        self,
+        plans: Mapping[str, CapturePlan | None],
+        module_name: str,
+        filename: str,
+        prefix: str = "",
+        line_offset: int = 0,
+    ) -> None:
         super().__init__()
         self.plans = plans
+        self.prefix = prefix  # the qualified name around the text visited ("Class.")
+        self.line_offset = line_offset  # the module's line number of the text's line 0
         self.module_name = module_name
         self.filename = filename
         self.stack: list[_Scope] = []
@@ -280,16 +383,16 @@ class CaptureInserter(cst.CSTTransformer):
             if scope.kind == "function":
                 parts.append("<locals>")
         parts.append(name)
-        return ".".join(parts)
+        return self.prefix + ".".join(parts)
 
     def _current(self) -> _FunctionState | None:
         return self.stack[-1].state if self.stack and self.stack[-1].kind == "function" else None
 
     def _line(self, node: cst.CSTNode) -> int:
-        return self.get_metadata(PositionProvider, node).start.line
+        return self.get_metadata(PositionProvider, node).start.line + self.line_offset
 
     def _last_line(self, node: cst.CSTNode) -> int:
-        return self.get_metadata(PositionProvider, node).end.line
+        return self.get_metadata(PositionProvider, node).end.line + self.line_offset
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.stack.append(_Scope("class", node.name.value))
@@ -650,7 +753,7 @@ def _blank_free_offsets(text: str) -> list[int]:
     return [i for i, byte in enumerate(text.encode()) if byte not in b" \t\x0c"]
 
 
-def _line_map(source: str, generated: str) -> _LineMap | None:
+def _line_map(source: str, generated: str, offset: int = 0) -> _LineMap | None:
     """Map generated lines back to the original ones; ``None`` if the text drifted.
 
     Unmarked generated lines must be the original lines, in order and unchanged (a one-line
@@ -676,7 +779,7 @@ def _line_map(source: str, generated: str) -> _LineMap | None:
                 return None
             result.columns[len(result.lines)] = (_blank_free_offsets(ours), _blank_free_offsets(theirs))
         next_original += 1
-        result.lines.append(next_original)
+        result.lines.append(next_original + offset)
     return result if next_original == len(original) else None
 
 
@@ -722,12 +825,14 @@ _Function = ast.FunctionDef | ast.AsyncFunctionDef
 _Node = TypeVar("_Node", bound=ast.AST)
 
 
-def _functions(tree: ast.AST) -> Iterator[tuple[tuple[str, int], _Function]]:
-    for key, node, _parent in _functions_with_parents(tree):
+def _functions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[tuple[str, int], _Function]]:
+    for key, node, _parent in _functions_with_parents(tree, prefix):
         yield key, node
 
 
-def _functions_with_parents(tree: ast.AST) -> Iterator[tuple[tuple[str, int], _Function, list[Any]]]:
+def _functions_with_parents(
+    tree: ast.AST, prefix: str = ""
+) -> Iterator[tuple[tuple[str, int], _Function, list[Any]]]:
     """Every function with its ``(qualname, def line)`` key and the list that holds it.
 
     Inner functions come before the functions that contain them.
@@ -747,7 +852,7 @@ def _functions_with_parents(tree: ast.AST) -> Iterator[tuple[tuple[str, int], _F
                 elif isinstance(child, ast.AST):
                     yield from walk(child, prefix)
 
-    yield from walk(tree, "")
+    yield from walk(tree, prefix)
 
 
 # --- stage 2: ast ------------------------------------------------------------------------------
@@ -845,7 +950,7 @@ def _wrap(method: str, args: list[ast.expr], value: ast.expr, like: ast.AST) -> 
 
 
 def _assemble(
-    fn: ast.FunctionDef | ast.AsyncFunctionDef, state: _FunctionState, probe: str, source: str
+    fn: ast.FunctionDef | ast.AsyncFunctionDef, state: _FunctionState, probe: str, lines: list[str]
 ) -> None:
     """Turn ``fn`` (already holding stage 1's calls) into the dispatching form (module doc)."""
     spec, plan = state.spec, state.plan
@@ -868,7 +973,7 @@ def _assemble(
     first_line = _first_line(copy.deepcopy(plain.body), fn)
     spec.generator = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own(holder))
     async_generator = spec.generator and isinstance(fn, ast.AsyncFunctionDef)
-    _Boundary(spec, plan, source, async_generator).visit(holder)
+    _Boundary(spec, plan, lines, async_generator).visit(holder)
 
     instrumented: list[ast.stmt] = []
     if spec.params:
@@ -1023,20 +1128,19 @@ def _strip(holder: ast.Module) -> None:
 class _Boundary(ast.NodeTransformer):
     """Wrap returns, yields and (level ``expressions``) calls of one function's own scope."""
 
-    def __init__(self, spec: FunctionSpec, plan: CapturePlan, source: str, async_generator: bool) -> None:
+    def __init__(
+        self, spec: FunctionSpec, plan: CapturePlan, lines: list[str], async_generator: bool
+    ) -> None:
         self.spec = spec
         self.plan = plan
-        self.source = source
+        self.lines_of_source = lines  # the module's lines, for the text of captured expressions
         self.async_generator = async_generator
         self.expressions = plan.at_least("expressions")
         self.lines = frozenset(plan.lines)
-        self._source_lines: list[bytes] | None = None
 
     def _segment(self, node: ast.expr) -> str:
         """The source text of ``node`` (ast columns are UTF-8 byte offsets)."""
-        if self._source_lines is None:
-            self._source_lines = [line.encode() for line in _NEWLINE_RE.split(self.source)]
-        lines = self._source_lines[node.lineno - 1 : node.end_lineno]
+        lines = [line.encode() for line in self.lines_of_source[node.lineno - 1 : node.end_lineno]]
         if not lines:
             return ""
         if len(lines) == 1:
