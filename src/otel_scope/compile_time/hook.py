@@ -143,7 +143,9 @@ class ImportHook(importlib.abc.MetaPathFinder):
         spec.loader = ScopeLoader(loader, self, plans)
         return spec
 
-    def _real_spec(self, fullname: str, path: Any, target: ModuleType | None) -> Any:
+    def _real_spec(
+        self, fullname: str, path: Any, target: ModuleType | None
+    ) -> importlib.machinery.ModuleSpec | None:
         for finder in list(sys.meta_path):
             if finder is self:
                 continue
@@ -152,7 +154,7 @@ class ImportHook(importlib.abc.MetaPathFinder):
                 continue
             spec = find_spec(fullname, path, target)
             if spec is not None:
-                return spec
+                return cast(importlib.machinery.ModuleSpec, spec)
         return None
 
     # --- code ---------------------------------------------------------------------------------
@@ -221,7 +223,7 @@ def _read_cache(path: Path) -> tuple[CodeType, list[str], dict[str, str]] | None
     return (code, instrumented, skipped) if isinstance(code, CodeType) else None
 
 
-def _write_cache(path: Path, value: tuple) -> None:
+def _write_cache(path: Path, value: tuple[CodeType, list[str], dict[str, str]]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -262,15 +264,15 @@ class ScopeLoader(importlib.abc.Loader):
 
     def get_code(self, fullname: str) -> CodeType | None:
         if self.plans is None:
-            return self.loader.get_code(fullname)
+            return cast("CodeType | None", self.loader.get_code(fullname))
         try:
             return self.hook.code_for(fullname, self.loader, self.plans)
         except Exception:
             _log.warning("otel-scope: could not rewrite %s; imported unchanged", fullname, exc_info=True)
-            return self.loader.get_code(fullname)
+            return cast("CodeType | None", self.loader.get_code(fullname))
 
     def get_source(self, fullname: str) -> str | None:
-        return self.loader.get_source(fullname)
+        return cast("str | None", self.loader.get_source(fullname))
 
     def is_package(self, fullname: str) -> bool:
-        return self.loader.is_package(fullname)
+        return bool(self.loader.is_package(fullname))

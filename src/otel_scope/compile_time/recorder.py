@@ -37,7 +37,7 @@ from otel_scope import semconv as sc
 from otel_scope._sdk import append_events
 from otel_scope.capture import sampling
 from otel_scope.capture.exceptions import record_exception
-from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec
+from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec, SpecData
 from otel_scope.config.patterns import PatternError, parse_pattern
 from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span
 
@@ -55,7 +55,7 @@ _EVENT_NAMES = {
 }
 
 
-def _publish(span: Any, events: list[tuple[str, dict, int]]) -> None:
+def _publish(span: Any, events: list[tuple[str, dict[str, Any], int]]) -> None:
     """Add ``events`` to ``span`` in one go.
 
     For an SDK span the events are appended directly, in one locked ``extend``: our attribute
@@ -113,7 +113,7 @@ def configure(settings: Any) -> None:
 _registry: dict[str, dict[str, Probe]] = {}
 
 
-def bind_probes(namespace: dict[str, Any], specs: tuple) -> None:
+def bind_probes(namespace: dict[str, Any], specs: tuple[tuple[str, SpecData], ...]) -> None:
     """Create a rewritten module's probes in its namespace (the module's first statement).
 
     ``specs`` is ``((global name, FunctionSpec.to_data()), ...)``. The probes are also kept in a
@@ -330,7 +330,7 @@ class CallRecorder:
         # What resume() re-attaches after a yield: only generators need it.
         self.context = otel_context.get_current() if own and probe.spec.generator else None
         self.hits = [0] * len(probe.points)
-        self.first: list[tuple] = []
+        self.first: list[tuple[Any, ...]] = []
         self.rings: dict[int, deque[Any]] | None = None
         self.scanned = 0  # entries of self.first whose secret values the serializer remembers
         self.seq = 0
@@ -461,7 +461,7 @@ class CallRecorder:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _render(self, index: int, values: tuple) -> tuple:
+    def _render(self, index: int, values: tuple[Any, ...]) -> tuple[Any, ...]:
         serializer = _config.get_serializer()
         if self.scanned < len(self.first):
             self._remember_secrets(serializer)
@@ -550,7 +550,7 @@ class CallRecorder:
         serializer = _config.get_serializer()
         type_name = serializer.type_name
         points = self.probe.points
-        bases: dict[int, dict] = {}
+        bases: dict[int, dict[str, Any]] = {}
         out = []
         for _seq, when, index, hit, payload in entries:
             point = points[index]

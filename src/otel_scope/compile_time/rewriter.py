@@ -330,6 +330,20 @@ class _Scope:
     state: _FunctionState | None = None
 
 
+# The statements (and else clauses) whose block starts with a capture of the names they bind.
+_Block = TypeVar(
+    "_Block",
+    cst.For,
+    cst.With,
+    cst.ExceptHandler,
+    cst.ExceptStarHandler,
+    cst.MatchCase,
+    cst.If,
+    cst.While,
+    cst.Else,
+)
+
+
 class CaptureInserter(cst.CSTTransformer):
     """Insert recorder calls into the functions named in a plan (stage 1, see module doc).
 
@@ -518,7 +532,7 @@ class CaptureInserter(cst.CSTTransformer):
             node = node.with_changes(orelse=self._head(original_node, node.orelse, names))
         return node
 
-    def _head(self, original: cst.CSTNode, updated: Any, names: list[str]) -> Any:
+    def _head(self, original: cst.CSTNode, updated: _Block, names: list[str]) -> _Block:
         """``updated`` with a capture of ``names`` at the start of its block."""
         state = self._current()
         if state is None:
@@ -527,14 +541,14 @@ class CaptureInserter(cst.CSTTransformer):
         if not names:
             return updated
         line = self._line(original)
-        body = updated.body
-        if isinstance(body, cst.IndentedBlock):
+        suite: cst.BaseSuite = updated.body
+        if isinstance(suite, cst.IndentedBlock):
             call = self._call(state, Point(LOCALS, line, tuple(names)), "v", names)
-            body = body.with_changes(body=[_marked([call], line), *body.body])
-        else:
+            suite = suite.with_changes(body=[_marked([call], line), *suite.body])
+        elif isinstance(suite, cst.SimpleStatementSuite):
             call = self._call(state, Point(LOCALS, line, tuple(names), suite_key=-1), "v", names)
-            body = body.with_changes(body=[*body.body, call])
-        return updated.with_changes(body=body)
+            suite = suite.with_changes(body=[*suite.body, call])
+        return updated.with_changes(body=suite)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -878,7 +892,7 @@ def _own(node: ast.AST) -> Iterator[ast.AST]:
             yield from _own(child)
 
 
-def _statement_lists(node: ast.AST) -> Iterator[list]:
+def _statement_lists(node: ast.AST) -> Iterator[list[ast.stmt]]:
     """Every statement list of ``node``'s own scope (``node``'s body included)."""
     stack = [node]
     while stack:
@@ -1072,7 +1086,7 @@ _PROLOGUE = frozenset({"RESUME", "RETURN_GENERATOR", "POP_TOP", "MAKE_CELL", "CO
 def _instruction_line(instruction: dis.Instruction) -> int | None:
     positions = getattr(instruction, "positions", None)  # 3.11+
     if positions is not None:
-        return positions.lineno
+        return cast("int | None", positions.lineno)
     return instruction.starts_line
 
 

@@ -21,6 +21,10 @@ RETURN = "return"  # a value returned from a line
 RECORDER = "_otel_scope_r"  # the per-call recorder, a local of the instrumented function
 PROBE_PREFIX = "_otel_scope_p_"  # + number: the module global holding a function's probe
 
+# The marshal-able forms a rewritten module's prelude carries (see FunctionSpec.to_data).
+PointData = tuple[str, int, tuple[str, ...], str]
+SpecData = tuple[str, str, str, int, str, tuple[str, ...], bool, tuple[PointData, ...]]
+
 
 @dataclass
 class Point:
@@ -37,7 +41,7 @@ class Point:
     text: str = ""
     suite_key: int | None = None
 
-    def to_data(self) -> tuple:
+    def to_data(self) -> PointData:
         return (self.kind, self.line, self.names, self.text)
 
 
@@ -59,7 +63,7 @@ class FunctionSpec:
         self.points.append(point)
         return len(self.points) - 1
 
-    def to_data(self) -> tuple:
+    def to_data(self) -> SpecData:
         """A marshal-able form (see :meth:`from_data`)."""
         return (
             self.module,
@@ -73,7 +77,7 @@ class FunctionSpec:
         )
 
     @classmethod
-    def from_data(cls, data: tuple) -> FunctionSpec:
+    def from_data(cls, data: SpecData) -> FunctionSpec:
         module, qualname, filename, def_line, target, params, generator, points = data
         return cls(
             module,
