@@ -432,3 +432,39 @@ def test_type_parameter_syntax_is_supported(spans):
     assert module.Box(None).get(3) == 3
     assert var_events(only_span(spans, ".first"), "head") == [(L("head", "pep695"), "4")]
     assert var_events(only_span(spans, "Box.get"), "found") == [(L("found", "pep695"), "3")]
+
+
+INDENTED = (
+    "import sys\n"
+    "if sys:\n"
+    "\tdef tabbed(a):\n"
+    "\t\tb = a + 1\n"
+    "\t\treturn b\n"
+    "try:\n"
+    "    class C:\n"
+    "        def m(self, a):\n"
+    "            c = a * 2; d = c + 1\n"
+    "            return d\n"
+    "except ImportError:\n"
+    "    pass\n"
+    "def outer(a):\n"
+    "    def inner(b):\n"
+    "        e = b - 1\n"
+    "        return e\n"
+    "    return inner(a)\n"
+)
+
+
+def test_functions_under_blocks_tabs_and_unplanned_parents_are_rewritten_from_their_own_lines(spans):
+    # Each planned function goes through libcst alone (an indented one under an "if 1:" header):
+    # its events must carry the module's line numbers, whatever encloses it.
+    plans = {"tabbed": CapturePlan(), "C.m": CapturePlan(), "outer.<locals>.inner": CapturePlan()}
+    result = rewrite_source(INDENTED, "indented.py", "indented", plans)
+    assert sorted(result.instrumented) == ["C.m", "outer.<locals>.inner", "tabbed"]
+    namespace: dict = {"__name__": "indented"}
+    exec(result.code, namespace)
+    assert (namespace["tabbed"](1), namespace["C"]().m(2), namespace["outer"](5)) == (2, 5, 4)
+    assert var_events(only_span(spans, ".tabbed"), "b") == [(4, "2")]
+    assert var_events(only_span(spans, ".m"), "d") == [(9, "5")]
+    assert var_events(only_span(spans, ".inner"), "e") == [(15, "4")]
+    assert [s.name for s in spans.get_finished_spans() if s.name.endswith("outer")] == []
