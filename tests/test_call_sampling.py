@@ -110,3 +110,52 @@ def test_a_package_reexport_reaches_the_probe_and_is_restored(memory, engine):
     assert jinja2.select_autoescape is original
     jinja2.select_autoescape(["html"])
     assert len(memory.named("jinja2.utils.select_autoescape")) == 1
+
+
+SAMPLED_PROGRAM = """
+import jinja2.utils
+
+for n in range(3000):
+    jinja2.utils.url_quote(f"a b/{n}")
+for _ in range(10):
+    jinja2.utils.import_string("no_such_module_here.x", silent=True)  # returns None
+try:
+    jinja2.utils.import_string("no_such_module_here.x")
+except ImportError:
+    pass
+print("done")
+"""
+
+
+def test_default_settings_sample_a_wildcard_target_end_to_end_and_count_what_they_left_out(tmp_path):
+    # The user's default: sampling on, first 5 calls in full, then a bounded rate; the raising
+    # call recorded although sampled out; the totals on the session span in the store.
+    import json
+    import sqlite3
+
+    from scope_run import run_instrumented
+
+    script = tmp_path / "sampled.py"
+    script.write_text(SAMPLED_PROGRAM)
+    run = run_instrumented(
+        str(script),
+        ["--scope-mode", "runtime", "--scope-targets", "jinja2.utils.*"],
+        {"OTEL_SCOPE_CALL_SAMPLING": "true", "OTEL_TRACES_EXPORTER": "otel_scope"},
+        tmp_path,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "done", run.stderr
+    with sqlite3.connect(tmp_path / "store.sqlite3") as db:
+        rows = db.execute("SELECT name, status_code, attributes FROM spans").fetchall()
+    quotes = [json.loads(a) for name, _status, a in rows if name == QUOTE]
+    session = next(json.loads(a) for name, _status, a in rows if name == "otel_scope.session")
+    assert 5 <= len(quotes) < 3000
+    assert [q["otel_scope.arg.obj"] for q in quotes[:5]] == [f"'a b/{n}'" for n in range(5)]
+    imports = [(status, json.loads(a)) for name, status, a in rows if name == "jinja2.utils.import_string"]
+    assert [status for status, _a in imports].count("ERROR") == 1  # the 11th call: sampled out, raised
+    assert any(a.get(semconv.SAMPLING_LATE) for status, a in imports if status == "ERROR"), imports
+    left_out = 3000 - len(quotes)
+    assert f"{QUOTE}={left_out}" in session[semconv.SAMPLING_TOP]
+    assert session[semconv.SAMPLING_SAMPLED_OUT] >= left_out + 10 - 5  # and import_string's
+    # every call left out is counted on the kept span that follows it, or in the session totals
+    assert sum(q.get(semconv.SAMPLED_OUT, 0) for q in quotes) <= left_out
