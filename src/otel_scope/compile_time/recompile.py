@@ -122,13 +122,16 @@ def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | Recompi
                 out[i] = RecompileError(f"no source for {target.__qualname__} ({filename})")
             continue
         source = "".join(lines)
+        compiled: CodeType | None = None
         try:
             tree = ast.parse(source, filename)  # once: for the checks, then rewritten
+            part = module_part(tree, [target.__code__.co_firstlineno for _i, target, _plan in group])
+            compiled = compile(part, filename, "exec", dont_inherit=True)  # the functions as they are
         except (SyntaxError, ValueError):
-            tree = None
+            pass  # every function of the group is refused below
         current = []
         for i, target, plan in group:
-            if tree is not None and _source_matches(source, tree, filename, target.__code__):
+            if compiled is not None and _source_matches(source, compiled, filename, target.__code__):
                 current.append((i, target, plan))
             else:
                 out[i] = RecompileError(
@@ -168,8 +171,8 @@ def recompile(func: Any, plan: CapturePlan) -> Recompiled:
     return prepared.apply()
 
 
-def _source_matches(source: str, tree: ast.Module, filename: str, live: CodeType) -> bool:
-    """Whether ``source`` is what ``live`` was compiled from.
+def _source_matches(source: str, compiled: CodeType, filename: str, live: CodeType) -> bool:
+    """Whether ``source`` is what ``live`` was compiled from (``compiled``: from ``source``).
 
     Code the import hook rewrote is checked against the source text it was rewritten from; plain
     code is compared with the same function compiled again from ``source``: bytecode, constants
@@ -179,12 +182,8 @@ def _source_matches(source: str, tree: ast.Module, filename: str, live: CodeType
     imported = rewritten_from(filename)
     if imported is not None:
         return imported == source_digest(source)
-    try:
-        module_code = compile(module_part(tree, [live.co_firstlineno]), filename, "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return False
-    compiled = _find_code(module_code, live)
-    return compiled is not None and _same_code(compiled, live)
+    again = _find_code(compiled, live)
+    return again is not None and _same_code(again, live)
 
 
 def _same_code(a: CodeType, b: CodeType) -> bool:
