@@ -56,7 +56,6 @@ from types import CodeType
 from typing import Any, TypeVar, cast
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from otel_scope.compile_time.spec import (
     DELETE,
@@ -248,7 +247,7 @@ def _rewrite_function(context: _Context, root: _Function, qualname: str) -> tupl
 
     Only the function's own lines go through libcst, so the cost follows what is planned, not
     the module's size. An indented function is parsed under an ``if 1:`` header, which keeps
-    every original column; ``offset`` turns the segment's line numbers into the module's.
+    every original column; ``offset`` turns the text's line numbers into the module's.
     """
     lines, result = context.lines, context.result
     nested = root.col_offset > 0
@@ -262,10 +261,14 @@ def _rewrite_function(context: _Context, root: _Function, qualname: str) -> tupl
     prefix = qualname[: len(qualname) - len(root.name)]
     originals = dict(_functions(ast.Module([root], []), prefix))
     problems = {key: why for key, fn in originals.items() if (why := _unsafe(fn))}
-    inserter = CaptureInserter(
-        context.plans, context.module_name, context.filename, prefix, offset, problems, ":=" in text
-    )
-    generated = MetadataWrapper(module, unsafe_skip_copy=True).visit(inserter).code  # freshly parsed
+    try:
+        lines_of = _statement_lines(_root_of(module, nested), root)
+    except (_Disagree, ValueError, AttributeError, IndexError):
+        result.skipped[qualname] = "libcst and ast read its statements differently (please report this)"
+        return None
+    inserter = CaptureInserter(context.plans, context.module_name, context.filename, lines_of, prefix)
+    inserter.problems, inserter.walrus = problems, ":=" in text
+    generated = module.visit(inserter).code
     result.skipped.update(inserter.skipped)
     if not inserter.functions:
         return None
@@ -300,6 +303,90 @@ def _rewrite_function(context: _Context, root: _Function, qualname: str) -> tupl
     result.specs.update(specs)
     result.instrumented += [spec.qualname for spec in specs.values()]
     return rewritten, generated
+
+
+class _Disagree(Exception):
+    """libcst's statements and ast's do not pair up (never seen; the function is skipped)."""
+
+
+def _root_of(module: cst.Module, nested: bool) -> cst.FunctionDef:
+    """The function a segment's text holds (under its ``if 1:`` header when ``nested``)."""
+    statement: cst.BaseStatement = module.body[0]
+    if nested:
+        statement = cast(cst.IndentedBlock, cast(cst.If, statement).body).body[0]
+    if not isinstance(statement, cst.FunctionDef):
+        raise _Disagree(type(statement).__name__)
+    return statement
+
+
+def _statement_lines(function: cst.FunctionDef, node: _Function) -> dict[int, tuple[int, int]]:
+    """``id()`` of each statement, block head and one-line block of ``function`` -> its lines.
+
+    The lines come from the module's ``ast`` (``node``, the same function), walked beside the
+    libcst tree: the statements of a block pair up in order, a ``SimpleStatementLine`` taking as
+    many ``ast`` statements as it has small statements. This replaces libcst's position
+    metadata, which prints the whole function once more to count its lines.
+    """
+    out: dict[int, tuple[int, int]] = {}
+
+    def span(first: ast.AST, last: ast.AST | None = None) -> tuple[int, int]:
+        last = last or first
+        return first.lineno, last.end_lineno or last.lineno  # type: ignore[attr-defined]
+
+    def block(suite: cst.BaseSuite, body: list[ast.stmt]) -> None:
+        if isinstance(suite, cst.SimpleStatementSuite):
+            if len(suite.body) != len(body):
+                raise _Disagree("one-line block")
+            out[id(suite)] = span(body[0], body[-1])
+        else:
+            statements(cast(cst.IndentedBlock, suite).body, body)
+
+    def statements(cst_body: Sequence[cst.BaseStatement], body: list[ast.stmt]) -> None:
+        i = 0
+        for statement in cst_body:
+            if isinstance(statement, cst.SimpleStatementLine):
+                group = body[i : i + len(statement.body)]
+                if len(group) != len(statement.body):
+                    raise _Disagree("statement line")
+                out[id(statement)] = span(group[0], group[-1])
+                i += len(group)
+            else:
+                compound(statement, body[i])
+                i += 1
+        if i != len(body):
+            raise _Disagree("block length")
+
+    def orelse(branch: cst.If | cst.Else | None, body: list[ast.stmt]) -> None:
+        if isinstance(branch, cst.If):
+            compound(branch, body[0])  # elif
+        elif branch is not None:
+            block(branch.body, body)
+
+    def compound(statement: cst.BaseStatement, node: Any) -> None:
+        out[id(statement)] = span(node)
+        if isinstance(statement, (cst.FunctionDef, cst.ClassDef, cst.With)):
+            block(statement.body, node.body)
+        elif isinstance(statement, (cst.If, cst.For, cst.While)):
+            block(statement.body, node.body)
+            orelse(statement.orelse, node.orelse)
+        elif isinstance(statement, (cst.Try, cst.TryStar)):
+            block(statement.body, node.body)
+            handlers: Sequence[cst.ExceptHandler | cst.ExceptStarHandler] = statement.handlers
+            for handler, ast_handler in zip(handlers, node.handlers, strict=True):
+                out[id(handler)] = span(ast_handler)
+                block(handler.body, ast_handler.body)
+            orelse(statement.orelse, node.orelse)
+            if statement.finalbody is not None:
+                block(statement.finalbody.body, node.finalbody)
+        elif isinstance(statement, cst.Match):
+            for case, ast_case in zip(statement.cases, node.cases, strict=True):
+                out[id(case)] = span(ast_case.pattern)
+                block(case.body, ast_case.body)
+        else:
+            raise _Disagree(type(statement).__name__)
+
+    compound(function, node)
+    return out
 
 
 # --- stage 1: libcst --------------------------------------------------------------------------
@@ -354,24 +441,20 @@ class CaptureInserter(cst.CSTTransformer):
     rewritten function and :attr:`skipped` maps qualified names to the reason they were not.
     """
 
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
     def __init__(
         self,
         plans: Mapping[str, CapturePlan | None],
         module_name: str,
         filename: str,
+        lines: Mapping[int, tuple[int, int]],
         prefix: str = "",
-        line_offset: int = 0,
-        problems: Mapping[tuple[str, int], str] | None = None,
-        walrus: bool = True,
     ) -> None:
         super().__init__()
         self.plans = plans
-        self.problems = problems or {}  # (qualname, def line) -> why it cannot be rewritten
-        self.walrus = walrus  # False: the text has no ":=", so no expression is searched for one
+        self.lines = lines  # id(statement) -> its first and last line (see _statement_lines)
         self.prefix = prefix  # the qualified name around the text visited ("Class.")
-        self.line_offset = line_offset  # the module's line number of the text's line 0
+        self.problems: Mapping[tuple[str, int], str] = {}  # (qualname, def line) -> why not rewritable
+        self.walrus = True  # False: the text has no ":=", so no expression is searched for one
         self.module_name = module_name
         self.filename = filename
         self.stack: list[_Scope] = []
@@ -410,10 +493,10 @@ class CaptureInserter(cst.CSTTransformer):
         return self.stack[-1].state if self.stack and self.stack[-1].kind == "function" else None
 
     def _line(self, node: cst.CSTNode) -> int:
-        return self.get_metadata(PositionProvider, node).start.line + self.line_offset
+        return self.lines[id(node)][0]
 
     def _last_line(self, node: cst.CSTNode) -> int:
-        return self.get_metadata(PositionProvider, node).end.line + self.line_offset
+        return self.lines[id(node)][1]
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.stack.append(_Scope("class", node.name.value))
@@ -427,7 +510,7 @@ class CaptureInserter(cst.CSTTransformer):
         plan = plan_for(self.plans, qualname)
         state = None
         if plan is not None:
-            def_line = self._line(node.name)
+            def_line = self._line(node)
             problem = self.problems.get((qualname, def_line))
             if problem:
                 self.skipped[qualname] = problem
