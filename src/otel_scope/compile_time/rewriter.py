@@ -81,6 +81,7 @@ _NEWLINE_RE = re.compile(r"\r\n|\r|\n")
 # recorder's own local (``_otel_scope_r``) in the frame, their results would differ.
 _FRAME_READERS = frozenset({"locals", "exec", "eval"})
 _FRAME_ATTRIBUTES = frozenset({"_getframe", "currentframe", "f_locals"})
+_UNSAFE_WORDS = (*_FRAME_READERS, "vars", *_FRAME_ATTRIBUTES, "_otel_scope_")  # text without: safe
 
 
 @dataclass
@@ -260,7 +261,9 @@ def _rewrite_function(context: _Context, root: _Function, qualname: str) -> tupl
         return None
     prefix = qualname[: len(qualname) - len(root.name)]
     originals = dict(_functions(ast.Module([root], []), prefix))
-    problems = {key: why for key, fn in originals.items() if (why := _unsafe(fn))}
+    problems = {}
+    if any(word in text for word in _UNSAFE_WORDS):  # else no function in it can be unsafe
+        problems = {key: why for key, fn in originals.items() if (why := _unsafe(fn))}
     try:
         lines_of = _statement_lines(_root_of(module, nested), root)
     except (_Disagree, ValueError, AttributeError, IndexError):
