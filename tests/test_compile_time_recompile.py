@@ -206,3 +206,38 @@ def test_every_function_of_a_real_library_module_recompiles_and_renders_the_same
     visit_for = next(s for s in spans.get_finished_spans() if s.name.endswith("CodeGenerator.visit_For"))
     assert var_events(visit_for, "loop_frame"), [e.attributes for e in visit_for.events][:5]
     assert [f.__code__ for f in functions] == originals
+
+
+def test_a_function_reachable_under_several_names_is_recompiled_once_without_refusals_and_restored(
+    spans, caplog
+):
+    # jinja2's RootVisitor binds visit_Template, visit_Block, visit_If... all to _simple_visit:
+    # a wildcard selects every name, the one function gets one capture, and no name is refused.
+    import logging
+
+    import jinja2
+    import jinja2.idtracking
+
+    from otel_scope.config import parse_pattern
+    from otel_scope.engine import Engine
+    from otel_scope.targets.planner import Request
+
+    visitor = jinja2.idtracking.RootVisitor
+    shared = visitor.__dict__["_simple_visit"]
+    assert visitor.__dict__["visit_Block"] is shared and visitor.__dict__["visit_If"] is shared
+    original = shared.__code__
+    engine = Engine(Settings(mode="compile_time"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_scope"):
+            handle = engine.add(
+                Request(parse_pattern("jinja2.idtracking:RootVisitor.*"), runtime=False, capture_locals=None)
+            )
+        assert [r.getMessage() for r in caplog.records] == []
+        assert shared.__code__ is not original
+        env = jinja2.Environment()
+        assert env.from_string("{% block b %}{% if x %}{{ x }}{% endif %}{% endblock %}").render(x=1) == "1"
+        assert any(s.name.endswith("RootVisitor._simple_visit") for s in spans.get_finished_spans())
+        handle.remove()
+        assert shared.__code__ is original
+    finally:
+        engine.remove_all()

@@ -27,10 +27,11 @@ from otel_scope.callables import CodeSwap, innermost_function
 from otel_scope.compile_time.hook import rewritten_from, source_digest
 from otel_scope.compile_time.recorder import Probe, register
 from otel_scope.compile_time.rewriter import module_part, rewrite_source
-from otel_scope.compile_time.spec import FunctionSpec
+from otel_scope.compile_time.spec import PROBE_PREFIX, FunctionSpec
 from otel_scope.targets.plan import CapturePlan
 
 _counter = itertools.count()
+_OWN_PREFIX = f"{PROBE_PREFIX}rc"  # + number: the probe globals of recompiled code (never the hook's)
 # Flags that change what calling the code means (future-import flags may legitimately differ).
 _KIND_FLAGS = (
     inspect.CO_GENERATOR
@@ -113,6 +114,12 @@ def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | Recompi
         except RecompileError as exc:
             out[i] = exc
             continue
+        if any(name.startswith(_OWN_PREFIX) for name in target.__code__.co_names):
+            out[i] = RecompileError(
+                f"{target.__qualname__} is recompiled already: the same function is reachable under "
+                "several names, and one of them has it"
+            )
+            continue
         key = (target.__code__.co_filename, target.__module__)
         by_file.setdefault(key, []).append((i, target, plan))
     for (filename, module), group in by_file.items():
@@ -140,7 +147,7 @@ def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | Recompi
                 )
         if not current:
             continue
-        prefix = f"_otel_scope_p_rc{next(_counter)}_"
+        prefix = f"{_OWN_PREFIX}{next(_counter)}_"
         plans = {target.__qualname__: plan for _i, target, plan in current}
         result = rewrite_source(
             source, filename, module, plans, probe_prefix=prefix, for_recompile=True, tree=tree

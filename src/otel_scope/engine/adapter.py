@@ -59,6 +59,41 @@ class _ProbeSwitch:
         self.probe.on = False
 
 
+class _Shared:
+    """One function's capture, installed once for every name it is reachable under.
+
+    ``RootVisitor.visit_If = visit_Block = _simple_visit``: a wildcard selects each name, and
+    they all call one function, which can hold one rewritten code. The first name installs it;
+    each name gets a :meth:`use`; the capture is restored when the last use is.
+    """
+
+    def __init__(self, inner: Captured) -> None:
+        self.inner = inner
+        self.probe = inner.probe
+        self.users = 0
+
+    def use(self) -> _Use:
+        self.users += 1
+        return _Use(self)
+
+
+class _Use:
+    """One name's hold on a :class:`_Shared` capture (what the registry keeps per site)."""
+
+    def __init__(self, shared: _Shared) -> None:
+        self.shared = shared
+        self.probe = shared.probe
+        self.released = False
+
+    def restore(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        self.shared.users -= 1
+        if self.shared.users == 0:
+            self.shared.inner.restore()
+
+
 class CompileTimeAdapter:
     """Installs compile-time capture for the engine; imports the mechanism only when needed."""
 
@@ -70,6 +105,8 @@ class CompileTimeAdapter:
         self._import_plans: dict[str, dict[str, CapturePlan | None]] = {}
         # Rewritten code made for a batch of functions (see prepare), by (function, plan).
         self._prepared: dict[tuple[int, CapturePlan], Any] = {}
+        # What is installed, by (function, plan): one capture for all the names of a function.
+        self._installed: dict[tuple[int, CapturePlan], _Shared] = {}
 
     def _mechanism(self) -> Any:
         from otel_scope import compile_time
@@ -125,12 +162,14 @@ class CompileTimeAdapter:
         """Rewrite, in one pass per module, the functions of a batch that :meth:`install` will
         recompile: N functions of one module parse it once, not N times."""
         todo = [(site, plan) for site, plan in wanted if self._switch(site, plan) is None]
+        todo = list({id(site.func): (site, plan) for site, plan in reversed(todo)}.values())[
+            ::-1
+        ]  # aliases once
         if len(todo) < 2:
             return  # one function: install() recompiles it directly
         made = self._mechanism().prepare([(site.func, plan) for site, plan in todo])
         for (site, plan), prepared in zip(todo, made, strict=True):
-            if not isinstance(prepared, Exception):
-                self._prepared[(id(site.func), plan)] = prepared
+            self._prepared[(id(site.func), plan)] = prepared  # a refusal too: never tried twice
 
     def discard_prepared(self) -> None:
         """Forget what a batch prepared and did not install (its functions' plans changed)."""
@@ -157,11 +196,24 @@ class CompileTimeAdapter:
         A function the import hook already rewrote with this plan just has its probe switched
         on; any other is recompiled in place (its ``__code__`` swapped).
         """
+        key = (id(site.func), plan)
+        shared = self._installed.get(key)
+        if shared is not None and shared.users > 0:
+            return shared.use()  # another name of the same function has it installed
+        inner = self._install(site, plan)
+        if inner is None:
+            return None
+        shared = self._installed[key] = _Shared(inner)
+        return shared.use()
+
+    def _install(self, site: Site, plan: CapturePlan) -> Captured | None:
         switch = self._switch(site, plan)
         if switch is not None:
             switch.probe.on = True
             return switch
         prepared = self._prepared.pop((id(site.func), plan), None)
+        if isinstance(prepared, Exception):
+            raise prepared  # the batch's refusal (a RecompileError), as recompile() would raise it
         installed: Captured | None
         if prepared is not None and prepared.target.__code__ is prepared.made_from:
             installed = prepared.apply()
