@@ -19,12 +19,14 @@ from otel_scope.store.records import FunctionStats, SpanRecord, TraceStats, as_c
 from otel_scope.store.spanstore import (
     COMPILE_TIME,
     DROPPED_EXPR,
+    MESSAGES,
     NOTABLE,
     RUNTIME,
     SPAN_COLUMNS,
     connect_read_only,
     record_from_row,
 )
+from otel_scope.timeline.query import Where, prefilter_sql
 
 # The parents that are not in the trace: each distinct parent ID looked up once, so finding the
 # orphans of a million spans costs one pass over the parent index and a probe per parent.
@@ -51,6 +53,14 @@ class TraceReader:
         # The store's own read-only opening: it also reads a store in a folder this user cannot
         # write (where SQLite cannot make the WAL's shared-memory file), as the other readers do.
         self._conn = connect_read_only(self.path)
+        self._indexes: set[str] | None = None
+
+    def _has_index(self, name: str) -> bool:
+        """Whether the store has index ``name`` (a store written by an older otel-scope may not)."""
+        if self._indexes is None:
+            rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+            self._indexes = {r[0] for r in rows}
+        return name in self._indexes
 
     def close(self) -> None:
         self._conn.close()
@@ -110,15 +120,44 @@ class TraceReader:
             "WHERE trace_id = :trace AND otel_scope_function(name))"
         )
 
-    def mentioning(self, words: frozenset[str]) -> Iterator[SpanRecord]:
-        """Spans whose attributes or events contain one of ``words`` (a superset, for ``--where``)."""
-        if not words:
-            return iter(())
-        tests = " OR ".join(
-            f"instr(attributes, :p{2 * n + 2}) OR instr(events, :p{2 * n + 3})" for n in range(len(words))
+    def span(self, span_id: str) -> SpanRecord | None:
+        """One span by its full ID (through the primary key), or ``None`` if not stored."""
+        return next(self._spans("span_id = :p2", (span_id,)), None)
+
+    def with_prefix(self, prefix: str, limit: int) -> tuple[int, list[SpanRecord]]:
+        """How many span IDs start with ``prefix`` (lower-case hex), and the first ``limit`` of
+        those spans: a range of the primary key, not a scan."""
+        bounds = {"trace": self.trace_id, "lo": prefix, "hi": prefix + "~"}  # "~" sorts after hex digits
+        (count,) = self._conn.execute(
+            "SELECT count(*) FROM spans WHERE trace_id = :trace AND span_id >= :lo AND span_id < :hi", bounds
+        ).fetchone()
+        found = self._spans(
+            "span_id >= :p2 AND span_id < :p3", (prefix, prefix + "~"), order=f"span_id LIMIT {limit}"
         )
-        params = tuple(w for word in sorted(words) for w in (word, word))
-        return self._spans(f"({tests})", params)
+        return count, list(found)
+
+    def with_messages_mentioning(self, text: str) -> Iterator[SpanRecord]:
+        """Spans with a message event or a link whose stored events or links contain ``text``
+        (a superset, for ``--follow``): the partial index of such spans, where the store has it."""
+        index = "spans_trace_messages" if self._has_index("spans_trace_messages") else ""
+        return self._spans(f"{MESSAGES} AND (instr(events, :p2) OR instr(links, :p2))", (text,), index=index)
+
+    def matching(self, where: Where) -> Iterator[SpanRecord]:
+        """Spans that mention one of ``where``'s names and pass its SQL prefilter
+        (:func:`~otel_scope.timeline.query.prefilter_sql`): a superset, for ``--where``."""
+        if not where.names:
+            return iter(())
+        mentions = " OR ".join(
+            f"instr(attributes, :m{n}) OR instr(events, :m{n})" for n in range(len(where.names))
+        )
+        narrowed, params = prefilter_sql(where)
+        condition = f"({mentions})" + (f" AND {narrowed}" if narrowed else "")
+        cursor = self._conn.execute(
+            f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = :trace AND {condition} "
+            "ORDER BY start_ns, end_ns",
+            {"trace": self.trace_id, **params, **{f"m{n}": w for n, w in enumerate(sorted(where.names))}},
+        )
+        return (record_from_row(self.trace_id, row) for row in cursor)
 
     def parent_and_function(self, span_id: str) -> tuple[str | None, str] | None:
         """A span's parent ID and name (for call paths), or ``None`` if not stored."""
@@ -138,6 +177,13 @@ class TraceReader:
 
     def spans_of_resource(self, resource: str) -> Iterator[SpanRecord]:
         return self._spans("resource = :p2", (resource,))
+
+    def start_ns(self) -> int:
+        """When the trace started (from its summary row)."""
+        row = self._conn.execute(
+            "SELECT start_ns FROM traces WHERE trace_id = ?", (self.trace_id,)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     # -- aggregates ------------------------------------------------------------------------------
     def stats(self) -> TraceStats:

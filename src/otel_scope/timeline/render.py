@@ -16,6 +16,7 @@ import datetime as _dt
 import fnmatch
 import heapq
 import itertools
+import json
 import linecache
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -269,7 +270,7 @@ def _describe_event(
 class SpanTree(Protocol):
     """What the timeline walk needs from a trace: its roots, orphans and each call's children,
     each in start order. :class:`~otel_scope.timeline.reader.TraceReader` answers from indexes;
-    :class:`MemoryTree` from a :class:`TraceData` already in memory (``--follow``)."""
+    :class:`MemoryTree` from a :class:`TraceData` already in memory (:func:`build_timeline`)."""
 
     trace_id: str
 
@@ -624,8 +625,8 @@ def function_entries(reader: TraceReader, pattern: str, view: View | None = None
 
 def where_entries(reader: TraceReader, where: Where, view: View | None = None) -> Iterator[TimelineEntry]:
     """``--where``: every call and event whose captured values satisfy ``where``, in start order,
-    each with its call path (``outer > inner: ...``). Only spans whose stored text mentions one of
-    the condition's names are decoded."""
+    each with its call path (``outer > inner: ...``). Only the spans that pass the condition's SQL
+    prefilter (they mention one of its names, with a value that can match) are decoded."""
     walker = _Walker(reader, reader.stats().start_ns, view)
     ancestry = _Ancestry(reader)
 
@@ -634,7 +635,7 @@ def where_entries(reader: TraceReader, where: Where, view: View | None = None) -
         entry.text = f"{' > '.join(reversed(names))}: {entry.text}"
         return entry
 
-    for span in reader.mentioning(where.names):
+    for span in reader.matching(where):
         call = captured_values(span.attributes)
         if where.matches(call):
             yield located(span, walker.start_entry(span, 0))
@@ -656,52 +657,78 @@ def build_timeline(trace: TraceData, function: str | None = None) -> list[Timeli
 
 
 # -- following messages --------------------------------------------------------------------------
-class _Messages:
-    """Who sent and who received each message, from message events and span links."""
+def _json_text(value: str) -> str:
+    # How the store spells a string inside its JSON (escapes included), to search for it there.
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
-    def __init__(self, trace: TraceData) -> None:
-        self.sent: dict[str, list[tuple[SpanRecord, EventRecord]]] = {}
-        self.received: dict[str, list[tuple[SpanRecord, EventRecord]]] = {}
-        self.spans = {s.span_id: s for s in trace.spans}
-        for span in trace.spans:
+
+@dataclass
+class _Message:
+    """One message's sending and receiving spans."""
+
+    sent: list[tuple[SpanRecord, EventRecord]]
+    received: list[tuple[SpanRecord, EventRecord]]
+    senders: list[SpanRecord]
+    receivers: list[SpanRecord]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.sent or self.received or self.senders or self.receivers)
+
+
+def _message_id(attributes: dict[str, Any]) -> str | None:
+    mid = attributes.get(semconv.MESSAGE_ID)
+    return None if mid is None else str(mid)
+
+
+class _Messages:
+    """Who sent and who received each message, from message events and span links, looked up in
+    the store one message at a time: a text search over the spans that have message events or
+    links (a partial index), and only those candidates decoded, so following a message in a
+    million-span trace never loads the trace."""
+
+    def __init__(self, reader: TraceReader) -> None:
+        self.reader = reader
+        self._known: dict[str, _Message] = {}
+
+    def lookup(self, mid: str) -> _Message:
+        if mid not in self._known:
+            self._known[mid] = self._find(mid)
+        return self._known[mid]
+
+    def _find(self, mid: str) -> _Message:
+        sent: list[tuple[SpanRecord, EventRecord]] = []
+        received: list[tuple[SpanRecord, EventRecord]] = []
+        senders: dict[str, SpanRecord] = {}
+        receivers: dict[str, SpanRecord] = {}
+        linked: list[str] = []  # spans that a link with this message ID points at: its senders
+        for span in self.reader.with_messages_mentioning(_json_text(mid)):
             for event in span.events:
-                mid = event.attributes.get(semconv.MESSAGE_ID)
-                if mid is None:
+                if _message_id(event.attributes) != mid:
                     continue
                 if event.name == semconv.EVENT_MESSAGE_SENT:
-                    self.sent.setdefault(str(mid), []).append((span, event))
+                    sent.append((span, event))
+                    senders.setdefault(span.span_id, span)
                 elif event.name == semconv.EVENT_MESSAGE_RECEIVED:
-                    self.received.setdefault(str(mid), []).append((span, event))
-
-    def ids(self) -> set[str]:
-        ids = set(self.sent) | set(self.received)
-        for span in self.spans.values():
-            ids.update(
-                str(x.attributes[semconv.MESSAGE_ID])
-                for x in span.links
-                if semconv.MESSAGE_ID in x.attributes
-            )
-        return ids
-
-    def senders(self, mid: str) -> list[SpanRecord]:
-        found = [span for span, _ in self.sent.get(mid, [])]
-        for span in self.spans.values():
+                    received.append((span, event))
+                    receivers.setdefault(span.span_id, span)
             for link in span.links:
-                if str(link.attributes.get(semconv.MESSAGE_ID)) == mid and link.span_id in self.spans:
-                    found.append(self.spans[link.span_id])
-        return list({s.span_id: s for s in found}.values())
+                if _message_id(link.attributes) == mid:
+                    linked.append(link.span_id)
+                    receivers.setdefault(span.span_id, span)
+        for span_id in linked:
+            if span_id not in senders and (sender := self.reader.span(span_id)) is not None:
+                senders[span_id] = sender
+        # A link without a message ID to one of the senders makes its span a receiver too.
+        for sender_id in list(senders):
+            for span in self.reader.with_messages_mentioning(sender_id):
+                if any(x.span_id == sender_id and semconv.MESSAGE_ID not in x.attributes for x in span.links):
+                    receivers.setdefault(span.span_id, span)
+        ordered = sorted(receivers.values(), key=lambda s: s.start_ns)
+        return _Message(sent, received, list(senders.values()), ordered)
 
-    def receivers(self, mid: str) -> list[SpanRecord]:
-        found = [span for span, _ in self.received.get(mid, [])]
-        senders = {s.span_id for s in self.senders(mid)}
-        for span in self.spans.values():
-            for link in span.links:
-                link_mid = link.attributes.get(semconv.MESSAGE_ID)
-                if str(link_mid) == mid or (link_mid is None and link.span_id in senders):
-                    found.append(span)
-        return sorted({s.span_id: s for s in found}.values(), key=lambda s: s.start_ns)
-
-    def of_span(self, span: SpanRecord) -> list[str]:
+    @staticmethod
+    def of_span(span: SpanRecord) -> list[str]:
         """Message IDs a span sent (first) or, failing that, received, in time order."""
         sent = [
             str(e.attributes[semconv.MESSAGE_ID])
@@ -722,95 +749,105 @@ class _Messages:
 
 
 def follow(trace: TraceData, ident: str) -> list[TimelineEntry]:
+    """:func:`follow_entries` over a trace in memory."""
+    with staged(trace) as reader:
+        return list(follow_entries(reader, ident))
+
+
+def follow_entries(reader: TraceReader, ident: str) -> Iterator[TimelineEntry]:
     """The chain from a message (or a span that sent or received one): sender span, the message,
     each receiving span with everything that happened in it, and onward through messages the
     receivers sent in turn.
 
     ``ident`` is an ``otel_scope.message.id`` or a span ID (or unique prefix of one). A span
-    linked to another span with no message events is followed along the link.
+    linked to another span with no message events is followed along the link. Only the spans of
+    the chain and the subtrees of its receivers are read; ``ident`` is resolved before this
+    returns, so an unknown one raises :class:`TraceNotFound` at once.
     """
-    messages = _Messages(trace)
-    builder = _Walker(MemoryTree(trace), trace.start_ns, View(fold=False))
+    messages = _Messages(reader)
     # The timeline prints message IDs as #id: accept them as printed.
     key = ident.strip().removeprefix("#")
-    queue: deque[str] = deque()
-    start_span: SpanRecord | None = None
-    if key in messages.ids():
-        queue.append(key)
-    else:
-        candidates = [s for s in trace.spans if s.span_id.startswith(key.lower())] if key else []
-        if len(candidates) > 1:
-            raise TraceNotFound(f"span ID prefix {ident!r} matches {len(candidates)} spans; type more digits")
-        if not candidates:
-            raise TraceNotFound(
-                f"no message or span {ident!r} in trace {trace.trace_id}; --follow takes an "
-                f"{semconv.MESSAGE_ID} value or a span ID from this trace"
-            )
-        start_span = candidates[0]
-        queue.extend(messages.of_span(start_span))
-    entries: list[TimelineEntry] = []
-    if not queue and start_span is not None:
-        # No message events: follow span links (sender = linked span, receiver = this span).
-        linked = [messages.spans[x.span_id] for x in start_span.links if x.span_id in messages.spans]
-        for sender in linked:
-            entries += _boundary(builder, sender)
-        entries += list(builder.walk(start_span, 1))
-        return entries
+    if key and messages.lookup(key).found:
+        return _chain(reader, messages, [key])
+    count, candidates = reader.with_prefix(key.lower(), 1) if key else (0, [])
+    if count > 1:
+        raise TraceNotFound(f"span ID prefix {ident!r} matches {count} spans; type more digits")
+    if not candidates:
+        raise TraceNotFound(
+            f"no message or span {ident!r} in trace {reader.trace_id}; --follow takes an "
+            f"{semconv.MESSAGE_ID} value or a span ID from this trace"
+        )
+    start_span = candidates[0]
+    queue = messages.of_span(start_span)
+    if queue:
+        return _chain(reader, messages, queue)
+    return _linked(reader, start_span)
+
+
+def _builder(reader: TraceReader) -> _Walker:
+    return _Walker(reader, reader.start_ns(), View(fold=False))
+
+
+def _linked(reader: TraceReader, start_span: SpanRecord) -> Iterator[TimelineEntry]:
+    # No message events: follow span links (sender = linked span, receiver = this span).
+    builder = _builder(reader)
+    for link in start_span.links:
+        sender = reader.span(link.span_id) if link.trace_id == reader.trace_id else None
+        if sender is not None:
+            yield from _boundary(builder, sender)
+    yield from builder.walk(start_span, 1)
+
+
+def _chain(reader: TraceReader, messages: _Messages, first: list[str]) -> Iterator[TimelineEntry]:
+    builder = _builder(reader)
+    queue: deque[str] = deque(first)
     done: set[str] = set()
     while queue:
         mid = queue.popleft()
         if mid in done:
             continue
         done.add(mid)
-        chain = _message_entries(builder, messages, trace, mid)
-        entries += chain
-        # Messages the receivers sent in turn continue the chain.
-        queue.extend(
-            str(e.attributes[semconv.MESSAGE_ID])
-            for e in chain
-            if e.kind == "message_sent" and semconv.MESSAGE_ID in e.attributes
-        )
-    return entries
+        for entry in _message_entries(builder, messages.lookup(mid), reader, mid):
+            # Messages the receivers sent in turn continue the chain.
+            if entry.kind == "message_sent" and semconv.MESSAGE_ID in entry.attributes:
+                queue.append(str(entry.attributes[semconv.MESSAGE_ID]))
+            yield entry
 
 
 def _boundary(builder: _Walker, span: SpanRecord, sent: EventRecord | None = None) -> list[TimelineEntry]:
     # A sender shown by its CALL line, the send itself, and its RETURN line: the rest of the
-    # sender's work is not part of the chain.
-    lines = list(builder.walk(span, 1))
-    out = [lines[0]]
+    # sender's work is not part of the chain (and is not read).
+    out = [builder.start_entry(span, 1)]
     if sent is not None:
         out.append(builder.event_entry(span, sent, 2))
-    out.append(lines[-1])
+    out.append(builder.end_entry(span, 1))
     return out
 
 
 def _message_entries(
-    builder: _Walker, messages: _Messages, trace: TraceData, mid: str
-) -> list[TimelineEntry]:
-    sent_events = messages.sent.get(mid, [])
-    received = messages.received.get(mid, [])
-    first = sent_events[0] if sent_events else (received[0] if received else None)
+    builder: _Walker, message: _Message, reader: TraceReader, mid: str
+) -> Iterator[TimelineEntry]:
+    first = message.sent[0] if message.sent else (message.received[0] if message.received else None)
     attrs = dict(first[1].attributes) if first else {semconv.MESSAGE_ID: mid}
-    senders = messages.senders(mid)
-    receivers = messages.receivers(mid)
+    senders, receivers = message.senders, message.receivers
     sender_names = ", ".join(function_name(s) for s in senders) or attrs.get(semconv.MESSAGE_FROM) or "?"
     receiver_names = ", ".join(function_name(s) for s in receivers) or attrs.get(semconv.MESSAGE_TO) or "?"
     channel = f" via {attrs[semconv.MESSAGE_CHANNEL]}" if semconv.MESSAGE_CHANNEL in attrs else ""
     summary = f": {attrs[semconv.MESSAGE_SUMMARY]}" if semconv.MESSAGE_SUMMARY in attrs else ""
-    anchor_span = senders[0] if senders else (receivers[0] if receivers else trace.spans[0])
+    anchor_span = senders[0] if senders else (receivers[0] if receivers else next(reader.roots(), None))
+    if anchor_span is None:
+        return
     # The heading sits at the start of the chain (the sender's call) so offsets read in order.
     anchor_time = senders[0].start_ns if senders else (first[1].time_ns if first else anchor_span.start_ns)
-    header = builder.entry(
+    yield builder.entry(
         anchor_span, anchor_time, 0, "message", _mechanism(attrs, _mechanism(anchor_span.attributes)),
         f"MESSAGE #{mid}{channel} {sender_names} -> {receiver_names}{summary}", attributes=attrs,
     )  # fmt: skip
-    entries = [header]
-    sent_by = {span.span_id: event for span, event in sent_events}
+    sent_by = {span.span_id: event for span, event in message.sent}
     for sender in senders:
-        entries += _boundary(builder, sender, sent_by.get(sender.span_id))
+        yield from _boundary(builder, sender, sent_by.get(sender.span_id))
     for receiver in receivers:
-        entries += list(builder.walk(receiver, 1))
-    return entries
+        yield from builder.walk(receiver, 1)
 
 
 # -- drawing -------------------------------------------------------------------------------------
