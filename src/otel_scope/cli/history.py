@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the unified timeline of one trace",
         description="Show one trace as a timeline: calls ([RUNTIME]/[COMPILE]/[OTEL]) with their locals, "
         "lines, state changes and messages. Without TRACE_ID, shows the most recent trace. Traces of more "
-        "than 1,000 spans start with a summary (time per function, slowest calls, exceptions). " + ORDER_HELP,
+        "than 1,000 spans, and traces call sampling thinned, start with a summary (time per function, calls "
+        "sampled out, slowest calls, exceptions). " + ORDER_HELP,
     )
     parser.add_argument(
         "trace_id", nargs="?", metavar="TRACE_ID", help="trace ID (a unique prefix works locally)"

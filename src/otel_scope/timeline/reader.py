@@ -221,9 +221,19 @@ class TraceReader:
             (self.trace_id,),
         ).fetchone()
         lost, lost_where = 0, []
+        sampled_out, sampled_calls = 0, 0
+        by_function: dict[str, int] = {}
         for session in self._spans("name = :p2", (semconv.SESSION_SPAN_NAME,), index="spans_trace_name"):
-            lost += as_count(session.attributes.get(semconv.SESSION_DROPPED_SPANS))
-            lost_where += [str(r) for r in session.attributes.get(semconv.SESSION_DROPPED_REASONS) or ()]
+            a = session.attributes
+            lost += as_count(a.get(semconv.SESSION_DROPPED_SPANS))
+            lost_where += [str(r) for r in a.get(semconv.SESSION_DROPPED_REASONS) or ()]
+            sampled_out += as_count(a.get(semconv.SAMPLING_SAMPLED_OUT))
+            sampled_calls += as_count(a.get(semconv.SAMPLING_CALLS))
+            top = a.get(semconv.SAMPLING_TOP)
+            for item in top if isinstance(top, list) else ():
+                function, _, left_out = str(item).rpartition("=")
+                if function:
+                    by_function[function] = by_function.get(function, 0) + as_count(left_out)
         return TraceStats(
             trace_id=self.trace_id,
             span_count=count,
@@ -242,6 +252,9 @@ class TraceReader:
             sdk_dropped_events=int(sdk_dropped),
             dropped_spans=lost,
             dropped_span_reasons=lost_where,
+            sampled_out=sampled_out,
+            sampled_calls=sampled_calls,
+            sampled_out_by_function=by_function,
         )
 
     def function_stats(self) -> list[FunctionStats]:

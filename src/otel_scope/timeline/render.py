@@ -913,6 +913,11 @@ def _header(stats: TraceStats) -> list[tuple[str, str]]:
     if stats.dropped_spans:
         where = f" ({'; '.join(stats.dropped_span_reasons)})" if stats.dropped_span_reasons else ""
         lines.append((f"dropped {stats.dropped_spans:,} spans{where}", "yellow"))
+    if stats.sampled_out:
+        functions = len(stats.sampled_out_by_function)
+        of = f" of {stats.sampled_calls:,} calls of sampled functions" if stats.sampled_calls else ""
+        named = f" ({functions:,} function{'s' if functions != 1 else ''})" if functions else ""
+        lines.append((f"call sampling left out {stats.sampled_out:,}{of}{named}", "yellow"))
     lines += [(f"warning: {w}", "yellow") for w in stats.warnings]
     return lines
 
@@ -930,13 +935,21 @@ def write_summary(reader: TraceReader, stats: TraceStats, out: Output) -> None:
     out.line((f"Summary: {len(functions):,} functions, {stats.span_count:,} spans", "bold"))
     width = max([len(f.function) for f in functions[:_SUMMARY_FUNCTIONS]] + [8])
     out.line((f"  {'FUNCTION':<{width}}  {'CALLS':>9}  {'TOTAL':>10}  {'SELF':>10}  RAISED", "dim"))
+    sampled = stats.sampled_out_by_function
     for f in functions[:_SUMMARY_FUNCTIONS]:
+        left_out = sampled.get(f.function, 0)
         out.line(
             f"  {f.function:<{width}}  {f.calls:>9,}  {format_duration(f.total_ns):>10}  "
             f"{format_duration(f.self_ns):>10}  {f.errors or '':>6}"
+            + (f"  {left_out:,} calls sampled out" if left_out else "")
         )
     if len(functions) > _SUMMARY_FUNCTIONS:
         out.line((f"  ... {len(functions) - _SUMMARY_FUNCTIONS:,} more functions", "dim"))
+    # Call sampling's counts for the functions the table leaves out (CALLS counts recorded calls).
+    shown = {f.function for f in functions[:_SUMMARY_FUNCTIONS]}
+    for function, left_out in sampled.items():
+        if function not in shown and left_out:
+            out.line(f"  {function}: {left_out:,} calls sampled out")
     out.line(("  slowest calls:", "bold"))
     for span in reader.slowest(_SUMMARY_SLOWEST):
         out.line(
@@ -1026,7 +1039,9 @@ def write_history(reader: TraceReader, request: Request, out: Output) -> None:
     """Print one trace's header, its summary when it is big, and the timeline ``request`` selects."""
     stats = trace_stats(reader)
     _write_header(stats, out)
-    summary = request.summary if request.summary is not None else stats.span_count > SUMMARY_MIN_SPANS
+    # Big traces, and traces call sampling thinned (the summary says what each function lost).
+    big = stats.span_count > SUMMARY_MIN_SPANS or stats.sampled_out > 0
+    summary = request.summary if request.summary is not None else big
     if summary and request.where is None and not request.function:
         write_summary(reader, stats, out)
     if _write_lines(history_entries(reader, request, stats.start_ns), out, request.limit):
