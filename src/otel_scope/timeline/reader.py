@@ -11,7 +11,7 @@ neither hold the store's write lock nor block the processes exporting into the f
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from otel_scope import semconv
@@ -34,6 +34,60 @@ _MISSING_PARENTS = (
     "SELECT parent FROM (SELECT DISTINCT parent_span_id AS parent FROM spans INDEXED BY spans_trace_parent "
     "WHERE trace_id = :trace AND parent_span_id IS NOT NULL) "
     "WHERE NOT EXISTS (SELECT 1 FROM spans p WHERE p.trace_id = :trace AND p.span_id = parent)"
+)
+
+
+class SpanHead:
+    """What folding needs of a span, before (or instead of) decoding it: the plain columns, its
+    function and whether otel-scope made it, read by SQLite from the stored JSON. Most calls of a
+    big trace are folded into one line, so their attributes and events are never read."""
+
+    __slots__ = ("_load", "_record", "end_ns", "function", "instrumented", "parent_span_id", "span_id",
+                 "start_ns", "status_code")  # fmt: skip
+    span_id: str
+    parent_span_id: str | None
+    start_ns: int
+    end_ns: int
+    status_code: str
+
+    def __init__(
+        self, row: Sequence[Any], load: Callable[[str], SpanRecord | None] | None,
+        record: SpanRecord | None = None,
+    ) -> None:  # fmt: skip
+        (self.span_id, self.parent_span_id, self.start_ns, self.end_ns, self.status_code, self.function,
+         self.instrumented) = row  # fmt: skip
+        self._load, self._record = load, record
+
+    @classmethod
+    def of(cls, span: SpanRecord) -> SpanHead:
+        """The head of a span already decoded."""
+        function = str(span.attributes.get(semconv.CODE_FUNCTION_NAME) or span.name)
+        row = (span.span_id, span.parent_span_id, span.start_ns, span.end_ns, span.status_code, function,
+               semconv.MECHANISM in span.attributes)  # fmt: skip
+        return cls(row, None, span)
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_ns - self.start_ns)
+
+    def record(self) -> SpanRecord:
+        """The whole span, read from the store the first time it is asked for."""
+        if self._record is None:
+            assert self._load is not None
+            record = self._load(self.span_id)
+            if record is None:  # pruned meanwhile: what the head knows
+                record = SpanRecord("", self.span_id, self.parent_span_id, self.function,
+                                    start_ns=self.start_ns, end_ns=self.end_ns,
+                                    status_code=self.status_code)  # fmt: skip
+            self._record = record
+        return self._record
+
+
+# A head's columns: the function (code.function.name, else the name) and the mechanism's presence.
+_HEAD_COLUMNS = (
+    "span_id, parent_span_id, start_ns, end_ns, status_code, "
+    f"coalesce(nullif(json_extract(attributes, '$.\"{semconv.CODE_FUNCTION_NAME}\"'), ''), name), "
+    f"json_type(attributes, '$.\"{semconv.MECHANISM}\"') IS NOT NULL"
 )
 
 
@@ -104,6 +158,17 @@ class TraceReader:
             "INSERT OR IGNORE INTO missing_parents VALUES (?)", [(p,) for p in self._missing_parents]
         )
         return self._spans("parent_span_id IN (SELECT span_id FROM missing_parents)")
+
+    def child_heads(self, span_id: str) -> Iterator[SpanHead]:
+        """:meth:`children` as :class:`SpanHead`, decoded only when asked (for folding)."""
+        cursor = self._conn.execute(
+            f"SELECT {_HEAD_COLUMNS} FROM spans INDEXED BY spans_trace_parent "
+            "WHERE trace_id = :trace AND parent_span_id = :parent ORDER BY start_ns, end_ns",
+            {"trace": self.trace_id, "parent": span_id},
+        )
+        load = self.span
+        for row in cursor:
+            yield SpanHead((row[0], row[1], row[2], row[3], row[4], str(row[5]), bool(row[6])), load)
 
     def children(self, span_id: str) -> Iterator[SpanRecord]:
         """The spans whose parent is ``span_id``, in start order (through the parent index)."""

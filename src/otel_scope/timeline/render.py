@@ -29,7 +29,7 @@ from otel_scope import semconv
 from otel_scope.store.records import EventRecord, SpanRecord, TraceData, TraceStats
 from otel_scope.timeline.errors import TraceNotFound
 from otel_scope.timeline.query import Where, captured_values
-from otel_scope.timeline.reader import TraceReader
+from otel_scope.timeline.reader import SpanHead, TraceReader
 from otel_scope.timeline.staging import staged
 
 MECHANISM_OTEL = "otel"  # spans made by other instrumentations (no otel_scope.mechanism)
@@ -280,6 +280,8 @@ class SpanTree(Protocol):
 
     def children(self, span_id: str) -> Iterator[SpanRecord]: ...
 
+    def child_heads(self, span_id: str) -> Iterator[SpanHead]: ...
+
 
 class MemoryTree:
     """A :class:`SpanTree` over a trace in memory."""
@@ -300,6 +302,9 @@ class MemoryTree:
 
     def children(self, span_id: str) -> Iterator[SpanRecord]:
         return iter(self._children.get(span_id, ()))
+
+    def child_heads(self, span_id: str) -> Iterator[SpanHead]:
+        return map(SpanHead.of, self._children.get(span_id, ()))
 
 
 @dataclass(frozen=True)
@@ -352,51 +357,57 @@ class _Values:
 
 @dataclass
 class _Fold:
-    """A run of consecutive sibling calls to one function, shown as one line."""
+    """A run of consecutive sibling calls to one function, shown as one line (only its first call
+    is decoded; the others are counted from their heads)."""
 
     first: SpanRecord
     calls: int = 0
     raised: int = 0
     total_ns: int = 0
     end_ns: int = 0
-    slowest: SpanRecord | None = None
-    first_raised: SpanRecord | None = None
+    slowest: SpanHead | None = None
+    first_raised: str | None = None  # its span ID
     orphans: bool = False  # the calls' parent is not in the trace
 
-    def add(self, span: SpanRecord) -> None:
+    def add(self, span: SpanHead) -> None:
         self.calls += 1
-        self.total_ns += span.duration_ns
-        self.end_ns = max(self.end_ns, span.end_ns)
+        took = span.duration_ns
+        self.total_ns += took
+        if span.end_ns > self.end_ns:
+            self.end_ns = span.end_ns
         if span.status_code == "ERROR":
             self.raised += 1
-            self.first_raised = self.first_raised or span
-        if self.slowest is None or span.duration_ns > self.slowest.duration_ns:
+            self.first_raised = self.first_raised or span.span_id
+        if self.slowest is None or took > self.slowest.duration_ns:
             self.slowest = span
 
     def text(self) -> str:
-        raised = f", {self.raised:,} raised (first #{self.first_raised.span_id})" if self.first_raised else ""
-        slowest = self.slowest or self.first
+        raised = f", {self.raised:,} raised (first #{self.first_raised})" if self.first_raised else ""
+        slowest = self.slowest.duration_ns if self.slowest else self.first.duration_ns
+        slowest_id = self.slowest.span_id if self.slowest else self.first.span_id
         orphans = f"  [parent #{self.first.parent_span_id} not in this trace]" if self.orphans else ""
         return (
             f"CALL {function_name(self.first)} × {self.calls:,}{raised}  "
-            f"(total {format_duration(self.total_ns)}, slowest {format_duration(slowest.duration_ns)} "
-            f"#{slowest.span_id}){orphans}"
+            f"(total {format_duration(self.total_ns)}, slowest {format_duration(slowest)} "
+            f"#{slowest_id}){orphans}"
         )
 
 
-def _folded(children: Iterator[SpanRecord], orphans: bool = False) -> Iterator[SpanRecord | _Fold]:
+def _fold_key(span: SpanHead) -> tuple[bool, str, str | None]:
+    return span.instrumented, span.function, span.parent_span_id
+
+
+def _folded(children: Iterator[SpanHead], orphans: bool = False) -> Iterator[SpanRecord | _Fold]:
     """Children as they come, except runs of ``FOLD_MIN`` or more calls to one function (with
     one parent: orphans fold by the parent they are missing)."""
-    for _, run in itertools.groupby(
-        children, key=lambda s: (semconv.MECHANISM in s.attributes, function_name(s), s.parent_span_id)
-    ):
+    for _, run in itertools.groupby(children, key=_fold_key):
         group = iter(run)
         head = list(itertools.islice(group, FOLD_MIN))
-        if len(head) < FOLD_MIN or semconv.MECHANISM not in head[0].attributes:
-            yield from head
-            yield from group
+        if len(head) < FOLD_MIN or not head[0].instrumented:
+            yield from (span.record() for span in head)
+            yield from (span.record() for span in group)
             continue
-        fold = _Fold(head[0], orphans=orphans)
+        fold = _Fold(head[0].record(), orphans=orphans)
         for span in itertools.chain(head, group):
             fold.add(span)
         yield fold
@@ -463,12 +474,17 @@ class _Walker:
         """What happens inside ``span``, by time: events first when a child starts at the same instant."""
         consumed = _exception_event(span)
         events = ((e.time_ns, 0, e) for e in span.events if e is not consumed)
-        direct = self.tree.children(span.span_id)
-        kids: Iterator[SpanRecord | _Fold] = _folded(direct) if self.view.fold else direct
+        kids: Iterator[SpanRecord | _Fold] = (
+            _folded(self.tree.child_heads(span.span_id))
+            if self.view.fold
+            else self.tree.children(span.span_id)
+        )
         children = ((c.first.start_ns if isinstance(c, _Fold) else c.start_ns, 1, c) for c in kids)
         streams: list[Iterator[tuple[int, int, Any]]] = [events, children]
         if extra is not None:
-            orphans: Iterator[SpanRecord | _Fold] = _folded(extra, orphans=True) if self.view.fold else extra
+            orphans: Iterator[SpanRecord | _Fold] = (
+                _folded(map(SpanHead.of, extra), orphans=True) if self.view.fold else extra
+            )
             streams.append(
                 (o.first.start_ns, 1, o) if isinstance(o, _Fold) else (o.start_ns, 1, _Orphan(o))
                 for o in orphans
