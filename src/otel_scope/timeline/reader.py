@@ -91,6 +91,13 @@ _HEAD_COLUMNS = (
 )
 
 
+_HAS_CHILDREN = (
+    "EXISTS (SELECT 1 FROM spans c INDEXED BY spans_trace_parent "
+    "WHERE c.trace_id = spans.trace_id AND c.parent_span_id = spans.span_id)"
+)
+_LEAVES_CAP = 10_000  # the noted leaves: a walk consumes them at once, so this is rarely reached
+
+
 def _json_path(key: str) -> str:
     return "'$.\"" + key + "\"'"
 
@@ -108,6 +115,8 @@ class TraceReader:
         # write (where SQLite cannot make the WAL's shared-memory file), as the other readers do.
         self._conn = connect_read_only(self.path)
         self._indexes: set[str] | None = None
+        # Spans just read that have no children (see _spans), until the walk reaches them.
+        self._leaves: set[str] = set()
 
     def _has_index(self, name: str) -> bool:
         """Whether the store has index ``name`` (a store written by an older otel-scope may not)."""
@@ -126,17 +135,32 @@ class TraceReader:
         self.close()
 
     def _spans(
-        self, where: str, params: tuple[Any, ...] = (), order: str = "start_ns, end_ns", index: str = ""
+        self,
+        where: str,
+        params: tuple[Any, ...] = (),
+        order: str = "start_ns, end_ns",
+        index: str = "",
+        leaves: bool = False,
     ) -> Iterator[SpanRecord]:
         """Decoded spans of the trace; ``:trace`` in ``where`` is the trace ID, ``params`` are
-        ``:p2``, ``:p3``... (named: Python 3.14 refuses numbered placeholders with a sequence)."""
+        ``:p2``, ``:p3``... (named: Python 3.14 refuses numbered placeholders with a sequence).
+
+        With ``leaves``, spans without children are noted (one seek of the parent index each,
+        inside SQLite), so the walk asks no query for the children of a leaf: in a big trace most
+        calls are leaves, and a query from Python costs more than the rest of the span."""
         indexed = f" INDEXED BY {index}" if index else ""
+        columns = f"{SPAN_COLUMNS}, {_HAS_CHILDREN}" if leaves else SPAN_COLUMNS
         cursor = self._conn.execute(
-            f"SELECT {SPAN_COLUMNS} FROM spans{indexed} WHERE trace_id = :trace AND {where} ORDER BY {order}",
+            f"SELECT {columns} FROM spans{indexed} WHERE trace_id = :trace AND {where} ORDER BY {order}",
             {"trace": self.trace_id, **{f"p{n}": value for n, value in enumerate(params, 2)}},
         )
+        trace_id, noted = self.trace_id, self._leaves
         for row in cursor:
-            yield record_from_row(self.trace_id, row)
+            if leaves and not row[13]:
+                if len(noted) >= _LEAVES_CAP:
+                    noted.clear()
+                noted.add(row[0])
+            yield record_from_row(trace_id, row)
 
     # -- the tree --------------------------------------------------------------------------------
     def roots(self) -> Iterator[SpanRecord]:
@@ -172,7 +196,10 @@ class TraceReader:
 
     def children(self, span_id: str) -> Iterator[SpanRecord]:
         """The spans whose parent is ``span_id``, in start order (through the parent index)."""
-        return self._spans("parent_span_id = :p2", (span_id,), index="spans_trace_parent")
+        if span_id in self._leaves:  # read as a child or a folded call's head: known to have none
+            self._leaves.discard(span_id)
+            return iter(())
+        return self._spans("parent_span_id = :p2", (span_id,), index="spans_trace_parent", leaves=True)
 
     def spans(self, function: Callable[[str], bool] | None = None) -> Iterator[SpanRecord]:
         """Every span in start order; with ``function``, only those whose name it accepts
@@ -187,7 +214,7 @@ class TraceReader:
 
     def span(self, span_id: str) -> SpanRecord | None:
         """One span by its full ID (through the primary key), or ``None`` if not stored."""
-        return next(self._spans("span_id = :p2", (span_id,)), None)
+        return next(self._spans("span_id = :p2", (span_id,), leaves=True), None)
 
     def with_prefix(self, prefix: str, limit: int) -> tuple[int, list[SpanRecord]]:
         """How many span IDs start with ``prefix`` (lower-case hex), and the first ``limit`` of

@@ -983,10 +983,18 @@ def write_summary(reader: TraceReader, stats: TraceStats, out: Output) -> None:
     out.line()
 
 
+_PADDED_TAGS = {mechanism: f"{tag:<9}" for mechanism, tag in _TAGS.items()}
+
+
 def _draw(entry: TimelineEntry, out: Output) -> None:
     keyword, _, rest = entry.text.partition(" ")
     if entry.kind == "request":
         out.line()
+    if not out.colour:  # the common case (piped, redirected): one string, no styling
+        tag = _PADDED_TAGS.get(entry.mechanism) or _PADDED_TAGS[MECHANISM_OTEL]
+        text = f"{keyword} {rest}" if rest else keyword
+        out.stream.write(f"{format_offset(entry.offset_ns):>12} {tag} {'  ' * entry.depth}{text}\n")
+        return
     out.line(
         (f"{format_offset(entry.offset_ns):>12}", "dim"),
         " ",
