@@ -13,7 +13,7 @@ subprocess (stdout to /dev/null, or read line by line for the first screen), mea
 
 - ``history first screen``: time until the 60th line reaches the pipe (then the command is stopped).
 - ``history full``: the whole output (summary and folded timeline), and ``--full`` unfolded.
-- ``--function``, ``--where``: the filtered listings.
+- ``--function``, ``--where``: the filtered listings; ``--follow``: one request's call by its span ID.
 - ``export`` both formats to a file, then ``import`` of the OTLP file into a fresh store.
 """
 
@@ -157,6 +157,8 @@ def run(sizes: list[int], directory: Path) -> None:
             ("history --full (every line)", ["history", "--full", *common], None),
             ("history --function check_stock", ["history", "--function", "check_stock", *common], None),
             ("history --where 'remaining < 0'", ["history", "--where", "remaining < 0", *common], None),
+            # The first request's orderflow.process call (span 3) and its 48 checks.
+            ("history --follow #<span id>", ["history", "--follow", f"#{3:016x}", *common], None),
             ("export --format otlp-json", ["export", TRACE_ID, "-o", str(exported), *common], None),
             ("export --format jaeger-json", ["export", TRACE_ID, "--format", "jaeger-json", "-o",
                                              str(directory / f"export-{size}.jaeger.json"), *common], None),

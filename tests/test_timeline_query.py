@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from otel_scope import semconv
-from otel_scope.timeline.query import QueryError, captured_values, coerce, compile_where
+from otel_scope.store import SpanStore
+from otel_scope.store.records import EventRecord, SpanRecord
+from otel_scope.timeline.query import QueryError, Where, captured_values, coerce, compile_where, prefilter_sql
+from otel_scope.timeline.reader import TraceReader
 
 
 @pytest.mark.parametrize(
@@ -110,3 +115,77 @@ def test_captured_values_names_arguments_locals_return_expressions_and_state() -
     assert captured_values(event) == {"type": "'x'", "left": "9"}
     assert captured_values(state) == {"balance": "5"}
     assert captured_values(expression) == {"stock - reserved": "7"}
+
+
+# Values as the store may hold them: reprs in every spelling coerce() reads, JSON numbers and
+# booleans, escapes, joined literals, and text that is not a literal at all.
+_STORED_VALUES: list[object] = [
+    "-3", "0", "4", "-0012", "007", "2.5", "1e3", "-inf", "1_000", " 5 ", "+4", "--5", "99999999999999999999",
+    "'itemA'", '"itemA"', "'item\\x41'", "'item' 'A'", "'it''emA'", "itemA", "'itemAB'", "None", "True",
+    "Environment(option_1=7)", -3, 2.5, 7, True, False, None, "",
+]  # fmt: skip
+_CONDITIONS = [
+    "remaining < 0", "remaining <= 0", "remaining > 4", "remaining >= 2.5", "remaining == 7", "0 < remaining",
+    "-1 < remaining < 5", "remaining < 1000", "remaining > 500", "item == 'itemA'", "'itemA' == item",
+    "item == 'itemA' and remaining < 0", "item == 'itemA' or remaining > 4", "not remaining < 0",
+    "remaining != 5", "remaining == None", "remaining == True", "item < 'j'", "remaining == item",
+]  # fmt: skip
+
+
+def _stored_spans() -> list[SpanRecord]:
+    """One span per (value, place): as an argument, a local on an event, and the return value."""
+    spans, number = [], 0
+    for value in _STORED_VALUES:
+        for place in ("arg", "event", "return"):
+            number += 1
+            span = SpanRecord("ab" * 16, f"{number:016x}", None, "f", start_ns=number, end_ns=number + 1)
+            span.attributes[semconv.MECHANISM] = semconv.MECHANISM_RUNTIME
+            if place == "arg":
+                span.attributes[semconv.ARG_PREFIX + "remaining"] = value
+                span.attributes[semconv.ARG_PREFIX + "item"] = value
+            elif place == "event":
+                attributes = {semconv.VAR_PREFIX + "remaining": value, semconv.VAR_PREFIX + "item": value}
+                span.events.append(EventRecord(semconv.EVENT_LOCALS, number, attributes))
+            else:
+                span.attributes[semconv.RETURN_VALUE] = value
+                span.attributes[semconv.ARG_PREFIX + "item"] = value
+            spans.append(span)
+    return spans
+
+
+def _selected(where: Where, span: SpanRecord) -> bool:
+    # What where_entries lists: the call itself, or one of its events with what it captured, of
+    # the spans that captured one of the names the condition reads.
+    call = captured_values(span.attributes)
+    captured = set(call).union(*(captured_values(e.attributes) for e in span.events))
+    if where.names.isdisjoint(captured):
+        return False
+    if where.matches(call):
+        return True
+    return any(
+        not where.names.isdisjoint(own := captured_values(e.attributes)) and where.matches({**call, **own})
+        for e in span.events
+    )
+
+
+@pytest.mark.parametrize("condition", _CONDITIONS)
+def test_the_sql_prefilter_keeps_every_span_the_condition_selects(condition: str, tmp_path: Path) -> None:
+    where = compile_where(condition.replace("remaining", "return") if "return" in condition else condition)
+    spans = _stored_spans()
+    store = SpanStore(tmp_path / "store.sqlite3")
+    store.add_records(spans)
+    store.close()
+    expected = {s.span_id for s in spans if _selected(where, s)}
+    with TraceReader(tmp_path / "store.sqlite3", "ab" * 16) as reader:
+        candidates = {s.span_id for s in reader.matching(where)}
+    assert expected <= candidates
+    if where.text in ("remaining < 0", "item == 'itemA'"):
+        assert candidates != {s.span_id for s in spans}  # and it narrows what is decoded
+
+
+def test_the_sql_prefilter_narrows_plain_integers_and_string_equality() -> None:
+    narrowed, params = prefilter_sql(compile_where("remaining < 0 and item == 'a'"))
+    assert narrowed is not None and 0 in params.values() and "a" in params.values()
+    assert "itemA" not in (narrowed or "")  # values travel as parameters, never in the SQL text
+    for text in ("not remaining < 0", "remaining != 1", "a == b", "x == None"):
+        assert prefilter_sql(compile_where(text))[0] is None

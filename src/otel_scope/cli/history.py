@@ -14,16 +14,17 @@ from otel_scope.cli._common import (
     open_source,
     paged_output,
     pick_trace_id,
-    print_json,
     write_json_list,
 )
-from otel_scope.timeline import QueryError, compile_where, entries_to_json, follow, render_entries
+from otel_scope.timeline import QueryError, compile_where
 from otel_scope.timeline.render import (
     Request,
     TimelineEntry,
     View,
+    follow_entries,
     history_entries,
     trace_stats,
+    write_entries,
     write_history,
 )
 
@@ -64,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the unified timeline of one trace",
         description="Show one trace as a timeline: calls ([RUNTIME]/[COMPILE]/[OTEL]) with their locals, "
         "lines, state changes and messages. Without TRACE_ID, shows the most recent trace. Traces of more "
-        "than 1,000 spans start with a summary (time per function, slowest calls, exceptions). " + ORDER_HELP,
+        "than 1,000 spans, and traces call sampling thinned, start with a summary (time per function, calls "
+        "sampled out, slowest calls, exceptions). " + ORDER_HELP,
     )
     parser.add_argument(
         "trace_id", nargs="?", metavar="TRACE_ID", help="trace ID (a unique prefix works locally)"
@@ -127,16 +129,16 @@ def run(args: argparse.Namespace) -> int:
     request = Request(function=args.function, where=where, view=view, limit=args.limit, summary=args.summary)
     source = open_source(args)
     trace_id = pick_trace_id(source, args.trace_id)
-    if args.follow:
-        trace = source.get_trace(trace_id)
-        entries: Iterable[TimelineEntry] = follow(trace, args.follow)
-        if args.json:
-            print_json(entries_to_json(entries))
-        else:
-            with paged_output(args.no_pager) as out:
-                render_entries(trace, entries, out)
-        return 0
     with source.open_trace(trace_id) as reader:
+        if args.follow:
+            # Only the followed chain and its receivers' subtrees are read, never the whole trace.
+            entries: Iterable[TimelineEntry] = follow_entries(reader, args.follow)
+            if args.json:
+                write_json_list(asdict(e) for e in entries)
+            else:
+                with paged_output(args.no_pager) as out:
+                    write_entries(trace_stats(reader), entries, out)
+            return 0
         if args.json:
             entries = history_entries(reader, request, trace_stats(reader).start_ns)
             write_json_list(asdict(e) for e in itertools.islice(entries, args.limit))

@@ -120,6 +120,11 @@ class TraceStats:
     # spans the export pipeline lost, as the session spans (the parent's and forked children's) say
     dropped_spans: int = 0
     dropped_span_reasons: list[str] = field(default_factory=list)
+    # calls call sampling left out, as the session spans say: in all, of how many calls of
+    # sampled functions, and per function (the functions with most left out, by name)
+    sampled_out: int = 0
+    sampled_calls: int = 0
+    sampled_out_by_function: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property

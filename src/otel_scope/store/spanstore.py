@@ -54,6 +54,8 @@ DROPPED_EXPR = "json_extract(attributes, '$.\"otel_scope.captures.dropped\"')"
 # The few spans the header must look at one by one: failed, or with something dropped.
 NOTABLE = f"(status_code = 'ERROR' OR dropped_events > 0 OR {DROPPED_EXPR} IS NOT NULL)"
 RUNTIME = f"{MECHANISM_EXPR} = 'runtime'"
+# The spans `history --follow` searches: those with a message event or a span link.
+MESSAGES = f"(instr(events, '\"{semconv.MESSAGE_ID}\"') OR links != '[]')"
 COMPILE_TIME = f"{MECHANISM_EXPR} = 'compile_time'"
 
 # What `otel-scope history` reads, so a million-span trace answers from indexes, not row scans.
@@ -67,6 +69,7 @@ CREATE INDEX IF NOT EXISTS spans_trace_service ON spans (trace_id, service_name)
 CREATE INDEX IF NOT EXISTS spans_trace_runtime ON spans (trace_id) WHERE {RUNTIME};
 CREATE INDEX IF NOT EXISTS spans_trace_compile_time ON spans (trace_id) WHERE {COMPILE_TIME};
 CREATE INDEX IF NOT EXISTS spans_trace_notable ON spans (trace_id, start_ns) WHERE {NOTABLE};
+CREATE INDEX IF NOT EXISTS spans_trace_messages ON spans (trace_id, start_ns) WHERE {MESSAGES};
 """
 
 _SCHEMA = """
@@ -227,8 +230,35 @@ SPAN_COLUMNS = (
 )
 
 
+# The C scanner behind json.loads, called directly: the store writes compact JSON (no leading
+# whitespace), so json.loads' type checks and whitespace regex matches are pure overhead on the
+# four columns of every span a million-span timeline reads.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+# Every span of a process shares one resource: decoded once per distinct text (bounded).
+_resources: dict[str, dict[str, Any]] = {}
+_RESOURCES_CAP = 256
+
+
+def _loads(text: str) -> Any:
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)  # not compact JSON (written by something else): the full parser
+    return value if end == len(text) else json.loads(text)
+
+
+def _resource_of(text: str) -> dict[str, Any]:
+    resource = _resources.get(text)
+    if resource is None:
+        if len(_resources) >= _RESOURCES_CAP:
+            _resources.clear()
+        resource = _resources[text] = _loads(text)
+    return dict(resource)  # a copy: a caller may change its record's resource
+
+
 def record_from_row(trace_id: str, row: Sequence[Any]) -> SpanRecord:
     """One ``spans`` row (selected as :data:`SPAN_COLUMNS`) as a :class:`SpanRecord`."""
+    events, links = row[9], row[10]
     return SpanRecord(
         trace_id=trace_id,
         span_id=row[0],
@@ -239,10 +269,14 @@ def record_from_row(trace_id: str, row: Sequence[Any]) -> SpanRecord:
         end_ns=row[5],
         status_code=row[6],
         status_message=row[7],
-        attributes=json.loads(row[8]),
-        events=[EventRecord(e["name"], e["time_ns"], e["attributes"]) for e in json.loads(row[9])],
-        links=[LinkRecord(x["trace_id"], x["span_id"], x["attributes"]) for x in json.loads(row[10])],
-        resource=json.loads(row[11]),
+        attributes=_loads(row[8]),
+        events=[EventRecord(e["name"], e["time_ns"], e["attributes"]) for e in _loads(events)]
+        if events != "[]"
+        else [],
+        links=[LinkRecord(x["trace_id"], x["span_id"], x["attributes"]) for x in _loads(links)]
+        if links != "[]"
+        else [],
+        resource=_resource_of(row[11]),
         dropped_events_count=row[12],
     )
 

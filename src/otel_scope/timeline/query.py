@@ -25,6 +25,7 @@ its comparison false, so ``x < 0`` never matches a call that has no ``x``.
 from __future__ import annotations
 
 import ast
+import json
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -333,3 +334,110 @@ def captured_values(attributes: Mapping[str, Any]) -> dict[str, object]:
 def compile_where(text: str) -> Where:
     """Parse a ``--where`` condition once; raises :class:`QueryError` with a one-line message."""
     return _Parser(text).parse()
+
+
+# -- a cheap superset in SQL ---------------------------------------------------------------------
+# Where the store keeps what captured_values reads: a span's attributes (a JSON object) and its
+# events (a JSON array of {"name", "time_ns", "attributes"}).
+_PLAIN_INT = "(length({d}) BETWEEN 1 AND 18 AND {d} NOT GLOB '*[^0-9]*')"  # digits only: exact as an integer
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+class _Sql:
+    """Builds the prefilter's SQL text with named parameters (``:w0``, ``:w1``...), never splicing
+    a user's text into the statement."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, object] = {}
+
+    def param(self, value: object) -> str:
+        name = f"w{len(self.params)}"
+        self.params[name] = value
+        return f":{name}"
+
+    def value_test(self, value: str, op: str, literal: object) -> str | None:
+        """SQL true for a stored value ``value`` (an SQL expression) whenever Python's comparison
+        of its coerced value with ``literal`` can be true; ``None`` when no cheap test is sure."""
+        if op == "!=" or literal is None or isinstance(literal, bool):
+            return None  # a missing or unlike value can make these true: no narrowing
+        if _number(literal):
+            sql_op = "=" if op == "==" else op
+            bound = self.param(literal)
+            digits = f"(CASE WHEN substr({value}, 1, 1) = '-' THEN substr({value}, 2) ELSE {value} END)"
+            return (
+                f"(CASE typeof({value}) WHEN 'null' THEN 0 WHEN 'integer' THEN {value} {sql_op} {bound} "
+                f"WHEN 'real' THEN {value} {sql_op} {bound} "
+                f"WHEN 'text' THEN (CASE WHEN {_PLAIN_INT.format(d=digits)} "
+                f"THEN CAST({value} AS INTEGER) {sql_op} {bound} ELSE 1 END) ELSE 1 END)"
+            )
+        if isinstance(literal, str) and op == "==" and literal:
+            # A repr equal to the text contains it, unless it spells it with escapes or joins
+            # several literals ('a' 'b'): those stay candidates.
+            quotes = f"(length({value}) - length(replace(replace({value}, '''', ''), '\"', '')))"
+            return (
+                f"(typeof({value}) = 'text' AND (instr({value}, {self.param(literal)}) > 0 "
+                f"OR instr({value}, '\\') > 0 OR {quotes} > 2))"
+            )
+        return None
+
+    def name_test(self, name: str, op: str, literal: object) -> str | None:
+        """SQL true when some value the span or one of its events captured as ``name`` can pass."""
+        keys = [semconv.ARG_PREFIX + name, semconv.VAR_PREFIX + name]
+        if name == "return":
+            keys.append(semconv.RETURN_VALUE)
+        tests: list[str] = []
+        for key in keys if "." not in name else []:
+            # Each value read once, as a column of json_each/json_tree, after a text search for
+            # its key (most spans do not have it): a few passes in C per span, no Python.
+            on_span, in_event = (
+                self.value_test("a.value", op, literal),
+                self.value_test("t.value", op, literal),
+            )
+            if on_span is None or in_event is None:
+                return None
+            key_text, key_name = self.param(json.dumps(key)), self.param(key)
+            tests.append(
+                f"(instr(attributes, {key_text}) AND EXISTS (SELECT 1 FROM json_each(attributes) a "
+                f"WHERE a.key = {key_name} AND {on_span}))"
+            )
+            tests.append(
+                f"(instr(events, {key_text}) AND EXISTS (SELECT 1 FROM json_tree(events) t "
+                f"WHERE t.key = {key_name} AND {in_event}))"
+            )
+        # Expressions and state changes name their value by text: those spans stay candidates.
+        for key in (semconv.EXPRESSION_TEXT, semconv.STATE_ATTRIBUTE):
+            key_text = self.param(json.dumps(key))
+            tests.append(f"instr(events, {key_text}) OR instr(attributes, {key_text})")
+        return "(" + " OR ".join(tests) + ")"
+
+    def tree(self, node: Predicate) -> str | None:
+        if isinstance(node, _All):
+            parts = [p for p in (self.tree(n) for n in node.parts) if p is not None]
+            return "(" + " AND ".join(parts) + ")" if parts else None
+        if isinstance(node, _Any):
+            alternatives = [self.tree(n) for n in node.parts]
+            if any(p is None for p in alternatives):
+                return None
+            return "(" + " OR ".join(str(p) for p in alternatives) + ")"
+        if isinstance(node, _Comparison):
+            pairs = zip(node.ops, node.operands, node.operands[1:], strict=False)
+            parts = [p for p in (self.pair(op, a, b) for op, a, b in pairs) if p is not None]
+            return "(" + " AND ".join(parts) + ")" if parts else None
+        return None  # not: a missing value makes the inner comparison false, so anything passes
+
+    def pair(self, op: str, left: _Operand, right: _Operand) -> str | None:
+        if isinstance(left, _Name) and isinstance(right, _Literal):
+            return self.name_test(left.name, op, right.literal)
+        if isinstance(left, _Literal) and isinstance(right, _Name):
+            return self.name_test(right.name, _FLIPPED[op], left.literal)
+        return None
+
+
+def prefilter_sql(where: Where) -> tuple[str | None, dict[str, object]]:
+    """An SQL condition over a stored span's ``attributes`` and ``events`` columns that is true
+    for every span :func:`where` could select (a superset: the predicate still decides), with its
+    parameters; ``None`` when the condition cannot be narrowed cheaply (``not``, ``!=``, two
+    names compared). Numbers spelled as plain integers and string equality are tested in SQL, so
+    a search for ``remaining < 0`` decodes only the spans where some ``remaining`` is negative."""
+    sql = _Sql()
+    return sql.tree(where.tree), sql.params

@@ -11,7 +11,7 @@ neither hold the store's write lock nor block the processes exporting into the f
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from otel_scope import semconv
@@ -19,12 +19,14 @@ from otel_scope.store.records import FunctionStats, SpanRecord, TraceStats, as_c
 from otel_scope.store.spanstore import (
     COMPILE_TIME,
     DROPPED_EXPR,
+    MESSAGES,
     NOTABLE,
     RUNTIME,
     SPAN_COLUMNS,
     connect_read_only,
     record_from_row,
 )
+from otel_scope.timeline.query import Where, prefilter_sql
 
 # The parents that are not in the trace: each distinct parent ID looked up once, so finding the
 # orphans of a million spans costs one pass over the parent index and a probe per parent.
@@ -33,6 +35,67 @@ _MISSING_PARENTS = (
     "WHERE trace_id = :trace AND parent_span_id IS NOT NULL) "
     "WHERE NOT EXISTS (SELECT 1 FROM spans p WHERE p.trace_id = :trace AND p.span_id = parent)"
 )
+
+
+class SpanHead:
+    """What folding needs of a span, before (or instead of) decoding it: the plain columns, its
+    function and whether otel-scope made it, read by SQLite from the stored JSON. Most calls of a
+    big trace are folded into one line, so their attributes and events are never read."""
+
+    __slots__ = ("_load", "_record", "end_ns", "function", "instrumented", "parent_span_id", "span_id",
+                 "start_ns", "status_code")  # fmt: skip
+    span_id: str
+    parent_span_id: str | None
+    start_ns: int
+    end_ns: int
+    status_code: str
+
+    def __init__(
+        self, row: Sequence[Any], load: Callable[[str], SpanRecord | None] | None,
+        record: SpanRecord | None = None,
+    ) -> None:  # fmt: skip
+        (self.span_id, self.parent_span_id, self.start_ns, self.end_ns, self.status_code, self.function,
+         self.instrumented) = row  # fmt: skip
+        self._load, self._record = load, record
+
+    @classmethod
+    def of(cls, span: SpanRecord) -> SpanHead:
+        """The head of a span already decoded."""
+        function = str(span.attributes.get(semconv.CODE_FUNCTION_NAME) or span.name)
+        row = (span.span_id, span.parent_span_id, span.start_ns, span.end_ns, span.status_code, function,
+               semconv.MECHANISM in span.attributes)  # fmt: skip
+        return cls(row, None, span)
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_ns - self.start_ns)
+
+    def record(self) -> SpanRecord:
+        """The whole span, read from the store the first time it is asked for."""
+        if self._record is None:
+            assert self._load is not None
+            record = self._load(self.span_id)
+            if record is None:  # pruned meanwhile: what the head knows
+                record = SpanRecord("", self.span_id, self.parent_span_id, self.function,
+                                    start_ns=self.start_ns, end_ns=self.end_ns,
+                                    status_code=self.status_code)  # fmt: skip
+            self._record = record
+        return self._record
+
+
+# A head's columns: the function (code.function.name, else the name) and the mechanism's presence.
+_HEAD_COLUMNS = (
+    "span_id, parent_span_id, start_ns, end_ns, status_code, "
+    f"coalesce(nullif(json_extract(attributes, '$.\"{semconv.CODE_FUNCTION_NAME}\"'), ''), name), "
+    f"json_type(attributes, '$.\"{semconv.MECHANISM}\"') IS NOT NULL"
+)
+
+
+_HAS_CHILDREN = (
+    "EXISTS (SELECT 1 FROM spans c INDEXED BY spans_trace_parent "
+    "WHERE c.trace_id = spans.trace_id AND c.parent_span_id = spans.span_id)"
+)
+_LEAVES_CAP = 10_000  # the noted leaves: a walk consumes them at once, so this is rarely reached
 
 
 def _json_path(key: str) -> str:
@@ -51,6 +114,16 @@ class TraceReader:
         # The store's own read-only opening: it also reads a store in a folder this user cannot
         # write (where SQLite cannot make the WAL's shared-memory file), as the other readers do.
         self._conn = connect_read_only(self.path)
+        self._indexes: set[str] | None = None
+        # Spans just read that have no children (see _spans), until the walk reaches them.
+        self._leaves: set[str] = set()
+
+    def _has_index(self, name: str) -> bool:
+        """Whether the store has index ``name`` (a store written by an older otel-scope may not)."""
+        if self._indexes is None:
+            rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+            self._indexes = {r[0] for r in rows}
+        return name in self._indexes
 
     def close(self) -> None:
         self._conn.close()
@@ -62,17 +135,32 @@ class TraceReader:
         self.close()
 
     def _spans(
-        self, where: str, params: tuple[Any, ...] = (), order: str = "start_ns, end_ns", index: str = ""
+        self,
+        where: str,
+        params: tuple[Any, ...] = (),
+        order: str = "start_ns, end_ns",
+        index: str = "",
+        leaves: bool = False,
     ) -> Iterator[SpanRecord]:
         """Decoded spans of the trace; ``:trace`` in ``where`` is the trace ID, ``params`` are
-        ``:p2``, ``:p3``... (named: Python 3.14 refuses numbered placeholders with a sequence)."""
+        ``:p2``, ``:p3``... (named: Python 3.14 refuses numbered placeholders with a sequence).
+
+        With ``leaves``, spans without children are noted (one seek of the parent index each,
+        inside SQLite), so the walk asks no query for the children of a leaf: in a big trace most
+        calls are leaves, and a query from Python costs more than the rest of the span."""
         indexed = f" INDEXED BY {index}" if index else ""
+        columns = f"{SPAN_COLUMNS}, {_HAS_CHILDREN}" if leaves else SPAN_COLUMNS
         cursor = self._conn.execute(
-            f"SELECT {SPAN_COLUMNS} FROM spans{indexed} WHERE trace_id = :trace AND {where} ORDER BY {order}",
+            f"SELECT {columns} FROM spans{indexed} WHERE trace_id = :trace AND {where} ORDER BY {order}",
             {"trace": self.trace_id, **{f"p{n}": value for n, value in enumerate(params, 2)}},
         )
+        trace_id, noted = self.trace_id, self._leaves
         for row in cursor:
-            yield record_from_row(self.trace_id, row)
+            if leaves and not row[13]:
+                if len(noted) >= _LEAVES_CAP:
+                    noted.clear()
+                noted.add(row[0])
+            yield record_from_row(trace_id, row)
 
     # -- the tree --------------------------------------------------------------------------------
     def roots(self) -> Iterator[SpanRecord]:
@@ -95,9 +183,23 @@ class TraceReader:
         )
         return self._spans("parent_span_id IN (SELECT span_id FROM missing_parents)")
 
+    def child_heads(self, span_id: str) -> Iterator[SpanHead]:
+        """:meth:`children` as :class:`SpanHead`, decoded only when asked (for folding)."""
+        cursor = self._conn.execute(
+            f"SELECT {_HEAD_COLUMNS} FROM spans INDEXED BY spans_trace_parent "
+            "WHERE trace_id = :trace AND parent_span_id = :parent ORDER BY start_ns, end_ns",
+            {"trace": self.trace_id, "parent": span_id},
+        )
+        load = self.span
+        for row in cursor:
+            yield SpanHead((row[0], row[1], row[2], row[3], row[4], str(row[5]), bool(row[6])), load)
+
     def children(self, span_id: str) -> Iterator[SpanRecord]:
         """The spans whose parent is ``span_id``, in start order (through the parent index)."""
-        return self._spans("parent_span_id = :p2", (span_id,), index="spans_trace_parent")
+        if span_id in self._leaves:  # read as a child or a folded call's head: known to have none
+            self._leaves.discard(span_id)
+            return iter(())
+        return self._spans("parent_span_id = :p2", (span_id,), index="spans_trace_parent", leaves=True)
 
     def spans(self, function: Callable[[str], bool] | None = None) -> Iterator[SpanRecord]:
         """Every span in start order; with ``function``, only those whose name it accepts
@@ -110,15 +212,44 @@ class TraceReader:
             "WHERE trace_id = :trace AND otel_scope_function(name))"
         )
 
-    def mentioning(self, words: frozenset[str]) -> Iterator[SpanRecord]:
-        """Spans whose attributes or events contain one of ``words`` (a superset, for ``--where``)."""
-        if not words:
-            return iter(())
-        tests = " OR ".join(
-            f"instr(attributes, :p{2 * n + 2}) OR instr(events, :p{2 * n + 3})" for n in range(len(words))
+    def span(self, span_id: str) -> SpanRecord | None:
+        """One span by its full ID (through the primary key), or ``None`` if not stored."""
+        return next(self._spans("span_id = :p2", (span_id,), leaves=True), None)
+
+    def with_prefix(self, prefix: str, limit: int) -> tuple[int, list[SpanRecord]]:
+        """How many span IDs start with ``prefix`` (lower-case hex), and the first ``limit`` of
+        those spans: a range of the primary key, not a scan."""
+        bounds = {"trace": self.trace_id, "lo": prefix, "hi": prefix + "~"}  # "~" sorts after hex digits
+        (count,) = self._conn.execute(
+            "SELECT count(*) FROM spans WHERE trace_id = :trace AND span_id >= :lo AND span_id < :hi", bounds
+        ).fetchone()
+        found = self._spans(
+            "span_id >= :p2 AND span_id < :p3", (prefix, prefix + "~"), order=f"span_id LIMIT {limit}"
         )
-        params = tuple(w for word in sorted(words) for w in (word, word))
-        return self._spans(f"({tests})", params)
+        return count, list(found)
+
+    def with_messages_mentioning(self, text: str) -> Iterator[SpanRecord]:
+        """Spans with a message event or a link whose stored events or links contain ``text``
+        (a superset, for ``--follow``): the partial index of such spans, where the store has it."""
+        index = "spans_trace_messages" if self._has_index("spans_trace_messages") else ""
+        return self._spans(f"{MESSAGES} AND (instr(events, :p2) OR instr(links, :p2))", (text,), index=index)
+
+    def matching(self, where: Where) -> Iterator[SpanRecord]:
+        """Spans that mention one of ``where``'s names and pass its SQL prefilter
+        (:func:`~otel_scope.timeline.query.prefilter_sql`): a superset, for ``--where``."""
+        if not where.names:
+            return iter(())
+        mentions = " OR ".join(
+            f"instr(attributes, :m{n}) OR instr(events, :m{n})" for n in range(len(where.names))
+        )
+        narrowed, params = prefilter_sql(where)
+        condition = f"({mentions})" + (f" AND {narrowed}" if narrowed else "")
+        cursor = self._conn.execute(
+            f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = :trace AND {condition} "
+            "ORDER BY start_ns, end_ns",
+            {"trace": self.trace_id, **params, **{f"m{n}": w for n, w in enumerate(sorted(where.names))}},
+        )
+        return (record_from_row(self.trace_id, row) for row in cursor)
 
     def parent_and_function(self, span_id: str) -> tuple[str | None, str] | None:
         """A span's parent ID and name (for call paths), or ``None`` if not stored."""
@@ -138,6 +269,13 @@ class TraceReader:
 
     def spans_of_resource(self, resource: str) -> Iterator[SpanRecord]:
         return self._spans("resource = :p2", (resource,))
+
+    def start_ns(self) -> int:
+        """When the trace started (from its summary row)."""
+        row = self._conn.execute(
+            "SELECT start_ns FROM traces WHERE trace_id = ?", (self.trace_id,)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     # -- aggregates ------------------------------------------------------------------------------
     def stats(self) -> TraceStats:
@@ -175,9 +313,19 @@ class TraceReader:
             (self.trace_id,),
         ).fetchone()
         lost, lost_where = 0, []
+        sampled_out, sampled_calls = 0, 0
+        by_function: dict[str, int] = {}
         for session in self._spans("name = :p2", (semconv.SESSION_SPAN_NAME,), index="spans_trace_name"):
-            lost += as_count(session.attributes.get(semconv.SESSION_DROPPED_SPANS))
-            lost_where += [str(r) for r in session.attributes.get(semconv.SESSION_DROPPED_REASONS) or ()]
+            a = session.attributes
+            lost += as_count(a.get(semconv.SESSION_DROPPED_SPANS))
+            lost_where += [str(r) for r in a.get(semconv.SESSION_DROPPED_REASONS) or ()]
+            sampled_out += as_count(a.get(semconv.SAMPLING_SAMPLED_OUT))
+            sampled_calls += as_count(a.get(semconv.SAMPLING_CALLS))
+            top = a.get(semconv.SAMPLING_TOP)
+            for item in top if isinstance(top, list) else ():
+                function, _, left_out = str(item).rpartition("=")
+                if function:
+                    by_function[function] = by_function.get(function, 0) + as_count(left_out)
         return TraceStats(
             trace_id=self.trace_id,
             span_count=count,
@@ -196,6 +344,9 @@ class TraceReader:
             sdk_dropped_events=int(sdk_dropped),
             dropped_spans=lost,
             dropped_span_reasons=lost_where,
+            sampled_out=sampled_out,
+            sampled_calls=sampled_calls,
+            sampled_out_by_function=by_function,
         )
 
     def function_stats(self) -> list[FunctionStats]:

@@ -16,6 +16,7 @@ import datetime as _dt
 import fnmatch
 import heapq
 import itertools
+import json
 import linecache
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,7 @@ from otel_scope import semconv
 from otel_scope.store.records import EventRecord, SpanRecord, TraceData, TraceStats
 from otel_scope.timeline.errors import TraceNotFound
 from otel_scope.timeline.query import Where, captured_values
-from otel_scope.timeline.reader import TraceReader
+from otel_scope.timeline.reader import SpanHead, TraceReader
 from otel_scope.timeline.staging import staged
 
 MECHANISM_OTEL = "otel"  # spans made by other instrumentations (no otel_scope.mechanism)
@@ -269,7 +270,7 @@ def _describe_event(
 class SpanTree(Protocol):
     """What the timeline walk needs from a trace: its roots, orphans and each call's children,
     each in start order. :class:`~otel_scope.timeline.reader.TraceReader` answers from indexes;
-    :class:`MemoryTree` from a :class:`TraceData` already in memory (``--follow``)."""
+    :class:`MemoryTree` from a :class:`TraceData` already in memory (:func:`build_timeline`)."""
 
     trace_id: str
 
@@ -278,6 +279,8 @@ class SpanTree(Protocol):
     def orphans(self) -> Iterator[SpanRecord]: ...
 
     def children(self, span_id: str) -> Iterator[SpanRecord]: ...
+
+    def child_heads(self, span_id: str) -> Iterator[SpanHead]: ...
 
 
 class MemoryTree:
@@ -299,6 +302,9 @@ class MemoryTree:
 
     def children(self, span_id: str) -> Iterator[SpanRecord]:
         return iter(self._children.get(span_id, ()))
+
+    def child_heads(self, span_id: str) -> Iterator[SpanHead]:
+        return map(SpanHead.of, self._children.get(span_id, ()))
 
 
 @dataclass(frozen=True)
@@ -351,51 +357,57 @@ class _Values:
 
 @dataclass
 class _Fold:
-    """A run of consecutive sibling calls to one function, shown as one line."""
+    """A run of consecutive sibling calls to one function, shown as one line (only its first call
+    is decoded; the others are counted from their heads)."""
 
     first: SpanRecord
     calls: int = 0
     raised: int = 0
     total_ns: int = 0
     end_ns: int = 0
-    slowest: SpanRecord | None = None
-    first_raised: SpanRecord | None = None
+    slowest: SpanHead | None = None
+    first_raised: str | None = None  # its span ID
     orphans: bool = False  # the calls' parent is not in the trace
 
-    def add(self, span: SpanRecord) -> None:
+    def add(self, span: SpanHead) -> None:
         self.calls += 1
-        self.total_ns += span.duration_ns
-        self.end_ns = max(self.end_ns, span.end_ns)
+        took = span.duration_ns
+        self.total_ns += took
+        if span.end_ns > self.end_ns:
+            self.end_ns = span.end_ns
         if span.status_code == "ERROR":
             self.raised += 1
-            self.first_raised = self.first_raised or span
-        if self.slowest is None or span.duration_ns > self.slowest.duration_ns:
+            self.first_raised = self.first_raised or span.span_id
+        if self.slowest is None or took > self.slowest.duration_ns:
             self.slowest = span
 
     def text(self) -> str:
-        raised = f", {self.raised:,} raised (first #{self.first_raised.span_id})" if self.first_raised else ""
-        slowest = self.slowest or self.first
+        raised = f", {self.raised:,} raised (first #{self.first_raised})" if self.first_raised else ""
+        slowest = self.slowest.duration_ns if self.slowest else self.first.duration_ns
+        slowest_id = self.slowest.span_id if self.slowest else self.first.span_id
         orphans = f"  [parent #{self.first.parent_span_id} not in this trace]" if self.orphans else ""
         return (
             f"CALL {function_name(self.first)} × {self.calls:,}{raised}  "
-            f"(total {format_duration(self.total_ns)}, slowest {format_duration(slowest.duration_ns)} "
-            f"#{slowest.span_id}){orphans}"
+            f"(total {format_duration(self.total_ns)}, slowest {format_duration(slowest)} "
+            f"#{slowest_id}){orphans}"
         )
 
 
-def _folded(children: Iterator[SpanRecord], orphans: bool = False) -> Iterator[SpanRecord | _Fold]:
+def _fold_key(span: SpanHead) -> tuple[bool, str, str | None]:
+    return span.instrumented, span.function, span.parent_span_id
+
+
+def _folded(children: Iterator[SpanHead], orphans: bool = False) -> Iterator[SpanRecord | _Fold]:
     """Children as they come, except runs of ``FOLD_MIN`` or more calls to one function (with
     one parent: orphans fold by the parent they are missing)."""
-    for _, run in itertools.groupby(
-        children, key=lambda s: (semconv.MECHANISM in s.attributes, function_name(s), s.parent_span_id)
-    ):
+    for _, run in itertools.groupby(children, key=_fold_key):
         group = iter(run)
         head = list(itertools.islice(group, FOLD_MIN))
-        if len(head) < FOLD_MIN or semconv.MECHANISM not in head[0].attributes:
-            yield from head
-            yield from group
+        if len(head) < FOLD_MIN or not head[0].instrumented:
+            yield from (span.record() for span in head)
+            yield from (span.record() for span in group)
             continue
-        fold = _Fold(head[0], orphans=orphans)
+        fold = _Fold(head[0].record(), orphans=orphans)
         for span in itertools.chain(head, group):
             fold.add(span)
         yield fold
@@ -462,12 +474,17 @@ class _Walker:
         """What happens inside ``span``, by time: events first when a child starts at the same instant."""
         consumed = _exception_event(span)
         events = ((e.time_ns, 0, e) for e in span.events if e is not consumed)
-        direct = self.tree.children(span.span_id)
-        kids: Iterator[SpanRecord | _Fold] = _folded(direct) if self.view.fold else direct
+        kids: Iterator[SpanRecord | _Fold] = (
+            _folded(self.tree.child_heads(span.span_id))
+            if self.view.fold
+            else self.tree.children(span.span_id)
+        )
         children = ((c.first.start_ns if isinstance(c, _Fold) else c.start_ns, 1, c) for c in kids)
         streams: list[Iterator[tuple[int, int, Any]]] = [events, children]
         if extra is not None:
-            orphans: Iterator[SpanRecord | _Fold] = _folded(extra, orphans=True) if self.view.fold else extra
+            orphans: Iterator[SpanRecord | _Fold] = (
+                _folded(map(SpanHead.of, extra), orphans=True) if self.view.fold else extra
+            )
             streams.append(
                 (o.first.start_ns, 1, o) if isinstance(o, _Fold) else (o.start_ns, 1, _Orphan(o))
                 for o in orphans
@@ -624,8 +641,8 @@ def function_entries(reader: TraceReader, pattern: str, view: View | None = None
 
 def where_entries(reader: TraceReader, where: Where, view: View | None = None) -> Iterator[TimelineEntry]:
     """``--where``: every call and event whose captured values satisfy ``where``, in start order,
-    each with its call path (``outer > inner: ...``). Only spans whose stored text mentions one of
-    the condition's names are decoded."""
+    each with its call path (``outer > inner: ...``). Only the spans that pass the condition's SQL
+    prefilter (they mention one of its names, with a value that can match) are decoded."""
     walker = _Walker(reader, reader.stats().start_ns, view)
     ancestry = _Ancestry(reader)
 
@@ -634,7 +651,7 @@ def where_entries(reader: TraceReader, where: Where, view: View | None = None) -
         entry.text = f"{' > '.join(reversed(names))}: {entry.text}"
         return entry
 
-    for span in reader.mentioning(where.names):
+    for span in reader.matching(where):
         call = captured_values(span.attributes)
         if where.matches(call):
             yield located(span, walker.start_entry(span, 0))
@@ -656,52 +673,78 @@ def build_timeline(trace: TraceData, function: str | None = None) -> list[Timeli
 
 
 # -- following messages --------------------------------------------------------------------------
-class _Messages:
-    """Who sent and who received each message, from message events and span links."""
+def _json_text(value: str) -> str:
+    # How the store spells a string inside its JSON (escapes included), to search for it there.
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
-    def __init__(self, trace: TraceData) -> None:
-        self.sent: dict[str, list[tuple[SpanRecord, EventRecord]]] = {}
-        self.received: dict[str, list[tuple[SpanRecord, EventRecord]]] = {}
-        self.spans = {s.span_id: s for s in trace.spans}
-        for span in trace.spans:
+
+@dataclass
+class _Message:
+    """One message's sending and receiving spans."""
+
+    sent: list[tuple[SpanRecord, EventRecord]]
+    received: list[tuple[SpanRecord, EventRecord]]
+    senders: list[SpanRecord]
+    receivers: list[SpanRecord]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.sent or self.received or self.senders or self.receivers)
+
+
+def _message_id(attributes: dict[str, Any]) -> str | None:
+    mid = attributes.get(semconv.MESSAGE_ID)
+    return None if mid is None else str(mid)
+
+
+class _Messages:
+    """Who sent and who received each message, from message events and span links, looked up in
+    the store one message at a time: a text search over the spans that have message events or
+    links (a partial index), and only those candidates decoded, so following a message in a
+    million-span trace never loads the trace."""
+
+    def __init__(self, reader: TraceReader) -> None:
+        self.reader = reader
+        self._known: dict[str, _Message] = {}
+
+    def lookup(self, mid: str) -> _Message:
+        if mid not in self._known:
+            self._known[mid] = self._find(mid)
+        return self._known[mid]
+
+    def _find(self, mid: str) -> _Message:
+        sent: list[tuple[SpanRecord, EventRecord]] = []
+        received: list[tuple[SpanRecord, EventRecord]] = []
+        senders: dict[str, SpanRecord] = {}
+        receivers: dict[str, SpanRecord] = {}
+        linked: list[str] = []  # spans that a link with this message ID points at: its senders
+        for span in self.reader.with_messages_mentioning(_json_text(mid)):
             for event in span.events:
-                mid = event.attributes.get(semconv.MESSAGE_ID)
-                if mid is None:
+                if _message_id(event.attributes) != mid:
                     continue
                 if event.name == semconv.EVENT_MESSAGE_SENT:
-                    self.sent.setdefault(str(mid), []).append((span, event))
+                    sent.append((span, event))
+                    senders.setdefault(span.span_id, span)
                 elif event.name == semconv.EVENT_MESSAGE_RECEIVED:
-                    self.received.setdefault(str(mid), []).append((span, event))
-
-    def ids(self) -> set[str]:
-        ids = set(self.sent) | set(self.received)
-        for span in self.spans.values():
-            ids.update(
-                str(x.attributes[semconv.MESSAGE_ID])
-                for x in span.links
-                if semconv.MESSAGE_ID in x.attributes
-            )
-        return ids
-
-    def senders(self, mid: str) -> list[SpanRecord]:
-        found = [span for span, _ in self.sent.get(mid, [])]
-        for span in self.spans.values():
+                    received.append((span, event))
+                    receivers.setdefault(span.span_id, span)
             for link in span.links:
-                if str(link.attributes.get(semconv.MESSAGE_ID)) == mid and link.span_id in self.spans:
-                    found.append(self.spans[link.span_id])
-        return list({s.span_id: s for s in found}.values())
+                if _message_id(link.attributes) == mid:
+                    linked.append(link.span_id)
+                    receivers.setdefault(span.span_id, span)
+        for span_id in linked:
+            if span_id not in senders and (sender := self.reader.span(span_id)) is not None:
+                senders[span_id] = sender
+        # A link without a message ID to one of the senders makes its span a receiver too.
+        for sender_id in list(senders):
+            for span in self.reader.with_messages_mentioning(sender_id):
+                if any(x.span_id == sender_id and semconv.MESSAGE_ID not in x.attributes for x in span.links):
+                    receivers.setdefault(span.span_id, span)
+        ordered = sorted(receivers.values(), key=lambda s: s.start_ns)
+        return _Message(sent, received, list(senders.values()), ordered)
 
-    def receivers(self, mid: str) -> list[SpanRecord]:
-        found = [span for span, _ in self.received.get(mid, [])]
-        senders = {s.span_id for s in self.senders(mid)}
-        for span in self.spans.values():
-            for link in span.links:
-                link_mid = link.attributes.get(semconv.MESSAGE_ID)
-                if str(link_mid) == mid or (link_mid is None and link.span_id in senders):
-                    found.append(span)
-        return sorted({s.span_id: s for s in found}.values(), key=lambda s: s.start_ns)
-
-    def of_span(self, span: SpanRecord) -> list[str]:
+    @staticmethod
+    def of_span(span: SpanRecord) -> list[str]:
         """Message IDs a span sent (first) or, failing that, received, in time order."""
         sent = [
             str(e.attributes[semconv.MESSAGE_ID])
@@ -722,95 +765,105 @@ class _Messages:
 
 
 def follow(trace: TraceData, ident: str) -> list[TimelineEntry]:
+    """:func:`follow_entries` over a trace in memory."""
+    with staged(trace) as reader:
+        return list(follow_entries(reader, ident))
+
+
+def follow_entries(reader: TraceReader, ident: str) -> Iterator[TimelineEntry]:
     """The chain from a message (or a span that sent or received one): sender span, the message,
     each receiving span with everything that happened in it, and onward through messages the
     receivers sent in turn.
 
     ``ident`` is an ``otel_scope.message.id`` or a span ID (or unique prefix of one). A span
-    linked to another span with no message events is followed along the link.
+    linked to another span with no message events is followed along the link. Only the spans of
+    the chain and the subtrees of its receivers are read; ``ident`` is resolved before this
+    returns, so an unknown one raises :class:`TraceNotFound` at once.
     """
-    messages = _Messages(trace)
-    builder = _Walker(MemoryTree(trace), trace.start_ns, View(fold=False))
+    messages = _Messages(reader)
     # The timeline prints message IDs as #id: accept them as printed.
     key = ident.strip().removeprefix("#")
-    queue: deque[str] = deque()
-    start_span: SpanRecord | None = None
-    if key in messages.ids():
-        queue.append(key)
-    else:
-        candidates = [s for s in trace.spans if s.span_id.startswith(key.lower())] if key else []
-        if len(candidates) > 1:
-            raise TraceNotFound(f"span ID prefix {ident!r} matches {len(candidates)} spans; type more digits")
-        if not candidates:
-            raise TraceNotFound(
-                f"no message or span {ident!r} in trace {trace.trace_id}; --follow takes an "
-                f"{semconv.MESSAGE_ID} value or a span ID from this trace"
-            )
-        start_span = candidates[0]
-        queue.extend(messages.of_span(start_span))
-    entries: list[TimelineEntry] = []
-    if not queue and start_span is not None:
-        # No message events: follow span links (sender = linked span, receiver = this span).
-        linked = [messages.spans[x.span_id] for x in start_span.links if x.span_id in messages.spans]
-        for sender in linked:
-            entries += _boundary(builder, sender)
-        entries += list(builder.walk(start_span, 1))
-        return entries
+    if key and messages.lookup(key).found:
+        return _chain(reader, messages, [key])
+    count, candidates = reader.with_prefix(key.lower(), 1) if key else (0, [])
+    if count > 1:
+        raise TraceNotFound(f"span ID prefix {ident!r} matches {count} spans; type more digits")
+    if not candidates:
+        raise TraceNotFound(
+            f"no message or span {ident!r} in trace {reader.trace_id}; --follow takes an "
+            f"{semconv.MESSAGE_ID} value or a span ID from this trace"
+        )
+    start_span = candidates[0]
+    queue = messages.of_span(start_span)
+    if queue:
+        return _chain(reader, messages, queue)
+    return _linked(reader, start_span)
+
+
+def _builder(reader: TraceReader) -> _Walker:
+    return _Walker(reader, reader.start_ns(), View(fold=False))
+
+
+def _linked(reader: TraceReader, start_span: SpanRecord) -> Iterator[TimelineEntry]:
+    # No message events: follow span links (sender = linked span, receiver = this span).
+    builder = _builder(reader)
+    for link in start_span.links:
+        sender = reader.span(link.span_id) if link.trace_id == reader.trace_id else None
+        if sender is not None:
+            yield from _boundary(builder, sender)
+    yield from builder.walk(start_span, 1)
+
+
+def _chain(reader: TraceReader, messages: _Messages, first: list[str]) -> Iterator[TimelineEntry]:
+    builder = _builder(reader)
+    queue: deque[str] = deque(first)
     done: set[str] = set()
     while queue:
         mid = queue.popleft()
         if mid in done:
             continue
         done.add(mid)
-        chain = _message_entries(builder, messages, trace, mid)
-        entries += chain
-        # Messages the receivers sent in turn continue the chain.
-        queue.extend(
-            str(e.attributes[semconv.MESSAGE_ID])
-            for e in chain
-            if e.kind == "message_sent" and semconv.MESSAGE_ID in e.attributes
-        )
-    return entries
+        for entry in _message_entries(builder, messages.lookup(mid), reader, mid):
+            # Messages the receivers sent in turn continue the chain.
+            if entry.kind == "message_sent" and semconv.MESSAGE_ID in entry.attributes:
+                queue.append(str(entry.attributes[semconv.MESSAGE_ID]))
+            yield entry
 
 
 def _boundary(builder: _Walker, span: SpanRecord, sent: EventRecord | None = None) -> list[TimelineEntry]:
     # A sender shown by its CALL line, the send itself, and its RETURN line: the rest of the
-    # sender's work is not part of the chain.
-    lines = list(builder.walk(span, 1))
-    out = [lines[0]]
+    # sender's work is not part of the chain (and is not read).
+    out = [builder.start_entry(span, 1)]
     if sent is not None:
         out.append(builder.event_entry(span, sent, 2))
-    out.append(lines[-1])
+    out.append(builder.end_entry(span, 1))
     return out
 
 
 def _message_entries(
-    builder: _Walker, messages: _Messages, trace: TraceData, mid: str
-) -> list[TimelineEntry]:
-    sent_events = messages.sent.get(mid, [])
-    received = messages.received.get(mid, [])
-    first = sent_events[0] if sent_events else (received[0] if received else None)
+    builder: _Walker, message: _Message, reader: TraceReader, mid: str
+) -> Iterator[TimelineEntry]:
+    first = message.sent[0] if message.sent else (message.received[0] if message.received else None)
     attrs = dict(first[1].attributes) if first else {semconv.MESSAGE_ID: mid}
-    senders = messages.senders(mid)
-    receivers = messages.receivers(mid)
+    senders, receivers = message.senders, message.receivers
     sender_names = ", ".join(function_name(s) for s in senders) or attrs.get(semconv.MESSAGE_FROM) or "?"
     receiver_names = ", ".join(function_name(s) for s in receivers) or attrs.get(semconv.MESSAGE_TO) or "?"
     channel = f" via {attrs[semconv.MESSAGE_CHANNEL]}" if semconv.MESSAGE_CHANNEL in attrs else ""
     summary = f": {attrs[semconv.MESSAGE_SUMMARY]}" if semconv.MESSAGE_SUMMARY in attrs else ""
-    anchor_span = senders[0] if senders else (receivers[0] if receivers else trace.spans[0])
+    anchor_span = senders[0] if senders else (receivers[0] if receivers else next(reader.roots(), None))
+    if anchor_span is None:
+        return
     # The heading sits at the start of the chain (the sender's call) so offsets read in order.
     anchor_time = senders[0].start_ns if senders else (first[1].time_ns if first else anchor_span.start_ns)
-    header = builder.entry(
+    yield builder.entry(
         anchor_span, anchor_time, 0, "message", _mechanism(attrs, _mechanism(anchor_span.attributes)),
         f"MESSAGE #{mid}{channel} {sender_names} -> {receiver_names}{summary}", attributes=attrs,
     )  # fmt: skip
-    entries = [header]
-    sent_by = {span.span_id: event for span, event in sent_events}
+    sent_by = {span.span_id: event for span, event in message.sent}
     for sender in senders:
-        entries += _boundary(builder, sender, sent_by.get(sender.span_id))
+        yield from _boundary(builder, sender, sent_by.get(sender.span_id))
     for receiver in receivers:
-        entries += list(builder.walk(receiver, 1))
-    return entries
+        yield from builder.walk(receiver, 1)
 
 
 # -- drawing -------------------------------------------------------------------------------------
@@ -876,6 +929,11 @@ def _header(stats: TraceStats) -> list[tuple[str, str]]:
     if stats.dropped_spans:
         where = f" ({'; '.join(stats.dropped_span_reasons)})" if stats.dropped_span_reasons else ""
         lines.append((f"dropped {stats.dropped_spans:,} spans{where}", "yellow"))
+    if stats.sampled_out:
+        functions = len(stats.sampled_out_by_function)
+        of = f" of {stats.sampled_calls:,} calls of sampled functions" if stats.sampled_calls else ""
+        named = f" ({functions:,} function{'s' if functions != 1 else ''})" if functions else ""
+        lines.append((f"call sampling left out {stats.sampled_out:,}{of}{named}", "yellow"))
     lines += [(f"warning: {w}", "yellow") for w in stats.warnings]
     return lines
 
@@ -893,13 +951,21 @@ def write_summary(reader: TraceReader, stats: TraceStats, out: Output) -> None:
     out.line((f"Summary: {len(functions):,} functions, {stats.span_count:,} spans", "bold"))
     width = max([len(f.function) for f in functions[:_SUMMARY_FUNCTIONS]] + [8])
     out.line((f"  {'FUNCTION':<{width}}  {'CALLS':>9}  {'TOTAL':>10}  {'SELF':>10}  RAISED", "dim"))
+    sampled = stats.sampled_out_by_function
     for f in functions[:_SUMMARY_FUNCTIONS]:
+        left_out = sampled.get(f.function, 0)
         out.line(
             f"  {f.function:<{width}}  {f.calls:>9,}  {format_duration(f.total_ns):>10}  "
             f"{format_duration(f.self_ns):>10}  {f.errors or '':>6}"
+            + (f"  {left_out:,} calls sampled out" if left_out else "")
         )
     if len(functions) > _SUMMARY_FUNCTIONS:
         out.line((f"  ... {len(functions) - _SUMMARY_FUNCTIONS:,} more functions", "dim"))
+    # Call sampling's counts for the functions the table leaves out (CALLS counts recorded calls).
+    shown = {f.function for f in functions[:_SUMMARY_FUNCTIONS]}
+    for function, left_out in sampled.items():
+        if function not in shown and left_out:
+            out.line(f"  {function}: {left_out:,} calls sampled out")
     out.line(("  slowest calls:", "bold"))
     for span in reader.slowest(_SUMMARY_SLOWEST):
         out.line(
@@ -917,10 +983,18 @@ def write_summary(reader: TraceReader, stats: TraceStats, out: Output) -> None:
     out.line()
 
 
+_PADDED_TAGS = {mechanism: f"{tag:<9}" for mechanism, tag in _TAGS.items()}
+
+
 def _draw(entry: TimelineEntry, out: Output) -> None:
     keyword, _, rest = entry.text.partition(" ")
     if entry.kind == "request":
         out.line()
+    if not out.colour:  # the common case (piped, redirected): one string, no styling
+        tag = _PADDED_TAGS.get(entry.mechanism) or _PADDED_TAGS[MECHANISM_OTEL]
+        text = f"{keyword} {rest}" if rest else keyword
+        out.stream.write(f"{format_offset(entry.offset_ns):>12} {tag} {'  ' * entry.depth}{text}\n")
+        return
     out.line(
         (f"{format_offset(entry.offset_ns):>12}", "dim"),
         " ",
@@ -989,7 +1063,9 @@ def write_history(reader: TraceReader, request: Request, out: Output) -> None:
     """Print one trace's header, its summary when it is big, and the timeline ``request`` selects."""
     stats = trace_stats(reader)
     _write_header(stats, out)
-    summary = request.summary if request.summary is not None else stats.span_count > SUMMARY_MIN_SPANS
+    # Big traces, and traces call sampling thinned (the summary says what each function lost).
+    big = stats.span_count > SUMMARY_MIN_SPANS or stats.sampled_out > 0
+    summary = request.summary if request.summary is not None else big
     if summary and request.where is None and not request.function:
         write_summary(reader, stats, out)
     if _write_lines(history_entries(reader, request, stats.start_ns), out, request.limit):
