@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import sqlite3
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from otel_scope import semconv as sc
-from otel_scope.store import record_from_span
+from otel_scope.store import SpanStore, record_from_span
 from otel_scope.timeline import (
     EventRecord,
     LinkRecord,
@@ -21,6 +23,8 @@ from otel_scope.timeline import (
     render_entries,
     render_history,
 )
+from otel_scope.timeline.reader import TraceReader
+from otel_scope.timeline.render import follow_entries
 from test_timeline_sample import EXPECTED_LINES, HANDLE, MESSAGE_ID, RECEIVE, RESERVE, sample_spans
 
 PREFIX = 23  # "   +12.345ms [RUNTIME] " : offset (12), tag (9) and two spaces
@@ -294,6 +298,18 @@ def test_follow_a_link_without_message_events() -> None:
         "LINE 9  VAR n = 1",
         "RETURN c.consume",
     ]
+
+
+def test_follow_finds_messages_in_a_store_written_before_the_message_index(tmp_path: Path) -> None:
+    trace, path = _relay_trace(), tmp_path / "store.sqlite3"
+    store = SpanStore(path)
+    store.add_records(trace.spans)
+    store.close()
+    with sqlite3.connect(path) as conn:  # as an older otel-scope left it: no spans_trace_messages
+        conn.execute("DROP INDEX spans_trace_messages")
+    with TraceReader(path, trace.trace_id) as reader:
+        assert _texts(list(follow_entries(reader, "m1"))) == RELAY_CHAIN
+        assert _texts(list(follow_entries(reader, "#0000000000000001"))) == RELAY_CHAIN
 
 
 def test_follow_an_unknown_id_is_trace_not_found() -> None:

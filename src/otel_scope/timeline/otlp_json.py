@@ -99,6 +99,8 @@ def from_any_value(value: Any) -> Any:
 
 def to_any_value(value: Any) -> dict[str, Any]:
     """An OTLP ``AnyValue`` object for a Python value (int64 as a string, as proto3 JSON says)."""
+    if type(value) is str:  # captured values are safe reprs: by far the most common case
+        return {"stringValue": value}
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):

@@ -362,19 +362,22 @@ class TraceReader:
             "FROM spans INDEXED BY spans_trace_name WHERE trace_id = ? GROUP BY name",
             (self.trace_id,),
         ).fetchall()
+        # Grouped by the parent's name inside SQLite: a few rows, not one per parent. The
+        # parents not in the trace come back as one row (name NULL) listing their IDs.
         children: dict[str, float] = {}
         missing: list[str] = []
-        for parent, name, took in self._conn.execute(
-            "SELECT k.parent, p.name, k.took FROM (SELECT parent_span_id AS parent, "
-            "total(end_ns - start_ns) AS took FROM spans INDEXED BY spans_trace_parent "
-            "WHERE trace_id = :trace AND parent_span_id IS NOT NULL GROUP BY parent_span_id) k "
-            "LEFT JOIN spans p ON p.trace_id = :trace AND p.span_id = k.parent",
+        for name, took, absent in self._conn.execute(
+            "SELECT p.name, total(k.took), group_concat(CASE WHEN p.name IS NULL THEN k.parent END) "
+            "FROM (SELECT parent_span_id AS parent, total(end_ns - start_ns) AS took FROM spans "
+            "INDEXED BY spans_trace_parent WHERE trace_id = :trace AND parent_span_id IS NOT NULL "
+            "GROUP BY parent_span_id) k LEFT JOIN spans p ON p.trace_id = :trace AND p.span_id = k.parent "
+            "GROUP BY p.name",
             {"trace": self.trace_id},
         ):
             if name is None:
-                missing.append(parent)
+                missing = absent.split(",") if absent else []
             else:
-                children[name] = children.get(name, 0.0) + took
+                children[name] = took
         self._missing_parents = missing
         stats = [
             FunctionStats(name, calls, int(total), max(0, int(total - children.get(name, 0.0))), int(errors))

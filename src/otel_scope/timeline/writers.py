@@ -16,9 +16,8 @@ from otel_scope.timeline.jaeger_json import JAEGER_ENVELOPE, jaeger_process, spa
 from otel_scope.timeline.otlp_json import attributes_to_otlp, span_to_otlp
 from otel_scope.timeline.reader import TraceReader
 
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+# One encoder for the whole file: json.dumps() with options builds a new one per call (per span).
+_dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def write_otlp_json(reader: TraceReader, out: TextIO) -> int:
