@@ -241,13 +241,20 @@ def test_multiline_statements_report_their_first_line(spans, mod):
     assert var_events(span, "combined") == [(L("ml_combined_end") - 3, "'2-22'")]
 
 
-def test_functions_reading_their_own_frame_are_left_alone_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="otel_scope"):
+def test_functions_reading_their_own_frame_are_left_alone_and_said_once_at_debug_level(caplog):
+    from otel_scope.compile_time import skips
+
+    mark = skips.mark()
+    with caplog.at_level(logging.DEBUG, logger="otel_scope"):
         module = load("constructs")
     assert "uses_locals" in module.REWRITE.skipped
     assert "locals()" in module.REWRITE.skipped["uses_locals"]
     assert module.uses_locals() == ["x"]
-    assert any("uses_locals" in r.getMessage() and "uninstrumented" in r.getMessage() for r in caplog.records)
+    said = [r for r in caplog.records if f"{module.__name__}.uses_locals " in r.getMessage()]
+    assert [r.levelname for r in said] == ["DEBUG"]
+    assert "(use exec/locals()/frame access)" in said[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "use exec/locals()/frame access" in (skips.summary(mark) or "")
 
 
 def test_level_boundaries_records_the_call_without_locals(spans):

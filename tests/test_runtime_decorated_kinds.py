@@ -217,3 +217,28 @@ def test_built_in_functions_of_a_compiled_module_get_a_runtime_span(memory, runt
     assert runtime_engine.active()[0]["installed"] == "wrapper"
     handle.remove()
     assert vars(black)["format_str"] is original
+
+
+def test_native_methods_of_a_compiled_class_get_a_runtime_span_from_python_callers(
+    memory, runtime_engine
+) -> None:
+    """mypyc compiles black's classes into heap types whose methods are C method descriptors:
+    wrapped on the class, so calls that look them up there get a span; restored exactly."""
+    import black
+    from black.lines import EmptyLineTracker, Line, LinesBlock
+
+    original = vars(LinesBlock)["all_lines"]
+    static = vars(EmptyLineTracker)["_get_funcdef_name"]
+    assert type(original).__name__ == "method_descriptor"
+    handle = runtime_engine.add(Request(parse_pattern("black.lines:*"), capture_locals=False))
+    assert "black.lines.LinesBlock.all_lines" in handle.functions
+    assert "black.lines.EmptyLineTracker._get_funcdef_name" in handle.functions  # a native staticmethod
+    assert not [f for f in handle.functions if "mypyc" in f]  # mypyc's own set-up is left alone
+    mode = black.Mode()
+    block = LinesBlock(mode=mode, previous_block=None, original_line=Line(mode=mode), before=1)
+    assert block.all_lines() == LinesBlock.all_lines(block) == ["\n", ""]
+    spans = memory.named("black.lines.LinesBlock.all_lines")
+    assert len(spans) == 2 and spans[0].attributes["otel_scope.return"] == "['\\n', '']"
+    assert black.format_str("x  =  1\n", mode=mode) == "x = 1\n"  # compiled callers unchanged
+    handle.remove()
+    assert vars(LinesBlock)["all_lines"] is original and vars(EmptyLineTracker)["_get_funcdef_name"] is static

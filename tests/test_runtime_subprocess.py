@@ -152,6 +152,15 @@ def test_patterns_that_selected_nothing_are_named_once_at_exit_with_the_nearest_
     assert ours[3].startswith("otel-scope: session ") and len(ours) == 4
 
 
+def test_a_package_wildcard_whose_package_was_never_imported_says_so(runtime_engine) -> None:
+    from otel_scope.config import parse_pattern
+    from otel_scope.targets.planner import Request
+
+    runtime_engine.add(Request(parse_pattern("nosuchpkg.*"), capture_locals=False))
+    runtime_engine.add(Request(parse_pattern("json.*"), capture_locals=False))  # loaded: selects
+    assert runtime_engine.unmatched() == ["nosuchpkg.* selected nothing: module nosuchpkg was never imported"]
+
+
 def test_the_python_api_under_plain_python_says_in_one_line_that_nothing_records(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -172,3 +181,26 @@ def test_the_python_api_under_plain_python_says_in_one_line_that_nothing_records
         "otel-scope: no OpenTelemetry SDK is set up in this process, so nothing records: run under "
         "opentelemetry-instrument, or call opentelemetry.trace.set_tracer_provider(TracerProvider(...))"
     ]
+
+
+@pytest.mark.parametrize("mode", ["runtime", "compile_time", "hybrid"])
+def test_a_mode_with_no_targets_says_so_at_start_and_how_to_set_them(tmp_path: Path, mode: str) -> None:
+    plain = run_plain("app_runtime.py", tmp_path)
+    env = {"OTEL_TRACES_EXPORTER": "none", "OTEL_SCOPE_CONTROL": "false"}
+    traced = run_instrumented("app_runtime.py", ["--scope-mode", mode], env, tmp_path)
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout)
+    ours = [line for line in traced.stderr.splitlines() if line.startswith("otel-scope: ")]
+    assert ours[0] == (
+        f"otel-scope: --scope-mode {mode} but no targets are set, so otel-scope traces no function of "
+        "this program: name some with --scope-targets (or --scope-locals, --scope-state), "
+        "OTEL_SCOPE_TARGETS, or targets in [tool.otel-scope] of pyproject.toml, e.g. "
+        "--scope-targets 'myapp.*'"
+    )
+    assert ours[1].startswith("otel-scope: session ") and len(ours) == 2
+
+
+def test_the_default_mode_with_no_targets_adds_no_line(tmp_path: Path) -> None:
+    """otel-scope next to other instrumentations, with only its session root, is a normal run."""
+    plain = run_plain("app_runtime.py", tmp_path)
+    traced = run_instrumented("app_runtime.py", [], {"OTEL_TRACES_EXPORTER": "none"}, tmp_path)
+    assert traced.stderr_without_session_line == plain.stderr

@@ -141,11 +141,17 @@ def trace(
     """
     _warn_without_sdk()
     options: dict[str, Any] = {"mode": mode, "capture_locals": capture_locals, "lines": lines, "level": level}
+    engine = get_engine()
+    mark = engine.compile_time.skipped_mark()
     if callable(target) and not isinstance(target, str):
         request = make_request(TargetPattern(text="<function>", module=""), **options)
-        return get_engine().add_function(target, request)
-    request = make_request(target, **options)
-    return _report(get_engine().add(request))
+        handle = engine.add_function(target, request)
+    else:
+        handle = _report(engine.add(make_request(target, **options)))
+    skipped = engine.compile_time.skipped_summary(mark)  # what this call could not capture
+    if skipped:
+        _log.warning("otel-scope: %s", skipped)
+    return handle
 
 
 _said_no_sdk = False

@@ -40,6 +40,7 @@ from types import CodeType, ModuleType
 from typing import Any, cast
 
 from otel_scope._version import __version__
+from otel_scope.compile_time import skips
 from otel_scope.targets.plan import CapturePlan
 
 _log = logging.getLogger("otel_scope")
@@ -170,8 +171,7 @@ class ImportHook(importlib.abc.MetaPathFinder):
         if cached is not None:
             code, instrumented, skipped = cached
             self.cache_hits += 1
-            for qualname, reason in skipped.items():
-                _log.warning("otel-scope: %s.%s left uninstrumented: %s", fullname, qualname, reason)
+            skips.note_module(fullname, skipped)
         else:
             from otel_scope.compile_time.rewriter import rewrite_source  # libcst: only when rewriting
 

@@ -27,6 +27,7 @@ from otel_scope.callables import CodeSwap, innermost_function
 from otel_scope.compile_time.hook import rewritten_from, source_digest
 from otel_scope.compile_time.recorder import Probe, register
 from otel_scope.compile_time.rewriter import module_part, rewrite_source
+from otel_scope.compile_time.skips import Refusal
 from otel_scope.compile_time.spec import PROBE_PREFIX, FunctionSpec
 from otel_scope.targets.plan import CapturePlan
 
@@ -44,7 +45,7 @@ _KIND_FLAGS = (
 _lock = _forksafe.lock()
 
 
-class RecompileError(ValueError):
+class RecompileError(Refusal):
     """The function cannot be recompiled; the message says why in one line."""
 
 

@@ -57,6 +57,7 @@ from typing import Any, TypeVar, cast
 
 import libcst as cst
 
+from otel_scope.compile_time import skips
 from otel_scope.compile_time.spec import (
     DELETE,
     EXPRESSION,
@@ -153,8 +154,7 @@ def rewrite_source(
             gc.enable()
     if result.code is None:
         result.code = compile(source, filename, "exec", dont_inherit=True)
-    for qualname, reason in result.skipped.items():
-        _log.warning("otel-scope: %s.%s left uninstrumented: %s", module_name, qualname, reason)
+    skips.note_module(module_name, result.skipped)  # once per function and run, counted
     return result
 
 

@@ -190,11 +190,24 @@ class CompileTimeAdapter:
                 return _ProbeSwitch(probe, switch_on=False)
         return None
 
+    def _skipped_at_import(self, site: Site, plan: CapturePlan) -> str | None:
+        """Why the import hook left ``site``'s function unrewritten with this plan, if it did:
+        recompiling the same source with the same plan would only say it again."""
+        imported = self._import_plans.get(site.module)
+        results = self._hook.results.get(site.module) if self._hook is not None else None
+        if imported is None or results is None:
+            return None
+        if self._mechanism().rewriter.plan_for(imported, site.qualname) != plan:
+            return None
+        reason: str | None = results[1].get(site.qualname)
+        return reason
+
     def install(self, site: Site, plan: CapturePlan) -> Captured | None:
         """Make ``site``'s function capture per ``plan`` now (the compile-time mechanism).
 
         A function the import hook already rewrote with this plan just has its probe switched
-        on; any other is recompiled in place (its ``__code__`` swapped).
+        on; one it left alone is refused with its reason; any other is recompiled in place (its
+        ``__code__`` swapped).
         """
         key = (id(site.func), plan)
         shared = self._installed.get(key)
@@ -211,6 +224,9 @@ class CompileTimeAdapter:
         if switch is not None:
             switch.probe.on = True
             return switch
+        skipped = self._skipped_at_import(site, plan)
+        if skipped is not None:
+            raise self._mechanism().skips.Refusal(f"cannot recompile {site.qualname}: {skipped}")
         prepared = self._prepared.pop((id(site.func), plan), None)
         if isinstance(prepared, Exception):
             raise prepared  # the batch's refusal (a RecompileError), as recompile() would raise it
@@ -220,6 +236,31 @@ class CompileTimeAdapter:
         else:
             installed = self._mechanism().recompile(site.func, plan)  # None: refused, in one line
         return installed
+
+    # -- what was skipped ------------------------------------------------------------------------
+    @staticmethod
+    def refused(function: str, exc: Exception, named: bool) -> bool:
+        """Note a function compile-time capture refused (``exc``, from :meth:`install`) with the
+        other skips: once, at debug level (a WARNING when ``named`` exactly), counted for
+        :meth:`skipped_summary`. False when ``exc`` is not such a refusal: the caller says it."""
+        from otel_scope.compile_time import skips
+
+        return isinstance(exc, skips.Refusal) and skips.note(function, str(exc), named=named)
+
+    @staticmethod
+    def skipped_mark() -> int:
+        """A point in time for :meth:`skipped_summary`."""
+        from otel_scope.compile_time import skips
+
+        return skips.mark()
+
+    @staticmethod
+    def skipped_summary(since: int = 0) -> str | None:
+        """One line counting, by reason, the functions skipped since the last summary (and since
+        ``since``, a :meth:`skipped_mark`); None when there were none."""
+        from otel_scope.compile_time import skips
+
+        return skips.summary(since)
 
 
 def _key(attr: str | None, prefix: bool) -> str:

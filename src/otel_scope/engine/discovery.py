@@ -11,6 +11,7 @@ import difflib
 import functools
 import importlib.machinery
 import linecache
+import sys
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -64,11 +65,7 @@ def site_at(owner: Any, attr: str, raw: Any, module: str, qualname: str) -> Site
     """
     func = plain_function(raw)
     if func is None:
-        if (
-            isinstance(raw, types.BuiltinFunctionType)
-            and isinstance(owner, types.ModuleType)
-            and compiled(owner)
-        ):
+        if compiled_callable(owner, raw):
             return Site(owner, attr, module, qualname, raw, None)
         return None
     if issubclass(type(raw), functools.cached_property):
@@ -95,8 +92,18 @@ def _iter_class(
             continue
         if _selected(pattern, module, qualname, attr):
             site = site_at(cls, attr, raw, module, qualname)
-            if site is not None:
+            if site is not None and not (pattern.is_wildcard and _copied_in(site)):
                 yield site
+
+
+def _copied_in(site: Site) -> bool:
+    """Whether a class's function was defined by another module's class and copied into this
+    one (``Enum._generate_next_value_`` into every enum, typing's ``_no_init_or_replace_init``
+    into protocols): a wildcard selects what the module defines, and instrumenting the shared
+    function would instrument the other module's classes too. Methods made for this class
+    elsewhere (namedtuple's ``_make``, named ``Point._make``) are its own."""
+    func = site.func
+    return func is not None and func.__module__ != site.module and func.__qualname__ != site.qualname
 
 
 def iter_sites(module: types.ModuleType, pattern: TargetPattern) -> Iterator[Site]:
@@ -126,7 +133,6 @@ def iter_sites(module: types.ModuleType, pattern: TargetPattern) -> Iterator[Sit
 
 def site_for_function(func: Any) -> Site | None:
     """The site where ``func`` is defined, found through its ``__module__`` and ``__qualname__``."""
-    import sys
 
     plain = plain_function(func)
     if plain is None:
@@ -148,6 +154,31 @@ def compiled(module: types.ModuleType) -> bool:
     """Whether ``module`` is an extension module (C, Cython, mypyc: ``.so``/``.pyd``)."""
     filename = getattr(module, "__file__", None) or ""
     return isinstance(filename, str) and filename.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: a static type, whose attributes cannot be set
+_NATIVE_METHODS = (types.MethodDescriptorType, types.ClassMethodDescriptorType)
+
+
+def compiled_callable(owner: Any, raw: Any) -> bool:
+    """Whether ``raw`` is a compiled module's callable that a wrapper at ``owner`` can reach.
+
+    A compiled module's built-in functions, and the native methods of its classes (mypyc's
+    classes are heap types: their method descriptors can be replaced by a wrapper on the class).
+    Calls from Python code that look them up there get a span; calls inside the compiled code
+    (mypyc calls native methods directly) do not. Static types (C classes) cannot be changed.
+    """
+    if isinstance(owner, types.ModuleType):
+        return isinstance(raw, types.BuiltinFunctionType) and compiled(owner)
+    if not isinstance(owner, type) or owner.__flags__ & _IMMUTABLE_TYPE:
+        return False
+    if "mypyc" in getattr(raw, "__name__", ""):  # __internal_mypyc_setup: mypyc's own
+        return False
+    home = sys.modules.get(owner.__module__)
+    native = isinstance(raw, _NATIVE_METHODS) or (
+        isinstance(raw, (staticmethod, classmethod)) and isinstance(raw.__func__, types.BuiltinFunctionType)
+    )
+    return native and isinstance(home, types.ModuleType) and compiled(home)
 
 
 # What a compiled module's functions get, said by `plan`, refusals and the README alike.

@@ -285,7 +285,7 @@ class Engine:
                 loaded = sys.modules.get(pattern.module)
                 if isinstance(loaded, types.ModuleType) and not pattern.module_prefix:
                     why = explain_no_match(loaded, pattern)
-                elif pattern.module_prefix:
+                elif pattern.module_prefix and any(pattern.matches_module(n) for n in list(sys.modules)):
                     why = f"no function below {pattern.module} matches it"
                 else:
                     why = f"module {pattern.module} was never imported"
@@ -407,7 +407,8 @@ class Engine:
                 self._apply_runtime(applied, want_runtime, selecting, deep=True)
                 self._apply_capture(applied, want_capture)
         except Exception as exc:  # never let instrumentation break the program
-            _log.warning("otel-scope: could not instrument %s: %s", site.full_name, exc)
+            if not self.compile_time.refused(site.full_name, exc, _named_exactly(selecting)):
+                _log.warning("otel-scope: could not instrument %s: %s", site.full_name, exc)
             for e in selecting:
                 e.errors[site.full_name] = f"{type(exc).__name__}: {exc}"
         if applied.compiled is not None:  # hybrid: compile-time records the calls the wrapper keeps
