@@ -50,7 +50,7 @@ import gc
 import logging
 import pickle
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any, TypeVar, cast
@@ -213,22 +213,11 @@ def _planned_roots(
     """The outermost planned functions under ``node``: qualified name, node, the list holding it.
 
     A planned function's nested functions are rewritten with it; an unplanned function is
-    searched for planned ones. Only statements are walked, never expressions.
+    searched for planned ones.
     """
-    for _name, value in ast.iter_fields(node):
-        if not isinstance(value, list):
-            continue
-        for child in value:
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                qualname = prefix + child.name
-                if plan_for(plans, qualname) is not None:
-                    yield qualname, child, value
-                else:
-                    yield from _planned_roots(child, plans, qualname + ".<locals>.")
-            elif isinstance(child, ast.ClassDef):
-                yield from _planned_roots(child, plans, prefix + child.name + ".")
-            elif isinstance(child, (ast.stmt, ast.excepthandler)) or type(child).__name__ == _MATCH_CASE:
-                yield from _planned_roots(child, plans, prefix)
+    for qualname, fn, holder in _definitions(node, prefix, lambda q: plan_for(plans, q) is None):
+        if plan_for(plans, qualname) is not None:
+            yield qualname, fn, holder
 
 
 @dataclass
@@ -938,22 +927,29 @@ def _functions_with_parents(
 
     Inner functions come before the functions that contain them.
     """
+    for qualname, fn, holder in _definitions(tree, prefix, lambda _q: True):
+        yield (qualname, fn.lineno), fn, holder
 
-    def walk(node: ast.AST, prefix: str) -> Iterator[tuple[tuple[str, int], _Function, list[Any]]]:
-        for _name, value in ast.iter_fields(node):
-            if not isinstance(value, list):
-                continue
-            for child in value:
-                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    qualname = prefix + child.name
-                    yield from walk(child, qualname + ".<locals>.")
-                    yield (qualname, child.lineno), child, value
-                elif isinstance(child, ast.ClassDef):
-                    yield from walk(child, prefix + child.name + ".")
-                elif isinstance(child, ast.AST):
-                    yield from walk(child, prefix)
 
-    yield from walk(tree, prefix)
+def _definitions(
+    node: ast.AST, prefix: str, into: Callable[[str], bool]
+) -> Iterator[tuple[str, _Function, list[Any]]]:
+    """Every function under ``node``, inner ones first, with its qualified name and the list
+    holding it; one for which ``into(qualname)`` is false is not walked into. Only statements
+    are walked: a ``def`` is always one."""
+    for _name, value in ast.iter_fields(node):
+        if not isinstance(value, list):
+            continue
+        for child in value:
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                qualname = prefix + child.name
+                if into(qualname):
+                    yield from _definitions(child, qualname + ".<locals>.", into)
+                yield qualname, child, value
+            elif isinstance(child, ast.ClassDef):
+                yield from _definitions(child, prefix + child.name + ".", into)
+            elif isinstance(child, (ast.stmt, ast.excepthandler)) or type(child).__name__ == _MATCH_CASE:
+                yield from _definitions(child, prefix, into)
 
 
 # --- stage 2: ast ------------------------------------------------------------------------------
