@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import jinja2
 import jinja2.utils
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_scope import semconv
 from otel_scope.capture import sampling
@@ -70,6 +72,17 @@ def test_a_call_that_raises_while_sampled_out_is_recorded_and_the_next_calls_are
     kept = memory.named("jinja2.utils.import_string")
     assert len(kept) == 3
     assert all(semconv.SAMPLED_OUT not in s.attributes for s in kept)
+
+
+def test_a_sampled_out_call_that_raises_in_an_unsampled_trace_stays_counted(memory, engine):
+    engine.add(Request(parse_pattern("jinja2.utils:*"), runtime=True))
+    for _ in range(8):
+        jinja2.utils.import_string("no_such_module_here.x", silent=True)  # calls 6-8 left out
+    unsampled = NonRecordingSpan(SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(0)))
+    with trace.use_span(unsampled), pytest.raises(ImportError):
+        jinja2.utils.import_string("no_such_module_here.x")  # left out, and no span can record it
+    assert memory.named("jinja2.utils.import_string")[5:] == []
+    assert "jinja2.utils.import_string=4" in sampling.summary()[semconv.SAMPLING_TOP]
 
 
 def test_a_function_named_exactly_is_never_sampled(memory, engine):

@@ -7,6 +7,9 @@ In-process with a real engine, real recompilation and a real SDK pipeline; then 
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +40,11 @@ def escalator(engine: Engine) -> Iterator[Escalator]:
     esc = Escalator(engine, engine.settings)
     engine.add_finish_hook(esc.on_finish)
     yield esc
+    esc.close()
     esc.end("test over")
+
+
+SETTLE_S = 60  # a guard against a hang, not a timed assertion: waiting returns when the worker is done
 
 
 def target(engine: Engine, pattern: str):
@@ -84,6 +91,7 @@ def test_a_failure_escalates_the_next_calls_to_compile_time_locals_then_switches
     assert shop.risky(1) == 8.0
     with pytest.raises(ZeroDivisionError):
         shop.risky(2)
+    assert escalator.wait_idle(SETTLE_S)  # the worker has recompiled it
     results = [shop.risky(n) for n in range(3, 3 + escalation.ESCALATION_CALLS + 2)]
     assert results == [8.0] * len(results)
     spans = memory.named("liveshop.risky")
@@ -111,12 +119,109 @@ def test_a_failure_escalates_the_next_calls_to_compile_time_locals_then_switches
     assert row["reason"] == "exception" and row["detail"] == "ZeroDivisionError"
 
 
+class EngineHeld:
+    """Another thread holds the engine's lock until :meth:`release`: a recompile (which needs it)
+    cannot finish before then, and a call that waited for one would wait for the release."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._held, self._release = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._hold, args=(engine,), daemon=True)
+        self._thread.start()
+        assert self._held.wait(SETTLE_S)
+
+    def _hold(self, engine: Engine) -> None:
+        with engine._lock:
+            self._held.set()
+            self._release.wait(SETTLE_S)  # a guard: a hung test ends, and then fails below
+
+    def release(self) -> None:
+        self._release.set()
+        self._thread.join(SETTLE_S)
+
+
+def test_the_failing_call_returns_before_its_recompile_and_later_calls_get_locals_once_ready(
+    engine, escalator, memory, apps
+) -> None:
+    shop, _ = apps
+    target(engine, "liveshop:risky")
+    held = EngineHeld(engine)
+    try:
+        with pytest.raises(ZeroDivisionError):
+            shop.risky(2)  # raises while the recompile cannot have run: it waits for the lock
+        (row,) = escalator.rows()
+        assert row["state"] == "queued"
+        assert trampoline.is_trampoline(shop.risky.__code__)  # not recompiled yet
+        assert shop.risky(3) == 8.0  # meanwhile: a runtime span, no locals yet
+    finally:
+        held.release()
+    assert escalator.wait_idle(SETTLE_S)
+    assert shop.risky(4) == 8.0
+    failed, meanwhile, ready = memory.named("liveshop.risky")
+    assert len(escalation_events(failed)) == 1
+    assert locals_events(meanwhile) == []
+    values = {k: v for e in locals_events(ready) for k, v in e.attributes.items()}
+    assert values["otel_scope.var.ratio"] == "2.0"
+    assert escalator.rows()[0]["state"] == "active" and escalator.rows()[0]["seen"] == 1
+
+
+def test_closing_drops_the_queued_escalations_unrecompiled_and_counts_them(
+    engine, escalator, memory, apps
+) -> None:
+    shop, failing = apps
+    original = failing.outer.__code__
+    target(engine, "liveshop:risky")
+    target(engine, "failing:outer")
+    held = EngineHeld(engine)
+    try:
+        with pytest.raises(ZeroDivisionError):
+            shop.risky(2)
+        with pytest.raises(ZeroDivisionError):
+            failing.outer(3)  # queued behind risky's recompile, which waits for the lock
+        escalator.close()  # as at exit: returns without waiting for the recompile
+    finally:
+        held.release()
+    assert escalator.wait_idle(SETTLE_S)
+    rows = {r["function"]: r for r in escalator.rows()}
+    assert rows["failing.outer"]["state"] == "dropped"
+    assert rows["failing.outer"]["outcome"] == "otel-scope stopped before its recompile"
+    assert failing.outer.__code__ is not original and trampoline.is_trampoline(failing.outer.__code__)
+    assert escalator.losses()["dropped"] == 1 + (rows["liveshop.risky"]["state"] == "dropped")
+    with pytest.raises(ZeroDivisionError):
+        shop.risky(2)  # after close nothing more is queued
+    assert len(escalator.rows()) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_escalates_on_a_worker_of_its_own(engine, escalator, memory, apps) -> None:
+    shop, failing = apps
+    target(engine, "liveshop:risky")
+    target(engine, "failing:outer")
+    with pytest.raises(ZeroDivisionError):
+        shop.risky(2)  # the parent's worker starts here
+    assert escalator.wait_idle(SETTLE_S)
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's worker thread does not exist here
+        ok = False
+        try:
+            escalator.after_fork_in_child()  # what the scope's fork hook calls
+            try:
+                failing.outer(3)
+            except ZeroDivisionError:
+                pass
+            ok = escalator.wait_idle(SETTLE_S) and escalator.rows()[0]["state"] == "active"
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_one_escalation_per_function_per_cooldown(engine, escalator, memory, apps) -> None:
     shop, _ = apps
     target(engine, "liveshop:risky")
     for _ in range(2):
         with pytest.raises(ZeroDivisionError):
             shop.risky(2)
+        assert escalator.wait_idle(SETTLE_S)
         for n in range(3, 3 + escalation.ESCALATION_CALLS):
             shop.risky(n)
     with pytest.raises(ZeroDivisionError):
@@ -136,6 +241,9 @@ def test_no_more_than_max_active_escalations_at_once(engine, escalator, memory, 
         failing.outer(3)
     assert [r["function"] for r in escalator.rows()] == ["liveshop.risky"]
     assert escalation_events(memory.named("failing.outer")[0]) == []
+    assert escalator.losses() == {"dropped": 1, "failed": 0}  # the refused one is counted
+    listed = Controller(engine.settings, escalator, engine=lambda: engine).handle({"op": "list"})
+    assert listed["escalation_losses"] == {"dropped": 1, "failed": 0}  # what `targets list` prints
 
 
 def test_a_call_far_slower_than_the_functions_recent_calls_escalates(engine, escalator, memory, apps) -> None:
@@ -147,10 +255,14 @@ def test_a_call_far_slower_than_the_functions_recent_calls_escalates(engine, esc
     failing.nap(0.5)  # far past 3x the p90 even when a loaded machine delays some nap(0) calls
     (event,) = escalation_events(memory.named("failing.nap")[-1])
     assert event.attributes["otel_scope.escalation.reason"] == "slow"
+    assert escalator.wait_idle(SETTLE_S)
     assert failing.nap.__code__ is not original  # recompiled for the next calls
     row = escalator.rows()[0]
     assert row["state"] == "active" and row["reason"] == "slow"
-    assert row["detail"].startswith("50") and "p90" in row["detail"]  # "500.2 ms (p90 ...)"
+    # "500.2 ms (p90 0.1 ms)": at least the 0.5 s slept (a loaded machine only adds to it), and
+    # past the threshold it was compared with
+    took, p90 = re.fullmatch(r"([0-9.]+) ms \(p90 ([0-9.]+) ms\)", row["detail"]).groups()
+    assert float(took) >= 500.0 and float(took) >= escalation.SLOW_FACTOR * float(p90)
 
 
 def test_control_flow_exceptions_do_not_escalate(engine, escalator, memory, apps) -> None:
@@ -173,6 +285,7 @@ def test_removing_the_runtime_target_ends_its_escalation_and_restores_the_code(
     assert controller.handle({"op": "add", "patterns": ["liveshop:risky"]})["ok"]
     with pytest.raises(ZeroDivisionError):
         shop.risky(2)
+    assert escalator.wait_idle(SETTLE_S)
     assert shop.risky.__code__ is not original  # escalated: recompiled
     listed = controller.handle({"op": "list"})
     assert listed["escalations"][0]["state"] == "active"
@@ -187,8 +300,13 @@ def test_a_traced_function_fails_once_and_its_next_call_carries_compile_time_loc
     otlp_receiver, tmp_path: Path
 ) -> None:
     plain = run_plain("app_escalate.py", tmp_path)
+    # The app waits for the recompile before its third call (locals come once it is ready).
+    wait = {"APP_WAIT_FOR_ESCALATION": "1"}
     traced = run_instrumented(
-        "app_escalate.py", ["--scope-targets", "liveshop:risky"], otlp_receiver.env("grpc"), tmp_path
+        "app_escalate.py",
+        ["--scope-targets", "liveshop:risky"],
+        {**otlp_receiver.env("grpc"), **wait},
+        tmp_path,
     )
     assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout) == (0, plain.stdout)
     assert traced.stderr_without_session_line == plain.stderr == ""

@@ -208,3 +208,19 @@ def test_uninstall_restores_every_patched_object(traced: Engine) -> None:
     assert not hasattr(vars(multiprocessing.process.BaseProcess)["start"], "__wrapped__")
     assert propagation.handoff_hook is None
     messages.install(traced.serializer)  # the fixture uninstalls again
+
+
+def test_a_put_after_uninstall_through_a_kept_patched_method_tags_nothing(
+    memory: MemorySpans, traced: Engine
+) -> None:
+    class Inbox(queue.Queue):  # defined while capture is on: it keeps the patched _put
+        _put = queue.Queue._put
+
+    messages.uninstall()  # a put racing with uninstall reaches the patched code the same way
+    inbox: Inbox = Inbox()
+    item = Order(1)
+    send(inbox, item)  # a traced call puts it
+    assert inbox.get() is item
+    assert messages.queues._tables == {}  # no entry left holding the item for the queue's lifetime
+    assert _events(memory, SENT) == []
+    messages.install(traced.serializer)  # the fixture uninstalls again

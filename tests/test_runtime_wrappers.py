@@ -192,6 +192,23 @@ def test_async_generator_span_covers_the_iteration(memory, runtime_engine) -> No
     assert span.attributes["otel_scope.yield.count"] == 3
 
 
+def test_async_generator_cleanup_on_aclose_runs_inside_its_span(memory, runtime_engine) -> None:
+    add_target(runtime_engine, f"{MOD}:async_stream")
+    add_target(runtime_engine, f"{MOD}:add")
+
+    async def first_then_close() -> int:
+        stream = kinds.async_stream(5)
+        item = await stream.__anext__()
+        await stream.aclose()  # the generator's finally runs now, and calls add()
+        return item
+
+    assert asyncio.run(first_then_close()) == 0
+    (stream,) = memory.named("async_stream")
+    (cleanup,) = memory.named("kinds.add")
+    assert stream.attributes["otel_scope.generator.end"] == "closed"
+    assert cleanup.parent is not None and cleanup.parent.span_id == stream.context.span_id
+
+
 def test_nesting_follows_context_into_asyncio_tasks(memory, runtime_engine) -> None:
     add_target(runtime_engine, f"{MOD}:async_double")
     tracer = trace.get_tracer("test")

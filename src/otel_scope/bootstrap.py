@@ -195,6 +195,8 @@ class FailureDetail:
         for hook in self._hooks:
             self._engine.remove_finish_hook(hook)
         self._hooks = []
+        if self.escalator is not None:
+            self.escalator.close()  # what is still queued is dropped, never recompiled
 
     def after_fork_in_child(self) -> None:
         if self.escalator is not None:

@@ -34,6 +34,14 @@ async def async_count(n):
         yield i
 
 
+async def async_stream(n):
+    try:
+        for i in range(n):
+            yield i
+    finally:
+        add(0, 0)  # cleanup, run by aclose() when the consumer stops early
+
+
 def decorated_helper(func):
     @functools.wraps(func)
     def inner(*args, **kwargs):

@@ -180,6 +180,12 @@ def _print_list(reply: dict[str, Any]) -> None:
     if escalations:
         console.print()
         _table(console, ("ESCALATION", "REASON", "STARTED", "STATE"), escalations, "")
+    losses = reply.get("escalation_losses") or {}  # absent from the replies of older processes
+    if any(losses.values()):
+        console.print(
+            f"escalations not run: {losses.get('dropped', 0):,} dropped (a budget, a full queue or exit), "
+            f"{losses.get('failed', 0):,} failed"
+        )
 
 
 def _table(console: Any, header: tuple[str, ...], rows: Sequence[tuple[str, ...]], empty: str) -> None:

@@ -130,6 +130,8 @@ class Controller:
             "targets": [self._target_row(engine, e) for e in engine.entries()],
             "functions": engine.active(),
             "escalations": self._escalator.rows() if self._escalator is not None else [],
+            # Escalations that never ran: refused by a budget or a full queue, dropped at exit, failed.
+            "escalation_losses": self._escalator.losses() if self._escalator is not None else {},
         }
 
     @staticmethod

@@ -12,7 +12,15 @@ already have and deepen capture only where something happened:
 
 Escalating adds a request for the function (all locals, compile-time; source ``escalation``) to
 the engine, which recompiles it on demand (``__code__`` swap: a call in flight finishes under the
-code it started with). After :data:`ESCALATION_CALLS` recorded calls, or :data:`MAX_DURATION_S`
+code it started with). Recompiling parses the function's module, which takes from milliseconds to
+a second: it never happens on the thread whose call triggered it. That call only queues the
+escalation (at most :data:`QUEUE_LIMIT` wait); one daemon thread, started on the first escalation,
+recompiles, and the function's calls get locals from the moment the new code is in place. The
+worker runs with OTel's suppress-instrumentation key set (nothing it runs is traced), is replaced
+by none in a forked child (whose escalations are forgotten), and never delays exit: what is still
+queued then is dropped, not started. Escalations refused by a budget or a full queue, or dropped
+at exit, and those whose recompile failed are counted (:meth:`Escalator.losses`, shown by
+``otel-scope targets list``). After :data:`ESCALATION_CALLS` recorded calls, or :data:`MAX_DURATION_S`
 seconds, the request is removed and the original code object is back. Every escalation puts an
 ``otel_scope.escalation`` event on the span that triggered it, and ``otel-scope targets list``
 shows the active and recent ones.
@@ -28,14 +36,21 @@ never in ``production``, where deeper capture must be asked for explicitly.
 
 from __future__ import annotations
 
+import _thread
+import atexit
 import logging
+import queue
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.context import attach, detach, set_value
+
 from otel_scope import _forksafe, semconv
+from otel_scope._sdk import SUPPRESS_INSTRUMENTATION_KEY
 from otel_scope.capture import RateLimiter
 from otel_scope.config import Settings
 from otel_scope.config.patterns import parse_pattern
@@ -53,6 +68,7 @@ MAX_DURATION_S = 300.0  # an escalation ends after this even if the function is 
 FUNCTION_COOLDOWN_S = 60.0  # one escalation per function per this many seconds (from its start)
 PROCESS_PER_MINUTE = 10
 MAX_ACTIVE = 5
+QUEUE_LIMIT = 8  # escalations waiting for the worker's recompile; more are dropped (counted)
 SLOW_WINDOW = 64  # recent durations kept per function
 SLOW_MIN_SAMPLES = 20
 SLOW_FACTOR = 3.0
@@ -80,9 +96,15 @@ def enabled(settings: Settings) -> tuple[bool, str]:
     return True, "auto in development: on"
 
 
+def _held() -> _thread.LockType:
+    held = _thread.allocate_lock()
+    held.acquire()
+    return held
+
+
 @dataclass
 class Escalation:
-    """One escalation of one function, active or finished."""
+    """One escalation of one function: queued, active or finished."""
 
     function: str
     reason: str  # "exception" or "slow"
@@ -90,10 +112,12 @@ class Escalation:
     calls: int
     started: float = field(default_factory=time.time)
     seen: int = 0  # escalated calls recorded so far
-    state: str = "active"  # "active", "ended" or "failed"
+    state: str = "queued"  # "queued" (waiting for its recompile), "active", "ended", "failed", "dropped"
     outcome: str = ""  # why it ended, or why it could not start
     handle: Handle | None = field(default=None, repr=False)
     timer: threading.Timer | None = field(default=None, repr=False)
+    # Held until the worker has dealt with the escalation (switched on, failed or dropped).
+    settled: _thread.LockType = field(default_factory=_held, repr=False)
 
     def row(self) -> dict[str, Any]:
         """The JSON form shown by ``otel-scope targets list``."""
@@ -148,14 +172,26 @@ class Escalator:
         self._process_budget = RateLimiter(PROCESS_PER_MINUTE / 60.0, burst=PROCESS_PER_MINUTE)
         level = settings.level if LEVEL_ORDER[settings.level] > LEVEL_ORDER["locals"] else "locals"
         self._level = level
+        self._closed = False
+        self._losses = {"dropped": 0, "failed": 0}
+        self._reset_worker()
+
+    def _reset_worker(self) -> None:
+        """No worker and nothing queued: at construction, and in a forked child."""
+        self._jobs: deque[tuple[RuntimeProbe, Escalation]] = deque()
+        # Not an Event: its set() takes a lock, and its Python code would be traced under
+        # ``threading:*``. SimpleQueue is C and re-entrant.
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._worker: _thread.LockType | None = None  # held while the worker runs
 
     # -- the hook (runs in the user's thread, after each recorded call) ------------------------
     def on_finish(self, probe: RuntimeProbe, span: Any, exc: BaseException | None) -> None:
         active = self._active.get(probe)
         if active is not None:
-            active.seen += 1
-            if active.seen >= active.calls:
-                self._end(probe, active, f"after {active.calls} calls")
+            if active.state == "active":  # not while queued: those calls ran without locals
+                active.seen += 1
+                if active.seen >= active.calls:
+                    self._end(probe, active, f"after {active.calls} calls")
             return
         if exc is not None:
             if not isinstance(exc, Exception) or isinstance(exc, CONTROL_FLOW):
@@ -181,32 +217,30 @@ class Escalator:
 
     # -- starting and ending -------------------------------------------------------------------
     def _escalate(self, probe: RuntimeProbe, span: Any, reason: str, detail: str) -> None:
+        """Queue the escalation for the worker: the failing call pays for this and no more."""
         if probe.deep:  # compile-time capture is on already: nothing deeper to switch on
             return
         name = probe.name
         with self._lock:
             now = time.monotonic()
-            if probe in self._active or len(self._active) >= MAX_ACTIVE:
+            if self._closed or probe in self._active:
                 return
             last = self._last_start.get(name)
             if last is not None and now - last < FUNCTION_COOLDOWN_S:
                 return
-            if not self._process_budget.allow():
+            if (
+                len(self._active) >= MAX_ACTIVE
+                or len(self._jobs) >= QUEUE_LIMIT
+                or not self._process_budget.allow()
+            ):
+                self._losses["dropped"] += 1
                 return
             self._last_start[name] = now
             escalation = self._active[probe] = Escalation(name, reason, detail, ESCALATION_CALLS)
-        failure = self._switch_on(probe, escalation)
-        if failure:
-            with self._lock:
-                self._active.pop(probe, None)
-                escalation.state, escalation.outcome = "failed", failure
-                self._history.append(escalation)
-            _log.debug("otel-scope: escalation of %s failed: %s", name, failure)
-            return
-        timer = threading.Timer(MAX_DURATION_S, self._expire, (probe, escalation))
-        timer.daemon = True
-        escalation.timer = timer
-        timer.start()
+            self._jobs.append((probe, escalation))
+        if self._worker is None:
+            self._start_worker()
+        self._wake.put(None)
         if span.is_recording():
             span.add_event(
                 semconv.EVENT_ESCALATION,
@@ -216,6 +250,100 @@ class Escalator:
                     semconv.MECHANISM: semconv.MECHANISM_RUNTIME,
                 },
             )
+
+    # -- the worker (one daemon thread per process) --------------------------------------------
+    def _start_worker(self) -> None:
+        # A bare ``_thread`` thread, as the export pipeline's: ``threading.Thread``'s Python code
+        # would be traced under ``threading:*``, and it is never joined at exit.
+        with self._lock:
+            if self._worker is not None or self._closed:
+                return
+            running = self._worker = _held()
+            _closers.add(self)
+        try:
+            _thread.start_new_thread(self._run_worker, (running,))
+        except RuntimeError:  # the interpreter is shutting down: nothing will be recompiled
+            running.release()
+            self.close()
+
+    def _run_worker(self, running: _thread.LockType) -> None:
+        token = attach(set_value(SUPPRESS_INSTRUMENTATION_KEY, True))  # nothing it runs is traced
+        try:
+            while not self._closed:
+                self._wake.get()
+                while (job := self._next_job()) is not None:
+                    self._switch_on_queued(*job)
+        except BaseException:  # the worker ends quietly; what it left is dropped by close()
+            _log.debug("otel-scope: the escalation worker stopped", exc_info=True)
+        finally:
+            detach(token)
+            running.release()
+
+    def _next_job(self) -> tuple[RuntimeProbe, Escalation] | None:
+        with self._lock:
+            return self._jobs.popleft() if self._jobs and not self._closed else None
+
+    def _switch_on_queued(self, probe: RuntimeProbe, escalation: Escalation) -> None:
+        try:
+            if escalation.state != "queued":  # ended while it waited (its target was removed)
+                return
+            failure = self._switch_on(probe, escalation)
+            if failure:
+                self._finish_early(probe, escalation, "failed", failure)
+                _log.debug("otel-scope: escalation of %s failed: %s", escalation.function, failure)
+                return
+            with self._lock:
+                started = escalation.state == "queued"
+                if started:
+                    escalation.state = "active"
+            if not started:  # ended while it was being switched on: undo it
+                if escalation.handle is not None:
+                    escalation.handle.remove()
+                return
+            timer = threading.Timer(MAX_DURATION_S, self._expire, (probe, escalation))
+            timer.daemon = True
+            escalation.timer = timer
+            timer.start()
+        finally:
+            escalation.settled.release()
+
+    def _finish_early(self, probe: RuntimeProbe, escalation: Escalation, state: str, outcome: str) -> None:
+        """An escalation that never became active: ``failed`` or ``dropped``, and counted."""
+        with self._lock:
+            if self._active.get(probe) is escalation:
+                del self._active[probe]
+            escalation.state, escalation.outcome = state, outcome
+            self._history.append(escalation)
+            self._losses[state] += 1
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until every escalation queued so far is switched on
+        or has failed; whether it happened in time."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            waiting = [e for e in self._active.values() if e.state == "queued"]
+        for escalation in waiting:
+            if not escalation.settled.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                return False
+            escalation.settled.release()
+        return True
+
+    def close(self) -> None:
+        """Queue no more escalations and drop the queued ones (at exit, or uninstalled).
+
+        A recompile already running finishes; none starts after this."""
+        with self._lock:
+            self._closed = True
+            queued, self._jobs = list(self._jobs), deque()
+        for probe, escalation in queued:
+            self._finish_early(probe, escalation, "dropped", "otel-scope stopped before its recompile")
+            escalation.settled.release()
+        self._wake.put(None)
+
+    def losses(self) -> dict[str, int]:
+        """Escalations dropped (a budget, a full queue, exit) and failed so far in this process."""
+        with self._lock:
+            return dict(self._losses)
 
     def _switch_on(self, probe: RuntimeProbe, escalation: Escalation) -> str:
         """Add the compile-time request; returns why it could not be done ("" on success)."""
@@ -268,10 +396,11 @@ class Escalator:
             self._end(probe, escalation, outcome)
 
     def after_fork_in_child(self) -> None:
-        """Fresh lock and no active escalations: another thread may have held the lock at the fork,
-        and the timers that end escalations did not survive it."""
+        """Fresh lock, no active or queued escalations and no worker: another thread may have held
+        the lock at the fork, and neither the worker nor the timers that end escalations survived it."""
         self._lock = _forksafe.lock()
         self._active.clear()
+        self._reset_worker()
 
     # -- what `otel-scope targets list` shows --------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
@@ -280,3 +409,15 @@ class Escalator:
             active = [e.row() for e in self._active.values()]
             finished = [e.row() for e in reversed(self._history)]
         return active + finished
+
+
+# Escalators with a worker, closed at exit so that nothing queued starts a recompile then.
+_closers: weakref.WeakSet[Escalator] = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    for escalator in list(_closers):
+        escalator.close()
+
+
+atexit.register(_close_all)

@@ -242,12 +242,12 @@ class RuntimeProbe:
         sampler = self.sampler
         if sampler is None or isinstance(exc, (StopIteration, StopAsyncIteration)):
             return
-        sampler.sampled_out -= 1  # recorded after all
-        sampler.pending -= 1
         sampler.reopen()
         ctx = tracing.decide()
-        if ctx is None:
+        if ctx is None:  # not recorded after all (an unsampled trace): it stays counted as left out
             return
+        sampler.sampled_out -= 1  # recorded after all
+        sampler.pending -= 1
         attrs = self._call_attributes(instance, args, kwargs)
         attrs[semconv.SAMPLING_LATE] = True
         self._sampled(sampler, attrs)
@@ -450,7 +450,11 @@ async def _traced_async_generator(probe: RuntimeProbe, agen: Any, span: Span, sp
             try:
                 to_send = yield item
             except GeneratorExit:
-                await agen.aclose()
+                token = otel_context.attach(span_ctx)  # its cleanup runs inside the span, as in the sync twin
+                try:
+                    await agen.aclose()
+                finally:
+                    otel_context.detach(token)
                 _end_generator(probe, span, "closed", count, None)
                 raise
             except BaseException as exc:

@@ -89,6 +89,6 @@ def uninstall() -> None:
         restore_all()
         if propagation.handoff_hook is handoff:
             propagation.handoff_hook = None
+        state.active = False  # before the tables are cleared: a put running now stores nothing after
         queues.reset()
         disarm()
-        state.active = False

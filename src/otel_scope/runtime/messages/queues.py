@@ -77,13 +77,17 @@ def channel(q: Any) -> str:
 def _queue_sent(q: Any, item: Any, ctx: Any) -> None:
     """A traced call puts ``item`` on in-process queue ``q``: tag it and record the send."""
     try:
-        sender = sender_of(ctx)
+        sender = sender_of(ctx) if state.active else None  # a patched _put kept past uninstall
         if sender is None:
             return
         span, name = sender
         tag = new_tag(span, name, channel(q), state.serializer(item))
         key = id(q)
         with _table_lock:
+            # Checked again under the lock that reset() clears under: an entry stored after
+            # uninstall would hold the item as long as the queue lives (no _get takes it).
+            if not state.active:
+                return
             table = _tables.get(key)
             if table is None:  # (mypy cannot infer the type of a lambda with a default argument)
                 table = _tables[key] = _Table(weakref.ref(q, lambda _ref, key=key: _tables.pop(key, None)))  # type: ignore[misc]
@@ -249,5 +253,6 @@ def patched_create_task(original: Callable[..., Any]) -> Callable[..., Any]:
 def reset() -> None:
     """Forget every tag (message capture uninstalled); the ``_get`` patch is undone with the rest."""
     global _receiving_armed
-    _tables.clear()
+    with _table_lock:
+        _tables.clear()
     _receiving_armed = False
