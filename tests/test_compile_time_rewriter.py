@@ -475,3 +475,35 @@ def test_functions_under_blocks_tabs_and_unplanned_parents_are_rewritten_from_th
     assert var_events(only_span(spans, ".m"), "d") == [(9, "5")]
     assert var_events(only_span(spans, ".inner"), "e") == [(15, "4")]
     assert [s.name for s in spans.get_finished_spans() if s.name.endswith("outer")] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("return locals()", "it calls locals()"),
+        ("return vars()", "it calls vars()"),
+        ("return vars(a)", ""),
+        ("exec('b = 1')", "it calls exec()"),
+        ("return eval('a')", "it calls eval()"),
+        ("import sys\n    return sys._getframe()", "it uses ._getframe"),
+        ("import inspect\n    return inspect.currentframe()", "it uses .currentframe"),
+        ("return a.f_locals", "it uses .f_locals"),
+        ("_otel_scope_x = a\n    return _otel_scope_x", "reserved name _otel_scope_x"),
+        ("return a._otel_scope_y", "reserved name _otel_scope_y"),
+        ("def inner():\n        return locals()\n    return inner", ""),
+        ("g = lambda: locals()\n    return g", ""),
+        ("return [locals() for _ in a]", "it calls locals()"),
+        ("class C:\n        x = vars()\n    return C", ""),
+    ],
+)
+def test_functions_that_read_their_own_frame_are_told_apart_from_those_whose_inner_scopes_do(
+    body: str, reason: str
+) -> None:
+    # The check reads the function's own scope (comprehensions included: from 3.12 on they run
+    # in the function's frame), never nested functions, lambdas or classes.
+    source = f"def f(a):\n    {body}\n"
+    result = rewrite_source(source, "frames.py", "frames", {"f": CapturePlan()})
+    if reason:
+        assert result.instrumented == [] and reason in result.skipped["f"], result.skipped
+    else:
+        assert result.instrumented == ["f"], result.skipped
