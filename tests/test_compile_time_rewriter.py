@@ -507,3 +507,32 @@ def test_functions_that_read_their_own_frame_are_told_apart_from_those_whose_inn
         assert result.instrumented == [] and reason in result.skipped["f"], result.skipped
     else:
         assert result.instrumented == ["f"], result.skipped
+
+
+def test_a_function_whose_statements_libcst_and_ast_pair_differently_is_skipped_alone(monkeypatch):
+    import ast as python_ast
+
+    import libcst
+
+    from otel_scope.compile_time import rewriter
+
+    one = libcst.parse_module("def f():\n    a = 1\n").body[0]
+    two = python_ast.parse("def f():\n    a = 1\n    b = 2\n").body[0]
+    with pytest.raises(rewriter._Disagree):
+        rewriter._statement_lines(one, two)
+
+    real = rewriter._statement_lines
+
+    def disagree_on_g(function, node):
+        if node.name == "g":
+            raise rewriter._Disagree("for the test")
+        return real(function, node)
+
+    monkeypatch.setattr(rewriter, "_statement_lines", disagree_on_g)
+    source = "def f(a):\n    b = a\n    return b\ndef g(a):\n    c = a\n    return c\n"
+    result = rewrite_source(source, "pairs.py", "pairs", {"*": CapturePlan()})
+    assert result.instrumented == ["f"]
+    assert "read its statements differently" in result.skipped["g"]
+    namespace: dict = {}
+    exec(result.code, namespace)
+    assert namespace["g"](3) == 3

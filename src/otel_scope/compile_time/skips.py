@@ -52,6 +52,8 @@ _PHRASES = (
     ("rewriting failed", REWRITER_ERROR),
     ("otel-scope could not rewrite", REWRITER_ERROR),
     ("did not keep the original lines", REWRITER_ERROR),
+    ("read its statements differently", REWRITER_ERROR),
+    ("could not be rewritten", REWRITER_ERROR),  # an enclosing function's failure
 )
 
 
