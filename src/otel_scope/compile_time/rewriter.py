@@ -250,7 +250,7 @@ def _rewrite_function(context: _Context, root: _Function, qualname: str) -> tupl
         return None
     prefix = qualname[: len(qualname) - len(root.name)]
     originals = dict(_functions(ast.Module([root], []), prefix))
-    problems = {}
+    problems: dict[tuple[str, int], str] = {}
     if any(word in text for word in _UNSAFE_WORDS):  # else no function in it can be unsafe
         problems = {key: why for key, fn in originals.items() if (why := _unsafe(fn))}
     try:
@@ -258,8 +258,9 @@ def _rewrite_function(context: _Context, root: _Function, qualname: str) -> tupl
     except (_Disagree, ValueError, AttributeError, IndexError):
         result.skipped[qualname] = "libcst and ast read its statements differently (please report this)"
         return None
-    inserter = CaptureInserter(context.plans, context.module_name, context.filename, lines_of, prefix)
-    inserter.problems, inserter.walrus = problems, ":=" in text
+    inserter = CaptureInserter(
+        context.plans, context.module_name, context.filename, lines_of, prefix, problems, ":=" in text
+    )
     generated = module.visit(inserter).code
     result.skipped.update(inserter.skipped)
     if not inserter.functions:
@@ -440,13 +441,15 @@ class CaptureInserter(cst.CSTTransformer):
         filename: str,
         lines: Mapping[int, tuple[int, int]],
         prefix: str = "",
+        problems: Mapping[tuple[str, int], str] | None = None,
+        walrus: bool = True,
     ) -> None:
         super().__init__()
         self.plans = plans
         self.lines = lines  # id(statement) -> its first and last line (see _statement_lines)
         self.prefix = prefix  # the qualified name around the text visited ("Class.")
-        self.problems: Mapping[tuple[str, int], str] = {}  # (qualname, def line) -> why not rewritable
-        self.walrus = True  # False: the text has no ":=", so no expression is searched for one
+        self.problems = problems or {}  # (qualname, def line) -> why it cannot be rewritten
+        self.walrus = walrus  # False: the text has no ":=", so no expression is searched for one
         self.module_name = module_name
         self.filename = filename
         self.stack: list[_Scope] = []
