@@ -162,9 +162,10 @@ class CompileTimeAdapter:
         """Rewrite, in one pass per module, the functions of a batch that :meth:`install` will
         recompile: N functions of one module parse it once, not N times."""
         todo = [(site, plan) for site, plan in wanted if self._switch(site, plan) is None]
-        todo = list({id(site.func): (site, plan) for site, plan in reversed(todo)}.values())[
-            ::-1
-        ]  # aliases once
+        unique: dict[int, tuple[Site, CapturePlan]] = {}  # a function under several names: once
+        for site, plan in todo:
+            unique.setdefault(id(site.func), (site, plan))
+        todo = list(unique.values())
         if len(todo) < 2:
             return  # one function: install() recompiles it directly
         made = self._mechanism().prepare([(site.func, plan) for site, plan in todo])
