@@ -367,7 +367,7 @@ def test_trace_ids_handed_to_threads_are_always_their_own() -> None:
     def work(base: int) -> None:
         for i in range(20000):
             trace_id = base + (i % 3)
-            text = tracing._trace_hex(trace_id)
+            text = tracing.trace_hex(trace_id)
             if text != format(trace_id, "032x"):
                 wrong.append((trace_id, text))
 

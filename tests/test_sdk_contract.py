@@ -11,7 +11,7 @@ import contextvars
 from opentelemetry import context, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk._configuration import _BaseConfigurator
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
 
 from otel_scope import _sdk
@@ -71,6 +71,33 @@ def test_append_events_adds_visible_events_to_a_live_sdk_span_only() -> None:
     assert not _sdk.append_events(span, [("late", {}, 30)])
     assert len(span.events) == 2
     assert not _sdk.append_events(trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT), [("x", {}, 1)])
+
+
+def test_events_built_by_append_events_hold_exactly_what_the_sdk_constructor_sets() -> None:
+    span = TracerProvider().get_tracer("contract").start_span("call")
+    assert _sdk.append_events(span, [("first", {"k": "v"}, 10)])
+    built = span.events[0]
+    assert type(built) is Event
+    assert vars(built) == vars(Event("first", {"k": "v"}, 10))
+
+
+def test_set_attributes_gives_what_the_sdk_gives_and_respects_its_limits() -> None:
+    def both(limits: SpanLimits, start: dict[str, object], added: dict[str, object]) -> None:
+        tracer = TracerProvider(span_limits=limits).get_tracer("contract")
+        ours, sdk = tracer.start_span("ours", attributes=start), tracer.start_span("sdk", attributes=start)
+        _sdk.set_attributes(ours, added)
+        sdk.set_attributes(added)
+        assert list((ours.attributes or {}).items()) == list((sdk.attributes or {}).items())  # order too
+        assert ours.dropped_attributes == sdk.dropped_attributes
+        ours.end()
+        _sdk.set_attributes(ours, {"late": 1})  # an ended span is left alone, as by the SDK
+        assert "late" not in (ours.attributes or {})
+
+    added = {"otel_scope.return": "'x'", "otel_scope.captures.recorded": 3, "flag": True}
+    both(SpanLimits(), {"a": 1}, added)
+    both(SpanLimits(max_attributes=2), {"a": 1}, added)  # no room: the SDK drops the oldest
+    both(SpanLimits(max_attribute_length=2), {"a": 1}, added)  # the SDK cuts values
+    both(SpanLimits(), {"otel_scope.return": "old", "b": 2}, added)  # a key set already moves last
 
 
 def test_attributes_mapping_reads_bounded_attributes_whole() -> None:

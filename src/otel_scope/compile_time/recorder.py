@@ -34,12 +34,12 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from otel_scope import semconv as sc
-from otel_scope._sdk import append_events
+from otel_scope._sdk import append_events, set_attributes
 from otel_scope.capture import sampling
 from otel_scope.capture.exceptions import record_exception
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec, SpecData
 from otel_scope.config.patterns import PatternError, parse_pattern
-from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span
+from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span, trace_hex
 
 _log = logging.getLogger("otel_scope")
 
@@ -158,6 +158,7 @@ class _PointInfo:
         "kind",
         "line",
         "names",
+        "single",
         "text",
         "type_keys",
         "value_keys",
@@ -169,6 +170,7 @@ class _PointInfo:
         self.names = names
         self.text = text
         self.event = _EVENT_NAMES[kind]
+        self.single = kind == LOCALS and len(names) == 1
         self.value_keys = tuple(sc.VAR_PREFIX + n for n in names)
         self.type_keys = tuple(sc.VAR_PREFIX + n + sc.VAR_TYPE_SUFFIX for n in names)
         self._secret: tuple[bool, ...] = ()
@@ -315,6 +317,7 @@ class CallRecorder:
         "return_value",
         "returned",
         "rings",
+        "sample",
         "scanned",
         "seq",
         "span",
@@ -330,6 +333,7 @@ class CallRecorder:
         # What resume() re-attaches after a yield: only generators need it.
         self.context = otel_context.get_current() if own and probe.spec.generator else None
         self.hits = [0] * len(probe.points)
+        self.sample = _config.loop_sample  # hits kept first by each point (read on every capture)
         self.first: list[tuple[Any, ...]] = []
         self.rings: dict[int, deque[Any]] | None = None
         self.scanned = 0  # entries of self.first whose secret values the serializer remembers
@@ -347,16 +351,25 @@ class CallRecorder:
     # --- called by the rewritten code -----------------------------------------------------------
 
     def v(self, index: int, *values: Any) -> None:
-        """Names assigned by the statement of point ``index`` now hold ``values``."""
+        """Names assigned by the statement of point ``index`` now hold ``values``.
+
+        The commonest capture of all, so :meth:`_hit` and :meth:`_keep` are inlined for a point's
+        first ``loop_sample`` hits (each saved call is a tenth of the capture's cost).
+        """
         try:
-            hit = self._hit(index)
-            if not hit:
+            hits = self.hits
+            hit = hits[index] = hits[index] + 1
+            if hit > self.sample and self._thinned(hit):
                 return
             for value in values:
                 if type(value) not in _ATOMIC:
                     values = self._render(index, values)
                     break
-            self._keep(index, hit, values)
+            if hit <= self.sample:
+                self.seq = seq = self.seq + 1
+                self.first.append((seq, time_ns(), index, hit, values))
+            else:
+                self._keep(index, hit, values)
         except Exception as exc:
             _disable(exc)
 
@@ -498,24 +511,28 @@ class CallRecorder:
         self.scanned = len(first)
 
     def _hit(self, index: int) -> int:
-        """Count a hit of point ``index``; its number if it may be kept, 0 if thinned out.
+        """Count a hit of point ``index``; its number if it may be kept, 0 if thinned out."""
+        hits = self.hits
+        hit = hits[index] = hits[index] + 1
+        return 0 if hit > self.sample and self._thinned(hit) else hit
+
+    def _thinned(self, hit: int) -> bool:
+        """Whether hit number ``hit`` (past ``loop_sample``) of a point is dropped unrendered.
 
         Decided before the values are rendered, so a long loop costs little per iteration past
         ``16 * loop_sample`` hits: from there on only every 2nd, then 4th, 8th... hit (the stride
         doubles each time the hit count does) competes for the ring of last hits.
         """
-        hits = self.hits
-        hit = hits[index] = hits[index] + 1
-        thin_from = _config.loop_sample << 4
+        thin_from = self.sample << 4
         if hit > thin_from and (hit - thin_from) % (1 << (hit // thin_from).bit_length()):
             self.evicted += 1
-            return 0
-        return hit
+            return True
+        return False
 
     def _keep(self, index: int, hit: int, payload: Any) -> None:
-        self.seq += 1
-        entry = (self.seq, time_ns(), index, hit, payload)
-        sample = _config.loop_sample
+        self.seq = seq = self.seq + 1
+        entry = (seq, time_ns(), index, hit, payload)
+        sample = self.sample
         if hit <= sample:
             self.first.append(entry)
             return
@@ -540,52 +557,8 @@ class CallRecorder:
         if over > 0:
             head = budget - budget // 2
             entries = entries[:head] + entries[len(entries) - (budget - head) :]
-        span = self.span
-        context = span.get_span_context()
-        common = {
-            sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
-            sc.SESSION_ID: f"{context.trace_id:032x}",
-            sc.CALL_ID: f"{context.span_id:016x}",
-        }
-        serializer = _config.get_serializer()
-        type_name = serializer.type_name
-        points = self.probe.points
-        bases: dict[int, dict[str, Any]] = {}
-        out = []
-        for _seq, when, index, hit, payload in entries:
-            point = points[index]
-            base = bases.get(index)
-            if base is None:
-                base = bases[index] = {**common, sc.CODE_LINE_NUMBER: point.line}
-            attributes = base.copy()
-            attributes[sc.HIT] = hit
-            kind = point.kind
-            if kind == LOCALS:
-                secret = point.secret(serializer)
-                for hidden, vkey, tkey, value in zip(
-                    secret, point.value_keys, point.type_keys, payload, strict=True
-                ):
-                    if type(value) is _Rendered:
-                        attributes[vkey] = value.text
-                        attributes[tkey] = value.type
-                    else:
-                        if hidden:
-                            self.redacted += 1
-                        attributes[vkey] = serializer.hidden(value) if hidden else serializer(value)
-                        attributes[tkey] = type_name(value)
-            elif kind == DELETE:
-                for vkey in point.value_keys:
-                    attributes[vkey] = DELETED
-            elif kind == EXPRESSION:
-                value = payload[0]
-                attributes[sc.EXPRESSION_TEXT] = serializer.scrub(point.text)  # source can hold a literal key
-                text = value.text if type(value) is _Rendered else serializer(value)
-                attributes[sc.EXPRESSION_VALUE] = text
-            elif kind == RETURN and _config.capture_return and hit == self.hits[index] and self.returned:
-                attributes[sc.RETURN_VALUE] = serializer(self.return_value)
-                attributes[sc.RETURN_TYPE] = serializer.type_name(self.return_value)
-            out.append((point.event, attributes, when))
-        _publish(span, out)
+        if entries:
+            _publish(self.span, self._events(entries))
         dropped = self.evicted + max(0, over)
         reasons = [r for r, n in (("loop_sampling", self.evicted), ("max_events", over)) if n > 0]
         summary: dict[str, Any] = {}
@@ -599,6 +572,86 @@ class CallRecorder:
         if self.limiter_dropped:
             summary[sc.RATE_LIMITED] = self.limiter_dropped
         return summary
+
+    def _events(self, entries: list[tuple[Any, ...]]) -> list[tuple[str, dict[str, Any], int]]:
+        """The kept captures as ``(name, attributes, time)`` events.
+
+        Run once per entry of every recorded call (most points are hit once, so nothing is
+        cached per point here): each event's attributes are built in one dict display, and each
+        value type's name is looked up once per call.
+        """
+        context = self.span.get_span_context()
+        session, call = trace_hex(context.trace_id), f"{context.span_id:016x}"
+        serializer = _config.get_serializer()
+        type_name = serializer.type_name
+        type_names: dict[type, str] = {}
+        points = self.probe.points
+        rendered = _Rendered
+        out = []
+        for _seq, when, index, hit, payload in entries:
+            point = points[index]
+            if point.single and type(payload[0]) in _ATOMIC and not point.secret(serializer)[0]:
+                value = payload[0]
+                t = type(value)
+                name = type_names.get(t)
+                if name is None:
+                    name = type_names[t] = type_name(value)
+                out.append(
+                    (
+                        point.event,
+                        {
+                            sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
+                            sc.SESSION_ID: session,
+                            sc.CALL_ID: call,
+                            sc.CODE_LINE_NUMBER: point.line,
+                            sc.HIT: hit,
+                            point.value_keys[0]: serializer(value),
+                            point.type_keys[0]: name,
+                        },
+                        when,
+                    )
+                )
+                continue
+            attributes = {
+                sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
+                sc.SESSION_ID: session,
+                sc.CALL_ID: call,
+                sc.CODE_LINE_NUMBER: point.line,
+                sc.HIT: hit,
+            }
+            kind = point.kind
+            if kind == LOCALS:
+                secret = point.secret(serializer)
+                for hidden, vkey, tkey, value in zip(
+                    secret, point.value_keys, point.type_keys, payload, strict=True
+                ):
+                    t = type(value)
+                    if t is rendered:
+                        attributes[vkey] = value.text
+                        attributes[tkey] = value.type
+                        continue
+                    if hidden:
+                        self.redacted += 1
+                        attributes[vkey] = serializer.hidden(value)
+                    else:
+                        attributes[vkey] = serializer(value)
+                    name = type_names.get(t)
+                    if name is None:
+                        name = type_names[t] = type_name(value)
+                    attributes[tkey] = name
+            elif kind == DELETE:
+                for vkey in point.value_keys:
+                    attributes[vkey] = DELETED
+            elif kind == EXPRESSION:
+                value = payload[0]
+                attributes[sc.EXPRESSION_TEXT] = serializer.scrub(point.text)  # source can hold a literal key
+                text = value.text if type(value) is rendered else serializer(value)
+                attributes[sc.EXPRESSION_VALUE] = text
+            elif kind == RETURN and _config.capture_return and hit == self.hits[index] and self.returned:
+                attributes[sc.RETURN_VALUE] = serializer(self.return_value)
+                attributes[sc.RETURN_TYPE] = serializer.type_name(self.return_value)
+            out.append((point.event, attributes, when))
+        return out
 
     def _close(self, summary: dict[str, Any]) -> None:
         span, error = self.span, self.error
@@ -615,7 +668,7 @@ class CallRecorder:
             attributes[sc.RETURN_VALUE] = serializer(self.return_value)
             attributes[sc.RETURN_TYPE] = serializer.type_name(self.return_value)
         if attributes:
-            span.set_attributes(attributes)
+            set_attributes(span, attributes)  # all made here: bounded strings and numbers
         token, self.token = self.token, None
         if token is not None:
             end_call(span, token)  # detach (the generator may finish in another context), end

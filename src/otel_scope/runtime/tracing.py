@@ -146,8 +146,9 @@ def unobserve(
 _last_trace: tuple[int, str] = (0, "0" * 32)
 
 
-def _trace_hex(trace_id: int) -> str:
-    """32-hex form of ``trace_id``; the last one is cached since a session reuses it for every span."""
+def trace_hex(trace_id: int) -> str:
+    """32-hex form of ``trace_id`` (``otel_scope.session.id``); the last one is cached since a
+    session reuses it for every span and event."""
     global _last_trace
     last = _last_trace
     if last[0] == trace_id:
@@ -205,14 +206,14 @@ def begin(
     trace_id = parent.get_span_context().trace_id if parent is not None else 0
     if trace_id:
         if owned:
-            attributes[semconv.SESSION_ID] = _trace_hex(trace_id)
+            attributes[semconv.SESSION_ID] = trace_hex(trace_id)
         else:
-            attributes = {**attributes, semconv.SESSION_ID: _trace_hex(trace_id)}
+            attributes = {**attributes, semconv.SESSION_ID: trace_hex(trace_id)}
     span = _state.tracer.start_span(name, context=ctx, attributes=attributes)
     if not span.is_recording():  # the sampler was asked ("ask" policy) and said no
         return None
     if not trace_id:  # a new trace: its ID exists only now
-        span.set_attribute(semconv.SESSION_ID, _trace_hex(span.get_span_context().trace_id))
+        span.set_attribute(semconv.SESSION_ID, trace_hex(span.get_span_context().trace_id))
     for observer in _starting:
         observer(span, name)
     new_ctx = trace.set_span_in_context(span, ctx)
