@@ -7,12 +7,14 @@ counted on its function's next span and in the session totals.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import jinja2
 import jinja2.utils
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_scope import semconv
@@ -21,6 +23,7 @@ from otel_scope.compile_time import configure
 from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
 from otel_scope.targets.planner import Request
+from sdk import installed_provider
 
 QUOTE = "jinja2.utils.url_quote"
 
@@ -83,6 +86,63 @@ def test_a_sampled_out_call_that_raises_in_an_unsampled_trace_stays_counted(memo
         jinja2.utils.import_string("no_such_module_here.x")  # left out, and no span can record it
     assert memory.named("jinja2.utils.import_string")[5:] == []
     assert "jinja2.utils.import_string=4" in sampling.summary()[semconv.SAMPLING_TOP]
+
+
+class _SwitchedSampler(Sampler):
+    """The user's own SDK sampler (so otel-scope must ask it): records while ``on``, and counts
+    the spans it turned down."""
+
+    def __init__(self) -> None:
+        self.on = True
+        self.turned_down = 0
+
+    def should_sample(
+        self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
+    ):
+        if self.on:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        self.turned_down += 1
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "switched"
+
+
+@pytest.mark.parametrize("mode", ["runtime", "compile_time"])
+def test_calls_left_out_before_a_span_the_sdk_sampler_turns_down_are_counted_on_the_next_recorded_one(mode):
+    import jinja2.utils as utils
+
+    user_sampler = _SwitchedSampler()
+    with installed_provider(user_sampler) as spans:
+        e = Engine(Settings(mode=mode, call_sample_rate=500))  # at most one kept call per 2 ms
+        e.add(Request(parse_pattern("jinja2.utils:*"), runtime=True, capture_locals=None))
+        name = "jinja2.utils.object_type_repr"
+        calls = 0
+
+        def bursts(on: bool) -> None:
+            nonlocal calls
+            user_sampler.on = on
+            for _ in range(8):  # each burst's first checked call is kept, the rest left out
+                for _ in range(40):
+                    utils.object_type_repr(calls)
+                    calls += 1
+                time.sleep(0.004)
+
+        try:
+            bursts(True)
+            bursts(False)  # kept calls carrying counts, turned down by the user's sampler
+            bursts(True)
+            recorded = len(spans.named(name))
+            while len(spans.named(name)) == recorded:  # one more recorded call takes what waits
+                utils.object_type_repr(calls)
+                calls += 1
+        finally:
+            e.remove_all()
+            configure(Settings())
+        kept = spans.named(name)
+        assert user_sampler.turned_down > 0
+        left_out = sum(s.attributes.get(semconv.SAMPLED_OUT, 0) for s in kept)
+        assert len(kept) + user_sampler.turned_down + left_out == calls
 
 
 def test_a_function_named_exactly_is_never_sampled(memory, engine):

@@ -262,10 +262,7 @@ class Probe:
                 return CallRecorder(self, span, None, False) if self._allow() else None
             if not self._allow():
                 return None
-            attributes = self.attributes
-            if sampler is not None and sampler.pending:
-                attributes = {**attributes, sc.SAMPLED_OUT: sampler.take_pending()}
-            started = begin(self.name, attributes, context)
+            started = begin(self.name, self.attributes, context, sampler=sampler)
             if started is None:
                 return None
             return CallRecorder(self, started[0], started[1], True)

@@ -32,12 +32,15 @@ from otel_scope._sdk import (
     context_reader,
     global_provider,
     parent_based_delegates,
+    set_attributes,
 )
 from otel_scope._version import __version__
 from otel_scope.sessions import state as session_state
 
 if TYPE_CHECKING:
     from contextvars import Token
+
+    from otel_scope.capture.sampling import CallSampler
 
 _log = logging.getLogger("otel_scope")
 
@@ -193,14 +196,21 @@ def decide() -> Context | None:
 
 
 def begin(
-    name: str, attributes: dict[str, Any], ctx: Context, code: CodeType | None = None, owned: bool = False
+    name: str,
+    attributes: dict[str, Any],
+    ctx: Context,
+    code: CodeType | None = None,
+    owned: bool = False,
+    sampler: CallSampler | None = None,
 ) -> tuple[Span, Token[Context]] | None:
     """Start a span under ``ctx`` (from :func:`decide`) and make it current.
 
     Adds ``otel_scope.session.id`` (the trace ID) to the span; ``owned=True`` says ``attributes``
     is a fresh dict the caller gives away, so it is extended in place instead of copied. ``code``
-    is the code object about to run, for :func:`claim_call_span`. Returns
-    ``(span, token)`` for :func:`end_call`, or ``None`` if the sampler still said no.
+    is the code object about to run, for :func:`claim_call_span`. ``sampler``: the function's
+    call sampler, whose count of calls left out since its last kept one goes on this span, taken
+    only once the span records (if the SDK's sampler says no, the count waits for the next one).
+    Returns ``(span, token)`` for :func:`end_call`, or ``None`` if the sampler still said no.
     """
     parent: Any = ctx.get(SPAN_KEY)  # the current Span (Context types its values as object)
     trace_id = parent.get_span_context().trace_id if parent is not None else 0
@@ -214,6 +224,8 @@ def begin(
         return None
     if not trace_id:  # a new trace: its ID exists only now
         span.set_attribute(semconv.SESSION_ID, trace_hex(span.get_span_context().trace_id))
+    if sampler is not None and sampler.pending:
+        set_attributes(span, {semconv.SAMPLED_OUT: sampler.take_pending()})
     for observer in _starting:
         observer(span, name)
     new_ctx = trace.set_span_in_context(span, ctx)

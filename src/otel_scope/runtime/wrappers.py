@@ -209,8 +209,9 @@ class RuntimeProbe:
         if self.limiter is not None and self.limiter.dropped:
             attrs[semconv.RATE_LIMITED] = self.limiter.dropped
         if sampler is not None:
-            self._sampled(sampler, attrs)
-        started = tracing.begin(self.name, attrs, ctx, self.func.__code__ if self.deep else None, owned=True)
+            budget().spend()
+        code = self.func.__code__ if self.deep else None
+        started = tracing.begin(self.name, attrs, ctx, code, owned=True, sampler=sampler)
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
@@ -224,12 +225,6 @@ class RuntimeProbe:
             return result
         finally:
             tracing.end_call(span, token)
-
-    def _sampled(self, sampler: CallSampler, attrs: dict[str, Any]) -> None:
-        """A kept call of a sampled function: charge the budget, count what was left out before."""
-        budget().spend()
-        if sampler.pending:
-            attrs[semconv.SAMPLED_OUT] = sampler.take_pending()
 
     def _failed_late(
         self, exc: Exception, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -250,12 +245,15 @@ class RuntimeProbe:
         sampler.pending -= 1
         attrs = self._call_attributes(instance, args, kwargs)
         attrs[semconv.SAMPLING_LATE] = True
-        self._sampled(sampler, attrs)
-        started = tracing.begin(self.name, attrs, ctx, None, owned=True)
-        if started is not None:
-            span, token = started
-            self._failed(span, exc)
-            tracing.end_call(span, token)
+        budget().spend()
+        started = tracing.begin(self.name, attrs, ctx, None, owned=True, sampler=sampler)
+        if started is None:  # the SDK's sampler said no: left out after all
+            sampler.sampled_out += 1
+            sampler.pending += 1
+            return
+        span, token = started
+        self._failed(span, exc)
+        tracing.end_call(span, token)
 
     def _failed(self, span: Span, exc: BaseException) -> None:
         """The call raised ``exc``: the exception event, the finish hooks."""
@@ -275,7 +273,7 @@ class RuntimeProbe:
         if self.limiter is not None and self.limiter.dropped:  # every kind counts what it skipped
             attrs[semconv.RATE_LIMITED] = self.limiter.dropped
         if self.sampler is not None:
-            self._sampled(self.sampler, attrs)
+            budget().spend()
         code = self.func.__code__ if self.deep else None
         receiver = state.receiver_of(instance) if self.state else None
         if kind == "function":  # only with state capture: plain calls take the path in __call__
@@ -284,7 +282,7 @@ class RuntimeProbe:
             return self._coroutine(ctx, attrs, code, wrapped(*args, **kwargs), receiver)
         # Generators: create the span now, but make it current only while the body runs. Their
         # body interleaves with the caller's, so state is not captured for them.
-        started = tracing.begin(self.name, attrs, ctx, code, owned=True)
+        started = tracing.begin(self.name, attrs, ctx, code, owned=True, sampler=self.sampler)
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
@@ -311,7 +309,7 @@ class RuntimeProbe:
         kwargs: dict[str, Any],
     ) -> Any:
         """A plain call whose receiver's attributes are compared before and after."""
-        started = tracing.begin(self.name, attrs, ctx, code, owned=True)
+        started = tracing.begin(self.name, attrs, ctx, code, owned=True, sampler=self.sampler)
         if started is None:
             return wrapped(*args, **kwargs)
         span, token = started
@@ -332,7 +330,7 @@ class RuntimeProbe:
     async def _coroutine(
         self, ctx: Any, attrs: dict[str, Any], code: CodeType | None, coro: Any, receiver: Any = None
     ) -> Any:
-        started = tracing.begin(self.name, attrs, ctx, code, owned=True)
+        started = tracing.begin(self.name, attrs, ctx, code, owned=True, sampler=self.sampler)
         if started is None:
             return await coro
         span, token = started
