@@ -10,7 +10,10 @@ Compared side by side, each as nanoseconds per call (best of several repeats):
 * ``otel-scope``: the function traced by an otel-scope target (runtime mode, arguments and return
   value captured; reached through a code trampoline), ``otel-scope, wrapper`` the same probe
   through a wrapt wrapper at the attribute (what objects without code of their own get), and
-  ``otel-scope, no values`` with capture of arguments/return switched off.
+  ``otel-scope, no values`` with capture of arguments/return switched off, and
+  ``otel-scope, pkg.*`` selected by a wildcard, so call sampling keeps its first calls and then
+  about 10 a second: nearly all its calls are *left out*, the cost a package-wide target pays
+  on most calls.
 
 in three states: recording (``ALWAYS_ON``), sampled out (``ParentBased(ALWAYS_OFF)``), and
 switched off (otel-scope's probe disabled: the target still installed). The SDK pipeline is real:
@@ -69,6 +72,14 @@ def _module() -> types.ModuleType:
     return mod
 
 
+def _sampled_module() -> types.ModuleType:
+    """A module whose one function is selected by ``bench_sampled:*`` (a wildcard: call-sampled)."""
+    mod = types.ModuleType("bench_sampled")
+    exec("def scope_sampled(a, b):\n    return a + b\n", mod.__dict__)
+    sys.modules[mod.__name__] = mod
+    return mod
+
+
 def otel_decorator(func: Callable) -> Callable:
     """The plain-OTel baseline: what a user writes by hand with the same code.* attributes."""
     tracer = trace.get_tracer("handwritten")
@@ -100,18 +111,22 @@ def measure(calls: int) -> dict:
     quiet = Engine(Settings(mode="runtime", capture_args=False, capture_return=False))
     engine.add(Request(parse_pattern("bench_target:scope")))
     quiet.add(Request(parse_pattern("bench_target:scope_novalues")))
+    sampled_mod = _sampled_module()
+    engine.add(Request(parse_pattern("bench_sampled:*")))
     # The attribute wrapper (what objects without code of their own get), beside the trampoline.
     wrapped_probe = RuntimeProbe(
         mod.scope_wrapper, "bench_target", "scope_wrapper", target="bench", serializer=engine.serializer
     )
     install(mod, "scope_wrapper", wrapped_probe)
     scope, novalues, wrapped = mod.scope, mod.scope_novalues, mod.scope_wrapper
+    sampled = sampled_mod.scope_sampled
     variants = {
         "bare": lambda: mod.bare(1, 2),
         "otel decorator": lambda: hand(1, 2),
         "otel-scope": lambda: scope(1, 2),
         "otel-scope, wrapper": lambda: wrapped(1, 2),
         "otel-scope, no values": lambda: novalues(1, 2),
+        "otel-scope, pkg.*": lambda: sampled(1, 2),
     }
     results: dict[str, dict[str, float]] = {}
     for state, sampler in (("recording", ALWAYS_ON), ("sampled out", ParentBased(ALWAYS_OFF))):
@@ -121,7 +136,8 @@ def measure(calls: int) -> dict:
             results[state] = {name: per_call_ns(fn, calls) for name, fn in variants.items()}
         provider.shutdown()
     _install(ALWAYS_ON)
-    probes = [e.probe_for(f"bench_target.{n}") for e, n in ((engine, "scope"), (quiet, "scope_novalues"))]
+    named = ((engine, "scope"), (quiet, "scope_novalues"), (engine, "scope_sampled"))
+    probes = [e.probe_for(f"bench_{'sampled' if n == 'scope_sampled' else 'target'}.{n}") for e, n in named]
     probes.append(wrapped_probe)
     for probe in probes:
         probe.enabled = False
@@ -182,6 +198,8 @@ def report(results: dict) -> str:
         f"sampled out: otel-scope adds {out['otel-scope'] - out['bare']:.0f} ns per call "
         f"(otel decorator adds {out['otel decorator'] - out['bare']:.0f} ns)",
         f"switched off: otel-scope adds {off['otel-scope'] - off['bare']:.0f} ns per call",
+        f"left out by call sampling (a pkg.* target): otel-scope adds "
+        f"{rec['otel-scope, pkg.*'] - bare:.0f} ns per call",
         f"trampoline vs wrapper: recording {rec['otel-scope'] / rec['otel-scope, wrapper']:.2f}x, "
         f"sampled out adds {out['otel-scope'] - out['otel-scope, wrapper']:+.0f} ns, "
         f"switched off adds {off['otel-scope'] - off['otel-scope, wrapper']:+.0f} ns",

@@ -74,3 +74,40 @@ def test_a_wrong_call_through_a_trampoline_fails_with_pythons_own_message(runtim
     with pytest.raises(TypeError) as info:
         webapp.greet()  # missing argument: raised by the call itself, as untraced
     assert "greet() missing 1 required positional argument: 'who'" in str(info.value)
+
+
+def test_a_call_left_out_by_sampling_runs_straight_from_its_trampoline(memory) -> None:
+    """A package-wide target leaves most calls out: those run the function from the trampoline
+    itself, so no otel-scope frame is on their stack, and every trampoline instruction is on
+    the function's def line (tracebacks point at the user's code, nowhere else)."""
+    import traceback
+    from pathlib import Path
+
+    import jinja2.utils
+
+    import otel_scope
+    from otel_scope.config import Settings
+    from otel_scope.engine import Engine
+
+    engine = Engine(Settings(mode="runtime", call_sample_rate=0))  # the first 5 calls, then none
+    add_target(engine, "jinja2.utils:*")
+    try:
+        function = jinja2.utils.import_string
+        lines = {line for _, _, line in function.__code__.co_lines()} - {None}
+        assert lines == {function.__code__.co_firstlineno}
+        for _ in range(8):
+            function("no_such_module_here.x", silent=True)
+        with pytest.raises(ImportError) as raised:
+            function("no_such_module_here.x")
+        ours = str(Path(otel_scope.__file__).parent)
+        frames = traceback.extract_tb(raised.value.__traceback__)
+        assert [f for f in frames if f.filename.startswith(ours)] == []
+        assert [f.name for f in frames[1:3]] == ["import_string", "import_string"]  # trampoline, body
+        (late,) = [
+            s
+            for s in memory.named("jinja2.utils.import_string")
+            if "otel_scope.sampling.late" in s.attributes
+        ]
+        assert late.status.status_code.name == "ERROR"
+    finally:
+        engine.remove_all()

@@ -8,14 +8,20 @@ of the original function (the ``__code__``-level approach ddtrace's ``internal/w
 built from source instead of bytecode). So every holder of the function reaches the probe from
 its next call, and :meth:`Trampoline.restore` puts back the exact original code object.
 
-The trampoline is one line (``def f(a, b): return <probe>(<orig>, None, (a, b), {})``) whose
-code takes the original's name, file and first line, so tracebacks and ``inspect`` still point
-at the user's function. It reads the probe from one module global (``_otel_scope_t<n>``), never
-a closure: the function's ``__closure__`` must keep fitting the code's free variables.
+The trampoline first asks the probe whether to trace the call (``probe.skip()``: switched off,
+or left out by call sampling, which is most calls of a package-wide target). A skipped call
+runs the original copy straight from the trampoline, a plain Python-to-Python call with no
+argument tuple made and no otel-scope frame in between (a skipped call that raises is still
+handed to ``probe.failed_late``); any other goes to ``probe.traced``. Its code takes the
+original's name, file and first line, and every instruction is put on that line, so
+tracebacks and ``inspect`` point at the user's function. It reads the probe and the copy from
+one module global (``_otel_scope_t<n>``), never a closure: the function's ``__closure__`` must
+keep fitting the code's free variables.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import itertools
 import types
@@ -85,7 +91,8 @@ def install(func: types.FunctionType, probe: Any) -> Trampoline:
 
 
 def _trampoline_code(original: types.CodeType, name: str) -> types.CodeType:
-    """A one-line function with ``original``'s parameters, free variables and kind."""
+    """A function with ``original``'s parameters, free variables and kind that asks the probe
+    whether to trace this call (see the module doc), every instruction on the def line."""
     flags = original.co_flags
     n_pos = original.co_argcount
     n_kw = original.co_kwonlyargcount
@@ -109,24 +116,44 @@ def _trampoline_code(original: types.CodeType, name: str) -> types.CodeType:
     params += keyword
     if varkw is not None:
         params.append("**" + varkw)
-    args = ", ".join([*positional, *(["*" + varargs] if varargs else [])])
-    kwargs = ", ".join([*(f"{k!r}: {k}" for k in keyword), *(["**" + varkw] if varkw else [])])
-    call = f"{name}[0]({name}[1], None, ({args}{',' if args else ''}), {{{kwargs}}})"
+    star = ["*" + varargs] if varargs else []
+    double_star = ["**" + varkw] if varkw else []
+    args = ", ".join([*positional, *star])
+    kwargs = ", ".join([*(f"{k!r}: {k}" for k in keyword), *double_star])
+    direct = ", ".join([*positional, *star, *(f"{k}={k}" for k in keyword), *double_star])
+    packed = f"({args}{',' if args else ''}), {{{kwargs}}}"
+    probe, copy = f"{name}[0]", f"{name}[1]"
+    straight, traced = f"{copy}({direct})", f"{probe}.traced({copy}, None, {packed})"
     if flags & inspect.CO_COROUTINE:
-        body, prefix = f"await {call}", "async "
+        prefix, straight, traced = "async ", f"await {straight}", f"await {traced}"
     elif flags & inspect.CO_GENERATOR:
-        body, prefix = f"(yield from {call})", ""
+        prefix, straight, traced = "", f"(yield from {straight})", f"(yield from {traced})"
     else:
-        body, prefix = call, ""
+        prefix = ""
     free = original.co_freevars
     # The free variables are named (never evaluated) so the code keeps the function's closure.
     keep = f" if 1 else ({', '.join(free)},)" if free else ""
     cells = f"    {' = '.join(free)} = None\n" if free else ""
+    if flags & (inspect.CO_COROUTINE | inspect.CO_GENERATOR):
+        # Their calls only make the generator or coroutine; what raises, raises in its steps.
+        skipped = f"        return {straight}\n"
+    else:  # a call left out that raises is still recorded
+        skipped = (
+            f"        try:\n            return {straight}\n"
+            f"        except Exception as _otel_scope_e:\n"
+            f"            {probe}.failed_late(_otel_scope_e, None, {packed})\n            raise\n"
+        )
     source = (
-        f"def _make():\n{cells}    {prefix}def _f({', '.join(params)}): return {body}{keep}\n    return _f\n"
+        f"def _make():\n{cells}    {prefix}def _f({', '.join(params)}):\n"
+        f"     if {probe}.skip():\n{skipped}     return {traced}{keep}\n    return _f\n"
     )
+    tree = ast.parse(source)
+    inner = tree.body[0].body[-2]  # type: ignore[attr-defined]
+    for node in ast.walk(inner):  # one line: tracebacks and inspect point at the def line only
+        if "lineno" in node._attributes:
+            node.lineno = node.end_lineno = inner.lineno  # type: ignore[attr-defined]
     namespace: dict[str, Any] = {}
-    exec(compile(source, original.co_filename, "exec", dont_inherit=True), namespace)
+    exec(compile(tree, original.co_filename, "exec", dont_inherit=True), namespace)
     code: types.CodeType = namespace["_make"]().__code__
     n_params = n_pos + n_kw + (varargs is not None) + (varkw is not None)
     if code.co_freevars != free or code.co_varnames[:n_params] != names[:n_params]:

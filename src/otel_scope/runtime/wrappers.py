@@ -185,18 +185,32 @@ class RuntimeProbe:
     # -- the wrapper ---------------------------------------------------------------------------
     def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The wrapt wrapper function: called instead of ``wrapped`` on every call."""
-        if not self.enabled:
-            return wrapped(*args, **kwargs)
-        self.calls += 1
-        sampler = self.sampler
-        if sampler is not None and not sampler.admit():
+        if self.skip():
             if self.kind != "function":
                 return wrapped(*args, **kwargs)
             try:  # free unless it raises: a call that raises is recorded even when sampled out
                 return wrapped(*args, **kwargs)
             except Exception as exc:
-                self._failed_late(exc, instance, args, kwargs)
+                self.failed_late(exc, instance, args, kwargs)
                 raise
+        return self.traced(wrapped, instance, args, kwargs)
+
+    def skip(self) -> bool:
+        """Whether this call runs untraced: the probe is switched off, or its sampler leaves it out.
+
+        Asked first by every entry (the wrapper above, and code trampolines, which then call the
+        function straight, with no tuple of arguments made), so a call that records nothing
+        costs a few attribute reads. A skipped call that raises goes to :meth:`failed_late`.
+        """
+        if not self.enabled:
+            return True
+        self.calls += 1
+        sampler = self.sampler
+        return sampler is not None and not sampler.admit()
+
+    def traced(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a call :meth:`skip` let through: a span, unless rate limits or sampling say no."""
+        sampler = self.sampler
         if self.limiter is not None and not self.limiter.allow():
             return wrapped(*args, **kwargs)
         ctx = tracing.decide()
@@ -226,7 +240,7 @@ class RuntimeProbe:
         finally:
             tracing.end_call(span, token)
 
-    def _failed_late(
+    def failed_late(
         self, exc: Exception, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         """A sampled-out call raised: record it now, as a span that starts when it failed.
@@ -235,8 +249,8 @@ class RuntimeProbe:
         kept in full (:meth:`CallSampler.reopen`) so what follows an error is seen.
         """
         sampler = self.sampler
-        if sampler is None or isinstance(exc, (StopIteration, StopAsyncIteration)):
-            return
+        if sampler is None or not self.enabled or isinstance(exc, (StopIteration, StopAsyncIteration)):
+            return  # switched off, or never sampled: nothing was left out
         sampler.reopen()
         ctx = tracing.decide()
         if ctx is None:  # not recorded after all (an unsampled trace): it stays counted as left out
