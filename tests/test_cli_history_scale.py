@@ -117,6 +117,28 @@ def test_where_lists_the_matching_events_and_calls_with_their_call_path(recorded
     assert returns.count(f"orderflow.process > {CHECK}: LINE 25  RETURN 4") == 85 == len(returns) / 2
 
 
+def test_a_negated_where_also_lists_the_calls_that_never_captured_its_names(
+    recorded: tuple[Path, str],
+) -> None:
+    # remaining is a local of check_stock (on its line events), never a call's own value: every
+    # call passes 'not remaining < 0', the worker's tick() calls too, though they never mention it.
+    lines = _timeline(_history(recorded, "--where", "not remaining < 0").stdout)
+    assert sum(line.startswith(f"orderflow.process > {CHECK}: CALL {CHECK}(") for line in lines) == 1700
+    assert sum(line.startswith("orderflow.process: CALL orderflow.process(") for line in lines) == 5
+    assert any(line.startswith("orderflow.tick: CALL orderflow.tick()") for line in lines)
+    variables = [line for line in lines if "VAR remaining = " in line and "FRAME" not in line]
+    assert len(variables) == 1697 and not any("VAR remaining = -" in line for line in variables)
+    assert not any("SESSION" in line for line in lines)  # the session is no call
+    # An 'or' whose other side holds without the names: the calls without qty, and the three
+    # negative locals.
+    either = _timeline(_history(recorded, "--where", "remaining < 0 or not qty < 100").stdout)
+    assert [line for line in either if "VAR remaining" in line and "FRAME" not in line] == [
+        f"orderflow.process > {CHECK}: LINE 22  VAR remaining = {n}" for n in (-4, -2, -1)
+    ]
+    assert not any(f"CALL {CHECK}(" in line for line in either)
+    assert sum(line.startswith("orderflow.process: CALL orderflow.process(") for line in either) == 5
+
+
 def test_a_malformed_where_is_one_line_naming_the_problem(recorded: tuple[Path, str]) -> None:
     store, trace_id = recorded
     result = run_cli("history", trace_id, "--where", "remaining <", cwd=store.parent, store=store)

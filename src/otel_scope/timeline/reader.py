@@ -11,7 +11,7 @@ neither hold the store's write lock nor block the processes exporting into the f
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from otel_scope import semconv
@@ -141,18 +141,21 @@ class TraceReader:
         order: str = "start_ns, end_ns",
         index: str = "",
         leaves: bool = False,
+        named: Mapping[str, object] | None = None,
     ) -> Iterator[SpanRecord]:
         """Decoded spans of the trace; ``:trace`` in ``where`` is the trace ID, ``params`` are
-        ``:p2``, ``:p3``... (named: Python 3.14 refuses numbered placeholders with a sequence).
+        ``:p2``, ``:p3``... (named: Python 3.14 refuses numbered placeholders with a sequence),
+        ``named`` any other parameters by name.
 
         With ``leaves``, spans without children are noted (one seek of the parent index each,
         inside SQLite), so the walk asks no query for the children of a leaf: in a big trace most
         calls are leaves, and a query from Python costs more than the rest of the span."""
         indexed = f" INDEXED BY {index}" if index else ""
         columns = f"{SPAN_COLUMNS}, {_HAS_CHILDREN}" if leaves else SPAN_COLUMNS
+        bound = {"trace": self.trace_id, **{f"p{n}": value for n, value in enumerate(params, 2)}}
         cursor = self._conn.execute(
             f"SELECT {columns} FROM spans{indexed} WHERE trace_id = :trace AND {where} ORDER BY {order}",
-            {"trace": self.trace_id, **{f"p{n}": value for n, value in enumerate(params, 2)}},
+            {**bound, **(named or {})},
         )
         trace_id, noted = self.trace_id, self._leaves
         for row in cursor:
@@ -235,21 +238,11 @@ class TraceReader:
         return self._spans(f"{MESSAGES} AND (instr(events, :p2) OR instr(links, :p2))", (text,), index=index)
 
     def matching(self, where: Where) -> Iterator[SpanRecord]:
-        """Spans that mention one of ``where``'s names and pass its SQL prefilter
-        (:func:`~otel_scope.timeline.query.prefilter_sql`): a superset, for ``--where``."""
-        if not where.names:
-            return iter(())
-        mentions = " OR ".join(
-            f"instr(attributes, :m{n}) OR instr(events, :m{n})" for n in range(len(where.names))
-        )
+        """Spans that pass ``where``'s SQL prefilter (:func:`~otel_scope.timeline.query.prefilter_sql`),
+        in start order: a superset, for ``--where``; every span when the condition cannot be
+        narrowed (``not x < 0`` holds for the spans that never captured ``x``)."""
         narrowed, params = prefilter_sql(where)
-        condition = f"({mentions})" + (f" AND {narrowed}" if narrowed else "")
-        cursor = self._conn.execute(
-            f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = :trace AND {condition} "
-            "ORDER BY start_ns, end_ns",
-            {"trace": self.trace_id, **params, **{f"m{n}": w for n, w in enumerate(sorted(where.names))}},
-        )
-        return (record_from_row(self.trace_id, row) for row in cursor)
+        return self._spans(narrowed or "1", named=params)
 
     def parent_and_function(self, span_id: str) -> tuple[str | None, str] | None:
         """A span's parent ID and name (for call paths), or ``None`` if not stored."""

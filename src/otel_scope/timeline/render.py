@@ -641,8 +641,11 @@ def function_entries(reader: TraceReader, pattern: str, view: View | None = None
 
 def where_entries(reader: TraceReader, where: Where, view: View | None = None) -> Iterator[TimelineEntry]:
     """``--where``: every call and event whose captured values satisfy ``where``, in start order,
-    each with its call path (``outer > inner: ...``). Only the spans that pass the condition's SQL
-    prefilter (they mention one of its names, with a value that can match) are decoded."""
+    each with its call path (``outer > inner: ...``). A call (a span otel-scope made, not the
+    session) is listed when its own values pass
+    (``not x < 0`` lists the calls that captured no ``x``), an event when it captured one of the
+    names itself and passes with its call's values. Only the spans that pass the condition's SQL
+    prefilter (a superset: they mention its names, with values that can match) are decoded."""
     walker = _Walker(reader, reader.stats().start_ns, view)
     ancestry = _Ancestry(reader)
 
@@ -653,7 +656,9 @@ def where_entries(reader: TraceReader, where: Where, view: View | None = None) -
 
     for span in reader.matching(where):
         call = captured_values(span.attributes)
-        if where.matches(call):
+        # Calls only: a session or another instrumentation's span captures no values of its own.
+        is_call = semconv.MECHANISM in span.attributes and not _is_session(span)
+        if is_call and where.matches(call):
             yield located(span, walker.start_entry(span, 0))
         for event in span.events:
             # An event sees its call's arguments too ("item == 'a' and remaining < 0" works), but
