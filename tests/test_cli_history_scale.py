@@ -83,6 +83,27 @@ def test_repeated_sibling_calls_fold_into_one_line_that_counts_the_raised_ones(
     assert sum(line.lstrip().startswith(f"EXCEPTION {CHECK} ValueError") for line in unfolded) == 3
 
 
+def test_function_folds_repeated_matching_calls_inside_the_matching_call_around_them_unless_full(
+    recorded: tuple[Path, str],
+) -> None:
+    lines = _timeline(_history(recorded, "--function", "check_stock").stdout)
+    assert [line.split("  (total")[0] for line in lines] == [f"CALL {CHECK} × 340"] * 4 + [
+        f"CALL {CHECK} × 340, 3 raised (first #{lines[-1].split('(first #')[1][:16]})"
+    ]
+    # process() and the checks (not the worker's ticks): each process call holds its 340 checks.
+    nested = _timeline(_history(recorded, "--function", "orderflow.[pE]*").stdout)
+    calls = [
+        line.split("(")[0].rstrip()
+        for line in nested
+        if "CALL orderflow.process(" in line or f"{CHECK} × " in line
+    ]
+    assert [line.split(",")[0] for line in calls] == ["CALL orderflow.process", f"  CALL {CHECK} × 340"] * 5
+    assert sum(line.startswith("RETURN orderflow.process -> ") for line in nested) == 5
+    unfolded = _timeline(_history(recorded, "--function", "check_stock", "--full").stdout)
+    assert sum(line.startswith(f"CALL {CHECK}(") for line in unfolded) == 1700
+    assert sum(line.startswith("  LINE 22  VAR remaining = ") for line in unfolded) == 1700
+
+
 def test_orphan_spans_are_marked_inside_the_session_not_printed_after_it(recorded: tuple[Path, str]) -> None:
     # The worker thread's poll() never returned, so its span was never exported: its tick()
     # calls have a parent that is not in the trace.

@@ -10,6 +10,7 @@ neither hold the store's write lock nor block the processes exporting into the f
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -204,16 +205,50 @@ class TraceReader:
             return iter(())
         return self._spans("parent_span_id = :p2", (span_id,), index="spans_trace_parent", leaves=True)
 
+    def _distinct(self, column: str, index: str, skip_empty: bool) -> list[str]:
+        """The distinct values of ``column``, by seeking ``index`` (on ``(trace_id, column, ...)``)
+        from one value to the next: a few seeks per value, not a pass over a million entries."""
+        lowest = f"SELECT min({column}) FROM spans INDEXED BY {index} WHERE trace_id = :trace"
+        first = f"{lowest} AND {column} > ''" if skip_empty else lowest
+        return [
+            r[0]
+            for r in self._conn.execute(
+                f"WITH RECURSIVE s(v) AS (SELECT ({first}) UNION ALL SELECT ({lowest} AND {column} > s.v) "
+                "FROM s WHERE s.v IS NOT NULL) SELECT v FROM s WHERE v IS NOT NULL",
+                {"trace": self.trace_id},
+            )
+        ]
+
+    def names(self) -> list[str]:
+        """The distinct span names of the trace, from the name index."""
+        return self._distinct("name", "spans_trace_name", skip_empty=False)
+
+    def _named(self, function: Callable[[str], bool]) -> tuple[str, dict[str, object]]:
+        """The SQL condition (and its parameters) selecting the spans whose name ``function``
+        accepts: the test runs once per distinct name, and the spans are found by name."""
+        accepted = [name for name in self.names() if function(name)]
+        return "name IN (SELECT value FROM json_each(:names))", {"names": json.dumps(accepted)}
+
     def spans(self, function: Callable[[str], bool] | None = None) -> Iterator[SpanRecord]:
         """Every span in start order; with ``function``, only those whose name it accepts
         (decided on the name index, so other spans are never read)."""
         if function is None:
             return self._spans("1")
-        self._conn.create_function("otel_scope_function", 1, lambda name: bool(function(name or "")))
-        return self._spans(
-            "span_id IN (SELECT span_id FROM spans INDEXED BY spans_trace_name "
-            "WHERE trace_id = :trace AND otel_scope_function(name))"
+        condition, named = self._named(function)
+        return self._spans(condition, named=named)
+
+    def heads(self, function: Callable[[str], bool]) -> Iterator[SpanHead]:
+        """:meth:`spans` of the names ``function`` accepts as :class:`SpanHead`, decoded only when
+        asked (for folding)."""
+        condition, named = self._named(function)
+        cursor = self._conn.execute(
+            f"SELECT {_HEAD_COLUMNS} FROM spans WHERE trace_id = :trace AND {condition} "
+            "ORDER BY start_ns, end_ns",
+            {"trace": self.trace_id, **named},
         )
+        load = self.span
+        for row in cursor:
+            yield SpanHead((row[0], row[1], row[2], row[3], row[4], str(row[5]), bool(row[6])), load)
 
     def span(self, span_id: str) -> SpanRecord | None:
         """One span by its full ID (through the primary key), or ``None`` if not stored."""
@@ -286,19 +321,7 @@ class TraceReader:
             ).fetchone()[0]
             for which in (RUNTIME, COMPILE_TIME)
         )
-        # Distinct services by seeking the service index from one name to the next (a few seeks,
-        # not a pass over a million entries).
-        services = [
-            r[0]
-            for r in self._conn.execute(
-                "WITH RECURSIVE s(name) AS (SELECT min(service_name) FROM spans "
-                "INDEXED BY spans_trace_service WHERE trace_id = :trace AND service_name > '' "
-                "UNION ALL SELECT (SELECT min(service_name) FROM spans INDEXED BY spans_trace_service "
-                "WHERE trace_id = :trace AND service_name > s.name) FROM s WHERE s.name IS NOT NULL) "
-                "SELECT name FROM s WHERE name IS NOT NULL",
-                {"trace": self.trace_id},
-            )
-        ]
+        services = self._distinct("service_name", "spans_trace_service", skip_empty=True)
         reason = f"json_extract(attributes, {_json_path(semconv.CAPTURES_DROPPED_REASON)})"
         dropped, sdk_dropped, reasons = self._conn.execute(
             f"SELECT total(max(0, coalesce(CAST({DROPPED_EXPR} AS INTEGER), 0))), total(dropped_events), "
