@@ -120,9 +120,18 @@ def to_any_value(value: Any) -> dict[str, Any]:
 
 
 def attributes_from_otlp(items: Any) -> dict[str, Any]:
-    return {
-        str(kv.get("key", "")): from_any_value(kv.get("value")) for kv in items or [] if isinstance(kv, dict)
-    }
+    attributes: dict[str, Any] = {}
+    for kv in items or ():
+        if not isinstance(kv, dict):
+            continue
+        value = kv.get("value")
+        # Captured values are strings: read those without a call each (a million-span import).
+        attributes[str(kv.get("key", ""))] = (
+            str(value["stringValue"])
+            if type(value) is dict and "stringValue" in value
+            else from_any_value(value)
+        )
+    return attributes
 
 
 def attributes_to_otlp(attributes: dict[str, Any]) -> list[dict[str, Any]]:
