@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pty
 import select
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -63,28 +62,6 @@ def test_a_big_trace_starts_with_time_per_function_the_slowest_calls_and_the_exc
         ["out", "of", "stock:"]
     ] * 3
     assert timeline.lstrip().startswith("+")
-
-
-def test_the_summary_from_the_stores_aggregates_is_the_one_the_indexes_give(
-    recorded: tuple[Path, str], tmp_path: Path
-) -> None:
-    # The store kept per-function aggregates while the exporters wrote it (children before
-    # their parents, the worker's parent never); a store without them (an older otel-scope), or
-    # whose aggregates miss some spans (an older otel-scope writing into it too), is summarised
-    # from its indexes, and the two agree to the character.
-    store, trace_id = recorded
-    with sqlite3.connect(store) as conn:
-        (aggregated, spans), *_ = conn.execute(
-            "SELECT sum(calls), span_count FROM trace_functions JOIN traces USING (trace_id)"
-        ).fetchall()
-    assert aggregated == spans > 1703
-    expected = _history(recorded).stdout
-    for damage in ("DROP TABLE trace_functions", "DELETE FROM trace_functions WHERE name LIKE '%tick'"):
-        copy = tmp_path / f"{len(damage)}.sqlite3"
-        with sqlite3.connect(store) as original, sqlite3.connect(copy) as conn:
-            original.backup(conn)
-            conn.execute(damage)
-        assert _history((copy, trace_id)).stdout == expected
 
 
 def test_the_summary_of_a_big_trace_can_be_left_out(recorded: tuple[Path, str]) -> None:

@@ -16,8 +16,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from otel_scope import semconv as sc
 from otel_scope.store import PRUNE_EVERY, LocalStoreSpanExporter, SpanStore, StoreError, record_from_span
-from otel_scope.store.records import SpanRecord
-from otel_scope.timeline.reader import TraceReader
 from test_timeline_sample import HANDLE, MESSAGE_ID, RECEIVE, record_session, sample_spans
 
 DAY_NS = 86_400 * 10**9
@@ -378,50 +376,3 @@ def test_sdk_spans_and_the_same_spans_as_records_give_the_same_rows_and_summary(
     assert direct.add(spans) == imported.add_records([record_from_span(s) for s in spans]) == len(spans)
     assert direct.sessions() == imported.sessions()
     assert direct.get_trace(trace_id) == imported.get_trace(trace_id)
-
-
-def _summary(path: Path, trace_id: str) -> tuple[object, ...]:
-    with TraceReader(path, trace_id) as reader:
-        functions = reader.function_stats()
-        return functions, reader.stats().by_mechanism, sorted(s.span_id for s in reader.orphans())
-
-
-@pytest.mark.parametrize("order", ["as ended", "parents first", "one by one", "twice", "reversed"])
-def test_the_per_function_aggregates_give_the_summary_the_indexes_give_in_any_arrival_order(
-    tmp_path: Path, order: str
-) -> None:
-    trace_id, spans = sample_spans()
-    records = [record_from_span(s) for s in spans]
-    records.append(SpanRecord(trace_id, "0f" * 8, "ee" * 8, "orphan", start_ns=5, end_ns=9))  # parent lost
-    store = SpanStore(tmp_path / "s.sqlite3")
-    if order == "as ended":
-        store.add_records(records)
-    elif order == "parents first":
-        for record in sorted(records, key=lambda r: r.start_ns):
-            store.add_records([record])
-    elif order == "one by one":
-        for record in records:
-            store.add_records([record])
-    elif order == "twice":  # a re-export: the second time adds nothing
-        store.add_records(records[:3])
-        store.add_records(records)
-    else:
-        store.add_records(list(reversed(records)))
-    store.close()
-    aggregated = _summary(tmp_path / "s.sqlite3", trace_id)
-    assert [f.calls for f in aggregated[0]] and aggregated[2] == ["0f" * 8]  # type: ignore[attr-defined]
-    with sqlite3.connect(tmp_path / "s.sqlite3") as conn:
-        conn.execute("DROP TABLE trace_functions")
-    assert _summary(tmp_path / "s.sqlite3", trace_id) == aggregated
-
-
-def test_pruning_a_trace_drops_its_aggregates(tmp_path: Path) -> None:
-    clock = Clock()
-    store = SpanStore(tmp_path / "s.sqlite3", clock=clock)
-    trace_id, spans = sample_spans()
-    store.add_records([*map(record_from_span, spans), SpanRecord(trace_id, "0f" * 8, "ee" * 8, "orphan")])
-    clock.now += 3 * DAY_NS
-    assert store.prune(max_age_days=1, max_mb=0) == 1
-    with sqlite3.connect(tmp_path / "s.sqlite3") as conn:
-        for table in ("trace_functions", "trace_pending_parents"):
-            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)

@@ -11,14 +11,6 @@ Two tables: ``spans`` holds every span with its attributes, events, links and re
 insert. The summary makes ``sessions()`` and ``prune()`` cost one small indexed query instead of a
 scan of every span, which matters because the exporter prunes from inside traced processes.
 
-``trace_functions`` keeps, in the same transaction, each trace's calls, total time, errors,
-mechanisms and children's time per span name, so ``history``'s summary of a million-span trace
-reads a few rows instead of two passes over its indexes (over a second when they are not in the
-page cache). Children's time whose parent is not stored yet waits in ``trace_pending_parents``;
-what is left there are the parents missing from the trace. A reader uses the aggregates only
-when they count every span of the trace (an older otel-scope writing into the same file keeps
-none), and falls back to the indexes otherwise.
-
 The store holds argument values and locals, so it is private: a writer creates the file ``0600``
 (SQLite gives its ``-wal`` and ``-shm`` files the same mode) and any missing folders ``0700``.
 Readers (``history``, ``sessions``, ``export``) open it with ``read_only=True``: SQLite's
@@ -65,7 +57,6 @@ RUNTIME = f"{MECHANISM_EXPR} = 'runtime'"
 # The spans `history --follow` searches: those with a message event or a span link.
 MESSAGES = f"(instr(events, '\"{semconv.MESSAGE_ID}\"') OR links != '[]')"
 COMPILE_TIME = f"{MECHANISM_EXPR} = 'compile_time'"
-DURATION_EXPR = "end_ns - start_ns"  # the slowest calls, from the end of an index on it
 
 # What `otel-scope history` reads, so a million-span trace answers from indexes, not row scans.
 # SQLite before 3.41 never reads an indexed expression back from the index, so the covering
@@ -79,7 +70,6 @@ CREATE INDEX IF NOT EXISTS spans_trace_runtime ON spans (trace_id) WHERE {RUNTIM
 CREATE INDEX IF NOT EXISTS spans_trace_compile_time ON spans (trace_id) WHERE {COMPILE_TIME};
 CREATE INDEX IF NOT EXISTS spans_trace_notable ON spans (trace_id, start_ns) WHERE {NOTABLE};
 CREATE INDEX IF NOT EXISTS spans_trace_messages ON spans (trace_id, start_ns) WHERE {MESSAGES};
-CREATE INDEX IF NOT EXISTS spans_trace_duration ON spans (trace_id, {DURATION_EXPR});
 """
 
 _SCHEMA = """
@@ -118,23 +108,6 @@ CREATE TABLE IF NOT EXISTS traces (
     bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_updated ON traces (updated_ns);
-CREATE TABLE IF NOT EXISTS trace_functions (
-    trace_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    calls INTEGER NOT NULL,
-    total_ns INTEGER NOT NULL,
-    errors INTEGER NOT NULL,
-    child_ns INTEGER NOT NULL,
-    runtime INTEGER NOT NULL,
-    compile_time INTEGER NOT NULL,
-    PRIMARY KEY (trace_id, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS trace_pending_parents (
-    trace_id TEXT NOT NULL,
-    parent_span_id TEXT NOT NULL,
-    child_ns INTEGER NOT NULL,
-    PRIMARY KEY (trace_id, parent_span_id)
-) WITHOUT ROWID;
 """
 
 _UPSERT_TRACE = """
@@ -382,7 +355,6 @@ class _Row(NamedTuple):
     service_name: str | None
     runtime: int
     compile_time: int
-    mechanism: object  # the span's own otel_scope.mechanism (None for other instrumentations)
 
 
 def _encoded(objects: list[dict[str, Any]]) -> str:
@@ -405,7 +377,6 @@ def _summarised(
         values[13] or None,
         int(semconv.MECHANISM_RUNTIME in mechanisms),
         int(semconv.MECHANISM_COMPILE_TIME in mechanisms),
-        attributes.get(semconv.MECHANISM),
     )
 
 
@@ -520,83 +491,6 @@ def _merge(summaries: dict[str, list[Any]], row: _Row, size: int) -> None:
     s[6] = s[6] if s[6] is not None else row.session_name
     s[7] = s[7] if s[7] is not None else row.service_name
     s[8], s[9], s[10] = max(s[8], row.runtime), max(s[9], row.compile_time), s[10] + size
-
-
-_UPSERT_FUNCTION = """
-INSERT INTO trace_functions VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (trace_id, name) DO UPDATE SET
-    calls = calls + excluded.calls, total_ns = total_ns + excluded.total_ns,
-    errors = errors + excluded.errors, child_ns = child_ns + excluded.child_ns,
-    runtime = runtime + excluded.runtime, compile_time = compile_time + excluded.compile_time
-"""
-_UPSERT_PENDING = """
-INSERT INTO trace_pending_parents VALUES (?, ?, ?)
-ON CONFLICT (trace_id, parent_span_id) DO UPDATE SET child_ns = child_ns + excluded.child_ns
-"""
-_IDS = "(SELECT value FROM json_each(?))"
-
-
-def _aggregate(conn: sqlite3.Connection, rows: Iterable[_Row]) -> None:
-    """Add newly stored rows to ``trace_functions``: per (trace, name) the calls, total time,
-    errors and mechanisms, and the children's time under the name of their parent, found in
-    this batch, among the spans stored before, or else left pending until the parent arrives
-    (children end, and so are exported, before their parents)."""
-    functions: dict[tuple[str, str], list[int]] = {}
-    names: dict[tuple[str, str], str] = {}  # this batch's spans
-    children: dict[tuple[str, str], int] = {}  # (trace, parent) -> children's time
-    for row in rows:
-        trace_id, span_id, parent, name = row.values[0], row.values[1], row.values[2], row.values[3]
-        took = row.values[6] - row.values[5]
-        f = functions.get((trace_id, name))
-        if f is None:
-            f = functions[trace_id, name] = [0, 0, 0, 0, 0, 0]
-        f[0] += 1
-        f[1] += took
-        f[2] += row.errors
-        f[4] += row.mechanism == semconv.MECHANISM_RUNTIME
-        f[5] += row.mechanism == semconv.MECHANISM_COMPILE_TIME
-        names[trace_id, span_id] = name
-        if parent is not None:
-            children[trace_id, parent] = children.get((trace_id, parent), 0) + took
-    spans_of: dict[str, list[str]] = {}
-    for trace_id, span_id in names:
-        spans_of.setdefault(trace_id, []).append(span_id)
-    for trace_id, span_ids in spans_of.items():
-        ids = _dumps(span_ids)
-        waiting = conn.execute(
-            f"SELECT parent_span_id, child_ns FROM trace_pending_parents WHERE trace_id = ? "
-            f"AND parent_span_id IN {_IDS}",
-            (trace_id, ids),
-        ).fetchall()
-        if waiting:
-            conn.execute(
-                f"DELETE FROM trace_pending_parents WHERE trace_id = ? AND parent_span_id IN {_IDS}",
-                (trace_id, ids),
-            )
-        for parent, took in waiting:
-            children[trace_id, parent] = children.get((trace_id, parent), 0) + took
-    elsewhere: dict[str, list[str]] = {}
-    for trace_id, parent in children:
-        if (trace_id, parent) not in names:
-            elsewhere.setdefault(trace_id, []).append(parent)
-    for trace_id, parents in elsewhere.items():
-        for span_id, name in conn.execute(
-            f"SELECT span_id, name FROM spans WHERE trace_id = ? AND span_id IN {_IDS}",
-            (trace_id, _dumps(parents)),
-        ):
-            names[trace_id, span_id] = name
-    pending = []
-    for (trace_id, parent), took in children.items():
-        name = names.get((trace_id, parent))
-        if name is None:
-            pending.append((trace_id, parent, took))
-            continue
-        f = functions.get((trace_id, name))
-        if f is None:
-            f = functions[trace_id, name] = [0, 0, 0, 0, 0, 0]
-        f[3] += took
-    conn.executemany(_UPSERT_FUNCTION, [(t, n, *f) for (t, n), f in functions.items()])
-    conn.executemany(_UPSERT_PENDING, pending)
 
 
 class SpanStore:
@@ -740,22 +634,20 @@ class SpanStore:
             _merge(summaries, row, _size(row.values))
         now = self._clock()
         conn.executemany(_UPSERT_TRACE, [(t, s[0], s[1], now, *s[2:]) for t, s in summaries.items()])
-        _aggregate(conn, rows)
         return inserted
 
     def _add_one_by_one(self, conn: sqlite3.Connection, rows: list[_Row]) -> int:
-        added: list[_Row] = []
+        added = 0
         now = self._clock()
         for row in rows:
             if conn.execute(_INSERT_SPAN, row.values).rowcount != 1:
                 continue  # already stored (a re-export, or a file imported twice)
-            added.append(row)
+            added += 1
             summary: dict[str, list[Any]] = {}
             _merge(summary, row, _size(row.values))
             ((trace_id, s),) = summary.items()
             conn.execute(_UPSERT_TRACE, (trace_id, s[0], s[1], now, *s[2:]))
-        _aggregate(conn, added)
-        return len(added)
+        return added
 
     # -- reading -------------------------------------------------------------------------------
     def resolve(self, trace_id: str) -> str | None:
@@ -870,5 +762,5 @@ class SpanStore:
 
     @staticmethod
     def _delete(conn: sqlite3.Connection, trace_ids: list[str]) -> None:
-        for table in ("spans", "traces", "trace_functions", "trace_pending_parents"):
-            conn.executemany(f"DELETE FROM {table} WHERE trace_id = ?", [(t,) for t in trace_ids])
+        conn.executemany("DELETE FROM spans WHERE trace_id = ?", [(t,) for t in trace_ids])
+        conn.executemany("DELETE FROM traces WHERE trace_id = ?", [(t,) for t in trace_ids])

@@ -20,7 +20,6 @@ from otel_scope.store.records import FunctionStats, SpanRecord, TraceStats, as_c
 from otel_scope.store.spanstore import (
     COMPILE_TIME,
     DROPPED_EXPR,
-    DURATION_EXPR,
     MESSAGES,
     NOTABLE,
     RUNTIME,
@@ -117,34 +116,15 @@ class TraceReader:
         # write (where SQLite cannot make the WAL's shared-memory file), as the other readers do.
         self._conn = connect_read_only(self.path)
         self._indexes: set[str] | None = None
-        self._functions: list[tuple[str, int, int, int, int, int, int]] | None = None
         # Spans just read that have no children (see _spans), until the walk reaches them.
         self._leaves: set[str] = set()
 
     def _has_index(self, name: str) -> bool:
-        """Whether the store has index (or table) ``name`` (one written by an older otel-scope may not)."""
+        """Whether the store has index ``name`` (a store written by an older otel-scope may not)."""
         if self._indexes is None:
-            rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type IN ('index', 'table')")
+            rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
             self._indexes = {r[0] for r in rows}
         return name in self._indexes
-
-    def _aggregates(self) -> list[tuple[str, int, int, int, int, int, int]] | None:
-        """The trace's rows of ``trace_functions`` (name, calls, total, errors, children's time,
-        runtime and compile-time calls), or ``None`` unless they count every span of the trace:
-        then the summary comes from a few rows instead of passes over the indexes."""
-        if self._functions is None:
-            rows: list[tuple[str, int, int, int, int, int, int]] = []
-            if self._has_index("trace_functions"):
-                rows = self._conn.execute(
-                    "SELECT name, calls, total_ns, errors, child_ns, runtime, compile_time "
-                    "FROM trace_functions WHERE trace_id = ? ORDER BY name",
-                    (self.trace_id,),
-                ).fetchall()
-            (count,) = self._conn.execute(
-                "SELECT coalesce(max(span_count), 0) FROM traces WHERE trace_id = ?", (self.trace_id,)
-            ).fetchone()
-            self._functions = rows if rows and sum(r[1] for r in rows) == count else []
-        return self._functions or None
 
     def close(self) -> None:
         self._conn.close()
@@ -335,16 +315,12 @@ class TraceReader:
             (self.trace_id,),
         ).fetchone() or (0, 0, 0, 0, None)
         count = row[0]
-        aggregates = self._aggregates()
-        if aggregates is not None:
-            runtime, compile_time = sum(r[5] for r in aggregates), sum(r[6] for r in aggregates)
-        else:
-            runtime, compile_time = (
-                self._conn.execute(
-                    f"SELECT count(*) FROM spans WHERE trace_id = ? AND {which}", (self.trace_id,)
-                ).fetchone()[0]
-                for which in (RUNTIME, COMPILE_TIME)
-            )
+        runtime, compile_time = (
+            self._conn.execute(
+                f"SELECT count(*) FROM spans WHERE trace_id = ? AND {which}", (self.trace_id,)
+            ).fetchone()[0]
+            for which in (RUNTIME, COMPILE_TIME)
+        )
         services = self._distinct("service_name", "spans_trace_service", skip_empty=True)
         reason = f"json_extract(attributes, {_json_path(semconv.CAPTURES_DROPPED_REASON)})"
         dropped, sdk_dropped, reasons = self._conn.execute(
@@ -393,24 +369,10 @@ class TraceReader:
         """Calls, total time, self time (minus direct children) and errors per function, the
         most total time first.
 
-        From the store's per-trace aggregates where it keeps them; otherwise two passes over
-        covering indexes: per-name totals from the name index, and children's time per parent
-        from the parent index (grouped, so each parent is looked up once, not each span). The
-        parents that turn out to be missing are kept for :meth:`orphans`.
+        Two passes over covering indexes: per-name totals from the name index, and children's
+        time per parent from the parent index (grouped, so each parent is looked up once, not
+        each span). The parents that turn out to be missing are kept for :meth:`orphans`.
         """
-        aggregates = self._aggregates()
-        if aggregates is not None:
-            self._missing_parents = [
-                r[0]
-                for r in self._conn.execute(
-                    "SELECT parent_span_id FROM trace_pending_parents WHERE trace_id = ?", (self.trace_id,)
-                )
-            ]
-            stats = [
-                FunctionStats(name, calls, total, max(0, total - child), errors)
-                for name, calls, total, errors, child, _, _ in aggregates
-            ]
-            return sorted(stats, key=lambda f: -f.total_ns)
         totals = self._conn.execute(
             "SELECT name, count(*), total(end_ns - start_ns), total(status_code = 'ERROR') "
             "FROM spans INDEXED BY spans_trace_name WHERE trace_id = ? GROUP BY name",
@@ -441,11 +403,9 @@ class TraceReader:
 
     def slowest(self, limit: int) -> list[SpanRecord]:
         """The ``limit`` longest spans, longest first (the session root included)."""
-        # The end of the duration index where the store has it, else a pass over the name index.
-        index = "spans_trace_duration" if self._has_index("spans_trace_duration") else "spans_trace_name"
         ids = self._conn.execute(
-            f"SELECT span_id FROM spans INDEXED BY {index} WHERE trace_id = ? "
-            f"ORDER BY {DURATION_EXPR} DESC LIMIT ?",
+            "SELECT span_id FROM spans INDEXED BY spans_trace_name WHERE trace_id = ? "
+            "ORDER BY end_ns - start_ns DESC LIMIT ?",
             (self.trace_id, max(0, limit)),
         ).fetchall()
         return [span for (span_id,) in ids for span in self._spans("span_id = :p2", (span_id,))]
