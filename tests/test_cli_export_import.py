@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,45 @@ def test_exported_file_imports_to_the_same_timeline(tmp_path: Path, fmt: str) ->
     history = run_cli("history", ids[1], "--json", cwd=tmp_path, store=path)
     assert _entries(imported.stdout) == _entries(history.stdout) == EXPECTED_LINES
     assert json.loads(imported.stdout) == json.loads(history.stdout)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda lines: lines, id="as exported"),
+        # proto field names (snake_case) on one span line: read through camel_case
+        pytest.param(
+            lambda lines: [
+                lines[0],
+                lines[1],
+                lines[2].replace('"startTimeUnixNano"', '"start_time_unix_nano"'),
+                *lines[3:],
+            ],
+            id="snake_case keys",
+        ),
+        # a span line broken in two part-way: the general reader takes over after the spans read
+        pytest.param(
+            lambda lines: [*lines[:4], lines[4].replace(', "status": ', ',\n  "status": '), *lines[5:]],
+            id="re-wrapped part-way",
+        ),
+        pytest.param(lambda lines: [" ".join(lines)], id="one line"),
+    ],
+)
+def test_an_exported_otlp_file_imports_every_span_once_however_it_was_edited(
+    tmp_path: Path, edit: Callable[[list[str]], list[str]]
+) -> None:
+    path, ids = sample_store(tmp_path)
+    out = tmp_path / "trace.json"
+    assert run_cli("export", ids[1], "-o", str(out), cwd=tmp_path, store=path).returncode == 0
+    edited = tmp_path / "edited.json"
+    edited.write_text("\n".join(edit(out.read_text().splitlines())) + "\n")
+    json.loads(edited.read_text())  # still one valid document
+    imported = run_cli(
+        "import", str(edited), "--store", str(tmp_path / "mine.sqlite3"), "--json", cwd=tmp_path
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stderr.strip().startswith("imported 6 new spans of 1 trace(s)")
+    assert _entries(imported.stdout) == EXPECTED_LINES
 
 
 def test_export_writes_otlp_json_to_stdout_by_default(tmp_path: Path) -> None:

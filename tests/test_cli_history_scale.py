@@ -83,6 +83,27 @@ def test_repeated_sibling_calls_fold_into_one_line_that_counts_the_raised_ones(
     assert sum(line.lstrip().startswith(f"EXCEPTION {CHECK} ValueError") for line in unfolded) == 3
 
 
+def test_function_folds_repeated_matching_calls_inside_the_matching_call_around_them_unless_full(
+    recorded: tuple[Path, str],
+) -> None:
+    lines = _timeline(_history(recorded, "--function", "check_stock").stdout)
+    assert [line.split("  (total")[0] for line in lines] == [f"CALL {CHECK} × 340"] * 4 + [
+        f"CALL {CHECK} × 340, 3 raised (first #{lines[-1].split('(first #')[1][:16]})"
+    ]
+    # process() and the checks (not the worker's ticks): each process call holds its 340 checks.
+    nested = _timeline(_history(recorded, "--function", "orderflow.[pE]*").stdout)
+    calls = [
+        line.split("(")[0].rstrip()
+        for line in nested
+        if "CALL orderflow.process(" in line or f"{CHECK} × " in line
+    ]
+    assert [line.split(",")[0] for line in calls] == ["CALL orderflow.process", f"  CALL {CHECK} × 340"] * 5
+    assert sum(line.startswith("RETURN orderflow.process -> ") for line in nested) == 5
+    unfolded = _timeline(_history(recorded, "--function", "check_stock", "--full").stdout)
+    assert sum(line.startswith(f"CALL {CHECK}(") for line in unfolded) == 1700
+    assert sum(line.startswith("  LINE 22  VAR remaining = ") for line in unfolded) == 1700
+
+
 def test_orphan_spans_are_marked_inside_the_session_not_printed_after_it(recorded: tuple[Path, str]) -> None:
     # The worker thread's poll() never returned, so its span was never exported: its tick()
     # calls have a parent that is not in the trace.
@@ -115,6 +136,28 @@ def test_where_lists_the_matching_events_and_calls_with_their_call_path(recorded
     returns = _timeline(_history(recorded, "--where", "return == 4 and not item != 'item0'").stdout)
     assert returns.count(f"orderflow.process > {CHECK}: CALL {CHECK}(item='item0', qty=1)") == 85
     assert returns.count(f"orderflow.process > {CHECK}: LINE 25  RETURN 4") == 85 == len(returns) / 2
+
+
+def test_a_negated_where_also_lists_the_calls_that_never_captured_its_names(
+    recorded: tuple[Path, str],
+) -> None:
+    # remaining is a local of check_stock (on its line events), never a call's own value: every
+    # call passes 'not remaining < 0', the worker's tick() calls too, though they never mention it.
+    lines = _timeline(_history(recorded, "--where", "not remaining < 0").stdout)
+    assert sum(line.startswith(f"orderflow.process > {CHECK}: CALL {CHECK}(") for line in lines) == 1700
+    assert sum(line.startswith("orderflow.process: CALL orderflow.process(") for line in lines) == 5
+    assert any(line.startswith("orderflow.tick: CALL orderflow.tick()") for line in lines)
+    variables = [line for line in lines if "VAR remaining = " in line and "FRAME" not in line]
+    assert len(variables) == 1697 and not any("VAR remaining = -" in line for line in variables)
+    assert not any("SESSION" in line for line in lines)  # the session is no call
+    # An 'or' whose other side holds without the names: the calls without qty, and the three
+    # negative locals.
+    either = _timeline(_history(recorded, "--where", "remaining < 0 or not qty < 100").stdout)
+    assert [line for line in either if "VAR remaining" in line and "FRAME" not in line] == [
+        f"orderflow.process > {CHECK}: LINE 22  VAR remaining = {n}" for n in (-4, -2, -1)
+    ]
+    assert not any(f"CALL {CHECK}(" in line for line in either)
+    assert sum(line.startswith("orderflow.process: CALL orderflow.process(") for line in either) == 5
 
 
 def test_a_malformed_where_is_one_line_naming_the_problem(recorded: tuple[Path, str]) -> None:

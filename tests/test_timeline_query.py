@@ -129,12 +129,21 @@ _CONDITIONS = [
     "-1 < remaining < 5", "remaining < 1000", "remaining > 500", "item == 'itemA'", "'itemA' == item",
     "item == 'itemA' and remaining < 0", "item == 'itemA' or remaining > 4", "not remaining < 0",
     "remaining != 5", "remaining == None", "remaining == True", "item < 'j'", "remaining == item",
+    "not (remaining < 0 and item == 'itemA')", "remaining < 0 or not item == 'itemA'",
+    "item == 'itemA' and not remaining > 4", "not not remaining < 0", "remaining < 0 or remaining == item",
 ]  # fmt: skip
 
 
 def _stored_spans() -> list[SpanRecord]:
-    """One span per (value, place): as an argument, a local on an event, and the return value."""
+    """One span per (value, place): as an argument, a local on an event, and the return value;
+    and calls that captured nothing (one with an event that captured nothing either)."""
     spans, number = [], 0
+    for events in ([], [EventRecord(semconv.EVENT_LINE, 1, {semconv.CODE_LINE_NUMBER: 3})]):
+        number += 1
+        span = SpanRecord("ab" * 16, f"{number:016x}", None, "f", start_ns=number, end_ns=number + 1)
+        span.attributes[semconv.MECHANISM] = semconv.MECHANISM_RUNTIME
+        span.events = events
+        spans.append(span)
     for value in _STORED_VALUES:
         for place in ("arg", "event", "return"):
             number += 1
@@ -154,12 +163,10 @@ def _stored_spans() -> list[SpanRecord]:
 
 
 def _selected(where: Where, span: SpanRecord) -> bool:
-    # What where_entries lists: the call itself, or one of its events with what it captured, of
-    # the spans that captured one of the names the condition reads.
+    # What where_entries lists: the call itself when its values pass (whatever it captured: a
+    # negation passes without them), or one of its events that captured a name the condition
+    # reads and passes with its call's values.
     call = captured_values(span.attributes)
-    captured = set(call).union(*(captured_values(e.attributes) for e in span.events))
-    if where.names.isdisjoint(captured):
-        return False
     if where.matches(call):
         return True
     return any(
@@ -187,5 +194,13 @@ def test_the_sql_prefilter_narrows_plain_integers_and_string_equality() -> None:
     narrowed, params = prefilter_sql(compile_where("remaining < 0 and item == 'a'"))
     assert narrowed is not None and 0 in params.values() and "a" in params.values()
     assert "itemA" not in (narrowed or "")  # values travel as parameters, never in the SQL text
-    for text in ("not remaining < 0", "remaining != 1", "a == b", "x == None"):
+    # Comparisons it cannot test in SQL still need their names mentioned.
+    for text in ("remaining != 1", "a == b", "x == None", "x < 0 and not y < 0"):
+        narrowed, params = prefilter_sql(compile_where(text))
+        assert narrowed is not None and set(params.values()) >= {"x" if "x" in text else text.split()[0]}
+
+
+def test_the_sql_prefilter_never_narrows_a_negation_or_an_or_with_an_unnarrowed_side() -> None:
+    # Each holds for a call that captured none of the names, so every span stays a candidate.
+    for text in ("not remaining < 0", "not (x < 0 and y < 0)", "x < 0 or not y < 0", "not not x < 0"):
         assert prefilter_sql(compile_where(text))[0] is None

@@ -25,6 +25,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from otel_scope import semconv as sc
 from otel_scope.store import record_from_span
+from otel_scope.store.records import EventRecord, LinkRecord, SpanRecord
 from otel_scope.timeline import (
     FileSource,
     JaegerSource,
@@ -35,7 +36,7 @@ from otel_scope.timeline import (
     to_jaeger_json,
     to_otlp_json,
 )
-from otel_scope.timeline.otlp_json import normalize_id
+from otel_scope.timeline.otlp_json import normalize_id, span_from_otlp, span_to_otlp, span_to_otlp_json
 from test_timeline_sample import HANDLE, RECEIVE, sample_spans
 
 
@@ -348,6 +349,26 @@ def test_otlp_json_round_trip_is_exact(tmp_path: Path, sample: TraceData) -> Non
     path.write_text(json.dumps(to_otlp_json(sample)))
     trace = FileSource(path).get_trace(sample.trace_id)
     assert _by_id(trace) == _by_id(sample)
+
+
+def test_a_span_written_as_otlp_json_text_reads_back_with_every_kind_of_value() -> None:
+    values: dict[str, Any] = {
+        "text": "say \"hi\"\\ \u00e9\u4e2d\n", "int": -7, "big": 2**62, "float": 2.5, "nan": float("nan"),
+        "inf": float("-inf"), "yes": True, "no": False, "list": ["a", 1, 1.5, True], "empty": [],
+        "map": {"k": "v", "n": 1},
+    }  # fmt: skip
+    span = SpanRecord(
+        "ab" * 16, "cd" * 8, "ef" * 8, "q\"uote", kind="CONSUMER", start_ns=1, end_ns=2**62,
+        attributes=values, events=[EventRecord("ev\u00e9", 5, {"x": "1"})],
+        links=[LinkRecord("01" * 16, "02" * 8, {"y": 2})], status_code="ERROR", status_message="bad \"x\"",
+        resource={"service.name": "s"}, dropped_events_count=3,
+    )  # fmt: skip
+    text = span_to_otlp_json(span)
+    assert json.loads(text) == span_to_otlp(span)  # one valid JSON object
+    back = span_from_otlp(json.loads(text), {"service.name": "s"})
+    assert back.attributes.pop("nan") != back.attributes.pop("inf")  # NaN is unequal even to itself
+    assert back == SpanRecord(**{**span.__dict__, "attributes": {k: v for k, v in values.items()
+                                                                 if k not in ("nan", "inf")}})  # fmt: skip
 
 
 def test_otlp_json_uses_hex_ids_string_times_and_anyvalues(sample: TraceData) -> None:

@@ -380,6 +380,19 @@ def _summarised(
     )
 
 
+# The last resource encoded for _record_row, and its JSON: a file's spans share a few resources.
+_last_record_resource: tuple[dict[str, Any], str] = ({}, "{}")
+
+
+def _resource_json(resource: dict[str, Any]) -> str:
+    global _last_record_resource
+    last, text = _last_record_resource
+    if resource != last:
+        text = _dumps(resource)
+        _last_record_resource = (dict(resource), text)
+    return text
+
+
 def _record_row(r: SpanRecord) -> _Row:
     """A span from any source (``otel-scope import``) as a row."""
     values = (
@@ -397,7 +410,7 @@ def _record_row(r: SpanRecord) -> _Row:
         _encoded(
             [{"trace_id": x.trace_id, "span_id": x.span_id, "attributes": x.attributes} for x in r.links]
         ),
-        _dumps(r.resource),
+        _resource_json(r.resource),
         r.service_name,
         r.dropped_events_count,
     )

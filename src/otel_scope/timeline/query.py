@@ -19,7 +19,8 @@ Grammar (precedence from loosest to tightest)::
 in the mapping the caller passes; chained comparisons (``0 < x <= 10``) mean what they mean in
 Python. Captured values are stored as safe reprs (strings), so a value is read back as the number,
 ``None``, boolean or string its repr spells before comparing; a name that was not captured makes
-its comparison false, so ``x < 0`` never matches a call that has no ``x``.
+its comparison false, so ``x < 0`` never matches a call that has no ``x`` (and ``not x < 0``
+matches every call that has none).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import ast
 import json
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -410,20 +411,39 @@ class _Sql:
             tests.append(f"instr(events, {key_text}) OR instr(attributes, {key_text})")
         return "(" + " OR ".join(tests) + ")"
 
+    def mentions(self, names: Iterable[str]) -> str | None:
+        """SQL true when the span's stored text mentions every one of ``names``: each is read from
+        an attribute key, an expression's text or a state change's attribute, so a span (or an
+        event of it) that captured the name has it somewhere in its attributes or events."""
+        tests = [
+            f"(instr(attributes, {p}) OR instr(events, {p}))"
+            for p in (self.param(name) for name in sorted(set(names)))
+        ]
+        return "(" + " AND ".join(tests) + ")" if tests else None
+
     def tree(self, node: Predicate) -> str | None:
+        """A superset of ``node`` in SQL, or ``None`` where every span must stay a candidate."""
         if isinstance(node, _All):
             parts = [p for p in (self.tree(n) for n in node.parts) if p is not None]
             return "(" + " AND ".join(parts) + ")" if parts else None
         if isinstance(node, _Any):
             alternatives = [self.tree(n) for n in node.parts]
             if any(p is None for p in alternatives):
-                return None
+                return None  # a side that passes anything makes the whole pass anything
             return "(" + " OR ".join(str(p) for p in alternatives) + ")"
         if isinstance(node, _Comparison):
+            # A comparison is false when one of its names was not captured, so a span that can
+            # pass mentions them all; plain integers and string equality narrow further.
             pairs = zip(node.ops, node.operands, node.operands[1:], strict=False)
             parts = [p for p in (self.pair(op, a, b) for op, a, b in pairs) if p is not None]
+            names = [o.name for o in node.operands if isinstance(o, _Name)]
+            mentioned = self.mentions(names)
+            if mentioned is not None:
+                parts.insert(0, mentioned)
             return "(" + " AND ".join(parts) + ")" if parts else None
-        return None  # not: a missing value makes the inner comparison false, so anything passes
+        # not: the inner condition is false, so the negation true, wherever a value is missing
+        # or unlike: no text test is a superset of that, and every span stays a candidate.
+        return None
 
     def pair(self, op: str, left: _Operand, right: _Operand) -> str | None:
         if isinstance(left, _Name) and isinstance(right, _Literal):
@@ -436,8 +456,10 @@ class _Sql:
 def prefilter_sql(where: Where) -> tuple[str | None, dict[str, object]]:
     """An SQL condition over a stored span's ``attributes`` and ``events`` columns that is true
     for every span :func:`where` could select (a superset: the predicate still decides), with its
-    parameters; ``None`` when the condition cannot be narrowed cheaply (``not``, ``!=``, two
-    names compared). Numbers spelled as plain integers and string equality are tested in SQL, so
-    a search for ``remaining < 0`` decodes only the spans where some ``remaining`` is negative."""
+    parameters; ``None`` when every span must stay a candidate (a ``not``, or an ``or`` with
+    such a side: ``not x < 0`` also holds for a call that captured no ``x``). A comparison needs
+    its names mentioned; numbers spelled as plain integers and string equality are also tested in
+    SQL, so a search for ``remaining < 0`` decodes only the spans where some ``remaining`` is
+    negative."""
     sql = _Sql()
     return sql.tree(where.tree), sql.params

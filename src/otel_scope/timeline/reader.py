@@ -10,8 +10,9 @@ neither hold the store's write lock nor block the processes exporting into the f
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from otel_scope import semconv
@@ -141,18 +142,21 @@ class TraceReader:
         order: str = "start_ns, end_ns",
         index: str = "",
         leaves: bool = False,
+        named: Mapping[str, object] | None = None,
     ) -> Iterator[SpanRecord]:
         """Decoded spans of the trace; ``:trace`` in ``where`` is the trace ID, ``params`` are
-        ``:p2``, ``:p3``... (named: Python 3.14 refuses numbered placeholders with a sequence).
+        ``:p2``, ``:p3``... (named: Python 3.14 refuses numbered placeholders with a sequence),
+        ``named`` any other parameters by name.
 
         With ``leaves``, spans without children are noted (one seek of the parent index each,
         inside SQLite), so the walk asks no query for the children of a leaf: in a big trace most
         calls are leaves, and a query from Python costs more than the rest of the span."""
         indexed = f" INDEXED BY {index}" if index else ""
         columns = f"{SPAN_COLUMNS}, {_HAS_CHILDREN}" if leaves else SPAN_COLUMNS
+        bound = {"trace": self.trace_id, **{f"p{n}": value for n, value in enumerate(params, 2)}}
         cursor = self._conn.execute(
             f"SELECT {columns} FROM spans{indexed} WHERE trace_id = :trace AND {where} ORDER BY {order}",
-            {"trace": self.trace_id, **{f"p{n}": value for n, value in enumerate(params, 2)}},
+            {**bound, **(named or {})},
         )
         trace_id, noted = self.trace_id, self._leaves
         for row in cursor:
@@ -201,16 +205,50 @@ class TraceReader:
             return iter(())
         return self._spans("parent_span_id = :p2", (span_id,), index="spans_trace_parent", leaves=True)
 
+    def _distinct(self, column: str, index: str, skip_empty: bool) -> list[str]:
+        """The distinct values of ``column``, by seeking ``index`` (on ``(trace_id, column, ...)``)
+        from one value to the next: a few seeks per value, not a pass over a million entries."""
+        lowest = f"SELECT min({column}) FROM spans INDEXED BY {index} WHERE trace_id = :trace"
+        first = f"{lowest} AND {column} > ''" if skip_empty else lowest
+        return [
+            r[0]
+            for r in self._conn.execute(
+                f"WITH RECURSIVE s(v) AS (SELECT ({first}) UNION ALL SELECT ({lowest} AND {column} > s.v) "
+                "FROM s WHERE s.v IS NOT NULL) SELECT v FROM s WHERE v IS NOT NULL",
+                {"trace": self.trace_id},
+            )
+        ]
+
+    def names(self) -> list[str]:
+        """The distinct span names of the trace, from the name index."""
+        return self._distinct("name", "spans_trace_name", skip_empty=False)
+
+    def _named(self, function: Callable[[str], bool]) -> tuple[str, dict[str, object]]:
+        """The SQL condition (and its parameters) selecting the spans whose name ``function``
+        accepts: the test runs once per distinct name, and the spans are found by name."""
+        accepted = [name for name in self.names() if function(name)]
+        return "name IN (SELECT value FROM json_each(:names))", {"names": json.dumps(accepted)}
+
     def spans(self, function: Callable[[str], bool] | None = None) -> Iterator[SpanRecord]:
         """Every span in start order; with ``function``, only those whose name it accepts
         (decided on the name index, so other spans are never read)."""
         if function is None:
             return self._spans("1")
-        self._conn.create_function("otel_scope_function", 1, lambda name: bool(function(name or "")))
-        return self._spans(
-            "span_id IN (SELECT span_id FROM spans INDEXED BY spans_trace_name "
-            "WHERE trace_id = :trace AND otel_scope_function(name))"
+        condition, named = self._named(function)
+        return self._spans(condition, named=named)
+
+    def heads(self, function: Callable[[str], bool]) -> Iterator[SpanHead]:
+        """:meth:`spans` of the names ``function`` accepts as :class:`SpanHead`, decoded only when
+        asked (for folding)."""
+        condition, named = self._named(function)
+        cursor = self._conn.execute(
+            f"SELECT {_HEAD_COLUMNS} FROM spans WHERE trace_id = :trace AND {condition} "
+            "ORDER BY start_ns, end_ns",
+            {"trace": self.trace_id, **named},
         )
+        load = self.span
+        for row in cursor:
+            yield SpanHead((row[0], row[1], row[2], row[3], row[4], str(row[5]), bool(row[6])), load)
 
     def span(self, span_id: str) -> SpanRecord | None:
         """One span by its full ID (through the primary key), or ``None`` if not stored."""
@@ -235,21 +273,11 @@ class TraceReader:
         return self._spans(f"{MESSAGES} AND (instr(events, :p2) OR instr(links, :p2))", (text,), index=index)
 
     def matching(self, where: Where) -> Iterator[SpanRecord]:
-        """Spans that mention one of ``where``'s names and pass its SQL prefilter
-        (:func:`~otel_scope.timeline.query.prefilter_sql`): a superset, for ``--where``."""
-        if not where.names:
-            return iter(())
-        mentions = " OR ".join(
-            f"instr(attributes, :m{n}) OR instr(events, :m{n})" for n in range(len(where.names))
-        )
+        """Spans that pass ``where``'s SQL prefilter (:func:`~otel_scope.timeline.query.prefilter_sql`),
+        in start order: a superset, for ``--where``; every span when the condition cannot be
+        narrowed (``not x < 0`` holds for the spans that never captured ``x``)."""
         narrowed, params = prefilter_sql(where)
-        condition = f"({mentions})" + (f" AND {narrowed}" if narrowed else "")
-        cursor = self._conn.execute(
-            f"SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = :trace AND {condition} "
-            "ORDER BY start_ns, end_ns",
-            {"trace": self.trace_id, **params, **{f"m{n}": w for n, w in enumerate(sorted(where.names))}},
-        )
-        return (record_from_row(self.trace_id, row) for row in cursor)
+        return self._spans(narrowed or "1", named=params)
 
     def parent_and_function(self, span_id: str) -> tuple[str | None, str] | None:
         """A span's parent ID and name (for call paths), or ``None`` if not stored."""
@@ -293,19 +321,7 @@ class TraceReader:
             ).fetchone()[0]
             for which in (RUNTIME, COMPILE_TIME)
         )
-        # Distinct services by seeking the service index from one name to the next (a few seeks,
-        # not a pass over a million entries).
-        services = [
-            r[0]
-            for r in self._conn.execute(
-                "WITH RECURSIVE s(name) AS (SELECT min(service_name) FROM spans "
-                "INDEXED BY spans_trace_service WHERE trace_id = :trace AND service_name > '' "
-                "UNION ALL SELECT (SELECT min(service_name) FROM spans INDEXED BY spans_trace_service "
-                "WHERE trace_id = :trace AND service_name > s.name) FROM s WHERE s.name IS NOT NULL) "
-                "SELECT name FROM s WHERE name IS NOT NULL",
-                {"trace": self.trace_id},
-            )
-        ]
+        services = self._distinct("service_name", "spans_trace_service", skip_empty=True)
         reason = f"json_extract(attributes, {_json_path(semconv.CAPTURES_DROPPED_REASON)})"
         dropped, sdk_dropped, reasons = self._conn.execute(
             f"SELECT total(max(0, coalesce(CAST({DROPPED_EXPR} AS INTEGER), 0))), total(dropped_events), "

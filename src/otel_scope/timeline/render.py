@@ -606,44 +606,84 @@ class _Ancestry:
             span_id = found[0]
 
 
+@dataclass
+class _Open:
+    """A matching call still open in ``--function``'s listing, with its events not yet shown; or
+    a folded run of them (``fold``), which stays open for matching calls nested in its members."""
+
+    span: SpanRecord
+    events: deque[EventRecord]
+    fold: bool = False
+
+    def encloses(self, span_id: str, ancestry: _Ancestry) -> bool:
+        if not self.fold:
+            return self.span.span_id == span_id
+        # A member of the run: a sibling of its first call, of the same name.
+        found = ancestry.get(span_id)
+        return found is not None and found == (self.span.parent_span_id, self.span.name)
+
+
 def function_entries(reader: TraceReader, pattern: str, view: View | None = None) -> Iterator[TimelineEntry]:
     """``--function``: only the matching calls with their own events, each indented by how many
-    matching calls enclose it. Matching is decided inside SQLite on the name, so a million-span
-    trace is read through its function index, not decoded."""
+    matching calls enclose it; runs of sibling calls fold as in the timeline (unless ``--full``),
+    decoding only the calls shown. Matching is decided once per distinct span name, and the
+    calls are read by name, so a million-span trace is never decoded whole."""
     matcher = function_matcher(pattern)
-    walker = _Walker(reader, reader.stats().start_ns, view)
+    walker = _Walker(reader, reader.start_ns(), view)
     ancestry = _Ancestry(reader)
-    # The matching calls still open, innermost last, each with its events not yet shown.
-    stack: list[tuple[SpanRecord, deque[EventRecord]]] = []
+    # The nearest matching ancestor of each parent seen: siblings share it, so it is found once.
+    nearest: dict[str | None, str | None] = {}
+    stack: list[_Open] = []  # innermost last
+
+    def enclosing(parent: str | None) -> str | None:
+        if parent not in nearest:
+            if len(nearest) >= _NEAREST_CAP:
+                nearest.clear()
+            nearest[parent] = next((sid for sid, name in ancestry.chain(parent) if matcher(name)), None)
+        return nearest[parent]
 
     def flush(until_ns: int | None) -> Iterator[TimelineEntry]:
-        span, events = stack[-1]
-        while events and (until_ns is None or events[0].time_ns <= until_ns):
-            yield walker.event_entry(span, events.popleft(), len(stack))
+        top = stack[-1]
+        while top.events and (until_ns is None or top.events[0].time_ns <= until_ns):
+            yield walker.event_entry(top.span, top.events.popleft(), len(stack))
 
-    def pop() -> Iterator[TimelineEntry]:
-        yield from flush(None)
-        span, _ = stack.pop()
-        yield walker.end_entry(span, len(stack))
+    def close_until(span_id: str | None) -> Iterator[TimelineEntry]:
+        while stack and (span_id is None or not stack[-1].encloses(span_id, ancestry)):
+            yield from flush(None)
+            top = stack.pop()
+            if not top.fold:
+                yield walker.end_entry(top.span, len(stack))
 
-    for span in reader.spans(matcher):
-        enclosing = next((sid for sid, name in ancestry.chain(span.parent_span_id) if matcher(name)), None)
-        while stack and stack[-1][0].span_id != enclosing:
-            yield from pop()
+    calls: Iterator[SpanRecord | _Fold] = (
+        _folded(reader.heads(matcher)) if walker.view.fold else reader.spans(matcher)
+    )
+    for call in calls:
+        span = call.first if isinstance(call, _Fold) else call
+        yield from close_until(enclosing(span.parent_span_id))
         if stack:
             yield from flush(span.start_ns)
+        if isinstance(call, _Fold):
+            mechanism = _mechanism(span.attributes)
+            yield walker.entry(span, span.start_ns, len(stack), "fold", mechanism, call.text())
+            stack.append(_Open(span, deque(), fold=True))
+            continue
         yield walker.start_entry(span, len(stack))
         consumed = _exception_event(span)
-        stack.append((span, deque(e for e in span.events if e is not consumed)))
-    while stack:
-        yield from pop()
+        stack.append(_Open(span, deque(e for e in span.events if e is not consumed)))
+    yield from close_until(None)
+
+
+_NEAREST_CAP = 100_000
 
 
 def where_entries(reader: TraceReader, where: Where, view: View | None = None) -> Iterator[TimelineEntry]:
     """``--where``: every call and event whose captured values satisfy ``where``, in start order,
-    each with its call path (``outer > inner: ...``). Only the spans that pass the condition's SQL
-    prefilter (they mention one of its names, with a value that can match) are decoded."""
-    walker = _Walker(reader, reader.stats().start_ns, view)
+    each with its call path (``outer > inner: ...``). A call (a span otel-scope made, not the
+    session) is listed when its own values pass
+    (``not x < 0`` lists the calls that captured no ``x``), an event when it captured one of the
+    names itself and passes with its call's values. Only the spans that pass the condition's SQL
+    prefilter (a superset: they mention its names, with values that can match) are decoded."""
+    walker = _Walker(reader, reader.start_ns(), view)
     ancestry = _Ancestry(reader)
 
     def located(span: SpanRecord, entry: TimelineEntry) -> TimelineEntry:
@@ -653,7 +693,9 @@ def where_entries(reader: TraceReader, where: Where, view: View | None = None) -
 
     for span in reader.matching(where):
         call = captured_values(span.attributes)
-        if where.matches(call):
+        # Calls only: a session or another instrumentation's span captures no values of its own.
+        is_call = semconv.MECHANISM in span.attributes and not _is_session(span)
+        if is_call and where.matches(call):
             yield located(span, walker.start_entry(span, 0))
         for event in span.events:
             # An event sees its call's arguments too ("item == 'a' and remaining < 0" works), but

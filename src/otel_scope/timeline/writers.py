@@ -2,7 +2,7 @@
 
 ``to_otlp_json`` and ``to_jaeger_json`` build the whole document in memory, which took a gigabyte
 for an 80 MB store. These write the same documents incrementally: the envelope by hand, each span
-as :func:`~otel_scope.timeline.otlp_json.span_to_otlp` or
+as :func:`~otel_scope.timeline.otlp_json.span_to_otlp_json` or
 :func:`~otel_scope.timeline.jaeger_json.span_to_jaeger` makes it, one at a time, so memory stays
 that of one span whatever the trace's size. Each returns the number of spans written.
 """
@@ -13,7 +13,7 @@ import json
 from typing import Any, TextIO
 
 from otel_scope.timeline.jaeger_json import JAEGER_ENVELOPE, jaeger_process, span_to_jaeger
-from otel_scope.timeline.otlp_json import attributes_to_otlp, span_to_otlp
+from otel_scope.timeline.otlp_json import attributes_to_otlp, span_to_otlp_json
 from otel_scope.timeline.reader import TraceReader
 
 # One encoder for the whole file: json.dumps() with options builds a new one per call (per span).
@@ -31,7 +31,7 @@ def write_otlp_json(reader: TraceReader, out: TextIO) -> int:
             + f'\n{{"resource": {_dumps(head)}, "scopeSpans": [{{"scope": {{}}, "spans": ['
         )
         for index, span in enumerate(reader.spans_of_resource(resource)):
-            out.write(("," if index else "") + "\n" + _dumps(span_to_otlp(span)))
+            out.write(("," if index else "") + "\n" + span_to_otlp_json(span))
             count += 1
         out.write("]}]}")
     out.write("\n]}\n")
