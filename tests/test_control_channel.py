@@ -204,7 +204,7 @@ def test_add_list_remove_through_the_cli_and_remove_all_restores_every_object_ex
         in capsys.readouterr().out
     )
     assert cli_main(["targets", "add", "--pid", pid, "liveshop:price", "--locals", "*"]) == 0
-    assert "liveshop.price (hybrid, wrapper)" in capsys.readouterr().out
+    assert "liveshop.price (hybrid, code trampoline)" in capsys.readouterr().out
     order = shop.make_order(5)
     assert shop.process(5) == shop.price(order) == 67.5
     spans = memory.named("liveshop.price")

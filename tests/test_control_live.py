@@ -56,7 +56,7 @@ def test_targets_added_and_removed_from_outside_take_effect_at_once_and_the_outp
         added = app.targets("add", "liveshop:price", "--locals", "*")
         done = time.time_ns()
         assert added.returncode == 0, added.stderr
-        assert "liveshop.price (hybrid, wrapper)" in added.stdout
+        assert "liveshop.price (hybrid, code trampoline)" in added.stdout
         spans = otlp_receiver.wait_for(lambda s: len(_named(s, "liveshop.price")) >= 5)
         # one span per call throughout the switch (a call made while the target was being applied
         # may have no events yet); every call after the command returned carries its locals
@@ -74,7 +74,7 @@ def test_targets_added_and_removed_from_outside_take_effect_at_once_and_the_outp
         functions = listed.stdout.split("\n\n")[1]  # the FUNCTION table
         rows = {line.split()[0]: line.split() for line in functions.splitlines()[1:]}
         assert rows["liveshop.check"][1:3] == ["runtime", "code"] and int(rows["liveshop.check"][3]) >= 20
-        assert rows["liveshop.price"][1:3] == ["hybrid", "wrapper"]
+        assert rows["liveshop.price"][1:3] == ["hybrid", "code"]
         assert "liveshop:price  control  locals *" in listed.stdout
         assert "ESCALATION" in listed.stdout and "exception (ValueError)" in listed.stdout
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import pytest
 
+from otel_scope.config import parse_pattern
+from otel_scope.engine.registry import Handle
 from otel_scope.runtime import trampoline
+from otel_scope.targets.planner import Request
 from runtime_samples import webapp
 from sdk import add_target
 
@@ -111,3 +114,79 @@ def test_a_call_left_out_by_sampling_runs_straight_from_its_trampoline(memory) -
         assert late.status.status_code.name == "ERROR"
     finally:
         engine.remove_all()
+
+
+@pytest.fixture
+def hybrid_engine(memory):
+    from otel_scope.config import Settings
+    from otel_scope.engine import Engine
+
+    e = Engine(Settings(mode="hybrid"))
+    yield e
+    e.remove_all()
+
+
+def _span_target(engine, name: str) -> Handle:
+    return engine.add(Request(parse_pattern(f"{MOD}:{name}")))
+
+
+def _locals_target(engine, name: str) -> Handle:
+    return engine.add(Request(parse_pattern(f"{MOD}:{name}"), runtime=False, capture_locals=None))
+
+
+@pytest.mark.parametrize("added", ["span first", "locals first"])
+@pytest.mark.parametrize("removed", ["span first", "locals first"])
+def test_hybrid_flask_view_registered_before_the_target_gets_one_runtime_span_with_its_locals(
+    memory, hybrid_engine, added: str, removed: str
+) -> None:
+    """The view sits in ``app.view_functions`` before either target exists: the trampoline
+    reaches it and calls the recompiled body, which puts its events on the runtime span."""
+    view = webapp.app.view_functions["total"]
+    code = view.__code__
+    makers = [_span_target, _locals_target]
+    handles = [make(hybrid_engine, "total") for make in (makers if added == "span first" else makers[::-1])]
+    (row,) = hybrid_engine.active()
+    assert (row["mechanism"], row["installed"]) == ("hybrid", "code trampoline")
+    assert webapp.app.test_client().get("/total/4").text == "6"
+    (span,) = memory.named("webapp.total")  # one span per call, never a second compile-time one
+    assert span.attributes["otel_scope.mechanism"] == "runtime"
+    assert span.attributes["otel_scope.arg.n"] == "4"
+    key = "otel_scope.var.running"
+    running = [e.attributes[key] for e in span.events if key in e.attributes]
+    assert running == ["0", "0", "1", "3", "6"]
+    span_first = handles if added == "span first" else handles[::-1]
+    for handle in span_first if removed == "span first" else span_first[::-1]:
+        handle.remove()
+    assert view.__code__ is code and webapp.app.view_functions["total"] is view is webapp.total
+    assert webapp.app.test_client().get("/total/3").text == "3"
+    assert len(memory.named("webapp.total")) == 1
+
+
+def test_a_hybrid_function_keeps_its_locals_when_its_runtime_target_goes(memory, hybrid_engine) -> None:
+    """Removing the span target takes the trampoline away and leaves the recompiled body on the
+    function itself: its calls still get locals (in a compile-time span), then restore exactly."""
+    code = webapp.total.__code__
+    span, captured = _span_target(hybrid_engine, "total"), _locals_target(hybrid_engine, "total")
+    span.remove()
+    assert not trampoline.installed(webapp.total) and webapp.total.__code__ is not code
+    assert webapp.app.test_client().get("/total/2").text == "1"
+    (call,) = memory.named("webapp.total")
+    assert call.attributes["otel_scope.mechanism"] == "compile_time"
+    captured.remove()
+    assert webapp.total.__code__ is code
+
+
+def test_state_capture_reaches_a_bound_method_held_in_a_registry(memory, runtime_engine) -> None:
+    bump = webapp.HANDLERS["bump"]
+    code = webapp.Counter.bump.__code__
+    runtime_engine.add(Request(parse_pattern(f"{MOD}:Counter.bump"), state=True))
+    assert runtime_engine.active()[0]["installed"] == "code trampoline"
+    before = webapp.COUNTER.count
+    assert bump(2) == before + 2
+    (span,) = memory.named("Counter.bump")
+    (change,) = [e.attributes for e in span.events if e.name == "otel_scope.state"]
+    assert (change["otel_scope.state.attribute"], change["otel_scope.state.before"]) == ("count", str(before))
+    assert change["otel_scope.state.after"] == str(before + 2)
+    assert span.attributes["otel_scope.arg.by"] == "2"
+    runtime_engine.remove_all()
+    assert webapp.Counter.bump.__code__ is code

@@ -32,3 +32,24 @@ class Views:
 
 
 app.add_url_rule("/ping", view_func=Views.ping)
+
+
+@app.route("/total/<int:n>")
+def total(n):
+    running = 0
+    for i in range(n):
+        running += i
+    return str(running)
+
+
+class Counter:
+    def __init__(self):
+        self.count = 0
+
+    def bump(self, by):
+        self.count += by
+        return self.count
+
+
+COUNTER = Counter()
+HANDLERS["bump"] = COUNTER.bump  # a bound method, taken before any target

@@ -3,7 +3,10 @@
 The function object keeps its identity; only its ``__code__`` is swapped. So every existing
 reference (imported elsewhere, stored in a dict, a bound method, a decorator's closure) runs the
 new code from its next call on, and a call already running finishes under the code it started
-with. :meth:`Recompiled.restore` puts back the exact original code object.
+with. :meth:`Recompiled.restore` puts back the exact original code object. While the function
+has a runtime trampoline, its own code lives on the trampoline's copy
+(:func:`~otel_scope.runtime.trampoline.body_of`): that is the code read, checked and swapped,
+so the runtime span and the recompiled body compose in any order of adding and removing.
 
 The rewritten code comes from the same rewriter as the import hook, run on the module's current
 source (``linecache``), after checking that this source is what the running code was compiled
@@ -29,6 +32,7 @@ from otel_scope.compile_time.recorder import Probe, register
 from otel_scope.compile_time.rewriter import module_part, rewrite_source
 from otel_scope.compile_time.skips import Refusal
 from otel_scope.compile_time.spec import PROBE_PREFIX, FunctionSpec
+from otel_scope.runtime.trampoline import body_of
 from otel_scope.targets.plan import CapturePlan
 
 _counter = itertools.count()
@@ -58,6 +62,10 @@ class Recompiled(CodeSwap):
         super().__init__(function, code)
         self.probe = probe
         self.seconds = seconds
+
+    def holder(self) -> FunctionType:
+        """Where the function's own code lives now (a trampoline's copy, or the function)."""
+        return body_of(self.function)
 
     def restore(self) -> bool:
         """Switch the probe off and put the original code back.
@@ -115,13 +123,13 @@ def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | Recompi
         except RecompileError as exc:
             out[i] = exc
             continue
-        if any(name.startswith(_OWN_PREFIX) for name in target.__code__.co_names):
+        if any(name.startswith(_OWN_PREFIX) for name in own_code(target).co_names):
             out[i] = RecompileError(
                 f"{target.__qualname__} is recompiled already: the same function is reachable under "
                 "several names, and one of them has it"
             )
             continue
-        key = (target.__code__.co_filename, target.__module__)
+        key = (own_code(target).co_filename, target.__module__)
         by_file.setdefault(key, []).append((i, target, plan))
     for (filename, module), group in by_file.items():
         lines = linecache.getlines(filename, group[0][1].__globals__)
@@ -133,13 +141,13 @@ def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | Recompi
         compiled: CodeType | None = None
         try:
             tree = ast.parse(source, filename)  # once: for the checks, then rewritten
-            part = module_part(tree, [target.__code__.co_firstlineno for _i, target, _plan in group])
+            part = module_part(tree, [own_code(target).co_firstlineno for _i, target, _plan in group])
             compiled = compile(part, filename, "exec", dont_inherit=True)  # the functions as they are
         except (SyntaxError, ValueError):
             pass  # every function of the group is refused below
         current = []
         for i, target, plan in group:
-            if compiled is not None and _source_matches(source, compiled, filename, target.__code__):
+            if compiled is not None and _source_matches(source, compiled, filename, own_code(target)):
                 current.append((i, target, plan))
             else:
                 out[i] = RecompileError(
@@ -159,8 +167,13 @@ def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | Recompi
     return out  # type: ignore[return-value]
 
 
+def own_code(target: FunctionType) -> CodeType:
+    """``target``'s own code: what it runs, or what its runtime trampoline calls."""
+    return body_of(target).__code__
+
+
 def _prepared(target: FunctionType, result: Any, seconds: float) -> Prepared | RecompileError:
-    code = target.__code__
+    code = own_code(target)
     new_code = _find_code(result.code, code)
     if new_code is None or target.__qualname__ not in result.instrumented:
         reason = result.skipped.get(target.__qualname__, "not found in the current source")

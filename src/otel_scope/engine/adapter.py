@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from otel_scope.config import Settings
+from otel_scope.runtime.trampoline import body_of
 from otel_scope.targets.plan import CapturePlan
 from otel_scope.targets.planner import decide_function
 
@@ -185,7 +186,8 @@ class CompileTimeAdapter:
         func = site.func
         if func is None or mechanism.rewriter.plan_for(imported, site.qualname) != plan:
             return None
-        for name in func.__code__.co_names:  # the probe global the rewritten code reads
+        # The probe global the rewritten code reads (on a trampoline's copy, if the function has one).
+        for name in body_of(func).__code__.co_names:
             probe = func.__globals__.get(name)
             if isinstance(probe, mechanism.Probe) and probe.spec.qualname == site.qualname:
                 return _ProbeSwitch(probe, switch_on=False)
@@ -232,7 +234,7 @@ class CompileTimeAdapter:
         if isinstance(prepared, Exception):
             raise prepared  # the batch's refusal (a RecompileError), as recompile() would raise it
         installed: Captured | None
-        if prepared is not None and prepared.target.__code__ is prepared.made_from:
+        if prepared is not None and body_of(prepared.target).__code__ is prepared.made_from:
             installed = prepared.apply()
         else:
             installed = self._mechanism().recompile(site.func, plan)  # None: refused, in one line

@@ -51,12 +51,19 @@ class RuntimePlan:
 
 
 class Trampolined:
-    """A probe reached through the function's ``__code__`` (see :mod:`otel_scope.runtime.trampoline`)."""
+    """A probe reached through the function's ``__code__`` (see :mod:`otel_scope.runtime.trampoline`).
+
+    The probe calls the trampoline's copy of the function, so its call marker names the copy's
+    code: that is where compile-time capture of the same function runs (hybrid), and it claims
+    the runtime span through the marker. A method's receiver is its first argument.
+    """
 
     how = "code trampoline"
 
-    def __init__(self, installed: trampoline.Trampoline) -> None:
+    def __init__(self, site: Site, installed: trampoline.Trampoline, probe: RuntimeProbe) -> None:
         self._trampoline = installed
+        probe.func = installed.body
+        probe.receiver_in_args = isinstance(site.owner, type) and isinstance(site.raw, types.FunctionType)
 
     def restore(self) -> None:
         self._trampoline.restore()
@@ -91,7 +98,7 @@ def install_runtime(
     """Make calls of ``site`` reach ``plan.probe``. ``aliases``: the batch's index of names, if
     the caller installs many functions at once (one scan of every module instead of one each)."""
     if plan.code_target is not None:
-        return Trampolined(trampoline.install(plan.code_target, plan.probe))
+        return Trampolined(site, trampoline.install(plan.code_target, plan.probe), plan.probe)
     return Wrapped(site, plan.probe, aliases)
 
 

@@ -33,7 +33,6 @@ from otel_scope.engine.mechanisms import (
     Captured,
     RuntimeInstalled,
     RuntimePlan,
-    Trampolined,
     install_runtime,
 )
 from otel_scope.runtime import trampoline
@@ -419,17 +418,11 @@ class Engine:
     def _apply_runtime(self, applied: Applied, want: bool, selecting: list[Entry], deep: bool) -> None:
         site = applied.site
         state_capture = any(e.request.state for e in selecting)
-        code_target = _code_target(site, deep or state_capture) if want else None
         probe = applied.probe
         if probe is not None and not want:
             probe.enabled = False  # a call already inside the probe finishes normally
             self._uninstall_runtime(applied)
             applied.probe = None
-        elif probe is not None and isinstance(applied.runtime, Trampolined) != (code_target is not None):
-            # Switching between trampoline and wrapper (compile-time capture came or went): the
-            # probe stays the same object, so whoever holds it (escalation) keeps it.
-            self._uninstall_runtime(applied)
-            self._install_runtime(applied, probe, code_target)
         if want and applied.probe is None:
             current = vars(site.owner).get(site.attr)
             if is_ours(current) or trampoline.installed(_installed_function(site)):
@@ -447,7 +440,7 @@ class Engine:
             )
             probe.on_finish = self._finish_hooks
             probe.deep = deep
-            self._install_runtime(applied, probe, code_target)
+            self._install_runtime(applied, probe, _code_target(site))
         if applied.probe is not None:
             applied.probe.deep = deep
             applied.probe.state = state_capture
@@ -478,17 +471,18 @@ class Engine:
             applied.capture = want
 
 
-def _code_target(site: Site, needs_wrapper: bool) -> types.FunctionType | None:
+def _code_target(site: Site) -> types.FunctionType | None:
     """The function whose code gets the trampoline, or None when the attribute is wrapped.
 
     A trampoline reaches every reference to the installed function (registries, callbacks,
     partials), so it is used wherever the installed object is a Python function (or the function
-    of a classmethod/staticmethod). Wrapping stays for objects without code of their own
-    (``lru_cache``, ``partial``, callable objects), for async generators, and for hybrid or state
-    targets: their call marker and receiver come from the wrapper.
+    of a classmethod/staticmethod), whatever else the target asks: compile-time capture of the
+    same function recompiles the trampoline's copy (hybrid), and state capture takes a method's
+    receiver from its first argument. Wrapping stays for objects without code of their own
+    (``lru_cache``, ``partial``, callable objects) and for async generators.
     """
     func = _installed_function(site)
-    if needs_wrapper or func is None or trampoline.unsupported(func) is not None:
+    if func is None or trampoline.unsupported(func) is not None:
         return None
     return func
 

@@ -52,20 +52,37 @@ def unsupported(func: types.FunctionType) -> str | None:
 
 
 class Trampoline(CodeSwap):
-    """``function`` now runs ``code`` (the trampoline); :meth:`restore` undoes it (idempotent).
+    """``function`` now runs ``code`` (the trampoline), which calls ``body``, a copy of the
+    function holding its own code; :meth:`restore` undoes it (idempotent).
 
+    While the trampoline is in place, compile-time capture changes the body's code, never the
+    function's (:func:`body_of`), so the two compose in any order: restoring the trampoline puts
+    back the code the body has *then* (the original, or the recompiled code still wanted), and
+    restoring a recompilation puts the original back wherever the function's own code lives.
     A call already inside the trampoline when it is restored finishes normally.
     """
 
-    __slots__ = ()
+    __slots__ = ("body",)
+
+    def __init__(self, function: types.FunctionType, code: types.CodeType, body: types.FunctionType) -> None:
+        super().__init__(function, code)
+        self.body = body
 
     def restore(self) -> bool:
         with _lock:  # as install(): the registry and the code change together
+            self.original_code = self.body.__code__  # the function's own code now
             if not super().restore():
                 return False
             if _installed.get(self.function) is self:  # not a newer trampoline of the same function
                 del _installed[self.function]
             return True
+
+
+def body_of(func: types.FunctionType) -> types.FunctionType:
+    """The function object holding ``func``'s own code now: the trampoline's copy while ``func``
+    has a trampoline, else ``func``. Compile-time capture reads and swaps this one's code."""
+    installed = _installed.get(func)
+    return installed.body if installed is not None else func
 
 
 def install(func: types.FunctionType, probe: Any) -> Trampoline:
@@ -77,6 +94,7 @@ def install(func: types.FunctionType, probe: Any) -> Trampoline:
     copy = types.FunctionType(original, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
     copy.__kwdefaults__ = func.__kwdefaults__
     copy.__qualname__ = func.__qualname__
+    copy.__module__ = func.__module__
     copy.__dict__.update(func.__dict__)
     name = f"_otel_scope_t{next(_counter)}"
     code = _trampoline_code(original, name)
@@ -84,7 +102,7 @@ def install(func: types.FunctionType, probe: Any) -> Trampoline:
         # The global stays after restore: a generator made under the trampoline but not started
         # yet reads it on its first step (and then calls straight through a disabled probe).
         func.__globals__[name] = (probe, copy)
-        done = _installed[func] = Trampoline(func, code)
+        done = _installed[func] = Trampoline(func, code, copy)
         done.apply()
         _codes.add(code)
     return done

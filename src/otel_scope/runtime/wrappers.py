@@ -79,6 +79,7 @@ class RuntimeProbe:
         "limiter",
         "name",
         "on_finish",
+        "receiver_in_args",
         "sampler",
         "serializer",
         "skip_first",
@@ -124,9 +125,13 @@ class RuntimeProbe:
         self.enabled = True
         self.deep = False  # compile-time capture also active: mark calls for claim_call_span
         self.state = False  # capture the instance's attributes before and after each call
+        # Reached through a code trampoline for a method: the receiver is the first argument,
+        # as the function sees it (a wrapper is handed it apart, as ``instance``).
+        self.receiver_in_args = False
         self.code = code
         # The call marker names the code about to run, read at call time: on-demand recompilation
-        # swaps the function's __code__ after this probe was made.
+        # swaps the function's __code__ after this probe was made. Behind a code trampoline this
+        # is the trampoline's copy, which holds the function's own (maybe recompiled) code.
         # None for objects with no function behind them; ``deep`` is only ever set on probes of a
         # function (compile-time capture needs its code), so the call path reads it unchecked.
         self.func: Any = plain
@@ -289,7 +294,9 @@ class RuntimeProbe:
         if self.sampler is not None:
             budget().spend()
         code = self.func.__code__ if self.deep else None
-        receiver = state.receiver_of(instance) if self.state else None
+        receiver = None
+        if self.state:
+            receiver = state.receiver_of(args[0] if self.receiver_in_args and args else instance)
         if kind == "function":  # only with state capture: plain calls take the path in __call__
             return self._call_with_state(ctx, attrs, code, receiver, wrapped, args, kwargs)
         if kind == "coroutine":

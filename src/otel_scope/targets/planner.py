@@ -116,8 +116,8 @@ def decide(request: Request, settings: Settings, source_available: bool = True) 
         )
         if runtime:
             reasons.append(
-                "also a runtime target: one span per call carries the events (a wrapper at the "
-                "attribute; other references get the events in a compile-time span)"
+                "also a runtime target: one span per call carries the events, through the "
+                "function's code (every reference reaches it)"
             )
         return Decision(runtime, plan, tuple(reasons))
     reasons.append(RUNTIME_REACH)
