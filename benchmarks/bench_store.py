@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     kept = [r for r in rates if not r["lost"] and r["stored"] == r["of"]]
     print(
-        f"largest paced rate with nothing lost: {max(kept):,} calls/s"
+        f"largest paced rate with nothing lost: {max(r['rate'] for r in kept):,} calls/s"
         if kept
         else "every paced rate lost spans"
     )

@@ -82,7 +82,7 @@ def test_forked_children_join_the_parents_trace_and_the_parent_ends_it_once(
     trace = stored_session(tmp_path, run)
     root = root_of(trace)
     jobs = named(trace, "lifework.job")
-    assert len(jobs) == 6  # one per child, and the parent's own after the children exited
+    assert len(jobs) == 6, run.stderr  # one per child, and the parent's own after the children exited
     last = max(jobs, key=lambda s: s.start_ns)
     assert root.start_ns <= last.start_ns and last.end_ns <= root.end_ns  # the parent's root ends last
     assert root.attributes[semconv.SESSION_EXIT] == "normal"

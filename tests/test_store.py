@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -270,6 +274,52 @@ def test_several_processes_writing_at_once_lose_no_spans(tmp_path: Path) -> None
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM spans").fetchone()[0] == writers * traces * 5
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_fork_while_another_thread_writes_leaves_both_processes_writes_intact(tmp_path: Path) -> None:
+    # The program forks while the exporter thread is inside a write transaction (its pages spilled
+    # into the WAL); the child writes its own spans and leaves. The child used to close the
+    # connection it inherited, rolling that transaction back in the WAL index both processes
+    # share: the thread's commit failed with "database disk image is malformed", or the child's
+    # write was lost (a forked job's span missing in CI). Now the fork waits for the commit.
+    store = SpanStore(tmp_path / "traces.sqlite3")
+    _trace_id, spans = sample_spans()
+    row = "INSERT INTO traces VALUES (?, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0, 0, 0)"
+    inside, failed = threading.Event(), []
+
+    def writer() -> None:  # as the exporter's worker thread writes a batch
+        try:
+            with store._write() as conn:
+                conn.execute("PRAGMA cache_size = 10")  # spill the transaction's pages
+                conn.executemany(row, [(f"{i:032x}",) for i in range(3000)])
+                inside.set()
+                time.sleep(0.3)  # the fork lands here, inside the transaction
+                conn.executemany(row, [(f"{i:032x}",) for i in range(3000, 4000)])
+        except Exception as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads running
+        pid = os.fork()
+    if pid == 0:  # the child: its own spans on its own connection, then away without atexit
+        code = 1
+        try:
+            store.add(spans)
+            store.close()
+            code = 0
+        finally:
+            os._exit(code)
+    thread.join(30)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert not failed
+    check = sqlite3.connect(store.path)
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert check.execute("SELECT count(*) FROM spans").fetchone()[0] == len(spans)  # the child's
+    assert check.execute("SELECT count(*) FROM traces").fetchone()[0] == 4000 + 1
 
 
 # -- the exporter -----------------------------------------------------------------------------------

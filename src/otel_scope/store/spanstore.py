@@ -28,6 +28,7 @@ import sqlite3
 import time
 import types
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -493,6 +494,57 @@ def _merge(summaries: dict[str, list[Any]], row: _Row, size: int) -> None:
     s[8], s[9], s[10] = max(s[8], row.runtime), max(s[9], row.compile_time), s[10] + size
 
 
+FORK_WAIT_S = 1.0  # how long a fork waits for a store write in progress to commit
+
+
+def _keep_inherited(conn: sqlite3.Connection | None) -> None:
+    """Make sure a connection a forked child inherited is never closed, not even at its exit.
+
+    SQLite's "How To Corrupt An SQLite Database File" (2.6): a connection must not cross fork(),
+    not even to be closed. Closing one that was inside a write transaction at the fork rolls that
+    transaction back in the WAL index the parent shares, and the parent's commit then fails with
+    "database disk image is malformed". :func:`_before_fork` makes the inherited connection idle;
+    this guards the case where the write in progress outlived :data:`FORK_WAIT_S`. One leaked
+    object per store per fork; the child opens its own connection.
+    """
+    if conn is None:
+        return
+    try:
+        import ctypes  # only here: a forked child with a store connection
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
+    except Exception:  # no ctypes: a reference from a module global survives all but finalization
+        _inherited.append(conn)
+
+
+_inherited: list[sqlite3.Connection] = []
+_stores: weakref.WeakSet[SpanStore] = weakref.WeakSet()
+_held_at_fork: list[SpanStore] = []
+
+
+def _before_fork() -> None:
+    """Let each store's write in progress commit, and hold it off until the fork is done, so
+    the child inherits connections with no transaction open (bounded: a stuck write is left)."""
+    for store in list(_stores):
+        if store._lock.acquire(timeout=FORK_WAIT_S):
+            _held_at_fork.append(store)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop()._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    _held_at_fork.clear()  # the locks themselves come back unlocked (:mod:`otel_scope._forksafe`)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )
+
+
 class SpanStore:
     """A SQLite file of spans, safe to share between threads and processes.
 
@@ -513,6 +565,7 @@ class SpanStore:
         self._lock = _forksafe.lock()  # reset in a forked child, as the connection is
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        _stores.add(self)
         if not read_only:
             _create_private(self.path)
         with self._lock:
@@ -523,6 +576,7 @@ class SpanStore:
         # A connection inherited across fork() must not be used by the child; reopen instead.
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
+        _keep_inherited(self._conn)
         if self.read_only:
             conn = connect_read_only(self.path)
             self._conn, self._pid = conn, os.getpid()
@@ -594,6 +648,8 @@ class SpanStore:
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
+            else:
+                _keep_inherited(self._conn)
             self._conn = None
 
     # -- writing -------------------------------------------------------------------------------
