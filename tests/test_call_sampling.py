@@ -7,7 +7,9 @@ counted on its function's next span and in the session totals.
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from collections.abc import Iterator
 
 import jinja2
@@ -22,6 +24,7 @@ from otel_scope.capture import sampling
 from otel_scope.compile_time import configure
 from otel_scope.config import Settings, parse_pattern
 from otel_scope.engine import Engine
+from otel_scope.runtime.wrappers import RuntimeProbe
 from otel_scope.targets.planner import Request
 from sdk import installed_provider
 
@@ -39,6 +42,7 @@ def engine() -> Iterator[Engine]:
     yield e
     e.remove_all()
     configure(Settings())
+    sampling.budget().retired.clear()  # the next test's totals count its own calls only
 
 
 def test_a_wildcard_target_keeps_the_first_calls_and_counts_the_rest_on_the_next_span(memory, engine):
@@ -232,3 +236,29 @@ def test_default_settings_sample_a_wildcard_target_end_to_end_and_count_what_the
     assert session[semconv.SAMPLING_SAMPLED_OUT] >= left_out + 10 - 5  # and import_string's
     # every call left out is counted on the kept span that follows it, or in the session totals
     assert sum(q.get(semconv.SAMPLED_OUT, 0) for q in quotes) <= left_out
+
+
+def test_live_add_and_remove_cycles_free_each_probe_and_keep_what_it_left_out(memory, engine):
+    # Fifty live add/remove cycles of a package-wide target over real jinja2 code. Each removed
+    # target's probes and samplers used to stay for good (the trampoline's global and the
+    # sampler list held them): memory grew with every cycle. Now they are freed, and the calls
+    # they left out still reach the session span's totals.
+    gc.collect()
+    before = sampling.summary().get(semconv.SAMPLING_SAMPLED_OUT, 0)
+    existing = weakref.WeakSet(sampling.budget().samplers)
+    made: list[weakref.ref[sampling.CallSampler]] = []
+    probes_before = sum(isinstance(o, RuntimeProbe) for o in gc.get_objects())
+    for cycle in range(50):
+        handle = engine.add(Request(parse_pattern("jinja2.utils:*"), runtime=True))
+        for n in range(10):
+            jinja2.utils.url_quote(f"{cycle}/{n}")
+        made += [weakref.ref(s) for s in sampling.budget().samplers if s not in existing]
+        handle.remove()
+    del handle
+    gc.collect()
+    assert len(made) >= 50 and all(ref() is None for ref in made)
+    assert sum(isinstance(o, RuntimeProbe) for o in gc.get_objects()) <= probes_before
+    assert jinja2.utils.url_quote("a b") == "a%20b"  # restored, and still the same function
+    totals = sampling.summary()
+    assert totals[semconv.SAMPLING_SAMPLED_OUT] - before == 50 * 5  # 5 kept, 5 left out, each cycle
+    assert f"{QUOTE}={50 * 5}" in totals[semconv.SAMPLING_TOP]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from time import monotonic_ns
 from typing import Any
 
@@ -58,6 +59,7 @@ class Budget:
         "first",
         "interval_ns",
         "overhead",
+        "retired",
         "samplers",
         "spent_ns",
         "window_start",
@@ -71,7 +73,11 @@ class Budget:
         self.overhead = 0.1
         self.spent_ns = 0
         self.window_start = monotonic_ns()
-        self.samplers: list[CallSampler] = []
+        # The samplers of functions instrumented now, weakly: a target removed frees its probe and
+        # sampler, whose counts go to ``retired`` (calls, sampled out, by function name), so live
+        # add/remove cycles keep memory bounded and the session span still counts what was left out.
+        self.samplers: weakref.WeakSet[CallSampler] = weakref.WeakSet()
+        self.retired: dict[str, list[int]] = {}
 
     def spend(self, items: int = 0) -> None:
         """One kept call was recorded, with ``items`` captures, events or generator items."""
@@ -123,6 +129,7 @@ class CallSampler:
     """One function's gate: :meth:`admit` says whether this call is recorded (see the module doc)."""
 
     __slots__ = (
+        "__weakref__",
         "calls",
         "first_until",
         "last_kept",
@@ -142,6 +149,14 @@ class CallSampler:
         self.last_kept = monotonic_ns()  # the rate counts from the function's instrumentation
         self.sampled_out = 0  # calls left out in total
         self.pending = 0  # calls left out since the last kept one (put on that kept span)
+
+    def __del__(self) -> None:
+        # The function is no longer instrumented. No lock: this may run on any thread, inside any
+        # call (even one holding _lock); a count lost to a race is what the module doc accepts.
+        if self.calls:
+            counts = _budget.retired.setdefault(self.name, [0, 0])
+            counts[0] += self.calls
+            counts[1] += self.sampled_out
 
     def admit(self) -> bool:
         """Whether to record this call; ``False`` costs two comparisons and a count."""
@@ -188,24 +203,30 @@ def sampler_for(name: str, named_exactly: bool) -> CallSampler | None:
         return None
     sampler = CallSampler(name, _budget.first)
     with _lock:
-        _budget.samplers.append(sampler)
+        _budget.samplers.add(sampler)
     return sampler
 
 
 def summary() -> dict[str, Any]:
-    """Session root span attributes: how many calls sampling left out, and of which functions."""
+    """Session root span attributes: how many calls sampling left out, and of which functions
+    (those instrumented now and those whose targets were removed, by name)."""
     with _lock:
         samplers = list(_budget.samplers)
-    left_out = [s for s in samplers if s.sampled_out]
-    if not samplers:
+    by_name: dict[str, list[int]] = {}
+    for name, (calls, left) in list(_budget.retired.items()):
+        by_name[name] = [calls, left]
+    for sampler in samplers:
+        counts = by_name.setdefault(sampler.name, [0, 0])
+        counts[0] += sampler.calls
+        counts[1] += sampler.sampled_out
+    if not by_name:
         return {}
-    left_out.sort(key=lambda s: -s.sampled_out)
-    top = left_out[:TOP_FUNCTIONS]
+    left_out = sorted(((name, left) for name, (_calls, left) in by_name.items() if left), key=lambda t: -t[1])
     return {
-        semconv.SAMPLING_CALLS: sum(s.calls for s in samplers),
-        semconv.SAMPLING_SAMPLED_OUT: sum(s.sampled_out for s in left_out),
-        semconv.SAMPLING_FUNCTIONS: len(samplers),
+        semconv.SAMPLING_CALLS: sum(calls for calls, _left in by_name.values()),
+        semconv.SAMPLING_SAMPLED_OUT: sum(left for _name, left in left_out),
+        semconv.SAMPLING_FUNCTIONS: len(by_name),
         semconv.SAMPLING_FUNCTIONS_SAMPLED_OUT: len(left_out),
-        semconv.SAMPLING_TOP: [f"{s.name}={s.sampled_out}" for s in top],
+        semconv.SAMPLING_TOP: [f"{name}={left}" for name, left in left_out[:TOP_FUNCTIONS]],
         semconv.SAMPLING_INTERVAL_MS: _budget.interval_ns / 1e6,
     }

@@ -62,11 +62,14 @@ class Trampoline(CodeSwap):
     A call already inside the trampoline when it is restored finishes normally.
     """
 
-    __slots__ = ("body",)
+    __slots__ = ("body", "name")
 
-    def __init__(self, function: types.FunctionType, code: types.CodeType, body: types.FunctionType) -> None:
+    def __init__(
+        self, function: types.FunctionType, code: types.CodeType, body: types.FunctionType, name: str
+    ) -> None:
         super().__init__(function, code)
         self.body = body
+        self.name = name  # the module global the trampoline reads
 
     def restore(self) -> bool:
         with _lock:  # as install(): the registry and the code change together
@@ -75,7 +78,29 @@ class Trampoline(CodeSwap):
                 return False
             if _installed.get(self.function) is self:  # not a newer trampoline of the same function
                 del _installed[self.function]
+            # The global stays (see install), but lets go of the probe: live add/remove cycles
+            # would otherwise keep every probe, with its sampler and counts, for good.
+            self.function.__globals__[self.name] = (_RESTORED, self.body)
             return True
+
+
+class _Restored:
+    """The probe a restored trampoline's global holds: what still runs the trampoline code (a
+    call inside it at the restore, a generator made under it and started later) runs untraced."""
+
+    __slots__ = ()
+
+    def skip(self) -> bool:
+        return True
+
+    def traced(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return wrapped(*args, **kwargs)  # a call that passed skip() just before the restore
+
+    def failed_late(self, exc: Exception, instance: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        return None
+
+
+_RESTORED = _Restored()
 
 
 def body_of(func: types.FunctionType) -> types.FunctionType:
@@ -100,9 +125,9 @@ def install(func: types.FunctionType, probe: Any) -> Trampoline:
     code = _trampoline_code(original, name)
     with _lock:
         # The global stays after restore: a generator made under the trampoline but not started
-        # yet reads it on its first step (and then calls straight through a disabled probe).
+        # yet reads it on its first step (and then calls the copy straight, untraced).
         func.__globals__[name] = (probe, copy)
-        done = _installed[func] = Trampoline(func, code, copy)
+        done = _installed[func] = Trampoline(func, code, copy, name)
         done.apply()
         _codes.add(code)
     return done
