@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -119,15 +120,21 @@ def _drop_attributes() -> dict[str, Any]:
 _exported_pid = 0  # the process whose final export already ran (a forked child has another)
 
 
-def _finish_export(report: Callable[[str], None] | None, who: str = "") -> None:
+def _finish_export(
+    report: Callable[[str], None] | None, who: str = "", first: Callable[[], None] | None = None
+) -> None:
     """Export what is left within the exit budget, then say what was lost (one line, if any).
 
-    Once per process, whichever exit path comes first (atexit, SIGTERM, ``os._exit``).
+    Once per process, whichever exit path comes first (atexit, SIGTERM, ``os._exit``); ``first``
+    runs before, in that once only.
     """
     global _exported_pid
     if _exported_pid == os.getpid():
         return
     _exported_pid = os.getpid()
+    if first is not None:
+        with contextlib.suppress(Exception):
+            first()
     with pipeline.suppressed():
         _export_and_report(report, who)
 
@@ -145,7 +152,43 @@ def _export_and_report(report: Callable[[str], None] | None, who: str) -> None:
 
 
 def _in_child(report: Callable[[str], None] | None) -> None:
-    _finish_export(report, f"(pid {os.getpid()}) ")
+    _finish_export(report, f"(pid {os.getpid()}) ", _end_process_span)
+
+
+_began_ns = 0  # when this process began to count for itself: its fork, or export_at_exit()
+
+
+def _note_fork() -> None:
+    global _began_ns
+    _began_ns = time.time_ns()
+
+
+def _end_process_span() -> None:
+    """This process's own counts, on an ``otel_scope.process`` span, in a process whose counts
+    no session span of its own carries: a forked child (the session span is its parent's, and
+    ends with the parent's counts only), a ``multiprocessing`` helper, a process under
+    ``request`` or ``explicit`` sessions (then the span is a trace of its own).
+
+    Without it the calls call sampling left out in a pre-fork server's workers, where nearly all
+    the calls are, and what a worker's pipeline lost before its exit would reach no one. The span
+    runs from the fork (or start) to now, under the parent's session root when there is one, and
+    is made only when there is something to count.
+    """
+    counts = {**_drop_attributes(), **sampling.summary()}
+    if not counts:
+        return
+    tracer = trace.get_tracer("otel_scope", __version__)
+    span = tracer.start_span(
+        semconv.PROCESS_SPAN_NAME,
+        context=state.fallback_context,
+        start_time=_began_ns or None,
+        attributes={"process.pid": os.getpid(), "process.parent_pid": os.getppid(), **counts},
+    )
+    span.end()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork)
 
 
 def _export_at_os_exit(before_exit: Callable[[], None]) -> None:
@@ -226,8 +269,10 @@ def export_at_exit(report: Callable[[str], None] | None = None) -> None:
     workers, whom ``Pool.terminate()`` stops with SIGTERM, where no atexit handler runs).
     Forked children of such a process export theirs at exit, SIGTERM and ``os._exit`` too.
     """
-    _on_sigterm(lambda: _finish_export(report))
-    atexit.register(_finish_export, report)
+    global _began_ns
+    _began_ns = _began_ns or time.time_ns()
+    _on_sigterm(lambda: _finish_export(report, "", _end_process_span))
+    atexit.register(_finish_export, report, "", _end_process_span)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=lambda: _export_at_os_exit(lambda: _in_child(report)))
 
