@@ -28,14 +28,8 @@ REQUESTS = 40
 def _serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
     cmd = [
         str(BIN / "opentelemetry-instrument"),
-        *(
-            "--scope-mode",
-            "hybrid",
-            "--scope-targets",
-            "prefork_app:*",
-            "--scope-locals",
-            "prefork_app:price",
-        ),
+        *("--scope-mode", "hybrid", "--scope-locals", "prefork_app:price"),
+        *("--scope-targets", "prefork_app:*,prefork_app:nosuch"),
         str(BIN / "gunicorn"),
         *("-w", "2", "-b", "127.0.0.1:0", "prefork_app:app"),
     ]
@@ -56,7 +50,7 @@ def _serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
     pytest.fail(f"gunicorn did not start:\n{log.read_text()}")
 
 
-def test_a_prefork_servers_workers_join_its_session_and_count_every_call_they_left_out(
+def test_a_prefork_servers_workers_join_its_session_count_every_call_left_out_and_report_their_matches(
     tmp_path: Path,
 ) -> None:
     server, log, port = _serve(tmp_path)
@@ -70,6 +64,12 @@ def test_a_prefork_servers_workers_join_its_session_and_count_every_call_they_le
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGKILL)
     stderr = log.read_text()
+    # The master never imports the app, its workers do: only the pattern no process matched is said.
+    unmatched = [line for line in stderr.splitlines() if "selected nothing" in line]
+    assert unmatched == [
+        "otel-scope: prefork_app:nosuch selected nothing: module prefork_app was never imported here, "
+        "and selected nothing in the 2 processes forked from here"
+    ], stderr
     (closing,) = [line for line in stderr.splitlines() if line.startswith(SESSION_LINE)]
     store = SpanStore(tmp_path / "store.sqlite3", read_only=True)
     trace = store.get_trace(closing[len(SESSION_LINE) :].split()[0])
