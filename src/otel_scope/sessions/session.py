@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -196,7 +197,7 @@ def _export_at_os_exit(before_exit: Callable[[], None]) -> None:
 
     A child that leaves with ``os._exit`` (pre-forking servers, multiprocessing's fork workers)
     runs no atexit handler, so its spans would die in the queue. ``from os import _exit`` taken
-    before the fork is not covered, nor is a child that replaces itself with ``exec``.
+    before the fork is not covered (a child that execs is: :func:`_export_before_exec`).
     """
     real_exit = _REAL_OS_EXIT
 
@@ -206,6 +207,29 @@ def _export_at_os_exit(before_exit: Callable[[], None]) -> None:
         real_exit(status)
 
     os._exit = exit_after_export
+
+
+# Every os.exec* function goes through one of these two (os.py's execl, execlp, execvp, ...).
+_REAL_EXECS = {name: getattr(os, name) for name in ("execv", "execve") if hasattr(os, name)}
+
+
+def _export_before_exec(before_exec: Callable[[], None]) -> None:
+    """Make ``os.exec*`` run ``before_exec`` first: the new program replaces this process with
+    no atexit handler run, so its spans (and a session's root) would die in the queue.
+
+    A reloader that re-executes itself, a wrapper script handing over to the real program, a
+    forked child that execs. If the exec then fails, the program goes on with tracing ended:
+    its later spans are counted as lost, never silently dropped.
+    """
+    for name, real in _REAL_EXECS.items():
+
+        def exec_after_export(*args: Any, _real: Callable[..., NoReturn] = real, **kwargs: Any) -> NoReturn:
+            with contextlib.suppress(Exception):
+                before_exec()
+            _real(*args, **kwargs)
+
+        functools.update_wrapper(exec_after_export, real)
+        setattr(os, name, exec_after_export)
 
 
 def _on_sigterm(before_exit: Callable[[], None]) -> None:
@@ -273,6 +297,7 @@ def export_at_exit(report: Callable[[str], None] | None = None) -> None:
     _began_ns = _began_ns or time.time_ns()
     _on_sigterm(lambda: _finish_export(report, "", _end_process_span))
     atexit.register(_finish_export, report, "", _end_process_span)
+    _export_before_exec(lambda: _finish_export(report, "", _end_process_span))
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=lambda: _export_at_os_exit(lambda: _in_child(report)))
 
@@ -311,6 +336,7 @@ class ProcessSession:
         # with the built-in one's); the exception that ends the run is read at exit instead.
         _on_sigterm(lambda: self.end("signal SIGTERM"))
         atexit.register(self._at_exit)
+        _export_before_exec(lambda: self.end("exec"))
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: _export_at_os_exit(self.end))
 
