@@ -242,3 +242,18 @@ def test_native_methods_of_a_compiled_class_get_a_runtime_span_from_python_calle
     assert black.format_str("x  =  1\n", mode=mode) == "x = 1\n"  # compiled callers unchanged
     handle.remove()
     assert vars(LinesBlock)["all_lines"] is original and vars(EmptyLineTracker)["_get_funcdef_name"] is static
+
+
+def test_a_wildcard_leaves_lazy_class_attributes_unresolved(memory, runtime_engine) -> None:
+    """six.moves is a class of lazy descriptors (``MovedModule``) whose ``__getattr__`` imports
+    the module each stands for (tkinter, dbm.gnu, ...): looking for a compiled callable among
+    them must not read their attributes, or a wildcard over six imports modules the program never
+    asked for (and stops at the first one missing, selecting nothing)."""
+    import six
+
+    lazy = [d for d in vars(six._MovedItems).values() if isinstance(d, six.MovedModule)]
+    assert lazy and not [d for d in lazy if "__name__" in vars(d)]
+    handle = add_target(runtime_engine, "six:*")
+    assert not [d.mod for d in lazy if "__name__" in vars(d)]  # none resolved
+    assert six.u("x") == "x"
+    assert "six.u" in handle.functions and memory.named("six.u")

@@ -172,13 +172,15 @@ def compiled_callable(owner: Any, raw: Any) -> bool:
         return isinstance(raw, types.BuiltinFunctionType) and compiled(owner)
     if not isinstance(owner, type) or owner.__flags__ & _IMMUTABLE_TYPE:
         return False
-    if "mypyc" in getattr(raw, "__name__", ""):  # __internal_mypyc_setup: mypyc's own
-        return False
-    home = sys.modules.get(owner.__module__)
+    # Only types are tested before the name is read: any other attribute of a class may run
+    # the program's code when read (six.moves' lazy descriptors import a module).
     native = isinstance(raw, _NATIVE_METHODS) or (
         isinstance(raw, (staticmethod, classmethod)) and isinstance(raw.__func__, types.BuiltinFunctionType)
     )
-    return native and isinstance(home, types.ModuleType) and compiled(home)
+    if not native or "mypyc" in getattr(raw, "__name__", ""):  # __internal_mypyc_setup: mypyc's own
+        return False
+    home = sys.modules.get(owner.__module__)
+    return isinstance(home, types.ModuleType) and compiled(home)
 
 
 # What a compiled module's functions get, said by `plan`, refusals and the README alike.
