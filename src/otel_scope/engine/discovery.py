@@ -85,8 +85,12 @@ def _iter_class(
     if id(cls) in seen:
         return
     seen.add(id(cls))
+    mangled = f"_{cls.__name__.lstrip('_')}__"
     for attr, raw in list(vars(cls).items()):
-        qualname = f"{prefix}.{attr}"
+        # A private method is stored as ``_Cls__name`` but named ``Cls.__name`` in its source and
+        # its __qualname__: patterns and span names use that, as compile-time capture does.
+        name = attr[len(mangled) - 2 :] if attr.startswith(mangled) and not attr.endswith("__") else attr
+        qualname = f"{prefix}.{name}"
         if isinstance(raw, type) and raw.__module__ == module and raw.__qualname__ == qualname:
             yield from _iter_class(raw, module, qualname, pattern, seen)
             continue
