@@ -1,7 +1,7 @@
 """Package-wide capture on real third-party workloads: every variant side by side, in one run.
 
     .venv/bin/python benchmarks/bench_package_wide.py [--size S] [--workloads a,b] [--variants a,b]
-                                                      [--timeout SECONDS] [--startup] [--json FILE]
+                                                      [--timeout SECONDS] [--json FILE]
 
 Each workload is real code from PyPI doing real work, targeted as a whole package (``pkg.*``):
 
@@ -29,7 +29,8 @@ process (after imports and instrumentation start-up), ``wall`` is the whole proc
 start-up and the final export at exit. For otel-scope variants the store is read afterwards to
 report spans and the calls sampling left out (the session root span's
 ``otel_scope.sampling.*`` attributes). A variant still running after ``--timeout`` seconds is
-killed and shown as ``>N``.
+killed and shown as ``>N``. The start-up of ``opentelemetry-instrument`` itself, against the
+stock CLI without otel-scope, is measured by ``bench_startup.py``.
 """
 
 from __future__ import annotations
@@ -261,28 +262,6 @@ def measure(workload: str, variant: str, size: int, timeout: float, tmp: Path) -
     return {"work": out["seconds"], "wall": wall, "result": out["result"], **_store_figures(store)}
 
 
-def startup(tmp: Path, repeat: int = 5) -> dict[str, float]:
-    """Best-of-``repeat`` seconds for an empty program: plain, and under the stock CLI with
-    otel-scope off, in runtime mode with one target, and with the import hook of ``pkg.*``."""
-    cli = str(BIN / "opentelemetry-instrument")
-    empty = (sys.executable, "-c", "pass")
-    commands = {
-        "python -c pass": list(empty),
-        "cli --scope-mode off": [cli, "--scope-mode", "off", *empty],
-        "cli runtime, 1 target": [cli, "--scope-mode", "runtime", "--scope-targets", "json:dumps", *empty],
-        "cli compile_time pkg.*": [cli, "--scope-mode", "compile_time", "--scope-locals", "jinja2.*", *empty],
-    }
-    out = {}
-    for name, cmd in commands.items():
-        best = float("inf")
-        for _ in range(repeat):
-            started = time.perf_counter()
-            subprocess.run(cmd, env=_env(tmp / "startup.sqlite3"), capture_output=True, cwd=tmp, timeout=60)
-            best = min(best, time.perf_counter() - started)
-        out[name] = best
-    return out
-
-
 def _cell(row: dict, base: dict, key: str) -> str:
     if row.get("timeout"):
         return f">{row['wall'] / base['wall']:.0f}x" if key == "wall" else "timeout"
@@ -301,7 +280,6 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per variant run")
     parser.add_argument("--json", help="also write the figures to this file")
-    parser.add_argument("--startup", action="store_true", help="also time start-up of an empty program")
     args = parser.parse_args()
     variants = ["plain", *(v for v in args.variants.split(",") if v and v != "plain")]
     results: dict[str, dict[str, dict]] = {}
@@ -312,7 +290,6 @@ def main() -> None:
                 row = measure(workload, variant, args.size, args.timeout, Path(tmp))
                 results[workload][variant] = row
                 print(f"  {workload:9} {variant:13} {json.dumps(row)}", file=sys.stderr, flush=True)
-        starts = startup(Path(tmp)) if args.startup else {}
     print(f"\npackage-wide capture, size {args.size}: ratio to plain (work = in-process, wall = process)")
     header = f"{'workload':10} {'plain s':>8} " + " ".join(f"{v + ' work/wall':>24}" for v in variants[1:])
     print(header)
@@ -331,13 +308,8 @@ def main() -> None:
             counts = {k: v for k, v in row.items() if k not in ("work", "wall", "result", "timeout", "error")}
             if counts:
                 print(f"  {workload:9} {variant:13} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if starts:
-        base = starts["python -c pass"]
-        print("\nstart-up of an empty program (best of 5), and what the CLI and otel-scope add to it")
-        for name, seconds in starts.items():
-            print(f"  {name:26} {seconds * 1000:7.1f} ms  (+{(seconds - base) * 1000:6.1f} ms)")
     if args.json:
-        figures = {"size": args.size, "results": results, "startup": starts}
+        figures = {"size": args.size, "results": results}
         Path(args.json).write_text(json.dumps(figures, indent=2))
 
 
