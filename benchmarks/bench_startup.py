@@ -26,10 +26,13 @@ The environment is the default one a user gets (the exporter is chosen as otel-s
 the local store unless a collector answers), with ``OTEL_*`` and ``PYTHON*`` variables cleared
 and the local store in a temporary directory. Printed: median and min wall time per command,
 what each adds over the baseline CLI (median and min), and the ratio of medians. Then, for
-``off`` and ``runtime``, ``python -X importtime``'s view of otel-scope: the top otel-scope modules
-by cumulative import time, separately in the CLI process (which loads otel-scope's flag names
-before it parses its options) and in the program (``sitecustomize``: distro, configurator,
-instrumentor), with each process's total of otel-scope's own (self) import time.
+``off`` and ``runtime``, ``python -X importtime``'s view of what otel-scope makes the start import:
+the modules (otel-scope's and what they pull in, the SDK's configuration for one) that the same
+process of the baseline CLI does not import, their total own (self) import time and the top ones
+by cumulative time, separately in the CLI process (which loads otel-scope's flag names before it
+parses its options) and in the program (``sitecustomize``: distro, configurator, instrumentor).
+A module imported through :func:`importlib.import_module`, as the stock CLI loads entry points,
+is not timed by ``-X importtime`` (what it imports is), so the distro's own modules may be absent.
 
 Even in ``off`` mode otel-scope is the distro: it configures the OpenTelemetry SDK (a tracer
 provider and an exporter, so other instrumentations still export), which the bare stock CLI
@@ -140,24 +143,44 @@ def time_commands(
     return seconds
 
 
-def parse_importtime(stderr: str) -> list[tuple[str, int, int]]:
-    """``(module, self us, cumulative us)`` for every otel-scope module in ``-X importtime`` output."""
-    rows = []
+def parse_importtime(stderr: str) -> dict[str, tuple[int, int]]:
+    """``{module: (self us, cumulative us)}`` from ``-X importtime`` output."""
+    rows = {}
     for line in stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
         own, cumulative, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
-        if name == "otel_scope" or name.startswith("otel_scope."):
-            rows.append((name, int(own), int(cumulative)))
+        if own.isdigit():  # not the header line
+            rows[name] = (int(own), int(cumulative))
     return rows
 
 
-def importtime(mode: str, env: dict[str, str], cwd: Path) -> dict[str, list[tuple[str, int, int]]]:
-    """otel-scope's imports in the CLI process and in the program, for one mode."""
-    flags = MODES[mode]
-    in_cli = _run([sys.executable, "-X", "importtime", CLI, *flags, sys.executable, *EMPTY], env, cwd)
-    in_program = _run([CLI, *flags, sys.executable, "-X", "importtime", *EMPTY], env, cwd)
-    return {"CLI process": parse_importtime(in_cli.stderr), "program": parse_importtime(in_program.stderr)}
+def importtime(
+    mode: str, baseline: Path, env: dict[str, str], cwd: Path
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """The modules one mode imports and the baseline CLI does not, in the CLI process and in
+    the program, with their ``-X importtime`` figures."""
+    flags, python = MODES[mode], sys.executable
+    base_cli, base_python = (
+        str(baseline / "bin" / "opentelemetry-instrument"),
+        str(baseline / "bin" / "python"),
+    )
+    runs = {
+        "CLI process": (
+            [python, "-X", "importtime", CLI, *flags, python, *EMPTY],
+            [base_python, "-X", "importtime", base_cli, base_python, *EMPTY],
+        ),
+        "program": (
+            [CLI, *flags, python, "-X", "importtime", *EMPTY],
+            [base_cli, base_python, "-X", "importtime", *EMPTY],
+        ),
+    }
+    out = {}
+    for process, (ours, theirs) in runs.items():
+        loaded = parse_importtime(_run(ours, env, cwd).stderr)
+        in_baseline = parse_importtime(_run(theirs, env, cwd).stderr)
+        out[process] = {name: figures for name, figures in loaded.items() if name not in in_baseline}
+    return out
 
 
 def main() -> None:
@@ -171,7 +194,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         env = clean_env(tmp)
         seconds = time_commands(commands(baseline), args.repeat, env, tmp)
-        imports = {mode: importtime(mode, env, tmp) for mode in IMPORTTIME_MODES}
+        imports = {mode: importtime(mode, baseline, env, tmp) for mode in IMPORTTIME_MODES}
 
     base_median = statistics.median(seconds["baseline CLI"])
     base_min = min(seconds["baseline CLI"])
@@ -189,9 +212,13 @@ def main() -> None:
         print(f"{name:16} {median * 1000:8.1f} {best * 1000:8.1f}   {added}")
     for mode, processes in imports.items():
         for process, rows in processes.items():
-            total = sum(own for _, own, _ in rows) / 1000
-            print(f"\n{mode}, {process}: {len(rows)} otel-scope modules, {total:.1f} ms own import time")
-            for name, _, cumulative in sorted(rows, key=lambda row: -row[2])[: args.top]:
+            total = sum(own for own, _ in rows.values()) / 1000
+            ours = sum(name.split(".")[0] == "otel_scope" for name in rows)
+            print(
+                f"\n{mode}, {process}: {len(rows)} modules the baseline CLI does not import "
+                f"({ours} of otel-scope), {total:.1f} ms of their own import time; top by cumulative:"
+            )
+            for name, (_, cumulative) in sorted(rows.items(), key=lambda row: -row[1][1])[: args.top]:
                 print(f"  {cumulative / 1000:7.1f} ms  {name}")
     if args.json:
         figures = {

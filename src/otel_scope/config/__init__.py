@@ -7,6 +7,8 @@ Target patterns live here, not in ``targets``, because they are part of the sett
 
 from typing import TYPE_CHECKING, Any
 
+from otel_scope import _lazy
+
 if TYPE_CHECKING:
     from otel_scope.config.patterns import (
         ACCEPTED_FORMS,
@@ -42,18 +44,13 @@ __all__ = [
 
 _SOURCES = {
     **dict.fromkeys(
-        (
-            "ACCEPTED_FORMS",
-            "PatternError",
-            "TargetPattern",
-            "never_instrumented",
-            "parse_pattern",
-            "parse_patterns",
-        ),
-        "patterns",
+        ("ACCEPTED_FORMS", "PatternError", "TargetPattern", "never_instrumented", "parse_pattern"),
+        "otel_scope.config.patterns",
     ),
+    "parse_patterns": "otel_scope.config.patterns",
     **dict.fromkeys(
-        ("SETTING_NAMES", "ConfigError", "Settings", "env_var_for", "flag_for", "load_settings"), "settings"
+        ("SETTING_NAMES", "ConfigError", "Settings", "env_var_for", "flag_for", "load_settings"),
+        "otel_scope.config.settings",
     ),
 }
 
@@ -62,11 +59,4 @@ def __getattr__(name: str) -> Any:
     """The names above on first use. The stock CLI's own process imports this package for
     ``environment_variables`` (the flag names) alone, before it starts the program: it must not
     pay for the settings model and the pattern grammar."""
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # once: later lookups are plain module attributes
-    return value
+    return _lazy.attribute(__name__, _SOURCES, name, globals())

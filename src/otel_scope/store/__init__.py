@@ -6,6 +6,8 @@ Default location: ``Settings().store_path``, i.e. ``$OTEL_SCOPE_STORE_PATH``, el
 
 from typing import TYPE_CHECKING, Any
 
+from otel_scope import _lazy
+
 if TYPE_CHECKING:
     from otel_scope.store.exporter import PRUNE_EVERY, LocalStoreSpanExporter
     from otel_scope.store.spanstore import SessionSummary, SpanStore, StoreError, record_from_span
@@ -21,12 +23,11 @@ __all__ = [
 
 
 _SOURCES = {
-    "LocalStoreSpanExporter": "exporter",
-    "PRUNE_EVERY": "exporter",
-    "SessionSummary": "spanstore",
-    "SpanStore": "spanstore",
-    "StoreError": "spanstore",
-    "record_from_span": "spanstore",
+    "LocalStoreSpanExporter": "otel_scope.store.exporter",
+    "PRUNE_EVERY": "otel_scope.store.exporter",
+    **dict.fromkeys(
+        ("SessionSummary", "SpanStore", "StoreError", "record_from_span"), "otel_scope.store.spanstore"
+    ),
 }
 
 
@@ -35,11 +36,4 @@ def __getattr__(name: str) -> Any:
     the store (every ``otel-scope`` command) does not need; the store itself (SQLite, the
     records) is not needed by a program that starts the exporter and exports nothing, as
     ``--scope-mode off`` or an empty run."""
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # once: later lookups are plain module attributes
-    return value
+    return _lazy.attribute(__name__, _SOURCES, name, globals())
