@@ -28,9 +28,11 @@ and the local store in a temporary directory. Printed: median and min wall time 
 what each adds over the baseline CLI (median and min), and the ratio of medians. Then, for
 ``off`` and ``runtime``, ``python -X importtime``'s view of what otel-scope makes the start import:
 the modules (otel-scope's and what they pull in, the SDK's configuration for one) that the same
-process of the baseline CLI does not import, their total own (self) import time and the top ones
-by cumulative time, separately in the CLI process (which loads otel-scope's flag names before it
-parses its options) and in the program (``sitecustomize``: distro, configurator, instrumentor).
+process of the baseline CLI does not import, their total own (self) import time, and the imports
+that bring them in (those not imported by another such module) by cumulative time, with the
+module that imported each; separately in the CLI process (which loads otel-scope's flag names
+before it parses its options) and in the program (``sitecustomize``: distro, configurator,
+instrumentor); the lowest figures of three runs.
 A module imported through :func:`importlib.import_module`, as the stock CLI loads entry points,
 is not timed by ``-X importtime`` (what it imports is), so the distro's own modules may be absent.
 
@@ -52,6 +54,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "opentelemetry-instrument")
@@ -143,29 +146,47 @@ def time_commands(
     return seconds
 
 
-def parse_importtime(stderr: str) -> dict[str, tuple[int, int]]:
-    """``{module: (self us, cumulative us)}`` from ``-X importtime`` output."""
-    rows = {}
+class Import(NamedTuple):
+    own_us: int
+    cumulative_us: int
+    parent: str  # the module whose import imported this one ("" at the top)
+
+
+def parse_importtime(stderr: str) -> dict[str, Import]:
+    """Every module in ``-X importtime`` output, with its times and the import that caused it.
+
+    A module's line comes after its children's, which are indented one step deeper.
+    """
+    rows: dict[str, Import] = {}
+    waiting: list[tuple[int, str, int, int]] = []  # lines whose parent has not been printed yet
     for line in stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        own, cumulative, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
-        if own.isdigit():  # not the header line
-            rows[name] = (int(own), int(cumulative))
+        own, cumulative, field = line.removeprefix("import time:").split("|")
+        if not own.strip().isdigit():  # the header line
+            continue
+        name = field.strip()
+        depth = len(field) - len(field.lstrip())
+        while waiting and waiting[-1][0] > depth:
+            _, child, child_own, child_cumulative = waiting.pop()
+            rows[child] = Import(child_own, child_cumulative, name)
+        waiting.append((depth, name, int(own), int(cumulative)))
+    for _, name, own_us, cumulative_us in waiting:
+        rows[name] = Import(own_us, cumulative_us, "")
     return rows
 
 
 def importtime(
-    mode: str, baseline: Path, env: dict[str, str], cwd: Path
-) -> dict[str, dict[str, tuple[int, int]]]:
+    mode: str, baseline: Path, env: dict[str, str], cwd: Path, runs: int = 3
+) -> dict[str, dict[str, Import]]:
     """The modules one mode imports and the baseline CLI does not, in the CLI process and in
-    the program, with their ``-X importtime`` figures."""
+    the program, each with its lowest ``-X importtime`` figures of ``runs`` runs."""
     flags, python = MODES[mode], sys.executable
     base_cli, base_python = (
         str(baseline / "bin" / "opentelemetry-instrument"),
         str(baseline / "bin" / "python"),
     )
-    runs = {
+    commands = {
         "CLI process": (
             [python, "-X", "importtime", CLI, *flags, python, *EMPTY],
             [base_python, "-X", "importtime", base_cli, base_python, *EMPTY],
@@ -176,10 +197,19 @@ def importtime(
         ),
     }
     out = {}
-    for process, (ours, theirs) in runs.items():
-        loaded = parse_importtime(_run(ours, env, cwd).stderr)
+    for process, (ours, theirs) in commands.items():
         in_baseline = parse_importtime(_run(theirs, env, cwd).stderr)
-        out[process] = {name: figures for name, figures in loaded.items() if name not in in_baseline}
+        best: dict[str, Import] = {}
+        for _ in range(runs):
+            for name, row in parse_importtime(_run(ours, env, cwd).stderr).items():
+                if name in in_baseline:
+                    continue
+                seen = best.get(name, row)
+                best[name] = row._replace(
+                    own_us=min(seen.own_us, row.own_us),
+                    cumulative_us=min(seen.cumulative_us, row.cumulative_us),
+                )
+        out[process] = best
     return out
 
 
@@ -212,14 +242,17 @@ def main() -> None:
         print(f"{name:16} {median * 1000:8.1f} {best * 1000:8.1f}   {added}")
     for mode, processes in imports.items():
         for process, rows in processes.items():
-            total = sum(own for own, _ in rows.values()) / 1000
+            total = sum(row.own_us for row in rows.values()) / 1000
             ours = sum(name.split(".")[0] == "otel_scope" for name in rows)
+            # The imports that bring in the others: those not imported by another extra module.
+            roots = {name: row for name, row in rows.items() if row.parent not in rows}
             print(
                 f"\n{mode}, {process}: {len(rows)} modules the baseline CLI does not import "
-                f"({ours} of otel-scope), {total:.1f} ms of their own import time; top by cumulative:"
+                f"({ours} of otel-scope), {total:.1f} ms of their own import time; the imports "
+                "that bring them in, by cumulative time (ms), and what imported each:"
             )
-            for name, (_, cumulative) in sorted(rows.items(), key=lambda row: -row[1][1])[: args.top]:
-                print(f"  {cumulative / 1000:7.1f} ms  {name}")
+            for name, row in sorted(roots.items(), key=lambda item: -item[1].cumulative_us)[: args.top]:
+                print(f"  {row.cumulative_us / 1000:7.1f}  {name:55} {row.parent or '(top)'}")
     if args.json:
         figures = {
             "repeat": args.repeat,

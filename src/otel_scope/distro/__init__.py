@@ -10,9 +10,9 @@ collector that is down never delays exit by more than a couple of seconds.
 
 This package is imported by every start of the stock CLI, twice: in the CLI's own process (for
 the flag names of ``_cli_flags``) and in the program. So it imports only what the stock CLI has
-loaded already; the settings, the SDK configurator and the instrumentation are imported by the
-code that uses them, and ``--scope-mode off`` never imports the instrumentation at all (measured
-by ``benchmarks/bench_startup.py``).
+loaded already, and the one-line reporting; the settings, the SDK configurator and the
+instrumentation are imported by the code that uses them, and ``--scope-mode off`` never imports
+the instrumentation at all (measured by ``benchmarks/bench_startup.py``).
 """
 
 from __future__ import annotations
