@@ -1,7 +1,7 @@
 """Package-wide capture on real third-party workloads: every variant side by side, in one run.
 
     .venv/bin/python benchmarks/bench_package_wide.py [--size S] [--workloads a,b] [--variants a,b]
-                                                      [--timeout SECONDS] [--repeat N] [--startup]
+                                                      [--timeout SECONDS] [--repeat N]
                                                       [--json FILE]
 
 Each workload is real code from PyPI doing real work, targeted as a whole package (``pkg.*``):
@@ -47,6 +47,8 @@ report spans and the calls sampling left out (the session root span's
 still running after ``--timeout`` seconds is killed and shown as ``>N``. ``--repeat N`` runs N
 rounds over all variants and shows each variant's fastest round (on a shared machine the least
 disturbed one); a round that fails (error, timeout, BROKEN) is shown instead.
+The start-up of ``opentelemetry-instrument`` itself, against the stock CLI without otel-scope,
+is measured by ``bench_startup.py``.
 """
 
 from __future__ import annotations
@@ -336,28 +338,6 @@ def unpack_suites(workloads: list[str], tmp: Path) -> None:
             thirdparty.unpack(thirdparty.LIBRARIES[SUITES[workload]], tmp)
 
 
-def startup(tmp: Path, repeat: int = 5) -> dict[str, float]:
-    """Best-of-``repeat`` seconds for an empty program: plain, and under the stock CLI with
-    otel-scope off, in runtime mode with one target, and with the import hook of ``pkg.*``."""
-    cli = str(BIN / "opentelemetry-instrument")
-    empty = (sys.executable, "-c", "pass")
-    commands = {
-        "python -c pass": list(empty),
-        "cli --scope-mode off": [cli, "--scope-mode", "off", *empty],
-        "cli runtime, 1 target": [cli, "--scope-mode", "runtime", "--scope-targets", "json:dumps", *empty],
-        "cli compile_time pkg.*": [cli, "--scope-mode", "compile_time", "--scope-locals", "jinja2.*", *empty],
-    }
-    out = {}
-    for name, cmd in commands.items():
-        best = float("inf")
-        for _ in range(repeat):
-            started = time.perf_counter()
-            subprocess.run(cmd, env=_env(tmp / "startup.sqlite3"), capture_output=True, cwd=tmp, timeout=60)
-            best = min(best, time.perf_counter() - started)
-        out[name] = best
-    return out
-
-
 def _failed(row: dict) -> bool:
     return "work" not in row or bool(row.get("broken"))
 
@@ -409,7 +389,6 @@ def main() -> None:
         "--repeat", type=int, default=1, help="rounds over all variants; each shows its fastest (default 1)"
     )
     parser.add_argument("--json", help="also write the figures to this file")
-    parser.add_argument("--startup", action="store_true", help="also time start-up of an empty program")
     args = parser.parse_args()
     workloads = [w for w in args.workloads.split(",") if w]
     if unknown := set(workloads) - set(WORKLOADS):
@@ -434,7 +413,6 @@ def main() -> None:
                     print(f"  {workload:20} {variant:13} {json.dumps(row)}", file=sys.stderr, flush=True)
                     rows[variant] = _keep(rows.get(variant), row)
             results[workload] = rows
-        starts = startup(Path(tmp)) if args.startup else {}
     print(f"\npackage-wide capture, size {args.size}: ratio to plain (work = in-process, wall = process)")
     header = f"{'workload':20} {'plain s':>8} " + " ".join(f"{v + ' work/wall':>24}" for v in variants[1:])
     print(header)
@@ -467,13 +445,8 @@ def main() -> None:
                 print(f"  {workload:20} {variant:13} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
             if row.get("top"):
                 print(f"  {'':20} {'':13} most left out: " + ", ".join(row["top"][:TOP_SHOWN]))
-    if starts:
-        base = starts["python -c pass"]
-        print("\nstart-up of an empty program (best of 5), and what the CLI and otel-scope add to it")
-        for name, seconds in starts.items():
-            print(f"  {name:26} {seconds * 1000:7.1f} ms  (+{(seconds - base) * 1000:6.1f} ms)")
     if args.json:
-        figures = {"size": args.size, "results": results, "startup": starts}
+        figures = {"size": args.size, "results": results}
         Path(args.json).write_text(json.dumps(figures, indent=2))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from otel_scope import _lazy
 from otel_scope._version import __version__
 
 if TYPE_CHECKING:
@@ -34,11 +35,4 @@ _PUBLIC = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'otel_scope' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once: later lookups are plain module attributes
-    return value
+    return _lazy.attribute(__name__, _PUBLIC, name, globals())

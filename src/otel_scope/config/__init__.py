@@ -5,22 +5,27 @@ Target patterns live here, not in ``targets``, because they are part of the sett
 ``targets`` decides what to do with them.
 """
 
-from otel_scope.config.patterns import (
-    ACCEPTED_FORMS,
-    PatternError,
-    TargetPattern,
-    never_instrumented,
-    parse_pattern,
-    parse_patterns,
-)
-from otel_scope.config.settings import (
-    SETTING_NAMES,
-    ConfigError,
-    Settings,
-    env_var_for,
-    flag_for,
-    load_settings,
-)
+from typing import TYPE_CHECKING, Any
+
+from otel_scope import _lazy
+
+if TYPE_CHECKING:
+    from otel_scope.config.patterns import (
+        ACCEPTED_FORMS,
+        PatternError,
+        TargetPattern,
+        never_instrumented,
+        parse_pattern,
+        parse_patterns,
+    )
+    from otel_scope.config.settings import (
+        SETTING_NAMES,
+        ConfigError,
+        Settings,
+        env_var_for,
+        flag_for,
+        load_settings,
+    )
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -36,3 +41,22 @@ __all__ = [
     "parse_pattern",
     "parse_patterns",
 ]
+
+_SOURCES = {
+    **dict.fromkeys(
+        ("ACCEPTED_FORMS", "PatternError", "TargetPattern", "never_instrumented", "parse_pattern"),
+        "otel_scope.config.patterns",
+    ),
+    "parse_patterns": "otel_scope.config.patterns",
+    **dict.fromkeys(
+        ("SETTING_NAMES", "ConfigError", "Settings", "env_var_for", "flag_for", "load_settings"),
+        "otel_scope.config.settings",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The names above on first use. The stock CLI's own process imports this package for
+    ``environment_variables`` (the flag names) alone, before it starts the program: it must not
+    pay for the settings model and the pattern grammar."""
+    return _lazy.attribute(__name__, _SOURCES, name, globals())

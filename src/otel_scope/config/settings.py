@@ -24,11 +24,6 @@ from otel_scope.config import environment_variables as ev
 from otel_scope.config.patterns import PatternError, TargetPattern, parse_patterns
 from otel_scope.vocabulary import LEVELS, MODES, SESSION_KINDS
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 ENVIRONMENTS = ("development", "production")
 SESSIONS = SESSION_KINDS
 ESCALATION = ("auto", "on", "off")
@@ -247,6 +242,11 @@ def _read_pyproject(environ: Mapping[str, str], cwd: str) -> tuple[dict[str, Any
         if explicit:
             raise ConfigError(ev.OTEL_SCOPE_CONFIG, explicit, "accepted: the path of a readable TOML file")
         return {}, ""
+    # Imported here: most runs read no TOML file, and the parser is a tenth of this module's cost.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)

@@ -6,10 +6,11 @@ Default location: ``Settings().store_path``, i.e. ``$OTEL_SCOPE_STORE_PATH``, el
 
 from typing import TYPE_CHECKING, Any
 
-from otel_scope.store.spanstore import SessionSummary, SpanStore, StoreError, record_from_span
+from otel_scope import _lazy
 
 if TYPE_CHECKING:
     from otel_scope.store.exporter import PRUNE_EVERY, LocalStoreSpanExporter
+    from otel_scope.store.spanstore import SessionSummary, SpanStore, StoreError, record_from_span
 
 __all__ = [
     "PRUNE_EVERY",
@@ -21,11 +22,18 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """The exporter on first use: it imports the OpenTelemetry SDK, which reading the store
-    (every ``otel-scope`` command) does not need."""
-    if name in ("LocalStoreSpanExporter", "PRUNE_EVERY"):
-        from otel_scope.store import exporter
+_SOURCES = {
+    "LocalStoreSpanExporter": "otel_scope.store.exporter",
+    "PRUNE_EVERY": "otel_scope.store.exporter",
+    **dict.fromkeys(
+        ("SessionSummary", "SpanStore", "StoreError", "record_from_span"), "otel_scope.store.spanstore"
+    ),
+}
 
-        return getattr(exporter, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    """The names above on first use. The exporter imports the OpenTelemetry SDK, which reading
+    the store (every ``otel-scope`` command) does not need; the store itself (SQLite, the
+    records) is not needed by a program that starts the exporter and exports nothing, as
+    ``--scope-mode off`` or an empty run."""
+    return _lazy.attribute(__name__, _SOURCES, name, globals())

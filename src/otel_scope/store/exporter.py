@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_scope import _forksafe
 from otel_scope.config import ConfigError, Settings, load_settings
-from otel_scope.store.spanstore import SpanStore
+
+if TYPE_CHECKING:
+    from otel_scope.store.spanstore import SpanStore
 
 _logger = logging.getLogger(__name__)
 
@@ -93,6 +96,9 @@ class LocalStoreSpanExporter(SpanExporter):
     def _open(self) -> SpanStore:
         with self._lock:
             if self._store is None:
+                # Here, not at the top: a program that exports nothing never loads SQLite.
+                from otel_scope.store.spanstore import SpanStore
+
                 self._store = SpanStore(self.path)
             return self._store
 

@@ -1,0 +1,90 @@
+"""What a start under the real ``opentelemetry-instrument`` imports, per mode (issue 14, startup).
+
+Every start of the stock CLI imports otel-scope twice: in the CLI's own process (for the flag
+names) and in the program (distro, configurator, instrumentor). These tests pin down which
+modules each start loads, by reading ``sys.modules`` at the end of a real program (and the CLI
+process's ``-X importtime`` list of module names); the cost itself is measured by
+``benchmarks/bench_startup.py``, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from scope_run import BIN, base_env, run_tree
+
+# Prints, as its last line, the modules loaded by the time the program's own code ends.
+_LOADED = "import json, sys; print(json.dumps(sorted(sys.modules)))"
+CLI = str(BIN / "opentelemetry-instrument")
+
+
+def _loaded_by_program(flags: list[str], tmp_path: Path) -> set[str]:
+    # The local store as the one exporter: the choice must not depend on a collector that
+    # happens to listen on this machine.
+    env = base_env(tmp_path, {"OTEL_TRACES_EXPORTER": "otel_scope", "OTEL_SCOPE_CONTROL": "false"})
+    run = run_tree([CLI, *flags, sys.executable, "-c", _LOADED], tmp_path, env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return set(json.loads(run.stdout.splitlines()[-1]))
+
+
+def _below(modules: set[str], *packages: str) -> set[str]:
+    return {m for m in modules if any(m == p or m.startswith(p + ".") for p in packages)}
+
+
+def test_off_mode_loads_neither_the_instrumentation_nor_the_store_nor_an_unused_exporter(tmp_path):
+    loaded = _loaded_by_program(["--scope-mode", "off"], tmp_path)
+    assert "otel_scope.distro" in loaded  # otel-scope did run, as the distro
+    assert not _below(
+        loaded,
+        "libcst",
+        "otel_scope.api",
+        "otel_scope.bootstrap",
+        "otel_scope.engine",
+        "otel_scope.compile_time",
+        "otel_scope.runtime",
+        "otel_scope.capture",
+        "otel_scope.timeline",
+        "otel_scope.control",
+        # The local store's exporter is configured, but opens SQLite only on its first export.
+        "otel_scope.store.spanstore",
+        "sqlite3",
+        # The OTLP exporters are not configured: their classes are not needed either.
+        "grpc",
+        "opentelemetry.exporter.otlp.proto.grpc",
+        "opentelemetry.exporter.otlp.proto.http",
+    )
+
+
+def test_runtime_mode_loads_no_compile_time_rewriter_nor_timeline(tmp_path):
+    loaded = _loaded_by_program(["--scope-mode", "runtime", "--scope-targets", "json:dumps"], tmp_path)
+    assert "otel_scope.runtime.wrappers" in loaded  # the target was applied
+    assert not _below(loaded, "libcst", "otel_scope.compile_time.rewriter", "otel_scope.timeline", "rich")
+
+
+def test_the_cli_process_loads_only_the_flag_names_of_otel_scope(tmp_path):
+    """The CLI parses its options, then execs the program: the settings model and the SDK
+    configurator would be imported there for nothing."""
+    env = base_env(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", CLI, "--scope-mode", "off", sys.executable, "-c", "pass"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = {
+        line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "otel_scope.config.environment_variables" in loaded
+    assert not _below(
+        loaded,
+        "otel_scope.config.settings",
+        "otel_scope.config.patterns",
+        "opentelemetry.sdk",
+        "otel_scope.pipeline",
+    )
