@@ -347,7 +347,14 @@ class Engine:
         ]
 
     def _reconcile_all(self, sites: list[Site], alias_modules: list[Any]) -> None:
-        """Reconcile a batch of sites: one alias index, one rewrite per module for compile-time."""
+        """Reconcile a batch of sites: one alias index, one rewrite per module for compile-time.
+
+        A function whose capture plan changes (``--scope-targets`` and ``--scope-locals`` over
+        the same functions, added one after the other) has its old capture taken off before the
+        batch is rewritten: the batch rewrites each function's original code, and recompiled
+        code would be refused as such ("recompiled already"). Between the two, its calls run
+        the original body, which never looks for a call marker.
+        """
         self._aliases = AliasIndex(alias_modules)
         try:
             decided = []
@@ -360,6 +367,8 @@ class Engine:
                 capture = decision[1].capture
                 if capture is not None and (applied is None or applied.capture != capture):
                     wanted.append((site, capture))
+                    if applied is not None:
+                        self._apply_capture(applied, None)
             if len(wanted) > 1:
                 self.compile_time.prepare(wanted)
             for site, decision in decided:
