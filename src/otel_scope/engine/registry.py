@@ -38,7 +38,7 @@ from otel_scope.engine.mechanisms import (
 from otel_scope.runtime import trampoline
 from otel_scope.runtime.wrappers import FinishHook, RuntimeProbe, is_ours
 from otel_scope.targets.plan import CapturePlan
-from otel_scope.targets.planner import Request, decide_function, production_limits
+from otel_scope.targets.planner import Decision, Request, decide_function, production_limits
 from otel_scope.vocabulary import Mechanism, mechanism
 
 _log = logging.getLogger("otel_scope")
@@ -76,6 +76,7 @@ class Applied:
     runtime: RuntimeInstalled | None = None  # how the probe is reached
     capture: CapturePlan | None = None
     compiled: Captured | None = None  # compile-time capture as installed
+    refused: CapturePlan | None = None  # the capture compile-time refused here: not tried again
     entries: set[int] = field(default_factory=set)
 
     @property
@@ -364,7 +365,7 @@ class Engine:
                 site = applied.site if applied is not None else site  # ours is not the original
                 decision = self._decision(site)
                 decided.append((site, decision))
-                capture = decision[1].capture
+                capture = _wanted(applied, decision[1])[1]
                 if capture is not None and (applied is None or applied.capture != capture):
                     wanted.append((site, capture))
                     if applied is not None:
@@ -392,7 +393,7 @@ class Engine:
         if applied is not None:
             site = applied.site  # keep the original raw object, not our wrapper
         selecting, decision = decided if decided is not None else self._decision(site)
-        want_runtime, want_capture = decision.runtime, decision.capture
+        want_runtime, want_capture = _wanted(applied, decision)
         if selecting:
             _log.debug("otel-scope plan for %s: %s", site.full_name, "; ".join(decision.reasons))
         if applied is None:
@@ -413,9 +414,18 @@ class Engine:
                 self._apply_runtime(applied, want_runtime, selecting, deep=False)
             else:
                 self._apply_runtime(applied, want_runtime, selecting, deep=True)
-                self._apply_capture(applied, want_capture)
+                try:
+                    self._apply_capture(applied, want_capture)
+                except Exception:
+                    # No compile-time span: the runtime one, if any, has no events to carry, and
+                    # a locals-only hybrid request gets a runtime span in place of the refused one.
+                    applied.refused = want_capture
+                    want = want_runtime or decision.runtime_if_refused
+                    self._apply_runtime(applied, want, selecting, deep=False)
+                    raise
         except Exception as exc:  # never let instrumentation break the program
-            if not self.compile_time.refused(site.full_name, exc, _named_exactly(selecting)):
+            spanned = applied.probe is not None
+            if not self.compile_time.refused(site.full_name, exc, _named_exactly(selecting), spanned):
                 _log.warning("otel-scope: could not instrument %s: %s", site.full_name, exc)
             for e in selecting:
                 e.errors[site.full_name] = f"{type(exc).__name__}: {exc}"
@@ -478,6 +488,15 @@ class Engine:
         if want is not None:
             applied.compiled = self.compile_time.install(applied.site, want)
             applied.capture = want
+
+
+def _wanted(applied: Applied | None, decision: Decision) -> tuple[bool, CapturePlan | None]:
+    """The runtime span and capture to install at a site: the decision's, except that a capture
+    compile-time refused there before is not tried again (one refusal, one line; a locals-only
+    hybrid request keeps the runtime span that stands in for it, and its call counts)."""
+    if applied is not None and decision.capture is not None and decision.capture == applied.refused:
+        return decision.runtime or decision.runtime_if_refused, None
+    return decision.runtime, decision.capture
 
 
 def _code_target(site: Site) -> types.FunctionType | None:
