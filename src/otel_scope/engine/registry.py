@@ -25,6 +25,7 @@ from otel_scope.engine.discovery import (
     Site,
     explain_no_match,
     iter_sites,
+    named_elsewhere,
     site_for_function,
     source_available,
 )
@@ -459,17 +460,20 @@ class Engine:
             )
             probe.on_finish = self._finish_hooks
             probe.deep = deep
-            self._install_runtime(applied, probe, _code_target(site))
+            only_here = named_elsewhere(site) and any(e.request.pattern.names_function for e in selecting)
+            self._install_runtime(applied, probe, None if only_here else _code_target(site), only_here)
         if applied.probe is not None:
             applied.probe.deep = deep
             applied.probe.state = state_capture
 
     def _install_runtime(
-        self, applied: Applied, probe: RuntimeProbe, code_target: types.FunctionType | None
+        self, applied: Applied, probe: RuntimeProbe, code_target: types.FunctionType | None, only_here: bool
     ) -> None:
-        """Make calls reach ``probe``: through the function's code if given, else a wrapper."""
+        """Make calls reach ``probe``: through the function's code if given, else a wrapper (at
+        this attribute only, if ``only_here``)."""
         applied.probe = probe
-        applied.runtime = install_runtime(applied.site, RuntimePlan(probe, code_target), self._aliases)
+        plan = RuntimePlan(probe, code_target, only_here)
+        applied.runtime = install_runtime(applied.site, plan, self._aliases)
 
     @staticmethod
     def _uninstall_runtime(applied: Applied) -> None:
