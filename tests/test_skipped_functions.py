@@ -147,3 +147,36 @@ def test_namedtuple_methods_a_hybrid_locals_only_request_cannot_rewrite_get_a_ru
         ]
     finally:
         engine.remove_all()
+
+
+HOOKED_SCHED = """
+import sys
+from otel_scope.config import Settings, parse_pattern
+from otel_scope.engine import Engine
+from otel_scope.targets.planner import Request
+from sdk import installed_provider
+
+with installed_provider() as memory:
+    engine = Engine(Settings(mode="hybrid"))
+    engine.compile_time.install_import_hook()
+    engine.add(Request(parse_pattern("sched:*"), runtime=False, capture_locals=None))
+    assert "sched" not in sys.modules
+    import sched  # rewritten by the import hook, which skips the namedtuple's methods
+
+    sched.Event._make([1] * len(sched.Event._fields))._replace(time=2)
+    print(sorted({s.name for s in memory.spans()}))
+"""
+
+
+def test_namedtuple_methods_skipped_by_the_import_hook_under_a_hybrid_locals_only_request_get_a_runtime_span(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parent
+    done = subprocess.run(
+        [sys.executable, "-c", HOOKED_SCHED], cwd=tests, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['sched.Event._make', 'sched.Event._replace']"
