@@ -1,7 +1,8 @@
 """Package-wide capture on real third-party workloads: every variant side by side, in one run.
 
     .venv/bin/python benchmarks/bench_package_wide.py [--size S] [--workloads a,b] [--variants a,b]
-                                                      [--timeout SECONDS] [--startup] [--json FILE]
+                                                      [--timeout SECONDS] [--repeat N] [--startup]
+                                                      [--json FILE]
 
 Each workload is real code from PyPI doing real work, targeted as a whole package (``pkg.*``):
 
@@ -9,6 +10,16 @@ Each workload is real code from PyPI doing real work, targeted as a whole packag
 * ``markdown``: rendering ``12*S`` Markdown documents, installed packages' descriptions (``markdown.*``).
 * ``jinja2``: compiling an environment of templates (inheritance, macros, filters, loops) and
   rendering ``200*S`` pages (``jinja2.*``).
+* ``suite:toolz``, ``suite:more_itertools``, ``suite:six``: the library's own test suite, from
+  its pinned sdist (fetched and unpacked by ``tests/thirdparty_suites.py``), run by
+  ``pytest -q -p no:cacheprovider`` in the unpacked tree; the targets are the library only
+  (``toolz.*``, ``more_itertools.*``, ``six.*``, which is the module ``six``): the test modules
+  belong to pytest's assertion rewriting. ``--size`` does not apply. Every run compiles from
+  cold, as a first run does: no ``__pycache__`` is written and the rewrite cache starts empty.
+  The pass/fail/skip counts of each variant must equal plain's: a variant that changes the
+  suite's outcome is shown as ``BROKEN``, not as a ratio. ``otel`` is not run on suites: a
+  decorator set on module attributes from outside misses the names a package re-exports and
+  the references its tests bound, so it would not time the same calls.
 
 and runs in a fresh process per variant (so no instrumentation leaks from one to the next):
 
@@ -24,17 +35,24 @@ and runs in a fresh process per variant (so no instrumentation leaks from one to
 * ``viztracer``: ``VizTracer(log_func_args=True, include_files=[the package])``, collection only
   (the ``.json`` save is not timed).
 
+hunter and VizTracer start in the worker process, before the workload (for a suite: before
+``pytest.main``, so they see the library imported by the tests, as otel-scope does).
+
 Two ratios per cell against ``plain``: ``work`` is the workload's own time measured inside the
-process (after imports and instrumentation start-up), ``wall`` is the whole process including
+process (after imports and instrumentation start-up; for a suite the time around
+``pytest.main``, which includes importing the library), ``wall`` is the whole process including
 start-up and the final export at exit. For otel-scope variants the store is read afterwards to
 report spans and the calls sampling left out (the session root span's
-``otel_scope.sampling.*`` attributes). A variant still running after ``--timeout`` seconds is
-killed and shown as ``>N``.
+``otel_scope.sampling.*`` attributes, with the functions that lost the most calls). A variant
+still running after ``--timeout`` seconds is killed and shown as ``>N``. ``--repeat N`` runs N
+rounds over all variants and shows each variant's fastest round (on a shared machine the least
+disturbed one); a round that fails (error, timeout, BROKEN) is shown instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sqlite3
@@ -49,7 +67,13 @@ HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
 BIN = Path(sys.executable).parent
 
+# Each workload and the package it targets (``pkg.*``).
 WORKLOADS = {"pygments": "pygments", "markdown": "markdown", "jinja2": "jinja2"}
+# The real test suites: workload -> tests/thirdparty_suites.py library (pinned sdist).
+SUITES = {"suite:toolz": "toolz", "suite:more_itertools": "more-itertools", "suite:six": "six"}
+WORKLOADS.update({"suite:toolz": "toolz", "suite:more_itertools": "more_itertools", "suite:six": "six"})
+SUITE_VARIANTS = ("plain", "runtime", "compile_time", "hybrid", "hunter", "viztracer")
+TOP_SHOWN = 5  # functions listed per variant with the most calls sampling left out
 VARIANTS = ("plain", "otel", "runtime", "compile_time", "hybrid", "hunter", "viztracer")
 SCOPE_FLAGS = {
     "runtime": lambda pkg: ["--scope-mode", "runtime", "--scope-targets", f"{pkg}.*"],
@@ -144,6 +168,28 @@ def _jinja2_prepare(size: int):
     return run
 
 
+def _thirdparty():
+    """tests/thirdparty_suites.py, which pins, fetches and unpacks the suites (imported, not
+    copied; appended to the path so that nothing in tests/ shadows what a suite imports)."""
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.append(str(ROOT / "tests"))
+    import thirdparty_suites
+
+    return thirdparty_suites
+
+
+def _suite_prepare(workload: str):
+    """The suite of ``workload`` under pytest, in the unpacked sdist (this process's cwd)."""
+    import pytest
+
+    tests = _thirdparty().LIBRARIES[SUITES[workload]].tests
+
+    def run() -> int:
+        return int(pytest.main(["-q", "-p", "no:cacheprovider", tests]))
+
+    return run
+
+
 _PREPARE = {"pygments": _pygments_prepare, "markdown": _markdown_prepare, "jinja2": _jinja2_prepare}
 
 
@@ -187,7 +233,7 @@ def _wrap_package_with_plain_otel(pkg: str) -> int:
 def worker(workload: str, variant: str, size: int) -> None:
     """Run one workload under one variant in this process; print its timing as JSON."""
     pkg = WORKLOADS[workload]
-    run = _PREPARE[workload](size)
+    run = _suite_prepare(workload) if workload in SUITES else _PREPARE[workload](size)
     if variant == "otel":
         _wrap_package_with_plain_otel(pkg)
     tracer_obj = None
@@ -199,8 +245,13 @@ def worker(workload: str, variant: str, size: int) -> None:
     elif variant == "viztracer":
         from viztracer import VizTracer
 
-        root = os.path.dirname(__import__(pkg).__file__)
-        tracer_obj = VizTracer(log_func_args=True, include_files=[root], tracer_entries=2_000_000, verbose=0)
+        # Located, not imported: a suite's tests import the library under the tracer.
+        origin = importlib.util.find_spec(pkg).origin
+        include = [origin]
+        if origin.endswith("__init__.py"):  # a package: all of it but the tests toolz ships inside
+            root = os.path.dirname(origin)
+            include = [os.path.join(root, name) for name in sorted(os.listdir(root)) if name != "tests"]
+        tracer_obj = VizTracer(log_func_args=True, include_files=include, tracer_entries=2_000_000, verbose=0)
         tracer_obj.start()
     started = time.perf_counter()
     result = run()
@@ -218,7 +269,7 @@ def worker(workload: str, variant: str, size: int) -> None:
 
 
 def _env(store: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTHON"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTHON", "PYTEST_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["OTEL_SCOPE_STORE_PATH"] = str(store)
     env["OTEL_SCOPE_CONTROL"] = "false"
@@ -227,29 +278,39 @@ def _env(store: Path) -> dict[str, str]:
     return env
 
 
-def _store_figures(store: Path) -> dict[str, int]:
-    """Spans stored, and the sampling counts the session root span carries."""
+def _store_figures(store: Path) -> dict[str, object]:
+    """Spans stored, and the sampling counts the session root span carries (``top``: the
+    functions with the most calls left out, ``name=count``)."""
     if not store.exists():
         return {}
     with sqlite3.connect(store) as db:
         spans = db.execute("SELECT count(*) FROM spans").fetchone()[0]
         row = db.execute("SELECT attributes FROM spans WHERE name = 'otel_scope.session'").fetchone()
-    figures = {"spans": spans}
+    figures: dict[str, object] = {"spans": spans}
     if row:
         for key, value in json.loads(row[0]).items():
-            if key.startswith("otel_scope.sampling.") and isinstance(value, int):
+            if key.startswith("otel_scope.sampling.") and isinstance(value, (int, list)):
                 figures[key.removeprefix("otel_scope.sampling.")] = value
     return figures
 
 
 def measure(workload: str, variant: str, size: int, timeout: float, tmp: Path) -> dict:
-    store = tmp / f"{workload}-{variant}.sqlite3"
+    """One fresh process of ``workload`` under ``variant``; a suite runs in its unpacked sdist
+    (``tmp/<sdist>``, see :func:`unpack_suites`) and reports pytest's counts as ``counts``."""
+    store = tmp / f"{workload}-{variant}.sqlite3".replace(":", "-")
+    store.unlink(missing_ok=True)  # a store of this run only (--repeat runs a variant again)
     cmd = [sys.executable, str(HERE), "--worker", workload, variant, str(size)]
     if variant in SCOPE_FLAGS:
         cmd = [str(BIN / "opentelemetry-instrument"), *SCOPE_FLAGS[variant](WORKLOADS[workload]), *cmd]
+    env, cwd = _env(store), tmp
+    if workload in SUITES:
+        cwd = tmp / _thirdparty().LIBRARIES[SUITES[workload]].sdist
+        env["PYTHONPATH"] = str(cwd)  # the library from its sdist, as its suite expects
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # every run compiles from cold, plain included
+        env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cache-", dir=tmp)  # an empty rewrite cache
     started = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, env=_env(store), capture_output=True, text=True, timeout=timeout, cwd=tmp)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     except subprocess.TimeoutExpired:
         return {"timeout": True, "wall": timeout}
     wall = time.perf_counter() - started
@@ -258,7 +319,21 @@ def measure(workload: str, variant: str, size: int, timeout: float, tmp: Path) -
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"error": f"exit {proc.returncode}: {tail}", "wall": wall}
     out = json.loads(lines[-1])
-    return {"work": out["seconds"], "wall": wall, "result": out["result"], **_store_figures(store)}
+    row = {"work": out["seconds"], "wall": wall, "result": out["result"], **_store_figures(store)}
+    if workload in SUITES:
+        row["counts"] = _thirdparty().summary_counts(proc.stdout)
+        if not row["counts"]:
+            tail = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+            return {"error": f"no pytest summary: {tail}", "wall": wall}
+    return row
+
+
+def unpack_suites(workloads: list[str], tmp: Path) -> None:
+    """Unpack the sdist of every suite workload into ``tmp`` (downloaded once, then cached)."""
+    thirdparty = _thirdparty()
+    for workload in workloads:
+        if workload in SUITES:
+            thirdparty.unpack(thirdparty.LIBRARIES[SUITES[workload]], tmp)
 
 
 def startup(tmp: Path, repeat: int = 5) -> dict[str, float]:
@@ -283,7 +358,25 @@ def startup(tmp: Path, repeat: int = 5) -> dict[str, float]:
     return out
 
 
+def _failed(row: dict) -> bool:
+    return "work" not in row or bool(row.get("broken"))
+
+
+def _keep(kept: dict | None, new: dict) -> dict:
+    """What a variant shows after one more round: a failure in any round (broken, error,
+    timeout), else its fastest round, the one the machine's other load disturbed least."""
+    if kept is None or _failed(new):
+        return new
+    if _failed(kept):
+        return kept
+    return new if new["work"] < kept["work"] else kept
+
+
 def _cell(row: dict, base: dict, key: str) -> str:
+    if row.get("skipped"):
+        return "-"
+    if row.get("broken"):
+        return "BROKEN"
     if row.get("timeout"):
         return f">{row['wall'] / base['wall']:.0f}x" if key == "wall" else "timeout"
     if "error" in row:
@@ -295,42 +388,85 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--worker":
         worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=1, help="workload size multiplier (default 1)")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS))
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=f"suite workloads ({', '.join(SUITES)}) run a library's own pytest suite, with the "
+        f"variants {', '.join(SUITE_VARIANTS)}; a variant that changes its pass/fail counts shows BROKEN.",
+    )
+    parser.add_argument(
+        "--size", type=int, default=1, help="workload size multiplier (default 1; not suites)"
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated, of {', '.join(WORKLOADS)} (default: all)",
+    )
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)} (default: all)"
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per variant run")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds over all variants; each shows its fastest (default 1)"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--startup", action="store_true", help="also time start-up of an empty program")
     args = parser.parse_args()
+    workloads = [w for w in args.workloads.split(",") if w]
+    if unknown := set(workloads) - set(WORKLOADS):
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     variants = ["plain", *(v for v in args.variants.split(",") if v and v != "plain")]
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="otel-scope-pkgwide-") as tmp:
-        for workload in args.workloads.split(","):
-            results[workload] = {}
-            for variant in variants:
-                row = measure(workload, variant, args.size, args.timeout, Path(tmp))
-                results[workload][variant] = row
-                print(f"  {workload:9} {variant:13} {json.dumps(row)}", file=sys.stderr, flush=True)
+        unpack_suites(workloads, Path(tmp))
+        for workload in workloads:
+            rows: dict[str, dict] = {}
+            for _ in range(args.repeat):  # whole rounds: a change in the machine's load hits all
+                for variant in variants:
+                    if workload in SUITES and variant not in SUITE_VARIANTS:
+                        rows[variant] = {"skipped": True}
+                        continue
+                    if variant in rows and _failed(rows[variant]):
+                        continue  # a failure stays shown: no need to wait for it again
+                    row = measure(workload, variant, args.size, args.timeout, Path(tmp))
+                    base = rows.get("plain", {})
+                    if "counts" in row and "counts" in base and row["counts"] != base["counts"]:
+                        row["broken"] = True  # the variant changed the suite's outcome
+                    print(f"  {workload:20} {variant:13} {json.dumps(row)}", file=sys.stderr, flush=True)
+                    rows[variant] = _keep(rows.get(variant), row)
+            results[workload] = rows
         starts = startup(Path(tmp)) if args.startup else {}
     print(f"\npackage-wide capture, size {args.size}: ratio to plain (work = in-process, wall = process)")
-    header = f"{'workload':10} {'plain s':>8} " + " ".join(f"{v + ' work/wall':>24}" for v in variants[1:])
+    header = f"{'workload':20} {'plain s':>8} " + " ".join(f"{v + ' work/wall':>24}" for v in variants[1:])
     print(header)
     for workload, rows in results.items():
         base = rows["plain"]
         if "work" not in base:
-            print(f"{workload:10} plain run failed: {base}")
+            print(f"{workload:20} plain run failed: {base}")
             continue
         cells = " ".join(
             f"{_cell(rows[v], base, 'work') + ' / ' + _cell(rows[v], base, 'wall'):>24}" for v in variants[1:]
         )
-        print(f"{workload:10} {base['work']:8.3f} {cells}")
-    print("\nspans stored and calls left out by sampling (otel-scope variants)")
+        print(f"{workload:20} {base['work']:8.3f} {cells}")
+    suites = {w: rows for w, rows in results.items() if w in SUITES}
+    if suites:
+        print("\nsuite outcomes (pytest's counts; each variant must match plain)")
+        for workload, rows in suites.items():
+            for variant, row in rows.items():
+                if not row.get("skipped"):
+                    outcome = (
+                        row.get("counts") or row.get("error") or ("timeout" if row.get("timeout") else "")
+                    )
+                    flag = "  BROKEN: differs from plain" if row.get("broken") else ""
+                    print(f"  {workload:20} {variant:13} {outcome}{flag}")
+    print("\nspans stored and calls left out by sampling (otel-scope variants), and per function")
+    shown = ("work", "wall", "result", "timeout", "error", "counts", "broken", "skipped", "top")
     for workload, rows in results.items():
         for variant, row in rows.items():
-            counts = {k: v for k, v in row.items() if k not in ("work", "wall", "result", "timeout", "error")}
+            counts = {k: v for k, v in row.items() if k not in shown}
             if counts:
-                print(f"  {workload:9} {variant:13} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+                print(f"  {workload:20} {variant:13} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            if row.get("top"):
+                print(f"  {'':20} {'':13} most left out: " + ", ".join(row["top"][:TOP_SHOWN]))
     if starts:
         base = starts["python -c pass"]
         print("\nstart-up of an empty program (best of 5), and what the CLI and otel-scope add to it")

@@ -70,13 +70,13 @@ def test_fork_pool_with_a_traced_job_exits_and_keeps_every_span(tmp_path: Path) 
         assert all(s.end_ns <= root.end_ns for s in trace.spans)
 
 
-@pytest.mark.parametrize("leave", ["forkthread", "osexit"])
+@pytest.mark.parametrize("leave", ["forkthread", "osexit", "forkexec"])
 def test_forked_children_join_the_parents_trace_and_the_parent_ends_it_once(
     tmp_path: Path, leave: str
 ) -> None:
     # Five os.fork() children of a parent whose background thread keeps tracing; they leave with
     # sys.exit (once: 27 hangs in 30, the closing line three times, the parent's root dropped as
-    # a duplicate) or os._exit (once: every child span lost).
+    # a duplicate), os._exit (once: every child span lost) or os.execve (every child span lost).
     run = run_case(tmp_path, leave, 5)
     assert "children [0, 0, 0, 0, 0]" in run.stdout, run.stderr
     trace = stored_session(tmp_path, run)
@@ -86,6 +86,15 @@ def test_forked_children_join_the_parents_trace_and_the_parent_ends_it_once(
     last = max(jobs, key=lambda s: s.start_ns)
     assert root.start_ns <= last.start_ns and last.end_ns <= root.end_ns  # the parent's root ends last
     assert root.attributes[semconv.SESSION_EXIT] == "normal"
+
+
+def test_a_program_that_replaces_itself_with_exec_ends_its_session_first(tmp_path: Path) -> None:
+    # os.execve runs no atexit handler: the root span and the traced call died in the queue.
+    run = run_case(tmp_path, "exec")
+    assert run.stdout.strip().splitlines()[-1] == "replaced"
+    trace = stored_session(tmp_path, run)
+    assert len(named(trace, "lifework.job")) == 1
+    assert root_of(trace).attributes[semconv.SESSION_EXIT] == "exec"
 
 
 def test_daemon_threads_tracing_in_a_loop_do_not_stop_exit_and_the_root_is_stored(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 import pathlib
+import sys
 
 import pytest
 
@@ -242,3 +243,33 @@ def test_native_methods_of_a_compiled_class_get_a_runtime_span_from_python_calle
     assert black.format_str("x  =  1\n", mode=mode) == "x = 1\n"  # compiled callers unchanged
     handle.remove()
     assert vars(LinesBlock)["all_lines"] is original and vars(EmptyLineTracker)["_get_funcdef_name"] is static
+
+
+def test_a_wildcard_leaves_lazy_class_attributes_unresolved(memory, runtime_engine) -> None:
+    """six.moves is a class of lazy descriptors (``MovedModule``) whose ``__getattr__`` imports
+    the module each stands for (tkinter, dbm.gnu, ...): looking for a compiled callable among
+    them must not read their attributes, or a wildcard over six imports modules the program never
+    asked for (and stops at the first one missing, selecting nothing)."""
+    import six
+
+    lazy = [d for d in vars(six._MovedItems).values() if isinstance(d, six.MovedModule)]
+    assert lazy and not [d for d in lazy if "__name__" in vars(d)]
+    handle = add_target(runtime_engine, "six:*")
+    assert not [d.mod for d in lazy if "__name__" in vars(d)]  # none resolved
+    assert six.u("x") == "x"
+    assert "six.u" in handle.functions and memory.named("six.u")
+
+
+def test_a_private_method_is_named_as_in_its_source_by_both_mechanisms(memory, runtime_engine) -> None:
+    """``__get_module`` in six's ``_SixMetaPathImporter`` is stored as
+    ``_SixMetaPathImporter__get_module``: runtime spans were named after the stored attribute,
+    compile-time ones after the source, so one function's calls and counts split in two."""
+    import six
+
+    importer = next(i for i in sys.meta_path if type(i).__name__ == "_SixMetaPathImporter")
+    handle = add_target(runtime_engine, "six:_SixMetaPathImporter.__get_module")
+    assert handle.functions == ["six._SixMetaPathImporter.__get_module"]
+    assert importer._SixMetaPathImporter__get_module("six.moves") is six.moves
+    (span,) = memory.named("six._SixMetaPathImporter.__get_module")
+    function = six._SixMetaPathImporter._SixMetaPathImporter__get_module
+    assert span.attributes["code.function.name"] == f"six.{function.__qualname__}"

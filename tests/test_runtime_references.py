@@ -116,6 +116,48 @@ def test_a_call_left_out_by_sampling_runs_straight_from_its_trampoline(memory) -
         engine.remove_all()
 
 
+def test_an_exception_leaving_a_recorded_call_carries_no_otel_scope_frame(memory) -> None:
+    """A recorded call runs through the probe and the span's code; the traceback the program
+    prints and walks used to show those frames (two per traced call on the way up). Real
+    jinja2 raising through three traced functions: only the user's frames are left, plus the
+    trampoline's, on each function's def line."""
+    import traceback
+    from pathlib import Path
+
+    import jinja2
+
+    import otel_scope
+    from otel_scope.config import Settings
+    from otel_scope.engine import Engine
+
+    def failing_frames() -> list[traceback.FrameSummary]:
+        with pytest.raises(jinja2.TemplateSyntaxError) as raised:
+            jinja2.Environment().from_string("{% if %}")
+        return traceback.extract_tb(raised.value.__traceback__)
+
+    plain = failing_frames()
+    engine = Engine(Settings(mode="runtime", call_sampling=False))
+    add_target(engine, "jinja2.environment:Environment.*")
+    try:
+        traced = failing_frames()
+    finally:
+        engine.remove_all()
+    assert memory.named("jinja2.environment.Environment.from_string")  # recorded, not skipped
+    ours = str(Path(otel_scope.__file__).parent)
+    assert [f for f in traced if f.filename.startswith(ours)] == []
+    # Each traced function's trampoline frame, on its first line, is the only frame added.
+    added = [
+        f
+        for f in traced
+        if (f.filename, f.lineno, f.name) not in {(p.filename, p.lineno, p.name) for p in plain}
+    ]
+    first_lines = {f.name: getattr(jinja2.Environment, f.name).__code__.co_firstlineno for f in added}
+    assert added and all(f.lineno == first_lines[f.name] for f in added)  # def line, or its decorator
+    assert [(f.filename, f.lineno) for f in traced if f not in added] == [
+        (f.filename, f.lineno) for f in plain
+    ]
+
+
 @pytest.fixture
 def hybrid_engine(memory):
     from otel_scope.config import Settings

@@ -115,3 +115,18 @@ def test_attributes_mapping_reads_bounded_attributes_whole() -> None:
 def test_sdk_configurator_is_the_sdks_own_configurator() -> None:
     assert issubclass(_sdk.SDKConfigurator, _BaseConfigurator)
     assert _sdk.SDKConfigurator.__module__ == "opentelemetry.sdk._configuration"
+
+
+def test_span_context_items_are_the_flags_and_validity_its_properties_read() -> None:
+    for trace_id, span_id, flags in [
+        (0x1234, 0x5678, 1),
+        (0x1234, 0x5678, 0),
+        (0, 0x5678, 1),
+        (0x1234, 0, 0),
+    ]:
+        sc = trace.SpanContext(trace_id, span_id, is_remote=False, trace_flags=trace.TraceFlags(flags))
+        assert type(sc) is _sdk.SpanContextType
+        assert sc[_sdk.SPAN_CONTEXT_VALID] == sc.is_valid
+        assert sc[_sdk.SPAN_CONTEXT_FLAGS] == sc.trace_flags
+        assert _sdk.sampled_flag(sc) == sc.trace_flags.sampled
+    assert not trace.INVALID_SPAN_CONTEXT[_sdk.SPAN_CONTEXT_VALID]

@@ -160,6 +160,23 @@ def fetch(library: Library) -> Path:
     return found[0]
 
 
+def unpack(library: Library, workdir: Path) -> Path:
+    """The library's sdist (fetched if needed) unpacked into ``workdir``: its source tree."""
+    with tarfile.open(fetch(library)) as tar:
+        tar.extractall(workdir, filter="data") if sys.version_info >= (3, 12) else tar.extractall(workdir)
+    return workdir / library.sdist
+
+
+def summary_counts(stdout: str) -> dict[str, int]:
+    """The counts of pytest's final summary line (``{"passed": 120, "skipped": 2}``); empty when
+    pytest printed none (it crashed or did not run)."""
+    lines = stdout.strip().splitlines()
+    summary = next((line for line in reversed(lines) if _COUNT.search(line) and " in " in line), "")
+    return {
+        kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in _COUNT.findall(summary)
+    }
+
+
 def run_suite(
     source: Path, library: Library, level: str | None, workdir: Path
 ) -> tuple[dict[str, int], str, float]:
@@ -177,10 +194,7 @@ def run_suite(
     done = subprocess.run(args, cwd=source, env=env, capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - started
     lines = done.stdout.strip().splitlines()
-    summary = next((line for line in reversed(lines) if _COUNT.search(line) and " in " in line), "")
-    counts = {
-        kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in _COUNT.findall(summary)
-    }
+    counts = summary_counts(done.stdout)
     ours = next((line for line in lines if line.startswith("OTEL-SCOPE ")), "")
     if not counts:
         raise RuntimeError(
@@ -237,12 +251,9 @@ def compare(name: str, level: str = "expressions") -> dict:
     if name == "stdlib":
         return compare_stdlib(level)
     library = LIBRARIES[name]
-    archive = fetch(library)
     with tempfile.TemporaryDirectory(prefix="otel-scope-suite-") as tmp:
         workdir = Path(tmp)
-        with tarfile.open(archive) as tar:
-            tar.extractall(workdir, filter="data") if sys.version_info >= (3, 12) else tar.extractall(workdir)
-        source = workdir / library.sdist
+        source = unpack(library, workdir)
         (workdir / "otel_scope_suite_plugin.py").write_text(PLUGIN)
         plain, _, plain_seconds = run_suite(source, library, None, workdir)
         rewritten, ours, rewritten_seconds = run_suite(source, library, level, workdir)

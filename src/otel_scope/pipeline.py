@@ -40,7 +40,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_scope import _forksafe
-from otel_scope._sdk import SUPPRESS_INSTRUMENTATION_KEY
+from otel_scope._sdk import SUPPRESS_INSTRUMENTATION_KEY, sampled_flag
 
 #: What exit and a signal may spend, in all, on exporting what is left (seconds).
 EXIT_BUDGET_S = 2.0
@@ -147,7 +147,7 @@ class ScopeSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not span.context.trace_flags.sampled:
+        if not sampled_flag(span.context):
             return
         if self._closed:
             self._drop(AFTER_END, 1)

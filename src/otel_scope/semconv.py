@@ -34,9 +34,11 @@ GENERATOR_END = "otel_scope.generator.end"  # "exhausted", "closed" or "error"
 SESSION_SPAN_NAME = "otel_scope.session"
 SESSION_KIND = "otel_scope.session.kind"  # "process", "request" or "explicit"
 SESSION_COMMAND = "otel_scope.session.command"  # argv of the traced process
-SESSION_EXIT = "otel_scope.session.exit"  # "normal", "exception", "sys.exit(N)", "signal SIGTERM"
+SESSION_EXIT = "otel_scope.session.exit"  # "normal", "exception", "signal SIGTERM", "exec"
 SESSION_DROPPED_SPANS = "otel_scope.session.dropped_spans"  # int: spans the export pipeline lost
 SESSION_DROPPED_REASONS = "otel_scope.session.dropped_reasons"  # ["<destination>: N <reason>", ...]
+# A forked child's own counts (sampling, drops; the session attributes above), from fork to exit.
+PROCESS_SPAN_NAME = "otel_scope.process"
 
 # --- Compile-time events ---------------------------------------------------------------------
 EVENT_LOCALS = "otel_scope.locals"  # one event per executed capture point (a line)

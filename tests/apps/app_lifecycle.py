@@ -3,10 +3,12 @@
 forkpool / spawnpool / forkserverpool: ``multiprocessing`` Pool(2).map of a traced job.
 sigterm: which processes keep SIGTERM's default action (the parent, and fork pool workers).
 forkthread: a background thread traces while the main thread ``os.fork()``s children that
-``sys.exit``. osexit: the same, but the children leave with ``os._exit``. daemon: daemon threads
-call a traced function in a loop until the interpreter exits. hot: one traced call making
-argv[2] traced calls, as fast as Python can. stdlib: json, sqlite3, logging, queue, threading and
-os calls the program makes itself (the same libraries the exporter and store use).
+``sys.exit``. osexit: the same, but the children leave with ``os._exit``; forkexec: with
+``os.execve``. exec: a traced call, then the program replaces itself with ``os.execve``.
+daemon: daemon threads call a traced function in a loop until the interpreter exits. hot: one
+traced call making argv[2] traced calls, as fast as Python can. stdlib: json, sqlite3, logging,
+queue, threading and os calls the program makes itself (the same libraries the exporter and
+store use).
 """
 
 import multiprocessing
@@ -28,6 +30,12 @@ def _keep_tracing(stop=None):
         i += 1
 
 
+def replace_with_plain_python():
+    """``os.execve`` into a Python that otel-scope does not start in (no PYTHONPATH, no OTEL_*)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "OTEL_"))}
+    os.execve(sys.executable, [sys.executable, "-c", "print('replaced', flush=True)"], env)
+
+
 def forks(leave):
     stop = threading.Event()
     tracer = threading.Thread(target=_keep_tracing, args=(stop,), daemon=True)
@@ -39,6 +47,8 @@ def forks(leave):
             lifework.job(100 + n)
             if leave == "os._exit":
                 os._exit(0)
+            if leave == "exec":
+                replace_with_plain_python()
             sys.exit(0)
         children.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
@@ -64,6 +74,11 @@ if __name__ == "__main__":
         forks("sys.exit")
     elif how == "osexit":
         forks("os._exit")
+    elif how == "forkexec":
+        forks("exec")
+    elif how == "exec":
+        lifework.job(1)
+        replace_with_plain_python()
     elif how == "daemon":
         for _ in range(4):
             threading.Thread(target=_keep_tracing, daemon=True).start()

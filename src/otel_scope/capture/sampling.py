@@ -28,6 +28,7 @@ matters for a gate that exists to bound overhead, while a lock would serialize e
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import weakref
@@ -205,6 +206,23 @@ def sampler_for(name: str, named_exactly: bool) -> CallSampler | None:
     with _lock:
         _budget.samplers.add(sampler)
     return sampler
+
+
+def _count_afresh_in_child() -> None:
+    """A forked child counts only its own calls (its parent reports those made before the fork),
+    and keeps each function's first calls in full again: every worker of a pre-fork server
+    shows how its functions started."""
+    _budget.retired.clear()
+    for sampler in list(_budget.samplers):
+        sampler.calls = sampler.sampled_out = sampler.pending = 0
+        if sampler.first_until != sys.maxsize:  # sampling switched off keeps every call
+            sampler.first_until = _budget.first
+        sampler.next_check = sampler.first_until + 1
+        sampler.stride = 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_afresh_in_child)
 
 
 def summary() -> dict[str, Any]:

@@ -85,8 +85,12 @@ def _iter_class(
     if id(cls) in seen:
         return
     seen.add(id(cls))
+    mangled = f"_{cls.__name__.lstrip('_')}__"
     for attr, raw in list(vars(cls).items()):
-        qualname = f"{prefix}.{attr}"
+        # A private method is stored as ``_Cls__name`` but named ``Cls.__name`` in its source and
+        # its __qualname__: patterns and span names use that, as compile-time capture does.
+        name = attr[len(mangled) - 2 :] if attr.startswith(mangled) and not attr.endswith("__") else attr
+        qualname = f"{prefix}.{name}"
         if isinstance(raw, type) and raw.__module__ == module and raw.__qualname__ == qualname:
             yield from _iter_class(raw, module, qualname, pattern, seen)
             continue
@@ -193,13 +197,15 @@ def compiled_callable(owner: Any, raw: Any) -> bool:
         return isinstance(raw, types.BuiltinFunctionType) and compiled(owner)
     if not isinstance(owner, type) or owner.__flags__ & _IMMUTABLE_TYPE:
         return False
-    if "mypyc" in getattr(raw, "__name__", ""):  # __internal_mypyc_setup: mypyc's own
-        return False
-    home = sys.modules.get(owner.__module__)
+    # Only types are tested before the name is read: any other attribute of a class may run
+    # the program's code when read (six.moves' lazy descriptors import a module).
     native = isinstance(raw, _NATIVE_METHODS) or (
         isinstance(raw, (staticmethod, classmethod)) and isinstance(raw.__func__, types.BuiltinFunctionType)
     )
-    return native and isinstance(home, types.ModuleType) and compiled(home)
+    if not native or "mypyc" in getattr(raw, "__name__", ""):  # __internal_mypyc_setup: mypyc's own
+        return False
+    home = sys.modules.get(owner.__module__)
+    return isinstance(home, types.ModuleType) and compiled(home)
 
 
 # What a compiled module's functions get, said by `plan`, refusals and the README alike.

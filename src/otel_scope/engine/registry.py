@@ -29,6 +29,7 @@ from otel_scope.engine.discovery import (
     site_for_function,
     source_available,
 )
+from otel_scope.engine.forked import ForkedMatches
 from otel_scope.engine.mechanisms import (
     AliasIndex,
     Captured,
@@ -140,6 +141,7 @@ class Engine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._forked = ForkedMatches()
         self.serializer = Serializer.from_settings(settings)
         sampling.configure(settings)
         self._lock = _forksafe.rlock()
@@ -164,6 +166,7 @@ class Engine:
         with self._lock:
             entry = Entry(next(self._ids), request, function)
             self._entries[entry.id] = entry
+            self._forked.know(request.pattern.text)
             self._reconcile_all(self._sites_for(entry), list(sys.modules.values()))
             if function is None and not entry.sites:
                 self._no_match(entry)
@@ -280,8 +283,8 @@ class Engine:
                     by_text.setdefault(entry.request.pattern.text, []).append(entry)
             lines = []
             for text, entries in sorted(by_text.items()):
-                if any(e.sites for e in entries):
-                    continue
+                if any(e.sites for e in entries) or self._forked.matched_in_family(text):
+                    continue  # selected something here, or in a forked child (a pre-fork server's worker)
                 pattern = entries[0].request.pattern
                 loaded = sys.modules.get(pattern.module)
                 if isinstance(loaded, types.ModuleType) and not pattern.module_prefix:
@@ -290,6 +293,9 @@ class Engine:
                     why = f"no function below {pattern.module} matches it"
                 else:
                     why = f"module {pattern.module} was never imported"
+                forks = self._forked.children
+                if forks:
+                    why += f" here, and selected nothing in the {forks} processes forked from here"
                 lines.append(f"{text} selected nothing: {why}")
             return lines
 
@@ -403,6 +409,8 @@ class Engine:
             applied = self._applied[key] = Applied(site)
         applied.entries = {e.id for e in selecting}
         for e in selecting:
+            if not e.sites:
+                self._forked.matched(e.request.pattern.text)
             e.sites.add(key)
             e.errors.pop(site.full_name, None)
             e.errors.pop(e.request.pattern.text, None)  # it selects something now

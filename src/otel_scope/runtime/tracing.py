@@ -27,8 +27,11 @@ from opentelemetry.trace import Span
 
 from otel_scope import _forksafe, semconv
 from otel_scope._sdk import (
+    SPAN_CONTEXT_FLAGS,
+    SPAN_CONTEXT_VALID,
     SPAN_KEY,
     SUPPRESS_INSTRUMENTATION_KEY,
+    SpanContextType,
     context_reader,
     global_provider,
     parent_based_delegates,
@@ -183,10 +186,18 @@ def decide() -> Context | None:
         ctx = session_state.fallback_context
         parent = ctx.get(SPAN_KEY)
     parent_sc = parent.get_span_context() if parent is not None else None
-    if parent_sc is not None and parent_sc.is_valid:
+    valid: object  # truth values, as the tuple holds them: no bool() on the hot path
+    sampled: object
+    if parent_sc is None:
+        valid = sampled = False
+    elif type(parent_sc) is SpanContextType:  # its items, not its properties: see otel_scope._sdk
+        valid, sampled = parent_sc[SPAN_CONTEXT_VALID], parent_sc[SPAN_CONTEXT_FLAGS] & 1
+    else:
+        valid, sampled = parent_sc.is_valid, parent_sc.trace_flags.sampled
+    if valid:
         policy = _state.parent_policy
         if policy is _FOLLOW:
-            if not parent_sc.trace_flags.sampled:
+            if not sampled:
                 return None
         elif policy is _NEVER:
             return None

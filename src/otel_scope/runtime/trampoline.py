@@ -12,7 +12,8 @@ The trampoline first asks the probe whether to trace the call (``probe.skip()``:
 or left out by call sampling, which is most calls of a package-wide target). A skipped call
 runs the original copy straight from the trampoline, a plain Python-to-Python call with no
 argument tuple made and no otel-scope frame in between (a skipped call that raises is still
-handed to ``probe.failed_late``); any other goes to ``probe.traced``. Its code takes the
+handed to ``probe.failed_late``); any other goes to ``probe.traced``, and what it raises
+leaves with otel-scope's frames taken out of its traceback. Its code takes the
 original's name, file and first line, and every instruction is put on that line, so
 tracebacks and ``inspect`` point at the user's function. It reads the probe and the copy from
 one module global (``_otel_scope_t<n>``), never a closure: the function's ``__closure__`` must
@@ -24,6 +25,7 @@ from __future__ import annotations
 import ast
 import inspect
 import itertools
+import os
 import types
 import weakref
 from typing import Any
@@ -80,7 +82,7 @@ class Trampoline(CodeSwap):
                 del _installed[self.function]
             # The global stays (see install), but lets go of the probe: live add/remove cycles
             # would otherwise keep every probe, with its sampler and counts, for good.
-            self.function.__globals__[self.name] = (_RESTORED, self.body)
+            self.function.__globals__[self.name] = (_RESTORED, self.body, _without_own_frames)
             return True
 
 
@@ -126,11 +128,33 @@ def install(func: types.FunctionType, probe: Any) -> Trampoline:
     with _lock:
         # The global stays after restore: a generator made under the trampoline but not started
         # yet reads it on its first step (and then calls the copy straight, untraced).
-        func.__globals__[name] = (probe, copy)
+        func.__globals__[name] = (probe, copy, _without_own_frames)
         done = _installed[func] = Trampoline(func, code, copy, name)
         done.apply()
         _codes.add(code)
     return done
+
+
+_OWN_FILES = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # otel_scope/
+
+
+def _without_own_frames(error: BaseException) -> None:
+    """Take otel-scope's frames (the probe's, the span's) out of the traceback of an exception
+    leaving a traced call, as the trampoline re-raises it.
+
+    The program then prints and walks the traceback it would have without otel-scope, but for
+    one frame: the trampoline's own, which carries the function's name, file and ``def`` line
+    (a frame cannot remove itself from a traceback). Nothing is cut when the exception comes
+    from otel-scope itself.
+    """
+    here = error.__traceback__  # the trampoline's frame: the exception is being handled in it
+    if here is None:
+        return
+    after = here.tb_next
+    while after is not None and after.tb_frame.f_code.co_filename.startswith(_OWN_FILES):
+        after = after.tb_next
+    if after is not None and after is not here.tb_next:
+        here.tb_next = after
 
 
 def _trampoline_code(original: types.CodeType, name: str) -> types.CodeType:
@@ -165,7 +189,7 @@ def _trampoline_code(original: types.CodeType, name: str) -> types.CodeType:
     kwargs = ", ".join([*(f"{k!r}: {k}" for k in keyword), *double_star])
     direct = ", ".join([*positional, *star, *(f"{k}={k}" for k in keyword), *double_star])
     packed = f"({args}{',' if args else ''}), {{{kwargs}}}"
-    probe, copy = f"{name}[0]", f"{name}[1]"
+    probe, copy, unlink = f"{name}[0]", f"{name}[1]", f"{name}[2]"
     straight, traced = f"{copy}({direct})", f"{probe}.traced({copy}, None, {packed})"
     if flags & inspect.CO_COROUTINE:
         prefix, straight, traced = "async ", f"await {straight}", f"await {traced}"
@@ -186,9 +210,14 @@ def _trampoline_code(original: types.CodeType, name: str) -> types.CodeType:
             f"        except Exception as _otel_scope_e:\n"
             f"            {probe}.failed_late(_otel_scope_e, None, {packed})\n            raise\n"
         )
+    # What the traced call raises leaves without otel-scope's frames in its traceback.
+    through = (
+        f"     try:\n         return {traced}{keep}\n"
+        f"     except BaseException as _otel_scope_e:\n         {unlink}(_otel_scope_e)\n         raise\n"
+    )
     source = (
         f"def _make():\n{cells}    {prefix}def _f({', '.join(params)}):\n"
-        f"     if {probe}.skip():\n{skipped}     return {traced}{keep}\n    return _f\n"
+        f"     if {probe}.skip():\n{skipped}{through}    return _f\n"
     )
     tree = ast.parse(source)
     inner = tree.body[0].body[-2]  # type: ignore[attr-defined]

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -119,15 +121,21 @@ def _drop_attributes() -> dict[str, Any]:
 _exported_pid = 0  # the process whose final export already ran (a forked child has another)
 
 
-def _finish_export(report: Callable[[str], None] | None, who: str = "") -> None:
+def _finish_export(
+    report: Callable[[str], None] | None, who: str = "", first: Callable[[], None] | None = None
+) -> None:
     """Export what is left within the exit budget, then say what was lost (one line, if any).
 
-    Once per process, whichever exit path comes first (atexit, SIGTERM, ``os._exit``).
+    Once per process, whichever exit path comes first (atexit, SIGTERM, ``os._exit``); ``first``
+    runs before, in that once only.
     """
     global _exported_pid
     if _exported_pid == os.getpid():
         return
     _exported_pid = os.getpid()
+    if first is not None:
+        with contextlib.suppress(Exception):
+            first()
     with pipeline.suppressed():
         _export_and_report(report, who)
 
@@ -145,7 +153,43 @@ def _export_and_report(report: Callable[[str], None] | None, who: str) -> None:
 
 
 def _in_child(report: Callable[[str], None] | None) -> None:
-    _finish_export(report, f"(pid {os.getpid()}) ")
+    _finish_export(report, f"(pid {os.getpid()}) ", _end_process_span)
+
+
+_began_ns = 0  # when this process began to count for itself: its fork, or export_at_exit()
+
+
+def _note_fork() -> None:
+    global _began_ns
+    _began_ns = time.time_ns()
+
+
+def _end_process_span() -> None:
+    """This process's own counts, on an ``otel_scope.process`` span, in a process whose counts
+    no session span of its own carries: a forked child (the session span is its parent's, and
+    ends with the parent's counts only), a ``multiprocessing`` helper, a process under
+    ``request`` or ``explicit`` sessions (then the span is a trace of its own).
+
+    Without it the calls call sampling left out in a pre-fork server's workers, where nearly all
+    the calls are, and what a worker's pipeline lost before its exit would reach no one. The span
+    runs from the fork (or start) to now, under the parent's session root when there is one, and
+    is made only when there is something to count.
+    """
+    counts = {**_drop_attributes(), **sampling.summary()}
+    if not counts:
+        return
+    tracer = trace.get_tracer("otel_scope", __version__)
+    span = tracer.start_span(
+        semconv.PROCESS_SPAN_NAME,
+        context=state.fallback_context,
+        start_time=_began_ns or None,
+        attributes={"process.pid": os.getpid(), "process.parent_pid": os.getppid(), **counts},
+    )
+    span.end()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork)
 
 
 def _export_at_os_exit(before_exit: Callable[[], None]) -> None:
@@ -153,7 +197,7 @@ def _export_at_os_exit(before_exit: Callable[[], None]) -> None:
 
     A child that leaves with ``os._exit`` (pre-forking servers, multiprocessing's fork workers)
     runs no atexit handler, so its spans would die in the queue. ``from os import _exit`` taken
-    before the fork is not covered, nor is a child that replaces itself with ``exec``.
+    before the fork is not covered (a child that execs is: :func:`_export_before_exec`).
     """
     real_exit = _REAL_OS_EXIT
 
@@ -163,6 +207,29 @@ def _export_at_os_exit(before_exit: Callable[[], None]) -> None:
         real_exit(status)
 
     os._exit = exit_after_export
+
+
+# Every os.exec* function goes through one of these two (os.py's execl, execlp, execvp, ...).
+_REAL_EXECS = {name: getattr(os, name) for name in ("execv", "execve") if hasattr(os, name)}
+
+
+def _export_before_exec(before_exec: Callable[[], None]) -> None:
+    """Make ``os.exec*`` run ``before_exec`` first: the new program replaces this process with
+    no atexit handler run, so its spans (and a session's root) would die in the queue.
+
+    A reloader that re-executes itself, a wrapper script handing over to the real program, a
+    forked child that execs. If the exec then fails, the program goes on with tracing ended:
+    its later spans are counted as lost, never silently dropped.
+    """
+    for name, real in _REAL_EXECS.items():
+
+        def exec_after_export(*args: Any, _real: Callable[..., NoReturn] = real, **kwargs: Any) -> NoReturn:
+            with contextlib.suppress(Exception):
+                before_exec()
+            _real(*args, **kwargs)
+
+        functools.update_wrapper(exec_after_export, real)
+        setattr(os, name, exec_after_export)
 
 
 def _on_sigterm(before_exit: Callable[[], None]) -> None:
@@ -226,8 +293,11 @@ def export_at_exit(report: Callable[[str], None] | None = None) -> None:
     workers, whom ``Pool.terminate()`` stops with SIGTERM, where no atexit handler runs).
     Forked children of such a process export theirs at exit, SIGTERM and ``os._exit`` too.
     """
-    _on_sigterm(lambda: _finish_export(report))
-    atexit.register(_finish_export, report)
+    global _began_ns
+    _began_ns = _began_ns or time.time_ns()
+    _on_sigterm(lambda: _finish_export(report, "", _end_process_span))
+    atexit.register(_finish_export, report, "", _end_process_span)
+    _export_before_exec(lambda: _finish_export(report, "", _end_process_span))
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=lambda: _export_at_os_exit(lambda: _in_child(report)))
 
@@ -266,6 +336,7 @@ class ProcessSession:
         # with the built-in one's); the exception that ends the run is read at exit instead.
         _on_sigterm(lambda: self.end("signal SIGTERM"))
         atexit.register(self._at_exit)
+        _export_before_exec(lambda: self.end("exec"))
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: _export_at_os_exit(self.end))
 

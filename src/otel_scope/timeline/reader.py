@@ -331,7 +331,9 @@ class TraceReader:
         lost, lost_where = 0, []
         sampled_out, sampled_calls = 0, 0
         by_function: dict[str, int] = {}
-        for session in self._spans("name = :p2", (semconv.SESSION_SPAN_NAME,), index="spans_trace_name"):
+        # The session span's counts, and forked children's own (their ``otel_scope.process`` spans).
+        accounts = (semconv.SESSION_SPAN_NAME, semconv.PROCESS_SPAN_NAME)
+        for session in self._spans("name IN (:p2, :p3)", accounts, index="spans_trace_name"):
             a = session.attributes
             lost += as_count(a.get(semconv.SESSION_DROPPED_SPANS))
             lost_where += [str(r) for r in a.get(semconv.SESSION_DROPPED_REASONS) or ()]

@@ -26,7 +26,7 @@ from typing import IO, Any, Protocol, cast
 from rich.console import Console
 
 from otel_scope import semconv
-from otel_scope.store.records import EventRecord, SpanRecord, TraceData, TraceStats
+from otel_scope.store.records import EventRecord, SpanRecord, TraceData, TraceStats, as_count
 from otel_scope.timeline.errors import TraceNotFound
 from otel_scope.timeline.query import Where, captured_values
 from otel_scope.timeline.reader import SpanHead, TraceReader
@@ -173,6 +173,8 @@ def _describe_start(
         name = span.attributes.get(semconv.SESSION_NAME) or span.trace_id
         kind = span.attributes.get(semconv.SESSION_KIND)
         return "session", f"SESSION {name}" + (f" ({kind})" if kind else "")
+    if span.name == semconv.PROCESS_SPAN_NAME:
+        return "span", f"PROCESS pid {span.attributes.get('process.pid')}"
     if semconv.MECHANISM not in span.attributes:
         return "span", f"SPAN {span.name} ({span.kind})"
     # The runtime wrapper never captures the receiver and compile time does: leaving self/cls
@@ -205,6 +207,13 @@ def _describe_end(span: SpanRecord, fmt: Callable[[Any], str] = _value) -> tuple
         exc = _exception_event(span)
         what = _exception_text(exc.attributes) if exc is not None else span.status_message or "error"
         return "exception", f"EXCEPTION {function_name(span)} {what} {took}"
+    if span.name == semconv.PROCESS_SPAN_NAME:  # a forked child's own counts, at its exit
+        left = as_count(span.attributes.get(semconv.SAMPLING_SAMPLED_OUT))
+        lost = as_count(span.attributes.get(semconv.SESSION_DROPPED_SPANS))
+        counts = (f", {left:,} calls left out by sampling" if left else "") + (
+            f", {lost:,} spans lost" if lost else ""
+        )
+        return "span_end", f"END PROCESS pid {span.attributes.get('process.pid')}{counts} {took}"
     if semconv.MECHANISM not in span.attributes:
         return "span_end", f"END {span.name} {took}"
     value = _return_value(span)
