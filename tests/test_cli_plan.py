@@ -66,3 +66,14 @@ def test_compiled_modules_are_named_as_such_not_as_missing() -> None:
         assert by_function[module]["why"] == [
             "compiled module (.so): runtime spans only for Python-level callables; no locals"
         ]
+
+
+def test_an_exact_name_with_no_definition_in_its_module_is_planned_as_a_wrapper_at_that_name_only() -> None:
+    """jinja2.utils._PassArg holds enum's own Enum._generate_next_value_ (copied in by enum at
+    run time): plan, which reads the source without importing, names the wrapper it would get."""
+    row = rows("--scope-targets", "jinja2.utils:_PassArg._generate_next_value_", "--scope-locals", "")[
+        "jinja2.utils._PassArg._generate_next_value_"
+    ]
+    assert row["mechanism"] == "runtime"
+    assert "its runtime span is a wrapper (this name only)" in row["why"][-1]
+    assert not any("through the function's code" in why for why in row["why"])

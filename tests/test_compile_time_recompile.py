@@ -241,3 +241,39 @@ def test_a_function_reachable_under_several_names_is_recompiled_once_without_ref
         assert shared.__code__ is original
     finally:
         engine.remove_all()
+
+
+@pytest.mark.parametrize("module", ["difflib", "markdown.core"])
+def test_targets_then_locals_over_the_same_imported_module_recompile_every_function_again_without_refusals(
+    spans, caplog, module
+):
+    # compile_time mode with --scope-targets 'M:*' and --scope-locals 'M:*': the second request
+    # changes every function's plan, and the batch must rewrite each function's original code
+    # (it used to refuse all of them as "recompiled already").
+    import importlib
+    import logging
+
+    from otel_scope.config import parse_pattern
+    from otel_scope.engine import Engine
+    from otel_scope.targets.planner import Request
+
+    mod = importlib.import_module(module)
+    functions = _functions_of(mod)
+    originals = [f.__code__ for f in functions]
+    engine = Engine(Settings(mode="compile_time"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_scope"):
+            engine.add(Request(parse_pattern(f"{module}:*"), capture_locals=False))
+            engine.add(Request(parse_pattern(f"{module}:*"), runtime=False, capture_locals=None))
+        assert [r.getMessage() for r in caplog.records] == []
+        if module == "difflib":
+            assert list(mod.restore(mod.ndiff(["a\n"], ["b\n"]), 1)) == ["a\n"]
+            assert "<table" in mod.HtmlDiff().make_table(["a"], ["b"])
+            span = only_span(spans, "difflib.restore")
+            assert var_events(span, "tag")
+        else:
+            assert mod.Markdown().convert("*hi*") == "<p><em>hi</em></p>"
+            assert var_events(only_span(spans, "markdown.core.Markdown.convert"), "source")
+    finally:
+        engine.remove_all()
+    assert [f.__code__ for f in functions] == originals

@@ -232,3 +232,35 @@ def test_state_capture_reaches_a_bound_method_held_in_a_registry(memory, runtime
     assert span.attributes["otel_scope.arg.by"] == "2"
     runtime_engine.remove_all()
     assert webapp.Counter.bump.__code__ is code
+
+
+def test_an_exactly_named_copied_in_function_is_wrapped_at_that_name_only(memory) -> None:
+    # enum copies Enum._generate_next_value_ into every enum class: jinja2.utils._PassArg holds
+    # the very function object enum.Enum defines. Naming jinja2's attribute traces calls made
+    # through it, and no other enum's (a trampoline in the shared code would trace them all).
+    import enum
+
+    import jinja2.utils
+
+    from otel_scope.config import Settings, parse_pattern
+    from otel_scope.engine import Engine
+    from otel_scope.targets.planner import Request
+
+    shared = enum.Enum.__dict__["_generate_next_value_"]
+    assert vars(jinja2.utils._PassArg)["_generate_next_value_"] is shared
+    original_code = shared.__code__
+    engine = Engine(Settings(mode="runtime"))
+    try:
+        handle = engine.add(Request(parse_pattern("jinja2.utils:_PassArg._generate_next_value_")))
+        assert handle.functions == ["jinja2.utils._PassArg._generate_next_value_"]
+        (row,) = engine.active()
+        assert row["installed"] == "wrapper (this name only)"
+        assert shared.__code__ is original_code and enum.Enum.__dict__["_generate_next_value_"] is shared
+        assert jinja2.utils._PassArg._generate_next_value_("x", 1, 0, []) == 1
+        assert enum.Enum._generate_next_value_("x", 1, 0, []) == 1
+        assert enum.Enum("Colour", "RED GREEN").GREEN.value == 2  # another enum, through enum's own
+        assert [s.name for s in memory.spans()] == ["jinja2.utils._PassArg._generate_next_value_"]
+        handle.remove()
+        assert vars(jinja2.utils._PassArg)["_generate_next_value_"] is shared
+    finally:
+        engine.remove_all()

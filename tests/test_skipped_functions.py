@@ -101,3 +101,82 @@ def test_wildcards_leave_functions_other_modules_copied_into_a_class_alone() -> 
     assert not [q for q in elffile if q.endswith("._generate_next_value_")]
     version = {s.qualname for s in iter_sites(packaging.version, parse_pattern("packaging.version:*"))}
     assert "_Version._make" in version  # a namedtuple's methods are made for that class: its own
+
+
+def test_namedtuple_methods_a_hybrid_locals_only_request_cannot_rewrite_get_a_runtime_span_said_once(
+    memory, caplog, monkeypatch
+) -> None:
+    """``--scope-locals 'sched:*'`` in hybrid mode asks for a span per call with its locals; the
+    generated methods of ``sched.Event`` and of packaging's ``_Version`` (namedtuples) have no
+    source to rewrite, so they get a runtime span instead, and the skip is one debug line each."""
+    import sched
+
+    import packaging.version
+
+    from otel_scope.compile_time import skips
+    from otel_scope.config import Settings, parse_pattern
+    from otel_scope.engine import Engine
+    from otel_scope.targets.planner import Request
+
+    monkeypatch.setattr(skips, "note", skips.Skips().note)  # a fresh ledger: this test's lines only
+    engine = Engine(Settings(mode="hybrid"))
+    try:
+        with caplog.at_level(logging.DEBUG, logger="otel_scope"):
+            for pattern in ("sched:*", "packaging.version:_Version.*", "sched:Event._make"):
+                engine.add(Request(parse_pattern(pattern), runtime=False, capture_locals=None))
+        event = sched.Event._make([1] * len(sched.Event._fields))
+        assert event._replace(time=2.0).time == 2.0 and event._asdict()["priority"] == 1
+        fields = packaging.version._Version._fields
+        assert packaging.version._Version._make([0] * len(fields))._replace(epoch=1).epoch == 1
+        names = {s.name for s in memory.spans()}
+        assert {"sched.Event._make", "sched.Event._replace", "sched.Event._asdict"} <= names
+        assert "packaging.version._Version._replace" in names
+        installed = {a["function"]: a for a in engine.active()}
+        assert installed["sched.Event._make"]["installed"] == "code trampoline"
+        said = Counter(
+            r.getMessage().split(" (")[0]
+            for r in caplog.records
+            if "compile-time capture skips" in r.getMessage() and r.levelno == logging.DEBUG
+        )
+        assert said["otel-scope: compile-time capture skips sched.Event._make"] == 1
+        assert set(said.values()) == {1}
+        # Named exactly: one warning, which says the function is traced all the same.
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+            "otel-scope: sched.Event._make gets a runtime span only, no locals: cannot recompile "
+            "Event._make: not found in the current source"
+        ]
+    finally:
+        engine.remove_all()
+
+
+HOOKED_SCHED = """
+import sys
+from otel_scope.config import Settings, parse_pattern
+from otel_scope.engine import Engine
+from otel_scope.targets.planner import Request
+from sdk import installed_provider
+
+with installed_provider() as memory:
+    engine = Engine(Settings(mode="hybrid"))
+    engine.compile_time.install_import_hook()
+    engine.add(Request(parse_pattern("sched:*"), runtime=False, capture_locals=None))
+    assert "sched" not in sys.modules
+    import sched  # rewritten by the import hook, which skips the namedtuple's methods
+
+    sched.Event._make([1] * len(sched.Event._fields))._replace(time=2)
+    print(sorted({s.name for s in memory.spans()}))
+"""
+
+
+def test_namedtuple_methods_skipped_by_the_import_hook_under_a_hybrid_locals_only_request_get_a_runtime_span(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parent
+    done = subprocess.run(
+        [sys.executable, "-c", HOOKED_SCHED], cwd=tests, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['sched.Event._make', 'sched.Event._replace']"

@@ -19,7 +19,7 @@ from rich.text import Text
 from otel_scope.cli._common import CliError, make_console, print_json
 from otel_scope.config import SETTING_NAMES, ConfigError, env_var_for, flag_for, load_settings
 from otel_scope.config.patterns import TargetPattern, wildcard_skips
-from otel_scope.targets.planner import decide_function, requests_from_settings
+from otel_scope.targets.planner import RUNTIME_REACH, decide_function, requests_from_settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,12 +71,13 @@ def build_plan(settings: Any) -> list[dict[str, Any]]:
     # Here, not at the top: every otel-scope command imports this module to register its
     # options, and the engine would load the instrumentation into each of them.
     from otel_scope.engine.adapter import function_qualnames
-    from otel_scope.engine.discovery import COMPILED_NOTE
+    from otel_scope.engine.discovery import COMPILED_NOTE, THIS_NAME_ONLY
 
     """One row per function the settings select (or per pattern that selects nothing yet)."""
     requests = requests_from_settings(settings)
     rows: list[dict[str, Any]] = []
     functions: dict[tuple[str, str], Path] = {}
+    copied_in: dict[tuple[str, str], Path] = {}  # named exactly, but no def of that name there
     for request in requests:
         modules = _modules_for(request.pattern)
         if not modules:
@@ -99,24 +100,34 @@ def build_plan(settings: Any) -> list[dict[str, Any]]:
             except (OSError, SyntaxError, ValueError) as exc:
                 rows.append({"function": module, "mechanism": "off", "capture": "", "why": [str(exc)]})
                 continue
+            pattern = request.pattern
             for qualname in names:
-                pattern = request.pattern
                 if pattern.is_wildcard and wildcard_skips(qualname):
                     continue
                 if pattern.matches(module, qualname) and "<locals>" not in qualname:
                     functions.setdefault((module, qualname), path)
-    for (module, qualname), _path in sorted(functions.items()):
+            if pattern.names_function and pattern.attr is not None and pattern.attr not in names:
+                copied_in.setdefault((module, pattern.attr), path)
+    for (module, qualname), path in sorted({**functions, **copied_in}.items()):
         if any(p.matches(module, qualname) for p in settings.exclude):
             continue
         selecting = [r for r in requests if r.pattern.matches(module, qualname)]
         decision = decide_function(selecting, settings, True)
         capture = decision.capture
+        why = list(decision.reasons)
+        if (module, qualname) in copied_in:  # its span is not reached through its code
+            why = [w for w in why if not w.endswith(RUNTIME_REACH)]
+            why.append(
+                f"not defined in {path.name}: if a function is bound there from elsewhere (copied "
+                f"in, assigned, imported), its runtime span is a {THIS_NAME_ONLY} and its other "
+                "names are not traced; if nothing is, the target selects nothing"
+            )
         rows.append(
             {
                 "function": f"{module}.{qualname}",
                 "mechanism": decision.mechanism,
                 "capture": _describe(capture),
-                "why": list(decision.reasons),
+                "why": why,
             }
         )
     return rows

@@ -143,7 +143,7 @@ def _print_list(reply: dict[str, Any]) -> None:
         (
             row["function"],
             row["mechanism"],
-            {"code trampoline": "code", "wrapper": "wrapper"}.get(row.get("installed") or "", "-"),
+            {"code trampoline": "code"}.get(row.get("installed") or "", row.get("installed") or "-"),
             "-" if row["calls"] is None else str(row["calls"]),
             ", ".join(row["targets"]),
         )

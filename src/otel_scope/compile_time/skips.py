@@ -79,11 +79,12 @@ class Skips:
         self._noted = 0  # how many functions were counted so far: see mark()
         self._pending: dict[str, tuple[int, str]] = {}  # function -> (its number, class), unsaid
 
-    def note(self, function: str, reason: str, *, named: bool = False) -> bool:
+    def note(self, function: str, reason: str, *, named: bool = False, spanned: bool = False) -> bool:
         """Record that ``function`` (``module.qualname``) was skipped for ``reason``.
 
         Returns False when ``reason`` is not a skip (:func:`classify`): the caller reports it.
         ``named``: a pattern names this function exactly, so it is said as a WARNING (once).
+        ``spanned``: it still gets a runtime span, so the warning says that, not "uninstrumented".
         """
         kind = classify(reason)
         if kind is None:
@@ -96,7 +97,9 @@ class Skips:
                 self._counted.add(function)
                 self._pending[function] = (self._noted, kind)
                 self._noted += 1
-        if named:
+        if named and spanned:
+            _log.warning("otel-scope: %s gets a runtime span only, no locals: %s", function, reason)
+        elif named:
             _log.warning("otel-scope: %s left uninstrumented: %s", function, reason)
         else:
             _log.debug("otel-scope: compile-time capture skips %s (%s): %s", function, kind, reason)

@@ -242,13 +242,14 @@ class CompileTimeAdapter:
 
     # -- what was skipped ------------------------------------------------------------------------
     @staticmethod
-    def refused(function: str, exc: Exception, named: bool) -> bool:
+    def refused(function: str, exc: Exception, named: bool, spanned: bool) -> bool:
         """Note a function compile-time capture refused (``exc``, from :meth:`install`) with the
-        other skips: once, at debug level (a WARNING when ``named`` exactly), counted for
-        :meth:`skipped_summary`. False when ``exc`` is not such a refusal: the caller says it."""
+        other skips: once, at debug level (a WARNING when ``named`` exactly, saying whether it
+        still has a runtime span: ``spanned``), counted for :meth:`skipped_summary`. False when
+        ``exc`` is not such a refusal: the caller says it."""
         from otel_scope.compile_time import skips
 
-        return isinstance(exc, skips.Refusal) and skips.note(function, str(exc), named=named)
+        return isinstance(exc, skips.Refusal) and skips.note(function, str(exc), named=named, spanned=spanned)
 
     @staticmethod
     def skipped_mark() -> int:

@@ -110,6 +110,27 @@ def _copied_in(site: Site) -> bool:
     return func is not None and func.__module__ != site.module and func.__qualname__ != site.qualname
 
 
+def named_elsewhere(site: Site) -> bool:
+    """Whether the function at ``site`` was defined under another name and copied in here
+    (``Class.method = other.func``, ``from json import dumps``, a decorator's inner function).
+
+    A pattern naming such a site exactly asks for that attribute, so its runtime span is a
+    wrapper there only (:data:`THIS_NAME_ONLY`): a trampoline in the function's code, or other
+    names repointed, would trace the function under every other name too. Methods made for this
+    class elsewhere (namedtuple's ``_make``, named ``Point._make``) are its own.
+    """
+    func = site.func
+    if func is None:
+        return False
+    if func.__qualname__ != site.qualname:
+        return True
+    return func.__module__ != site.module and isinstance(site.owner, types.ModuleType)
+
+
+# How the runtime span of an exactly named copied-in function is reached (``plan``, ``targets list``).
+THIS_NAME_ONLY = "wrapper (this name only)"
+
+
 def iter_sites(module: types.ModuleType, pattern: TargetPattern) -> Iterator[Site]:
     """Every function of ``module`` (and its classes, nested ones too) that ``pattern`` selects.
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import wrapt
 
 from otel_scope.config.patterns import never_instrumented
+from otel_scope.engine.discovery import THIS_NAME_ONLY
 from otel_scope.runtime import trampoline
 from otel_scope.runtime.wrappers import RuntimeProbe
 from otel_scope.runtime.wrappers import install as install_wrapper
@@ -44,10 +45,12 @@ class Captured(Installed, Protocol):
 class RuntimePlan:
     """What the runtime mechanism installs at a site: ``probe``, reached through the code of
     ``code_target`` (every reference to the function reaches it) or, when that is ``None``,
-    through a wrapper at the attribute."""
+    through a wrapper at the attribute; ``only_here``: and no other name of the function is
+    repointed at the wrapper (an exactly named copied-in function, see ``named_elsewhere``)."""
 
     probe: RuntimeProbe
     code_target: types.FunctionType | None
+    only_here: bool = False
 
 
 class Trampolined:
@@ -71,15 +74,16 @@ class Trampolined:
 
 class Wrapped:
     """A probe reached through a wrapt wrapper at the attribute, plus the other modules' names
-    for the function (``from m import f``) repointed at the wrapper."""
+    for the function (``from m import f``) repointed at the wrapper, unless ``only_here``."""
 
-    how = "wrapper"
-
-    def __init__(self, site: Site, probe: RuntimeProbe, aliases: AliasIndex | None) -> None:
+    def __init__(
+        self, site: Site, probe: RuntimeProbe, aliases: AliasIndex | None, only_here: bool = False
+    ) -> None:
         self._site = site
+        self.how = THIS_NAME_ONLY if only_here else "wrapper"
         self.wrapper = install_wrapper(site.owner, site.attr, probe)
         self._aliases: list[tuple[dict[str, Any], str]] = []
-        if isinstance(site.owner, types.ModuleType):  # the batch's index, else one made now
+        if isinstance(site.owner, types.ModuleType) and not only_here:  # the batch's index, else one made now
             index = aliases or AliasIndex(list(sys.modules.values()))
             self._aliases = index.replace(site.raw, self.wrapper, site.owner)
 
@@ -99,7 +103,7 @@ def install_runtime(
     the caller installs many functions at once (one scan of every module instead of one each)."""
     if plan.code_target is not None:
         return Trampolined(site, trampoline.install(plan.code_target, plan.probe), plan.probe)
-    return Wrapped(site, plan.probe, aliases)
+    return Wrapped(site, plan.probe, aliases, plan.only_here)
 
 
 RuntimeInstalled = Trampolined | Wrapped  # each says ``how`` the probe is reached

@@ -25,6 +25,7 @@ from otel_scope.engine.discovery import (
     Site,
     explain_no_match,
     iter_sites,
+    named_elsewhere,
     site_for_function,
     source_available,
 )
@@ -39,7 +40,7 @@ from otel_scope.engine.mechanisms import (
 from otel_scope.runtime import trampoline
 from otel_scope.runtime.wrappers import FinishHook, RuntimeProbe, is_ours
 from otel_scope.targets.plan import CapturePlan
-from otel_scope.targets.planner import Request, decide_function, production_limits
+from otel_scope.targets.planner import Decision, Request, decide_function, production_limits
 from otel_scope.vocabulary import Mechanism, mechanism
 
 _log = logging.getLogger("otel_scope")
@@ -77,6 +78,7 @@ class Applied:
     runtime: RuntimeInstalled | None = None  # how the probe is reached
     capture: CapturePlan | None = None
     compiled: Captured | None = None  # compile-time capture as installed
+    refused: CapturePlan | None = None  # the capture compile-time refused here: not tried again
     entries: set[int] = field(default_factory=set)
 
     @property
@@ -353,7 +355,14 @@ class Engine:
         ]
 
     def _reconcile_all(self, sites: list[Site], alias_modules: list[Any]) -> None:
-        """Reconcile a batch of sites: one alias index, one rewrite per module for compile-time."""
+        """Reconcile a batch of sites: one alias index, one rewrite per module for compile-time.
+
+        A function whose capture plan changes (``--scope-targets`` and ``--scope-locals`` over
+        the same functions, added one after the other) has its old capture taken off before the
+        batch is rewritten: the batch rewrites each function's original code, and recompiled
+        code would be refused as such ("recompiled already"). Between the two, its calls run
+        the original body, which never looks for a call marker.
+        """
         self._aliases = AliasIndex(alias_modules)
         try:
             decided = []
@@ -363,9 +372,11 @@ class Engine:
                 site = applied.site if applied is not None else site  # ours is not the original
                 decision = self._decision(site)
                 decided.append((site, decision))
-                capture = decision[1].capture
+                capture = _wanted(applied, decision[1])[1]
                 if capture is not None and (applied is None or applied.capture != capture):
                     wanted.append((site, capture))
+                    if applied is not None:
+                        self._apply_capture(applied, None)
             if len(wanted) > 1:
                 self.compile_time.prepare(wanted)
             for site, decision in decided:
@@ -389,7 +400,7 @@ class Engine:
         if applied is not None:
             site = applied.site  # keep the original raw object, not our wrapper
         selecting, decision = decided if decided is not None else self._decision(site)
-        want_runtime, want_capture = decision.runtime, decision.capture
+        want_runtime, want_capture = _wanted(applied, decision)
         if selecting:
             _log.debug("otel-scope plan for %s: %s", site.full_name, "; ".join(decision.reasons))
         if applied is None:
@@ -412,9 +423,18 @@ class Engine:
                 self._apply_runtime(applied, want_runtime, selecting, deep=False)
             else:
                 self._apply_runtime(applied, want_runtime, selecting, deep=True)
-                self._apply_capture(applied, want_capture)
+                try:
+                    self._apply_capture(applied, want_capture)
+                except Exception:
+                    # No compile-time span: the runtime one, if any, has no events to carry, and
+                    # a locals-only hybrid request gets a runtime span in place of the refused one.
+                    applied.refused = want_capture
+                    want = want_runtime or decision.runtime_if_refused
+                    self._apply_runtime(applied, want, selecting, deep=False)
+                    raise
         except Exception as exc:  # never let instrumentation break the program
-            if not self.compile_time.refused(site.full_name, exc, _named_exactly(selecting)):
+            spanned = applied.probe is not None
+            if not self.compile_time.refused(site.full_name, exc, _named_exactly(selecting), spanned):
                 _log.warning("otel-scope: could not instrument %s: %s", site.full_name, exc)
             for e in selecting:
                 e.errors[site.full_name] = f"{type(exc).__name__}: {exc}"
@@ -448,17 +468,20 @@ class Engine:
             )
             probe.on_finish = self._finish_hooks
             probe.deep = deep
-            self._install_runtime(applied, probe, _code_target(site))
+            only_here = named_elsewhere(site) and any(e.request.pattern.names_function for e in selecting)
+            self._install_runtime(applied, probe, None if only_here else _code_target(site), only_here)
         if applied.probe is not None:
             applied.probe.deep = deep
             applied.probe.state = state_capture
 
     def _install_runtime(
-        self, applied: Applied, probe: RuntimeProbe, code_target: types.FunctionType | None
+        self, applied: Applied, probe: RuntimeProbe, code_target: types.FunctionType | None, only_here: bool
     ) -> None:
-        """Make calls reach ``probe``: through the function's code if given, else a wrapper."""
+        """Make calls reach ``probe``: through the function's code if given, else a wrapper (at
+        this attribute only, if ``only_here``)."""
         applied.probe = probe
-        applied.runtime = install_runtime(applied.site, RuntimePlan(probe, code_target), self._aliases)
+        plan = RuntimePlan(probe, code_target, only_here)
+        applied.runtime = install_runtime(applied.site, plan, self._aliases)
 
     @staticmethod
     def _uninstall_runtime(applied: Applied) -> None:
@@ -477,6 +500,15 @@ class Engine:
         if want is not None:
             applied.compiled = self.compile_time.install(applied.site, want)
             applied.capture = want
+
+
+def _wanted(applied: Applied | None, decision: Decision) -> tuple[bool, CapturePlan | None]:
+    """The runtime span and capture to install at a site: the decision's, except that a capture
+    compile-time refused there before is not tried again (one refusal, one line; a locals-only
+    hybrid request keeps the runtime span that stands in for it, and its call counts)."""
+    if applied is not None and decision.capture is not None and decision.capture == applied.refused:
+        return decision.runtime or decision.runtime_if_refused, None
+    return decision.runtime, decision.capture
 
 
 def _code_target(site: Site) -> types.FunctionType | None:

@@ -43,9 +43,15 @@ class Request:
 
 @dataclass(frozen=True)
 class Decision:
+    """What one function gets. ``runtime_if_refused``: compile-time capture is the only span
+    asked for (a hybrid locals-only request), so if compile-time refuses the function (generated
+    code such as namedtuple's ``_make``, ``exec``, an edited file) a runtime span is installed in
+    its place: the user still gets a span per call, only without the locals."""
+
     runtime: bool
     capture: CapturePlan | None
     reasons: tuple[str, ...]
+    runtime_if_refused: bool = False
 
     @property
     def mechanism(self) -> Mechanism:
@@ -119,7 +125,10 @@ def decide(request: Request, settings: Settings, source_available: bool = True) 
                 "also a runtime target: one span per call carries the events, through the "
                 "function's code (every reference reaches it)"
             )
-        return Decision(runtime, plan, tuple(reasons))
+        fallback = mode == "hybrid" and not runtime
+        if fallback:
+            reasons.append("if compile-time capture refuses it: a runtime span per call instead")
+        return Decision(runtime, plan, tuple(reasons), runtime_if_refused=fallback)
     reasons.append(RUNTIME_REACH)
     return Decision(True, None, tuple(reasons))
 
@@ -146,12 +155,14 @@ def decide_function(requests: Sequence[Request], settings: Settings, source_avai
     carrying the compile-time events.
     """
     decisions = [decide(r, settings, source_available) for r in requests]
+    runtime = any(d.runtime for d in decisions)
     return Decision(
-        runtime=any(d.runtime for d in decisions),
+        runtime=runtime,
         capture=merge_captures(d.capture for d in decisions if d.capture is not None),
         reasons=tuple(
             f"{r.pattern.text}: {why}" for r, d in zip(requests, decisions, strict=True) for why in d.reasons
         ),
+        runtime_if_refused=not runtime and any(d.runtime_if_refused for d in decisions),
     )
 
 
