@@ -8,6 +8,7 @@ counted on its function's next span and in the session totals.
 from __future__ import annotations
 
 import gc
+import sys
 import time
 import weakref
 from collections.abc import Iterator
@@ -262,3 +263,17 @@ def test_live_add_and_remove_cycles_free_each_probe_and_keep_what_it_left_out(me
     totals = sampling.summary()
     assert totals[semconv.SAMPLING_SAMPLED_OUT] - before == 50 * 5  # 5 kept, 5 left out, each cycle
     assert f"{QUOTE}={50 * 5}" in totals[semconv.SAMPLING_TOP]
+
+
+def test_a_sampler_freed_at_interpreter_teardown_prints_nothing(monkeypatch) -> None:
+    # At teardown the module's globals are cleared before the last probes are freed: the
+    # sampler's __del__ then found no budget and Python printed "Exception ignored in ..." on
+    # the program's stderr.
+    seen: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    sampler = sampling.CallSampler("pkg.f", 5)
+    sampler.admit()
+    monkeypatch.setattr(sampling, "_budget", None)  # as module teardown leaves it
+    del sampler
+    gc.collect()
+    assert seen == []

@@ -154,10 +154,14 @@ class CallSampler:
     def __del__(self) -> None:
         # The function is no longer instrumented. No lock: this may run on any thread, inside any
         # call (even one holding _lock); a count lost to a race is what the module doc accepts.
-        if self.calls:
-            counts = _budget.retired.setdefault(self.name, [0, 0])
-            counts[0] += self.calls
-            counts[1] += self.sampled_out
+        # At interpreter teardown the module's globals may be gone already: say nothing then.
+        try:
+            if self.calls:
+                counts = _budget.retired.setdefault(self.name, [0, 0])
+                counts[0] += self.calls
+                counts[1] += self.sampled_out
+        except Exception:
+            pass
 
     def admit(self) -> bool:
         """Whether to record this call; ``False`` costs two comparisons and a count."""
