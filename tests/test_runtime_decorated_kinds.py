@@ -273,3 +273,19 @@ def test_a_private_method_is_named_as_in_its_source_by_both_mechanisms(memory, r
     (span,) = memory.named("six._SixMetaPathImporter.__get_module")
     function = six._SixMetaPathImporter._SixMetaPathImporter__get_module
     assert span.attributes["code.function.name"] == f"six.{function.__qualname__}"
+
+
+def test_a_wildcard_selects_def_statements_not_module_attributes_holding_a_lambda(
+    memory, runtime_engine
+) -> None:
+    """sqlalchemy.pool.base holds a lambda at module level (``_NOOP_WEAKREF_CALLBACK``): runtime
+    wildcards used to trace it while compile-time capture, which rewrites ``def`` statements,
+    left it alone, so one wildcard selected different functions in the two mechanisms."""
+    import sqlalchemy.pool.base as base
+
+    assert base._NOOP_WEAKREF_CALLBACK.__qualname__ == "<lambda>"
+    handle = add_target(runtime_engine, "sqlalchemy.pool.base:*")
+    assert "sqlalchemy.pool.base._finalize_fairy" in handle.functions  # a def of the module
+    assert "sqlalchemy.pool.base._NOOP_WEAKREF_CALLBACK" not in handle.functions
+    assert base._NOOP_WEAKREF_CALLBACK(None) is None
+    assert not memory.named("sqlalchemy.pool.base._NOOP_WEAKREF_CALLBACK")

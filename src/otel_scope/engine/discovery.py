@@ -151,9 +151,17 @@ def iter_sites(module: types.ModuleType, pattern: TargetPattern) -> Iterator[Sit
         defined_in = getattr(
             site.func if site is not None and site.func is not None else raw, "__module__", None
         )
-        if site is None or (pattern.is_wildcard and defined_in != name):
+        if site is None or (pattern.is_wildcard and (defined_in != name or _not_its_own_name(site))):
             continue
         yield site
+
+
+def _not_its_own_name(site: Site) -> bool:
+    """Whether a module attribute holds a function under a name it was not defined with (a
+    lambda, ``alias = f``, ``p = partial(f, 1)``): a wildcard selects ``def`` statements, as
+    compile-time capture does, and the function itself is selected under its own name."""
+    func = site.func
+    return func is not None and func.__qualname__ != site.attr
 
 
 def site_for_function(func: Any) -> Site | None:
