@@ -32,7 +32,11 @@ def spans():
 
 @pytest.fixture(scope="module")
 def mod():
-    return load("constructs")
+    # Every function, and the property named exactly (wildcards leave properties alone).
+    every = CapturePlan(level="locals", target="constructs:*")
+    return load(
+        "constructs", {"Child.prop": CapturePlan(level="locals", target="constructs:Child.prop"), "*": every}
+    )
 
 
 def test_assignment_kinds_emit_their_values_at_the_original_lines(spans, mod):
@@ -536,3 +540,20 @@ def test_a_function_whose_statements_libcst_and_ast_pair_differently_is_skipped_
     namespace: dict = {}
     exec(result.code, namespace)
     assert namespace["g"](3) == 3
+
+
+def test_wildcards_leave_property_accessors_alone_as_runtime_wildcards_do() -> None:
+    # packaging's Version has a dozen properties (epoch, release, pre, ...). Compile-time
+    # wildcards rewrote them, runtime wildcards left them alone (the README says wildcards
+    # leave properties alone): one wildcard selected different functions per mechanism.
+    import inspect
+
+    import packaging.version
+
+    source = inspect.getsource(packaging.version)
+    path = packaging.version.__file__
+    wild = rewrite_source(source, path, "packaging.version", {"*": CapturePlan(level="locals")})
+    assert "Version.__init__" in wild.instrumented and "Version.__str__" not in wild.instrumented
+    assert not {"Version.epoch", "Version.release", "Version.public"} & set(wild.instrumented)
+    named = rewrite_source(source, path, "packaging.version", {"Version.epoch": CapturePlan(level="locals")})
+    assert named.instrumented == ["Version.epoch"]  # named exactly: rewritten

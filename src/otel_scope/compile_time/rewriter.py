@@ -104,13 +104,16 @@ class RewriteResult:
     generated: str = ""
 
 
-def plan_for(plans: Mapping[str, CapturePlan | None], qualname: str) -> CapturePlan | None:
+def plan_for(
+    plans: Mapping[str, CapturePlan | None], qualname: str, decorators: Sequence[str] = ()
+) -> CapturePlan | None:
     """The plan for ``qualname``: an exact key first, else the first matching glob key (``*``,
     ``Class.*``) in the mapping's order. A key mapped to ``None`` excludes what it matches.
-    Globs skip dunders other than ``__init__``/``__call__``/context-manager methods."""
+    Globs skip dunders other than ``__init__``/``__call__``/context-manager methods, and property
+    accessors (``decorators``: the function's decorators as written), as runtime wildcards do."""
     if qualname in plans:
         return plans[qualname]
-    if wildcard_skips(qualname):  # the one wildcard rule of both mechanisms
+    if wildcard_skips(qualname) or _is_property_accessor(decorators):  # one rule for both mechanisms
         return None
     for key, candidate in plans.items():
         if "*" in key and fnmatch.fnmatchcase(qualname, key):
@@ -207,6 +210,16 @@ def module_part(tree: ast.Module, lines: Sequence[int]) -> ast.Module:
     return ast.Module([statement for statement in tree.body if wanted(statement)], [])
 
 
+def _is_property_accessor(decorators: Sequence[str]) -> bool:
+    """``@property``, ``@x.setter``/``getter``/``deleter``: what runtime wildcards leave alone
+    (a property is an attribute read, not a call the user asked to see)."""
+    return any(d == "property" or d.endswith((".setter", ".getter", ".deleter")) for d in decorators)
+
+
+def _ast_decorators(fn: _Function) -> list[str]:
+    return [ast.unparse(d) for d in fn.decorator_list]
+
+
 def _planned_roots(
     node: ast.AST, plans: Mapping[str, CapturePlan | None], prefix: str
 ) -> Iterator[tuple[str, _Function, list[Any]]]:
@@ -216,7 +229,7 @@ def _planned_roots(
     searched for planned ones.
     """
     for qualname, fn, holder in _definitions(node, prefix, lambda q: plan_for(plans, q) is None):
-        if plan_for(plans, qualname) is not None:
+        if plan_for(plans, qualname, _ast_decorators(fn)) is not None:
             yield qualname, fn, holder
 
 
@@ -502,7 +515,8 @@ class CaptureInserter(cst.CSTTransformer):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         qualname = self._qualname(node.name.value)
-        plan = plan_for(self.plans, qualname)
+        decorators = [cst.Module([]).code_for_node(d.decorator) for d in node.decorators]
+        plan = plan_for(self.plans, qualname, decorators)
         state = None
         if plan is not None:
             def_line = self._line(node)
