@@ -44,10 +44,16 @@ __all__ = [
 
 _SOURCES = {
     **dict.fromkeys(
-        ("ACCEPTED_FORMS", "PatternError", "TargetPattern", "never_instrumented", "parse_pattern"),
+        (
+            "ACCEPTED_FORMS",
+            "PatternError",
+            "TargetPattern",
+            "never_instrumented",
+            "parse_pattern",
+            "parse_patterns",
+        ),
         "otel_scope.config.patterns",
     ),
-    "parse_patterns": "otel_scope.config.patterns",
     **dict.fromkeys(
         ("SETTING_NAMES", "ConfigError", "Settings", "env_var_for", "flag_for", "load_settings"),
         "otel_scope.config.settings",
