@@ -112,6 +112,17 @@ def test_attributes_mapping_reads_bounded_attributes_whole() -> None:
     assert dict(_sdk.attributes_mapping({"plain": 2})) == {"plain": 2}
 
 
+def test_entry_points_come_from_the_apis_cache_and_select_as_the_standard_library_does() -> None:
+    from opentelemetry.util import _importlib_metadata
+
+    assert hasattr(_importlib_metadata, "entry_points")
+    ours = {(e.name, e.value) for e in _sdk.entry_points(group="opentelemetry_configurator")}
+    assert ("otel_scope", "otel_scope.distro.configurator:ScopeConfigurator") in ours
+    assert [e.name for e in _sdk.entry_points(group="opentelemetry_traces_exporter", name="otel_scope")] == [
+        "otel_scope"
+    ]
+
+
 def test_sdk_configurator_is_the_sdks_own_configurator() -> None:
     assert issubclass(_sdk.SDKConfigurator, _BaseConfigurator)
     assert _sdk.SDKConfigurator.__module__ == "opentelemetry.sdk._configuration"

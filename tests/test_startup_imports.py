@@ -51,6 +51,11 @@ def test_off_mode_loads_neither_the_instrumentation_nor_the_store_nor_an_unused_
         # The local store's exporter is configured, but opens SQLite only on its first export.
         "otel_scope.store.spanstore",
         "sqlite3",
+        # Traces only are configured: the SDK's configurator module and the metrics and logs SDKs
+        # it imports are not needed.
+        "opentelemetry.sdk._configuration",
+        "opentelemetry.sdk.metrics",
+        "opentelemetry.sdk._logs",
         # The OTLP exporters are not configured: their classes are not needed either.
         "grpc",
         "opentelemetry.exporter.otlp.proto.grpc",
@@ -61,7 +66,15 @@ def test_off_mode_loads_neither_the_instrumentation_nor_the_store_nor_an_unused_
 def test_runtime_mode_loads_no_compile_time_rewriter_nor_timeline(tmp_path):
     loaded = _loaded_by_program(["--scope-mode", "runtime", "--scope-targets", "json:dumps"], tmp_path)
     assert "otel_scope.runtime.wrappers" in loaded  # the target was applied
-    assert not _below(loaded, "libcst", "otel_scope.compile_time.rewriter", "otel_scope.timeline", "rich")
+    assert not _below(
+        loaded,
+        "libcst",
+        "otel_scope.compile_time.rewriter",
+        "otel_scope.timeline",
+        "rich",
+        "opentelemetry.sdk._configuration",
+        "opentelemetry.sdk.metrics",
+    )
 
 
 def test_the_cli_process_loads_only_the_flag_names_of_otel_scope(tmp_path):

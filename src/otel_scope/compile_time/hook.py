@@ -24,7 +24,6 @@ its injected names underscore-prefixed, and keeps pytest's assertion rewriting.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -57,6 +56,8 @@ _rewritten_sources: dict[str, str] = {}
 
 
 def source_digest(source: str) -> str:
+    import hashlib  # here, not at the top: runtime mode installs this hook and never hashes
+
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -202,6 +203,8 @@ def _cache_key(data: bytes, plans: Mapping[str, CapturePlan | None], fullname: s
     """Everything the rewritten code depends on: source, plans, module name and file path (the
     code names its file: identical sources in two directories must not share an entry), Python
     and otel-scope versions. Settings reach the rewrite only through the plans and exclusions."""
+    import hashlib
+
     digest = hashlib.sha256(data)
     digest.update(f"\0{fullname}\0{os.path.abspath(origin)}".encode())
     for name, plan in plans.items():  # in order: the first matching glob wins

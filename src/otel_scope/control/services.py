@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import atexit
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from otel_scope.bootstrap import FailureDetail, Feature, Scope
 from otel_scope.control.commands import Controller
-from otel_scope.control.opamp import OpampAgent, start_opamp
 from otel_scope.control.server import ControlServer
+
+if TYPE_CHECKING:  # imported on install: only a process with an OpAMP endpoint pays for it
+    from otel_scope.control.opamp import OpampAgent
 
 
 class ControlChannel:
@@ -68,6 +71,8 @@ class FleetControl:
         self.agent: OpampAgent | None = None
 
     def install(self, scope: Scope) -> None:
+        from otel_scope.control.opamp import start_opamp
+
         self.agent = start_opamp(scope.settings, self._escalation_status, self._report)
 
     def uninstall(self) -> None:

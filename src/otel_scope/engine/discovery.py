@@ -7,7 +7,6 @@ the object that was there (a ``classmethod`` in its defining class, not a bound 
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib.machinery
 import linecache
@@ -253,6 +252,8 @@ def explain_no_match(module: types.ModuleType, pattern: TargetPattern) -> str:
                 candidates, query = _names(namespace or {}), part
             else:
                 candidates, query = _all_names(module), pattern.attr
+            import difflib  # only on this path: a pattern that selected nothing
+
             near = difflib.get_close_matches(query, candidates, n=3)
             hint = f" (nearest: {', '.join(near)})" if near else ""
             return f"{where} has no {part!r}{hint}"
