@@ -17,6 +17,10 @@ untimed warm-up run each (which fills the bytecode caches):
 
 * ``python -c pass``: the interpreter alone.
 * ``baseline CLI``: the baseline environment's ``opentelemetry-instrument python -c pass``.
+* ``plain OTel distro``: the same in a second baseline environment that also has
+  ``opentelemetry-distro`` (at the instrumentation's version), with traces to the console exporter
+  and metrics and logs off: the plain OpenTelemetry way to start a program with a configured
+  SDK, which the bare stock CLI does not do.
 * ``off``: this environment's ``opentelemetry-instrument --scope-mode off python -c pass``.
 * ``runtime``: ``--scope-mode runtime --scope-targets json:dumps`` (a target that exists).
 * ``compile_time``: ``--scope-mode compile_time --scope-locals json:dumps``.
@@ -25,14 +29,14 @@ untimed warm-up run each (which fills the bytecode caches):
 The environment is the default one a user gets (the exporter is chosen as otel-scope chooses it:
 the local store unless a collector answers), with ``OTEL_*`` and ``PYTHON*`` variables cleared
 and the local store in a temporary directory. Printed: median and min wall time per command,
-what each adds over the baseline CLI (median and min), and the ratio of medians. Then, for
-``off`` and ``runtime``, ``python -X importtime``'s view of what otel-scope makes the start import:
-the modules (otel-scope's and what they pull in, the SDK's configuration for one) that the same
-process of the baseline CLI does not import, their total own (self) import time, and the imports
-that bring them in (those not imported by another such module) by cumulative time, with the
-module that imported each; separately in the CLI process (which loads otel-scope's flag names
-before it parses its options) and in the program (``sitecustomize``: distro, configurator,
-instrumentor); the lowest figures of three runs.
+what each adds over the baseline CLI and over the plain OTel distro (median and min), and the
+ratios of medians. Then, for ``off`` and ``runtime``, ``python -X importtime``'s view of what
+otel-scope makes the start import: the modules (otel-scope's and what they pull in, the SDK's
+configuration for one) that the same process of the baseline CLI does not import, their total
+own (self) import time, and the imports that bring them in (those not imported by another such
+module) by cumulative time, with the module that imported each; separately in the CLI process
+(which loads otel-scope's flag names before it parses its options) and in the program
+(``sitecustomize``: distro, configurator, instrumentor); the lowest figures of three runs.
 A module imported through :func:`importlib.import_module`, as the stock CLI loads entry points,
 is not timed by ``-X importtime`` (what it imports is), so the distro's own modules may be absent.
 
@@ -84,9 +88,16 @@ def baseline_requirements() -> list[str]:
     return sorted(f"{name}=={version}" for name, version in found.items())
 
 
-def baseline_venv() -> Path:
-    """The cached environment with the same OpenTelemetry distributions and no otel-scope."""
-    requirements = baseline_requirements()
+def otel_distro_requirement() -> str:
+    """``opentelemetry-distro`` at the version of the installed ``opentelemetry-instrumentation``
+    (the two are released together)."""
+    return f"opentelemetry-distro=={importlib.metadata.version('opentelemetry-instrumentation')}"
+
+
+def baseline_venv(extra: tuple[str, ...] = ()) -> Path:
+    """The cached environment with the same OpenTelemetry distributions, ``extra`` and no
+    otel-scope."""
+    requirements = baseline_requirements() + list(extra)
     key = hashlib.sha256(json.dumps([sys.version, requirements]).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "otel-scope-bench"
     venv = cache / f"startup-baseline-{key}"
@@ -104,13 +115,27 @@ def baseline_venv() -> Path:
     return venv
 
 
-def commands(baseline: Path) -> dict[str, list[str]]:
+# What the plain-OTel row sets: traces to the console exporter (it prints nothing for a program
+# that makes no span), metrics and logs off, as otel-scope's default set-up has them.
+OTEL_DISTRO_ENV = {
+    "OTEL_TRACES_EXPORTER": "console",
+    "OTEL_METRICS_EXPORTER": "none",
+    "OTEL_LOGS_EXPORTER": "none",
+}
+
+
+def commands(baseline: Path, otel_distro: Path) -> dict[str, list[str]]:
     python = sys.executable
     out = {
         "python -c pass": [python, *EMPTY],
         "baseline CLI": [
             str(baseline / "bin" / "opentelemetry-instrument"),
             str(baseline / "bin" / "python"),
+            *EMPTY,
+        ],
+        "plain OTel distro": [
+            str(otel_distro / "bin" / "opentelemetry-instrument"),
+            str(otel_distro / "bin" / "python"),
             *EMPTY,
         ],
     }
@@ -135,13 +160,14 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
 def time_commands(
     cmds: dict[str, list[str]], repeat: int, env: dict[str, str], cwd: Path
 ) -> dict[str, list[float]]:
-    for cmd in cmds.values():
-        _run(cmd, env, cwd)  # warm-up: bytecode caches, the baseline's first start
+    envs = {name: {**env, **OTEL_DISTRO_ENV} if name == "plain OTel distro" else env for name in cmds}
+    for name, cmd in cmds.items():
+        _run(cmd, envs[name], cwd)  # warm-up: bytecode caches, the baseline's first start
     seconds: dict[str, list[float]] = {name: [] for name in cmds}
     for _ in range(repeat):
         for name, cmd in cmds.items():
             started = time.perf_counter()
-            _run(cmd, env, cwd)
+            _run(cmd, envs[name], cwd)
             seconds[name].append(time.perf_counter() - started)
     return seconds
 
@@ -220,26 +246,37 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     baseline = baseline_venv()
+    otel_distro = baseline_venv((otel_distro_requirement(),))
     with tempfile.TemporaryDirectory(prefix="otel-scope-startup-") as tmp_name:
         tmp = Path(tmp_name)
         env = clean_env(tmp)
-        seconds = time_commands(commands(baseline), args.repeat, env, tmp)
+        seconds = time_commands(commands(baseline, otel_distro), args.repeat, env, tmp)
         imports = {mode: importtime(mode, baseline, env, tmp) for mode in IMPORTTIME_MODES}
 
     base_median = statistics.median(seconds["baseline CLI"])
     base_min = min(seconds["baseline CLI"])
+    otel_median = statistics.median(seconds["plain OTel distro"])
+    otel_min = min(seconds["plain OTel distro"])
     print(f"\nstart-up of an empty program, {args.repeat} interleaved runs each (ms)")
-    added_header = "added over baseline CLI: median"
-    print(f"{'command':16} {'median':>8} {'min':>8}   {added_header:>32} {'min':>7} {'ratio':>7}")
+    print(
+        f"{'':18} {'':17}   {'added over the baseline CLI':>28}   {'added over plain OTel distro':>28}\n"
+        f"{'command':18} {'median':>8} {'min':>8}   {'median':>9} {'min':>8} {'ratio':>9}"
+        f"   {'median':>9} {'min':>8} {'ratio':>9}"
+    )
     for name, runs in seconds.items():
         median, best = statistics.median(runs), min(runs)
         added = ""
         if name not in ("python -c pass", "baseline CLI"):
             added = (
-                f"{(median - base_median) * 1000:+32.1f} {(best - base_min) * 1000:+7.1f} "
-                f"{median / base_median:6.2f}x"
+                f"{(median - base_median) * 1000:+9.1f} {(best - base_min) * 1000:+8.1f} "
+                f"{median / base_median:8.2f}x"
             )
-        print(f"{name:16} {median * 1000:8.1f} {best * 1000:8.1f}   {added}")
+        if name in MODES:
+            added += (
+                f"   {(median - otel_median) * 1000:+9.1f} {(best - otel_min) * 1000:+8.1f} "
+                f"{median / otel_median:8.2f}x"
+            )
+        print(f"{name:18} {median * 1000:8.1f} {best * 1000:8.1f}   {added}")
     for mode, processes in imports.items():
         for process, rows in processes.items():
             total = sum(row.own_us for row in rows.values()) / 1000
