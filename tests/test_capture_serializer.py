@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import collections
 import datetime
+import decimal
 import enum
 import string
 import sys
 import types
+import zoneinfo
 from typing import Any
 
 import pytest
@@ -664,3 +666,22 @@ def test_standard_library_plumbing_is_shown_by_type_not_by_fields() -> None:
     assert Serializer()(Worker()).endswith(
         "Worker(inbox=<queue.Queue object>, lock=<_thread.lock object>, done=0)"
     )
+
+
+def test_decimals_and_datetimes_in_a_zoneinfo_zone_render_as_their_own_repr() -> None:
+    """Both types are known safe only once their module is loaded (the serializer does not
+    import them): their interpreter-made repr is used, not the generic object rendering."""
+    serializer = Serializer()
+    assert serializer(decimal.Decimal("1.50")) == "Decimal('1.50')"
+    try:
+        zone = zoneinfo.ZoneInfo("Europe/Paris")
+    except zoneinfo.ZoneInfoNotFoundError:
+        pytest.skip("no time zone database on this machine")
+    when = datetime.datetime(2026, 12, 7, 15, 0, tzinfo=zone)
+    assert serializer(when) == repr(when)
+
+    class Price(decimal.Decimal):  # a subclass may have its own repr: not trusted as safe
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    assert serializer(Price("2")) != "Decimal('2')"

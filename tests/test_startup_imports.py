@@ -74,6 +74,13 @@ def test_runtime_mode_loads_no_compile_time_rewriter_nor_timeline(tmp_path):
         "rich",
         "opentelemetry.sdk._configuration",
         "opentelemetry.sdk.metrics",
+        # Message capture patches multiprocessing once the program imports it; OpAMP, source
+        # hashing and "nearest name" hints load only where used.
+        "multiprocessing",
+        "pickle",
+        "tomllib",
+        "hashlib",
+        "difflib",
     )
 
 

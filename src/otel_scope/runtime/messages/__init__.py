@@ -42,11 +42,12 @@ and ``ProcessPoolExecutor``). This module installs and uninstalls them together.
 from __future__ import annotations
 
 import asyncio.base_events
-import concurrent.futures
-import multiprocessing.process
-import multiprocessing.queues
 import sys
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
+
+import wrapt
 
 from otel_scope.capture import Serializer
 from otel_scope.runtime import propagation
@@ -58,7 +59,12 @@ __all__ = ["claim", "handoff", "install", "settle", "uninstall"]
 
 
 def install(serializer: Serializer) -> None:
-    """Start recording hand-offs, summarising items with ``serializer`` (idempotent)."""
+    """Start recording hand-offs, summarising items with ``serializer`` (idempotent).
+
+    The ``multiprocessing`` and ``ProcessPoolExecutor`` classes are patched when their modules
+    are imported, or now if they are already: importing them here would cost every start about
+    4 ms (``multiprocessing`` pulls in ``pickle``), in the many programs that never use them.
+    """
     with install_lock:
         state.serializer = serializer
         if state.active:
@@ -69,24 +75,65 @@ def install(serializer: Serializer) -> None:
         if sys.version_info >= (3, 11):  # create_task(context=...) carries the pending message
             loop_class = asyncio.base_events.BaseEventLoop
             replace(loop_class, "create_task", queues.patched_create_task(vars(loop_class)["create_task"]))
-        mpq = multiprocessing.queues
-        for cls in (mpq.Queue, mpq.JoinableQueue, mpq.SimpleQueue):
-            replace(cls, "put", processes.patched_mp_put(vars(cls)["put"]))
-        for cls in (mpq.Queue, mpq.SimpleQueue):
-            replace(cls, "get", processes.patched_mp_get(vars(cls)["get"]))
-        base = multiprocessing.process.BaseProcess
-        replace(base, "start", processes.patched_start(vars(base)["start"]))
-        replace(base, "_bootstrap", processes.patched_bootstrap(vars(base)["_bootstrap"]))
-        pool = concurrent.futures.ProcessPoolExecutor
-        replace(pool, "submit", processes.patched_submit(vars(pool)["submit"]))
         propagation.handoff_hook = handoff
         state.active = True
+        for name in _WHEN_IMPORTED:
+            _patch_when_imported(name)
+
+
+def _patch_mp_queues(mpq: ModuleType) -> None:
+    queues.name_channels(mpq)
+    for cls in (mpq.Queue, mpq.JoinableQueue, mpq.SimpleQueue):
+        replace(cls, "put", processes.patched_mp_put(vars(cls)["put"]))
+    for cls in (mpq.Queue, mpq.SimpleQueue):
+        replace(cls, "get", processes.patched_mp_get(vars(cls)["get"]))
+
+
+def _patch_mp_process(module: ModuleType) -> None:
+    base = module.BaseProcess
+    replace(base, "start", processes.patched_start(vars(base)["start"]))
+    replace(base, "_bootstrap", processes.patched_bootstrap(vars(base)["_bootstrap"]))
+
+
+def _patch_process_pool(module: ModuleType) -> None:
+    pool = module.ProcessPoolExecutor
+    replace(pool, "submit", processes.patched_submit(vars(pool)["submit"]))
+
+
+_WHEN_IMPORTED: dict[str, Callable[[ModuleType], None]] = {
+    "multiprocessing.queues": _patch_mp_queues,
+    "multiprocessing.process": _patch_mp_process,
+    "concurrent.futures.process": _patch_process_pool,
+}
+_registered: set[str] = set()  # modules with a post-import hook in wrapt (never removed)
+_patched: set[str] = set()  # modules patched since the last install (restore_all undoes them)
+
+
+def _patch_when_imported(name: str) -> None:
+    """Patch module ``name`` now if it is imported, else once it is (under ``install_lock``)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        if name not in _patched:
+            _patched.add(name)
+            _WHEN_IMPORTED[name](module)
+    elif name not in _registered:
+        _registered.add(name)
+        wrapt.register_post_import_hook(_imported, name)
+
+
+def _imported(module: ModuleType) -> None:
+    """wrapt's post-import hook: patch the module if message capture is on (it may be off by now:
+    wrapt cannot take a hook back, so an uninstall leaves it registered)."""
+    with install_lock:
+        if state.active:
+            _patch_when_imported(module.__name__)
 
 
 def uninstall() -> None:
     """Put every patched method back; pending messages are dropped."""
     with install_lock:
         restore_all()
+        _patched.clear()
         if propagation.handoff_hook is handoff:
             propagation.handoff_hook = None
         state.active = False  # before the tables are cleared: a put running now stores nothing after

@@ -39,7 +39,9 @@ class _State:
 
 
 state = _State()
-install_lock = _forksafe.lock()
+# Reentrant: wrapt calls a post-import hook (which takes it) at once if the module was imported
+# meanwhile, inside install(), which holds it.
+install_lock = _forksafe.rlock()
 _patches: list[tuple[Any, str, Any, Any]] = []  # (owner, attribute, original, ours)
 
 

@@ -11,7 +11,6 @@ import asyncio
 import contextvars
 import functools
 import logging
-import multiprocessing.queues
 import queue
 import types
 import weakref
@@ -63,10 +62,13 @@ _CHANNELS = {
     id(asyncio.Queue): "asyncio.Queue",
     id(asyncio.LifoQueue): "asyncio.LifoQueue",
     id(asyncio.PriorityQueue): "asyncio.PriorityQueue",
-    id(multiprocessing.queues.Queue): "multiprocessing.Queue",
-    id(multiprocessing.queues.JoinableQueue): "multiprocessing.JoinableQueue",
-    id(multiprocessing.queues.SimpleQueue): "multiprocessing.SimpleQueue",
 }
+
+
+def name_channels(mpq: types.ModuleType) -> None:
+    """Add the ``multiprocessing`` queues (module ``mpq``, patched once it is imported)."""
+    for cls in (mpq.Queue, mpq.JoinableQueue, mpq.SimpleQueue):
+        _CHANNELS[id(cls)] = f"multiprocessing.{cls.__name__}"
 
 
 def channel(q: Any) -> str:
