@@ -63,7 +63,7 @@ def test_off_mode_loads_neither_the_instrumentation_nor_the_store_nor_an_unused_
     )
 
 
-def test_runtime_mode_loads_no_compile_time_rewriter_nor_timeline(tmp_path):
+def test_runtime_mode_loads_neither_rewriter_nor_recorder_nor_modules_only_some_programs_use(tmp_path):
     loaded = _loaded_by_program(["--scope-mode", "runtime", "--scope-targets", "json:dumps"], tmp_path)
     assert "otel_scope.runtime.wrappers" in loaded  # the target was applied
     assert not _below(
@@ -81,6 +81,8 @@ def test_runtime_mode_loads_no_compile_time_rewriter_nor_timeline(tmp_path):
         "tomllib",
         "hashlib",
         "difflib",
+        # The import hook is installed; the compile-time recorder is not needed until it rewrites.
+        "otel_scope.compile_time.recorder",
     )
 
 

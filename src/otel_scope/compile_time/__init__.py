@@ -14,11 +14,16 @@ The engine calls four things (see ``docs/compile-time.md``):
 from typing import Any
 
 from otel_scope.compile_time.hook import ImportHook, ScopeLoader
-from otel_scope.compile_time.recorder import Probe, configure, probes
 
 # libcst costs ~85 ms to import: the rewriter (and recompile, which uses it) load on first use,
 # so a process whose modules all come from the cache, or that only uses runtime mode, never pays.
+# The recorder too: runtime mode installs the import hook (to apply targets to modules imported
+# later) and never records a compile-time call.
 _LAZY = {
+    "Probe": "recorder",
+    "configure": "recorder",
+    "probes": "recorder",
+    "recorder": None,
     "RewriteResult": "rewriter",
     "rewrite_source": "rewriter",
     "rewriter": None,

@@ -143,15 +143,16 @@ class CompileTimeAdapter:
                 plans[key] = capture
         if not any(plans.values()):
             return None
+        self._mechanism()  # the recorder's settings, before the hook rewrites anything
         self._import_plans[module_name] = plans
         return plans
 
     def install_import_hook(self) -> None:
         if self._hook is None:
+            from otel_scope.compile_time.hook import ImportHook  # not the recorder: see plans_for
+
             engine = self._engine
-            self._hook = self._mechanism().ImportHook(
-                plans_for=self.plans_for, wants=engine.wants, loaded=engine.module_loaded
-            )
+            self._hook = ImportHook(plans_for=self.plans_for, wants=engine.wants, loaded=engine.module_loaded)
         self._hook.install()
 
     def uninstall_import_hook(self) -> None:
