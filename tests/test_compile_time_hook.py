@@ -407,3 +407,40 @@ def test_recompiling_a_rewritten_function_checks_the_source_it_was_rewritten_fro
     with pytest.raises(RecompileError, match="no longer matches the running code"):
         recompile(shop.check_stock, CapturePlan(level="lines"))
     assert shop.check_stock([1, 2]) == (2, 3)
+
+
+_CURRY = """\
+import toolz
+add = toolz.curry(lambda a, b: a + b)
+for _ in range(3):
+    add.args, add.keywords, add.func  # reads of toolz's @instanceproperty attributes
+print(add(1)(2))
+"""
+
+
+@pytest.mark.parametrize(
+    ("pattern", "accessors_recorded"),
+    [("toolz.functoolz:*", set()), ("toolz.functoolz:curry.args", {"toolz.functoolz.curry.args"})],
+    ids=["wildcard", "named-exactly"],
+)
+def test_a_wildcard_records_no_property_subclass_accessor_as_runtime_wildcards_do(
+    tmp_path: Path, pattern: str, accessors_recorded: set[str]
+) -> None:
+    """toolz's ``@instanceproperty`` makes a property subclass, which the source cannot show:
+    the hook rewrote its getters, and every attribute read recorded a call that a runtime
+    wildcard would never select. Once the module has run they are known, and left alone."""
+    from otel_scope.store import SpanStore
+    from scope_run import BIN, base_env, run_tree
+
+    cli = [str(BIN / "opentelemetry-instrument"), "--scope-mode", "compile_time", "--scope-locals", pattern]
+    env = base_env(tmp_path, {"OTEL_TRACES_EXPORTER": "otel_scope", "OTEL_SCOPE_CONTROL": "false"})
+    run = run_tree([*cli, sys.executable, "-c", _CURRY], tmp_path, env, timeout=60)
+    assert (run.returncode, run.stdout) == (0, "3\n"), run.stderr
+    assert run.session_trace_id is not None
+    trace = SpanStore(tmp_path / "store.sqlite3", read_only=True).get_trace(run.session_trace_id)
+    assert trace is not None
+    names = {span.name for span in trace.spans}
+    accessors = {f"toolz.functoolz.curry.{a}" for a in ("args", "keywords", "func")}
+    assert names & accessors == accessors_recorded
+    if pattern.endswith("*"):
+        assert {"toolz.functoolz.curry.__init__", "toolz.functoolz.curry.__call__"} <= names

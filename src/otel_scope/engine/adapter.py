@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,20 @@ if TYPE_CHECKING:
     from otel_scope.engine.registry import Engine
 
 _log = logging.getLogger("otel_scope")
+
+
+def _classes_defined_in(module: types.ModuleType) -> list[type]:
+    """The classes ``module`` defines, nested ones included (each once). Reads types and
+    namespaces only: ``isinstance`` would ask a lazy proxy for its ``__class__`` and run it."""
+    found: dict[int, type] = {}
+    todo = [v for v in list(vars(module).values()) if issubclass(type(v), type)]
+    while todo:
+        cls = todo.pop()
+        namespace = vars(cls)
+        if namespace.get("__module__") == module.__name__ and id(cls) not in found:
+            found[id(cls)] = cls
+            todo.extend(v for v in list(namespace.values()) if issubclass(type(v), type))
+    return list(found.values())
 
 
 def function_qualnames(source: str) -> list[str]:
@@ -183,16 +198,43 @@ class CompileTimeAdapter:
         imported = self._import_plans.get(site.module)
         if imported is None:
             return None
-        mechanism = self._mechanism()
         func = site.func
-        if func is None or mechanism.rewriter.plan_for(imported, site.qualname) != plan:
+        if func is None or self._mechanism().rewriter.plan_for(imported, site.qualname) != plan:
             return None
-        # The probe global the rewritten code reads (on a trampoline's copy, if the function has one).
+        probe = self._probe_of(func, site.qualname)
+        return _ProbeSwitch(probe, switch_on=False) if probe is not None else None
+
+    def _probe_of(self, func: types.FunctionType, qualname: str) -> Any:
+        """The probe global ``func``'s rewritten code reads (on a trampoline's copy, if the
+        function has one), or ``None`` if it was not rewritten."""
+        probe_type = self._mechanism().Probe
         for name in body_of(func).__code__.co_names:
             probe = func.__globals__.get(name)
-            if isinstance(probe, mechanism.Probe) and probe.spec.qualname == site.qualname:
-                return _ProbeSwitch(probe, switch_on=False)
+            if isinstance(probe, probe_type) and probe.spec.qualname == qualname:
+                return probe
         return None
+
+    def leave_accessors_alone(self, module: types.ModuleType) -> None:
+        """Switch off what the hook rewrote, under a wildcard, into a property's accessors.
+
+        From source only ``@property`` and ``@x.setter``-style decorators say a function is an
+        accessor (the rewriter skips those); one made by a property subclass (toolz's
+        ``@instanceproperty``) is known only once the module has run. Runtime wildcards never
+        select a property, so the same wildcard records none here either; a function named
+        exactly (its qualname is a key of the plans) still records.
+        """
+        plans = self._import_plans.get(module.__name__)
+        if not plans:
+            return
+        for cls in _classes_defined_in(module):
+            for value in list(vars(cls).values()):
+                if not issubclass(type(value), property):
+                    continue
+                for func in (value.fget, value.fset, value.fdel):
+                    if type(func) is types.FunctionType and func.__qualname__ not in plans:
+                        probe = self._probe_of(func, func.__qualname__)
+                        if probe is not None:
+                            probe.on = False
 
     def _skipped_at_import(self, site: Site, plan: CapturePlan) -> str | None:
         """Why the import hook left ``site``'s function unrewritten with this plan, if it did:

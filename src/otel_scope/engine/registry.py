@@ -245,6 +245,7 @@ class Engine:
             ]
             package = [m for n, m in list(sys.modules.items()) if n == top or n.startswith(top + ".")]
             self._reconcile_all(sites, package)
+            self.compile_time.leave_accessors_alone(module)
 
     # -- introspection -------------------------------------------------------------------------
     def functions_of(self, entry: Entry) -> list[str]:
