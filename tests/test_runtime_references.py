@@ -116,6 +116,51 @@ def test_a_call_left_out_by_sampling_runs_straight_from_its_trampoline(memory) -
         engine.remove_all()
 
 
+def test_functions_sharing_a_signature_each_get_a_trampoline_of_their_own(memory) -> None:
+    """Trampolines are made from one compiled template per signature: each must still point at
+    its own function's file, def line, name and probe."""
+    import types
+
+    import jinja2.utils
+
+    from otel_scope.config import Settings
+    from otel_scope.engine import Engine
+
+    functions = {
+        name: f
+        for name, f in vars(jinja2.utils).items()
+        if type(f) is types.FunctionType and f.__module__ == "jinja2.utils" and not name.startswith("_")
+    }
+    before = {name: (f.__code__.co_firstlineno, f.__code__.co_name) for name, f in functions.items()}
+    engine = Engine(Settings(mode="runtime", call_sampling=False))
+    add_target(engine, "jinja2.utils:*")
+    try:
+        assert (
+            functions["object_type_repr"].__code__.co_varnames[:1]
+            == functions["pformat"].__code__.co_varnames[:1]
+        )
+        globals_read = set()
+        for name, f in functions.items():
+            code = f.__code__
+            assert trampoline.is_trampoline(code), name
+            assert (code.co_firstlineno, code.co_name, code.co_filename) == (
+                *before[name],
+                jinja2.utils.__file__,
+            )
+            assert {line for _, _, line in code.co_lines()} - {None} == {before[name][0]}
+            (own,) = [n for n in code.co_names if n.startswith("_otel_scope_t")]
+            globals_read.add(own)
+        assert len(globals_read) == len(functions)
+        assert jinja2.utils.object_type_repr(None) == "None"
+        assert jinja2.utils.pformat({"a": 1}) == "{'a': 1}"
+        assert [s.name for s in memory.spans()][-2:] == [
+            "jinja2.utils.object_type_repr",
+            "jinja2.utils.pformat",
+        ]
+    finally:
+        engine.remove_all()
+
+
 def test_an_exception_leaving_a_recorded_call_carries_no_otel_scope_frame(memory) -> None:
     """A recorded call runs through the probe and the span's code; the traceback the program
     prints and walks used to show those frames (two per traced call on the way up). Real
