@@ -11,6 +11,7 @@ call must record.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
@@ -251,3 +252,22 @@ def test_a_runtime_target_refused_under_an_always_off_provider_records_once_it_i
         with memory_spans() as exporter:
             assert hybrid.work(4) == 6
     assert [s.name for s in exporter.get_finished_spans()] == ["runtime_samples.hybrid.work"]
+
+
+def test_a_refusal_remembered_on_one_thread_does_not_hold_back_another_threads_recording_call(settings):
+    module = _rewritten()
+    results: list[int] = []
+
+    def worker() -> None:
+        with _Attached(_sampled()):
+            results.append(module.loop(3))
+
+    with memory_spans() as exporter, _Attached(_unsampled()):
+        module.loop(3)  # refused and remembered on this thread
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        module.loop(3)
+    assert results == [5]
+    (span,) = exporter.get_finished_spans()
+    assert span.context.trace_id == 3

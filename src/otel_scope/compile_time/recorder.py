@@ -3,7 +3,9 @@
 Each instrumented function has one :class:`Probe` (a module global ``_otel_scope_p_<n>``). On
 entry the function asks ``probe.enter()`` for a :class:`CallRecorder`; ``None`` (capture off,
 rate limited, span sampled out, no SDK) makes it run its original, untouched body, so a call
-that records nothing costs one attribute read, or one method call when a span could record.
+that records nothing costs one attribute read when capture is off, a few more and no call into
+otel-scope under a context the span core refused already (see :class:`Probe`), and one method
+call otherwise.
 
 A recorder is a local variable of the call, so events belong to the right call whatever the
 threads, tasks or generator suspensions in between. Captures are cheap on purpose: a capture

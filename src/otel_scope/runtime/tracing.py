@@ -77,9 +77,11 @@ class Refusal:
     A Context is immutable (every change makes a new one), so while the same object is current,
     under the same provider, the answer is still no; the session's fallback context, the only
     other thing the answer depends on, makes :func:`forget_refusal` run whenever it changes.
-    Checking costs two identity tests and no call, which lets a rewritten function test it in
-    its entry test, before calling its probe (see ``otel_scope.compile_time.rewriter``): a loop of
-    calls under an unsampled parent (or with no SDK, or an ``ALWAYS_OFF`` sampler) costs that.
+    Checking costs two identity tests and no call into otel-scope, which lets a rewritten
+    function make the check in its entry test, before calling its probe (see
+    ``otel_scope.compile_time.rewriter``): that is what a loop of calls under an unsampled parent
+    (or with no SDK, or an ``ALWAYS_OFF`` sampler) costs. It keeps the refused Context (and what
+    that references) alive until the next refusal: one context, whatever the number of calls.
 
     Read without a lock. :func:`_remember` writes ``context`` last and re-checks what it decided
     under, so a remembered no is never kept past a change that happened before the call asking;
