@@ -10,7 +10,10 @@ What it measures (each figure is the best of several repeats, in microseconds):
    span's own cost is subtracted from both, so the figures are per assignment.
 2. A tight loop (100 iterations, two assignments each) when nothing is recorded: capture
    switched off (``probe.on = False``), sampled out (parent not sampled), and no SDK installed,
-   against the plain function. Also the loop while recording, per iteration.
+   against the plain function. Also the loop while recording, per iteration. Then a 3-iteration
+   loop, where the per-call cost of deciding not to record shows: switched off, sampled out
+   (with the recording SDK installed, so the parent's flag is what says no), sampled out by the
+   function's call sampler (a function a wildcard pattern matched), and no SDK installed.
 3. The same 20 assignments under ``sys.settrace`` tracers capturing locals (PySnooper, hunter's
    VarsSnooper, snoop), output sent to a null sink.
 4. Import-time rewrite cost per 1,000 source lines (every function of ``argparse`` at level
@@ -36,6 +39,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_scope import semconv as sc
 from otel_scope._sdk import set_global_provider
+from otel_scope.capture import sampling as sampling_gate
 from otel_scope.compile_time import ImportHook, configure, probes, recompile, rewrite_source
 from otel_scope.compile_time.recompile import prepare
 from otel_scope.config.settings import Settings
@@ -200,16 +204,23 @@ def main() -> None:
     t_always_off = best(lambda: loop_ours.loop(iterations), calls, repeat)
     set_provider(None)
     t_no_sdk = best(lambda: loop_ours.loop(iterations), calls, repeat)
+    t_small_no_sdk = best(lambda: loop_ours.loop(3), calls * 5, repeat)
+    set_provider(recording)
     t_small_plain = best(lambda: loop_plain.loop(3), calls * 5, repeat)
     for probe in probes("loop_ours"):
         probe.on = False
     t_small_off = best(lambda: loop_ours.loop(3), calls * 5, repeat)
     for probe in probes("loop_ours"):
         probe.on = True
+    # A function a wildcard pattern matched has a call sampler: past its first calls, most are
+    # left out by the sampler before the parent is even looked at.
+    loop_sampled = _module(LOOP, "loop_sampled", True)
+    for probe in probes("loop_sampled"):
+        probe.sampler = sampling_gate.sampler_for(probe.name, named_exactly=False)
     token = otel_context.attach(unsampled)
     t_small_sampled = best(lambda: loop_ours.loop(3), calls * 5, repeat)
+    t_small_gated = best(lambda: loop_sampled.loop(3), calls * 5, repeat)
     otel_context.detach(token)
-    set_provider(recording)
     t_loop_recording = best(lambda: loop_ours.loop(iterations), calls // 20, repeat)
     rows += [
         (f"tight loop ({iterations} iterations), plain (per call)", t_loop_plain, "1.00x"),
@@ -229,6 +240,12 @@ def main() -> None:
             t_small_sampled,
             f"{t_small_sampled / t_small_plain:.2f}x plain",
         ),
+        (
+            "  sampled out by its call sampler (parent not sampled)",
+            t_small_gated,
+            f"{t_small_gated / t_small_plain:.2f}x plain",
+        ),
+        ("  no SDK installed", t_small_no_sdk, f"{t_small_no_sdk / t_small_plain:.2f}x plain"),
     ]
 
     # --- 3. settrace tracers capturing the same locals --------------------------------------------

@@ -150,7 +150,7 @@ def measure_handoffs(calls: int, rounds: int) -> dict[str, dict[str, dict[str, f
         for where in ("no current span", "session root span current"):
             token = None
             if where != "no current span":
-                session_state.fallback_context = session_ctx
+                session_state.set_fallback_context(session_ctx)
                 token = otel_context.attach(session_ctx)
             samples: dict[str, dict[str, list[float]]] = {}
             for _ in range(rounds):
@@ -166,7 +166,7 @@ def measure_handoffs(calls: int, rounds: int) -> dict[str, dict[str, dict[str, f
                         messages.uninstall()
             if token is not None:
                 otel_context.detach(token)
-                session_state.fallback_context = None
+                session_state.set_fallback_context(None)
             out[where] = {
                 name: {
                     f"{key} {stat}": fn(values)

@@ -169,7 +169,8 @@ def test_handoffs_from_untraced_code_record_nothing_and_leave_nothing(
 def test_the_session_root_span_is_not_a_sender(memory: MemorySpans, traced: Engine) -> None:
     root = trace.get_tracer("test").start_span("otel_scope.session")
     ctx = trace.set_span_in_context(root)
-    previous, session_state.fallback_context = session_state.fallback_context, ctx
+    previous = session_state.fallback_context
+    session_state.set_fallback_context(ctx)
     token = otel_context.attach(ctx)
     try:
         q: queue.Queue = queue.Queue()
@@ -177,7 +178,7 @@ def test_the_session_root_span_is_not_a_sender(memory: MemorySpans, traced: Engi
         q.get()
     finally:
         otel_context.detach(token)
-        session_state.fallback_context = previous
+        session_state.set_fallback_context(previous)
         root.end()
     assert _events(memory, SENT) == []
 

@@ -53,6 +53,29 @@ def test_context_reader_is_the_sdks_context_variable_and_reads_the_current_conte
         context.detach(token)
 
 
+def test_the_provider_global_read_by_rewritten_code_is_the_one_set_tracer_provider_sets() -> None:
+    namespace = _sdk.provider_namespace()
+    assert namespace is trace, "a stand-in: the API renamed its provider global"
+    previous = _sdk.global_provider()
+    provider = TracerProvider()
+    try:
+        _sdk.set_global_provider(provider)
+        assert getattr(namespace, _sdk.PROVIDER_GLOBAL) is provider
+    finally:
+        _sdk.set_global_provider(previous)
+
+
+def test_the_context_variable_holds_the_attached_context_itself() -> None:
+    var = _sdk.context_variable()
+    assert var is not None, "OTel's runtime context is no longer the contextvars one"
+    ctx = context.set_value("otel-scope-contract", 2)
+    token = context.attach(ctx)
+    try:
+        assert var.get() is ctx  # the very object: what remembering a refusal relies on
+    finally:
+        context.detach(token)
+
+
 def test_parent_based_delegates_are_the_ones_given_to_the_constructor() -> None:
     ratio = TraceIdRatioBased(0.5)
     sampler = ParentBased(ratio, remote_parent_sampled=ALWAYS_OFF, local_parent_not_sampled=ALWAYS_ON)

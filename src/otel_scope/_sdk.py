@@ -11,6 +11,7 @@ Where a public way exists, it is the fallback when the private name is missing.
 from __future__ import annotations
 
 import contextvars
+import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -45,15 +46,18 @@ def _load_span_classes() -> tuple[Any, Any]:
 
 
 __all__ = [
+    "PROVIDER_GLOBAL",
     "SPAN_KEY",
     "SUPPRESS_INSTRUMENTATION_KEY",
     "SDKConfigurator",
     "append_events",
     "attributes_mapping",
     "context_reader",
+    "context_variable",
     "entry_points",
     "global_provider",
     "parent_based_delegates",
+    "provider_namespace",
     "set_attributes",
     "set_global_provider",
 ]
@@ -94,16 +98,38 @@ def global_provider() -> Any:
     return _trace._TRACER_PROVIDER
 
 
+# The name of the API trace module's global that holds the provider set_tracer_provider() set.
+# Rewritten functions read it as an attribute of provider_namespace() in their entry test: an
+# attribute read costs no call (see otel_scope.runtime.tracing.Refusal).
+PROVIDER_GLOBAL: Final = "_TRACER_PROVIDER"
+
+
+def provider_namespace() -> Any:
+    """The object whose :data:`PROVIDER_GLOBAL` attribute is the global provider: the API's trace
+    module, or, should a release rename that global, a stand-in whose attribute is never a
+    provider (the entry test then never skips, and nothing raises in the user's function)."""
+    if hasattr(_trace, PROVIDER_GLOBAL):
+        return _trace
+    return types.SimpleNamespace(**{PROVIDER_GLOBAL: object()})  # pragma: no cover - another API
+
+
 def set_global_provider(provider: Any) -> None:
     """Replace the global provider (tests and benchmarks: ``set_tracer_provider`` allows one)."""
     _trace._TRACER_PROVIDER = provider
 
 
-def context_reader() -> Callable[[], Context]:
-    """The cheapest way to read the current context: the SDK's own context variable's ``get``."""
+def context_variable() -> contextvars.ContextVar[Context] | None:
+    """The context variable holding the current context, or ``None`` if OTel's runtime context is
+    not the contextvars one (``OTEL_PYTHON_CONTEXT`` names another implementation)."""
     runtime = getattr(_context, "_RUNTIME_CONTEXT", None)
     var = getattr(runtime, "_current_context", None)
-    return var.get if isinstance(var, contextvars.ContextVar) else _context.get_current
+    return var if isinstance(var, contextvars.ContextVar) else None
+
+
+def context_reader() -> Callable[[], Context]:
+    """The cheapest way to read the current context: the SDK's own context variable's ``get``."""
+    var = context_variable()
+    return var.get if var is not None else _context.get_current
 
 
 # The API's SpanContext is a tuple whose items back its properties: ``trace_flags`` is item 3 and

@@ -3,7 +3,9 @@
 Each instrumented function has one :class:`Probe` (a module global ``_otel_scope_p_<n>``). On
 entry the function asks ``probe.enter()`` for a :class:`CallRecorder`; ``None`` (capture off,
 rate limited, span sampled out, no SDK) makes it run its original, untouched body, so a call
-that records nothing costs one attribute read, or one method call when a span could record.
+that records nothing costs one attribute read when capture is off, a few more and no call into
+otel-scope under a context the span core refused already (see :class:`Probe`), and one method
+call otherwise.
 
 A recorder is a local variable of the call, so events belong to the right call whatever the
 threads, tasks or generator suspensions in between. Captures are cheap on purpose: a capture
@@ -34,12 +36,22 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from otel_scope import semconv as sc
-from otel_scope._sdk import append_events, set_attributes
+from otel_scope._sdk import append_events, provider_namespace, set_attributes
 from otel_scope.capture import sampling
 from otel_scope.capture.exceptions import record_exception
 from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec, SpecData
 from otel_scope.config.patterns import PatternError, parse_pattern
-from otel_scope.runtime.tracing import begin, claim_call_span, decide, end_call, end_span, trace_hex
+from otel_scope.runtime.tracing import (
+    CURRENT,
+    NO_REFUSAL,
+    REFUSAL,
+    begin,
+    claim_call_span,
+    decide,
+    end_call,
+    end_span,
+    trace_hex,
+)
 
 _log = logging.getLogger("otel_scope")
 
@@ -196,19 +208,27 @@ class Probe:
     """One instrumented function's switch, span name and attributes (see the module doc).
 
     ``on`` is read by the rewritten code on every call; set it to ``False`` to make the function
-    run its original body with no other cost.
+    run its original body with no other cost. Next the rewritten code tests ``refused``, the
+    span core's remembered refusal, against ``current.get()`` (the current context) and the
+    global provider (an attribute of ``providers``), and runs its original body without calling
+    :meth:`enter` when the span core said no under both already. A function whose calls must all
+    reach :meth:`enter` (its call sampler counts every call; or it follows a runtime wrapper's
+    sampling) tests :data:`~otel_scope.runtime.tracing.NO_REFUSAL` instead, which never matches.
     """
 
     __slots__ = (
         "__weakref__",
+        "_follows",
         "_generation",
         "_limiter",
+        "_sampler",
         "attributes",
-        "follows",
+        "current",
         "name",
         "on",
         "points",
-        "sampler",
+        "providers",
+        "refused",
         "spec",
     )
 
@@ -227,10 +247,38 @@ class Probe:
         self.points = [_PointInfo(p.kind, p.line, p.names, p.text) for p in spec.points]
         self._limiter: Any = None
         self._generation = -1
-        self.sampler = sampling.sampler_for(self.name, _named_exactly(spec.target))
+        self.current = CURRENT
+        self.providers = provider_namespace()
+        self._sampler = sampling.sampler_for(self.name, _named_exactly(spec.target))
         # Set by the engine when a runtime wrapper of this function samples its calls (hybrid):
         # then a call records only on the wrapper's span, so both mechanisms keep the same calls.
-        self.follows = False
+        self._follows = False
+        self._choose_refusal()
+
+    @property
+    def sampler(self) -> sampling.CallSampler | None:
+        """The function's call sampler, or ``None`` when every call is kept."""
+        return self._sampler
+
+    @sampler.setter
+    def sampler(self, sampler: sampling.CallSampler | None) -> None:
+        self._sampler = sampler
+        self._choose_refusal()
+
+    @property
+    def follows(self) -> bool:
+        """Whether a call records only on the span of a runtime wrapper of the same function."""
+        return self._follows
+
+    @follows.setter
+    def follows(self, follows: bool) -> None:
+        self._follows = follows
+        self._choose_refusal()
+
+    def _choose_refusal(self) -> None:
+        """What the entry test compares (see the class doc): skipping :meth:`enter` on a refusal
+        is exact only when it would have done nothing but ask the span core."""
+        self.refused = REFUSAL if self._sampler is None and not self._follows else NO_REFUSAL
 
     def _allow(self) -> bool:
         if self._generation != _config.generation:
@@ -248,10 +296,10 @@ class Probe:
         try:
             if _config.broken:
                 return None
-            if self.follows:
+            if self._follows:
                 span = claim_call_span()
                 return CallRecorder(self, span, None, False) if span is not None and self._allow() else None
-            sampler = self.sampler
+            sampler = self._sampler
             if sampler is not None and not sampler.admit():
                 return None  # before anything is allocated
             context = decide()  # None: no SDK, sampled out, or outside an explicit session

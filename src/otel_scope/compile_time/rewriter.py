@@ -29,12 +29,16 @@ A planned function becomes::
     def f(a):
         "docstring"
         global g                                  # hoisted: both copies assign it
-        if not _otel_scope_p_0.on or (_otel_scope_r := _otel_scope_p_0.enter()) is None:
+        if not _otel_scope_p_0.on or <refused> or (_otel_scope_r := _otel_scope_p_0.enter()) is None:
             <the original body>                   # not recording: the original code, unchanged
         else:
             with _otel_scope_r:                   # records an exception, emits events, ends
                 _otel_scope_r.a(a)                # the span we opened
                 <the body with recorder calls>
+
+``<refused>`` is two identity tests, no call: whether the span core said no under the current
+context and provider already (see ``Probe`` in the recorder), which is what makes a call under an
+unsampled parent, or with no SDK, cost little more than a call with capture switched off.
 
 Anything that cannot be rewritten safely is compiled from the original source instead and
 reported in :attr:`RewriteResult.skipped`; the rewriter never produces broken code.
@@ -57,6 +61,7 @@ from typing import Any, TypeVar, cast
 
 import libcst as cst
 
+from otel_scope._sdk import PROVIDER_GLOBAL
 from otel_scope.compile_time import skips
 from otel_scope.compile_time.spec import (
     DELETE,
@@ -1103,7 +1108,8 @@ def _assemble(
     test = ast.BoolOp(
         op=ast.Or(),
         values=[
-            ast.UnaryOp(ast.Not(), ast.Attribute(ast.Name(probe, ast.Load()), "on", ast.Load())),
+            ast.UnaryOp(ast.Not(), _probe_attribute(probe, "on")),
+            _refused_test(probe),
             ast.Compare(
                 left=ast.NamedExpr(
                     target=ast.Name(RECORDER, ast.Store()),
@@ -1118,6 +1124,36 @@ def _assemble(
     dispatch = ast.If(test=test, body=plain.body, orelse=[guarded])
     _place_shallow(dispatch)
     fn.body = [*doc, *hoisted, dispatch]
+
+
+def _probe_attribute(probe: str, *names: str) -> ast.expr:
+    """``<probe>.<name>.<name>...``, read."""
+    node: ast.expr = ast.Name(probe, ast.Load())
+    for name in names:
+        node = ast.Attribute(node, name, ast.Load())
+    return node
+
+
+def _refused_test(probe: str) -> ast.expr:
+    """``p.refused.provider is p.providers.<global> and p.refused.context is p.current.get()``: the
+    span core said no under this very provider and context already (see ``Probe``), checked
+    with no call into otel-scope. The provider first: a probe that never skips (its refusal is
+    ``NO_REFUSAL``) then pays three attribute reads, not the context read too."""
+    return ast.BoolOp(
+        op=ast.And(),
+        values=[
+            ast.Compare(
+                left=_probe_attribute(probe, "refused", "provider"),
+                ops=[ast.Is()],
+                comparators=[_probe_attribute(probe, "providers", PROVIDER_GLOBAL)],
+            ),
+            ast.Compare(
+                left=_probe_attribute(probe, "refused", "context"),
+                ops=[ast.Is()],
+                comparators=[ast.Call(_probe_attribute(probe, "current", "get"), [], [])],
+            ),
+        ],
+    )
 
 
 def _copy(node: _Node) -> _Node:

@@ -14,6 +14,7 @@ one: one span per call, whichever mechanisms are active.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from otel_scope._sdk import (
     SPAN_KEY,
     SUPPRESS_INSTRUMENTATION_KEY,
     SpanContextType,
-    context_reader,
+    context_variable,
     global_provider,
     parent_based_delegates,
     set_attributes,
@@ -48,7 +49,67 @@ if TYPE_CHECKING:
 _log = logging.getLogger("otel_scope")
 
 _CALL_KEY = otel_context.create_key("otel_scope.call")
-_current_context = context_reader()  # get_current() without its two Python-level calls
+
+
+class _CurrentContext:
+    """Stands in for OTel's context variable when its runtime context is another implementation."""
+
+    __slots__ = ()
+
+    def get(self) -> Context:
+        return otel_context.get_current()
+
+
+_variable = context_variable()
+#: Its ``get()`` is the current context: OTel's context variable itself, so that the read costs
+#: no Python-level call (``get_current()`` costs two), or a stand-in.
+CURRENT: contextvars.ContextVar[Context] | _CurrentContext = (
+    _variable if _variable is not None else _CurrentContext()
+)
+current_context = CURRENT.get
+
+_NOTHING = object()  # never the current context, never a provider
+
+
+class Refusal:
+    """A context :func:`decide` said no to, and the global provider it said no under.
+
+    A Context is immutable (every change makes a new one), so while the same object is current,
+    under the same provider, the answer is still no; the session's fallback context, the only
+    other thing the answer depends on, makes :func:`forget_refusal` run whenever it changes.
+    Checking costs two identity tests and no call into otel-scope, which lets a rewritten
+    function make the check in its entry test, before calling its probe (see
+    ``otel_scope.compile_time.rewriter``): that is what a loop of calls under an unsampled parent
+    (or with no SDK, or an ``ALWAYS_OFF`` sampler) costs. It keeps the refused Context (and what
+    that references) alive until the next refusal: one context, whatever the number of calls.
+
+    Read without a lock. :func:`_remember` writes ``context`` last and re-checks what it decided
+    under, so a remembered no is never kept past a change that happened before the call asking;
+    a call racing with a change of provider or fallback may go either way, as with OTel's own.
+    """
+
+    __slots__ = ("context", "provider")
+
+    def __init__(self) -> None:
+        self.context: object = _NOTHING
+        self.provider: object = _NOTHING
+
+
+#: The refusal decide() keeps, shared by every caller; the only one ever written.
+REFUSAL = Refusal()
+#: One that never matches: what a caller that must not skip its own checks tests instead.
+NO_REFUSAL = Refusal()
+# Only when the current context is the contextvars one, whose get() returns the very object
+# attached; another runtime context could hand out copies.
+_REMEMBER_REFUSALS = _variable is not None
+
+
+def forget_refusal() -> None:
+    """Forget the remembered refusal (the session's fallback context changed)."""
+    REFUSAL.context = _NOTHING
+
+
+session_state.fallback_listeners.append(forget_refusal)
 
 # Root and parent policies derived from the SDK sampler (see _classify).
 _ALWAYS, _NEVER, _ASK, _FOLLOW = "always", "never", "ask", "follow"
@@ -170,20 +231,44 @@ def decide() -> Context | None:
     Allocates nothing: callers serialize arguments only after this said yes. Honours OTel's
     suppress-instrumentation key, which the export pipeline sets around every export and store
     write, so a target such as ``json:*`` or ``sqlite3:*`` never traces otel-scope's own work.
+    A no that follows from the context alone is remembered (:class:`Refusal`), so asking again
+    under the same context costs two identity tests.
     """
+    ctx = current_context()
     provider = global_provider()  # the one set_tracer_provider() set; None until then
+    refused = REFUSAL
+    if ctx is refused.context and provider is refused.provider:
+        return None
     if provider is not _state.provider:
         _resolve(provider)
+    if session_state.kind == "explicit" and session_state.active.get() is None:
+        return None  # not remembered: a session can start without the context changing
+    fallback = session_state.fallback_context
+    parent_ctx = _parent_context(ctx, fallback)
+    if parent_ctx is None and _REMEMBER_REFUSALS:
+        _remember(ctx, provider, fallback)
+    return parent_ctx
+
+
+def _remember(ctx: Context, provider: Any, fallback: Context | None) -> None:
+    """Make ``ctx``, refused under ``provider`` and ``fallback``, the remembered refusal."""
+    refused = REFUSAL
+    refused.context = _NOTHING  # so that no reader pairs the previous context with this provider
+    refused.provider = provider
+    refused.context = ctx
+    if global_provider() is not provider or session_state.fallback_context is not fallback:
+        refused.context = _NOTHING  # changed while this call decided: the no may be stale
+
+
+def _parent_context(ctx: Context, fallback: Context | None) -> Context | None:
+    """:func:`decide` for the current context ``ctx``, from the resolved provider's policies."""
     if _state.tracer is None:
         return None
-    if session_state.kind == "explicit" and session_state.active.get() is None:
-        return None
-    ctx = _current_context()
     if ctx.get(SUPPRESS_INSTRUMENTATION_KEY):  # an exporter, the store or an SDK at work: never traced
         return None
     parent: Any = ctx.get(SPAN_KEY)  # the current Span (Context types its values as object)
-    if parent is None and session_state.fallback_context is not None:
-        ctx = session_state.fallback_context
+    if parent is None and fallback is not None:
+        ctx = fallback
         parent = ctx.get(SPAN_KEY)
     parent_sc = parent.get_span_context() if parent is not None else None
     valid: object  # truth values, as the tuple holds them: no bool() on the hot path
@@ -268,7 +353,7 @@ def claim_call_span(depth: int = 2) -> Span | None:
     between the caller of this function and the instrumented function's frame (2 means: the
     instrumented function called a helper which called this).
     """
-    marker: Any = _current_context().get(_CALL_KEY)  # [code, span] from begin(), or None
+    marker: Any = current_context().get(_CALL_KEY)  # [code, span] from begin(), or None
     if marker is None or marker[0] is None:
         return None
     if marker[0] is not sys._getframe(depth).f_code:

@@ -330,7 +330,7 @@ class ProcessSession:
         self._on_end = on_end
         self._report = report
         ctx = trace.set_span_in_context(self.session.span)
-        state.fallback_context = ctx
+        state.set_fallback_context(ctx)
         self._token = otel_context.attach(ctx)
         # No sys.excepthook of ours: programs call the hook themselves (and compare its output
         # with the built-in one's); the exception that ends the run is read at exit instead.
@@ -364,7 +364,7 @@ class ProcessSession:
             return
         if not self.session.end(how, exc, {**_drop_attributes(), **sampling.summary()}):
             return
-        state.fallback_context = None
+        state.set_fallback_context(None)
         _finish_export(self._report)
         if self._on_end is not None:
             with contextlib.suppress(Exception):

@@ -6,6 +6,7 @@ mechanisms depend only on this small, import-cheap module.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -16,7 +17,21 @@ kind: str = "process"
 
 #: The context holding the process session's root span. Spans that start with no current span
 #: (a new thread, a callback from C code) use it as their parent, so the whole run is one trace.
+#: Changed only through :func:`set_fallback_context`.
 fallback_context: Context | None = None
+
+#: Called after every change of ``fallback_context``: the span core forgets the refusals it
+#: remembered under the old one (see ``otel_scope.runtime.tracing.decide``).
+fallback_listeners: list[Callable[[], None]] = []
+
+
+def set_fallback_context(ctx: Context | None) -> None:
+    """Make ``ctx`` the fallback context, and tell the listeners."""
+    global fallback_context
+    fallback_context = ctx
+    for listener in fallback_listeners:
+        listener()
+
 
 #: The explicit session active in this context, if any. In ``explicit`` mode nothing is
 #: recorded outside one.

@@ -111,7 +111,7 @@ def patched_bootstrap(original: Callable[..., int]) -> Callable[..., int]:
             if carrier is not None and state.active:
                 sc, tag = from_carrier(carrier)
                 ctx = trace.set_span_in_context(NonRecordingSpan(sc), otel_context.Context())
-                session_state.fallback_context = ctx  # the child's other threads join too
+                session_state.set_fallback_context(ctx)  # the child's other threads join too
                 token = otel_context.attach(ctx)
                 pending.set(pending_list(tag))
         except Exception:
