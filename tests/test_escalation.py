@@ -7,6 +7,7 @@ In-process with a real engine, real recompilation and a real SDK pipeline; then 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -274,6 +275,28 @@ def test_control_flow_exceptions_do_not_escalate(engine, escalator, memory, apps
     with pytest.raises(StopIteration):
         failing.exhausted([])
     assert escalator.rows() == []
+
+
+def test_a_generated_function_that_cannot_escalate_is_counted_as_failed_and_not_warned_about(
+    engine, escalator, memory, monkeypatch, caplog
+) -> None:
+    """attrs runs a validator inside the ``__init__`` it generates (no source of its own): the
+    failure escalates both, and the ``__init__``'s recompile is refused. The user named neither,
+    so that is escalation's own failure (counted, in ``targets list``), not a WARNING line."""
+    monkeypatch.syspath_prepend(str(APPS))
+    import attrs_shapes
+
+    target(engine, "attrs_shapes:*")
+    with caplog.at_level(logging.DEBUG, logger="otel_scope"), pytest.raises(ValueError, match="over 100"):
+        attrs_shapes.Bounded(101)
+    assert escalator.wait_idle(SETTLE_S)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    rows = {r["function"]: r for r in escalator.rows()}
+    assert rows["attrs_shapes.Bounded.__init__"]["state"] == "failed"
+    assert "not found in the current source" in rows["attrs_shapes.Bounded.__init__"]["outcome"]
+    assert rows["attrs_shapes.Bounded._at_most_100"]["state"] == "active"
+    assert escalator.losses()["failed"] == 1
+    assert attrs_shapes.Bounded(7).value == 7
 
 
 def test_removing_the_runtime_target_ends_its_escalation_and_restores_the_code(

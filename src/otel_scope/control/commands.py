@@ -237,7 +237,7 @@ class Controller:
                 wanted.append(parse_pattern(text).text)
             except ValueError as exc:
                 raise RequestError(str(exc)) from None
-        entries = [e for e in engine.entries() if e.request.source != "escalation"]
+        entries = [e for e in engine.entries() if e.request.by_user]
         missing = [w for w in wanted if not any(e.request.pattern.text == w for e in entries)]
         if missing:
             active = sorted({e.request.pattern.text for e in entries})

@@ -536,5 +536,9 @@ def _installed_function(site: Site) -> types.FunctionType | None:
 
 
 def _named_exactly(selecting: list[Entry]) -> bool:
-    """Whether a request names this function itself (not a glob): all its calls are kept."""
-    return any(e.function is not None or e.request.pattern.names_function for e in selecting)
+    """Whether a user's request names this function itself (not a glob): all its calls are kept,
+    and what cannot be done for it is said at WARNING. Escalation's request names the function it
+    deepens, but no user asked for that one: its failures are escalation's own (counted there)."""
+    return any(
+        e.request.by_user and (e.function is not None or e.request.pattern.names_function) for e in selecting
+    )

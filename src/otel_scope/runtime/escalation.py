@@ -54,7 +54,7 @@ from otel_scope._sdk import SUPPRESS_INSTRUMENTATION_KEY
 from otel_scope.capture import RateLimiter
 from otel_scope.config import Settings
 from otel_scope.config.patterns import parse_pattern
-from otel_scope.targets.planner import Request
+from otel_scope.targets.planner import ESCALATION, Request
 from otel_scope.vocabulary import LEVEL_ORDER
 
 if TYPE_CHECKING:
@@ -354,7 +354,7 @@ class Escalator:
             return "compiled code has no locals to capture"
         pattern = parse_pattern(f"{site.module}:{site.qualname}")
         request = Request(
-            pattern, mode="hybrid", runtime=False, capture_locals=None, level=self._level, source="escalation"
+            pattern, mode="hybrid", runtime=False, capture_locals=None, level=self._level, source=ESCALATION
         )
         try:
             handle = self._engine.add(request, function=site.func)

@@ -26,6 +26,9 @@ from otel_scope.config.patterns import TargetPattern
 from otel_scope.targets.plan import CapturePlan
 from otel_scope.vocabulary import LEVEL_ORDER, Mechanism, mechanism
 
+#: The ``source`` of the requests escalation adds itself (:mod:`otel_scope.runtime.escalation`).
+ESCALATION = "escalation"
+
 
 @dataclass(frozen=True)
 class Request:
@@ -39,6 +42,12 @@ class Request:
     level: str | None = None
     state: bool = False
     source: str = "settings"
+
+    @property
+    def by_user(self) -> bool:
+        """Whether a user asked for it (settings, the API, live control), not escalation: only
+        what a user named is kept in full and said in a line when it cannot be done."""
+        return self.source != ESCALATION
 
 
 @dataclass(frozen=True)
