@@ -7,6 +7,7 @@ In-process with a real engine, real recompilation and a real SDK pipeline; then 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -163,6 +164,63 @@ def test_the_failing_call_returns_before_its_recompile_and_later_calls_get_local
     values = {k: v for e in locals_events(ready) for k, v in e.attributes.items()}
     assert values["otel_scope.var.ratio"] == "2.0"
     assert escalator.rows()[0]["state"] == "active" and escalator.rows()[0]["seen"] == 1
+
+
+def test_an_import_is_not_held_up_by_a_recompile_holding_the_engine_lock(
+    engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The escalation worker recompiles holding the engine's lock, and a recompile imports (the
+    first one imports otel-scope's recompiler). Python asks each finder for a spec under its global
+    import lock: had the import hook waited there for the engine's lock, each thread would wait for
+    the other's lock forever (``django.setup()`` hung so under ``--scope-mode hybrid
+    --scope-targets 'django.*'``, and SIGTERM could not end it). Finding a spec waits for no lock."""
+    (tmp_path / "lockmod.py").write_text("def f(x):\n    y = x + 1\n    return y\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    engine.add(Request(parse_pattern("lockmod:*"), mode="hybrid"))
+    engine.compile_time.install_import_hook()
+    found: list[object] = []
+    held = EngineHeld(engine)
+    try:
+        finder = threading.Thread(
+            target=lambda: found.append(importlib.util.find_spec("lockmod")), daemon=True
+        )
+        finder.start()
+        finder.join(5)  # a guard, not a timing: a finder that waits for the engine's lock never ends
+        assert not finder.is_alive(), "finding a spec waited for the engine's lock"
+    finally:
+        held.release()
+        finder.join(SETTLE_S)
+        engine.compile_time.uninstall_import_hook()
+    (spec,) = found
+    assert type(spec.loader).__name__ == "ScopeLoader"  # the module will be rewritten, as planned
+
+
+def test_an_import_does_not_wait_for_the_engine_lock_and_is_applied_when_it_is_let_go(
+    engine, memory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import can run holding a lock of the program's (Django's ``dictConfig`` imports the
+    handlers it configures holding ``logging``'s lock) that the escalation worker, recompiling
+    under the engine's lock, then needs to log: had the import waited for the engine's lock, both
+    threads waited for good. It returns at once, and the lock's holder applies the module."""
+    (tmp_path / "heldmod.py").write_text("def f(x):\n    return x + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    target(engine, "heldmod:*")
+    engine.compile_time.install_import_hook()
+    held = EngineHeld(engine)
+    try:
+        importer = threading.Thread(target=importlib.import_module, args=("heldmod",), daemon=True)
+        importer.start()
+        importer.join(5)  # a guard, not a timing: an import that waits for the engine's lock never ends
+        assert not importer.is_alive(), "the import waited for the engine's lock"
+    finally:
+        held.release()
+        importer.join(SETTLE_S)
+        engine.compile_time.uninstall_import_hook()
+    import heldmod
+
+    assert trampoline.is_trampoline(heldmod.f.__code__)  # applied as the holder let go
+    assert heldmod.f(1) == 2
+    assert len(memory.named("heldmod.f")) == 1
 
 
 def test_closing_drops_the_queued_escalations_unrecompiled_and_counts_them(

@@ -13,6 +13,8 @@ import itertools
 import logging
 import sys
 import types
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +138,38 @@ class Handle:
         return f"<otel_scope.Handle {self.target!r} {state}>"
 
 
+class _EngineLock:
+    """The engine's re-entrant lock; the thread that lets go of it last calls ``released``.
+
+    ``released`` applies the modules imported while another thread held it (see
+    :meth:`Engine.module_loaded`); it is called after the lock is free, so a module whose import
+    gave up on the lock just before is applied by one of the two threads, never by neither.
+    """
+
+    __slots__ = ("_released", "_rlock")
+
+    def __init__(self, released: Callable[[], None]) -> None:
+        self._rlock = _forksafe.rlock()
+        self._released = released
+
+    def __enter__(self) -> None:
+        self._rlock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._rlock.release()
+        if not self._rlock._is_owned():  # type: ignore[attr-defined]  # the C RLock's, as Condition uses
+            self._released()
+
+    def acquire_now(self) -> bool:
+        """Take the lock if no other thread holds it; never waits."""
+        return self._rlock.acquire(blocking=False)
+
+    def release_only(self) -> None:
+        """Let go of what :meth:`acquire_now` took, without calling ``released``: its caller does
+        the same work, in a loop."""
+        self._rlock.release()
+
+
 class Engine:
     """Applies requests to functions and restores them; the one owner of all instrumentation."""
 
@@ -144,8 +178,13 @@ class Engine:
         self._forked = ForkedMatches()
         self.serializer = Serializer.from_settings(settings)
         sampling.configure(settings)
-        self._lock = _forksafe.rlock()
+        self._lock = _EngineLock(self._apply_imported)
+        self._imported: deque[types.ModuleType] = deque()  # imported, waiting for the lock's holder
         self._ids = itertools.count(1)
+        # Replaced whole under the lock, never changed in place, so the import hook reads it
+        # without the lock: its find_spec runs under Python's global import lock, and a thread
+        # holding this lock while it imports (the escalation worker's recompile does) would
+        # otherwise wait for that import lock forever, as would find_spec for this lock.
         self._entries: dict[int, Entry] = {}
         self._applied: dict[tuple[int, str], Applied] = {}
         # Compile-time capture and the import hook; the mechanism itself (libcst) is imported
@@ -165,7 +204,7 @@ class Engine:
         """Add one request; applied at once to loaded modules and later to imported ones."""
         with self._lock:
             entry = Entry(next(self._ids), request, function)
-            self._entries[entry.id] = entry
+            self._entries = {**self._entries, entry.id: entry}
             self._forked.know(request.pattern.text)
             self._reconcile_all(self._sites_for(entry), list(sys.modules.values()))
             if function is None and not entry.sites:
@@ -196,8 +235,9 @@ class Engine:
 
     def remove(self, entry: Entry) -> None:
         with self._lock:
-            if self._entries.pop(entry.id, None) is None:
+            if entry.id not in self._entries:
                 return
+            self._entries = {i: e for i, e in self._entries.items() if i != entry.id}
             for key in list(entry.sites):
                 applied = self._applied.get(key)
                 if applied is not None:
@@ -231,7 +271,30 @@ class Engine:
         )
 
     def module_loaded(self, module: types.ModuleType) -> None:
-        """Apply the requests to a module that has just been imported."""
+        """Apply the requests to a module that has just been imported.
+
+        Never waits for another thread holding the engine's lock: that thread applies it as it
+        lets go (:class:`_EngineLock`). An import can run under any lock of the program's (Django's
+        ``dictConfig`` imports the handlers it configures holding ``logging``'s lock), and the
+        escalation worker, recompiling under the engine's lock, may need that very lock (to log,
+        to import): waiting here hung both threads for good. Until then, calls of the module's
+        functions are not traced, as before any target named them.
+        """
+        self._imported.append(module)
+        self._apply_imported()
+
+    def _apply_imported(self) -> None:
+        """Apply the modules imported so far, unless another thread holds the lock (then it will)."""
+        while self._imported:
+            if not self._lock.acquire_now():
+                return
+            try:
+                while self._imported:
+                    self._apply_module(self._imported.popleft())
+            finally:
+                self._lock.release_only()
+
+    def _apply_module(self, module: types.ModuleType) -> None:
         with self._lock:
             # Only the module's own package can hold its names already (a submodule importing
             # them while the package's __init__ runs); later imports see the wrapper anyway.
@@ -301,8 +364,8 @@ class Engine:
             return lines
 
     def entries(self) -> list[Entry]:
-        with self._lock:
-            return list(self._entries.values())
+        """The active entries; never waits for the engine's lock (see ``_entries``)."""
+        return list(self._entries.values())
 
     def probe_for(self, full_name: str) -> RuntimeProbe | None:
         """The runtime probe instrumenting the function ``module.qualname`` now, if any."""
