@@ -16,8 +16,10 @@ import sys
 import pytest
 
 from otel_scope.config import parse_pattern
+from otel_scope.store import SpanStore
 from otel_scope.targets.planner import Request
 from runtime_samples import kinds
+from scope_run import run_instrumented
 from sdk import add_target
 
 
@@ -137,20 +139,49 @@ def test_module_level_partial_is_traced_and_still_applies_its_arguments(memory, 
     assert vars(attr)["dataclass"] is original
 
 
-def test_class_used_as_decorator_is_traced_and_keeps_its_attributes(memory, runtime_engine) -> None:
-    """pytest's @fixture returns a FixtureFunctionDefinition (functools.update_wrapper(self, f))."""
+def test_python_callable_object_made_by_update_wrapper_keeps_its_type_and_traces_its_function(
+    memory, runtime_engine
+) -> None:
+    """pytest's @fixture returns a FixtureFunctionDefinition (functools.update_wrapper(self, f)),
+    whose very type pytest checks to discover fixtures, and whose function it calls to run them."""
     from _pytest import tmpdir
 
     original = vars(tmpdir)["tmp_path"]
+    code = original._get_wrapped_function().__code__
     handle = add_target(runtime_engine, "_pytest.tmpdir:tmp_path")
-    assert type(original).__name__ == "FixtureFunctionDefinition"
-    assert tmpdir.tmp_path.name == original.name
+    assert type(vars(tmpdir)["tmp_path"]) is type(original)  # the same object, not a proxy
+    assert vars(tmpdir)["tmp_path"] is original
     with pytest.raises(pytest.fail.Exception, match="called directly"):
         tmpdir.tmp_path()  # the same refusal as untraced
-    (span,) = memory.named("tmpdir.tmp_path")
-    assert span.attributes["code.file.path"].endswith("_pytest/tmpdir.py")
+    assert memory.named("tmpdir.tmp_path") == []  # the function never ran
     handle.remove()
-    assert vars(tmpdir)["tmp_path"] is original
+    assert original._get_wrapped_function().__code__ is code
+
+
+def test_a_pytest_session_with_its_fixtures_traced_discovers_and_runs_them(tmp_path) -> None:
+    """Wrapped at their attributes, pytest's own fixtures (tmp_path, capsys) were not discovered
+    (a PytestWarning each) and every test using one failed: 'fixture not found'."""
+    (tmp_path / "test_uses_fixtures.py").write_text(
+        "def test_it(tmp_path, capsys):\n    print('out')\n    assert tmp_path.is_dir()\n"
+        "    assert capsys.readouterr().out == 'out\\n'\n"
+    )
+    (tmp_path / "run_session.py").write_text(
+        "import sys, pytest\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'test_uses_fixtures.py']))\n"
+    )
+    flags = ["--scope-mode", "runtime", "--scope-targets", "_pytest.tmpdir:*,_pytest.capture:*"]
+    run = run_instrumented("run_session.py", flags, {}, tmp_path, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout and "Warning" not in run.stdout + run.stderr
+    store = SpanStore(tmp_path / "store.sqlite3")
+    try:
+        trace = store.get_trace(run.session_trace_id or "")
+    finally:
+        store.close()
+    assert trace is not None
+    names = [s.name for s in trace.spans]
+    assert names.count("_pytest.tmpdir.tmp_path") == 1  # the fixture ran, traced
+    assert names.count("_pytest.capture.capsys") == 1
 
 
 def test_callable_object_without_a_function_behind_it_is_refused_in_one_line(runtime_engine) -> None:

@@ -83,6 +83,25 @@ def innermost_function(obj: Any) -> types.FunctionType | None:
     return obj if isinstance(obj, types.FunctionType) else None
 
 
+def behind_python_wrapper(obj: Any) -> types.FunctionType | None:
+    """The function behind a callable object of a Python class that ``functools.update_wrapper``
+    made (pytest's ``@fixture`` returns such a ``FixtureFunctionDefinition``), else None.
+
+    Its users check the object's very type (``type(obj) is FixtureFunctionDefinition``, which no
+    proxy can pass), and often call the function behind it rather than the object (pytest runs
+    fixtures so): such an object is traced through that function's code and left as it is.
+    Objects of C types (``lru_cache``, ``partial``) are not: they are traced as what they are.
+    """
+    kind = type(obj)
+    if issubclass(kind, (_PROXY, types.FunctionType, *_METHOD_LIKE, *_FUNC_HOLDERS)):
+        return None
+    namespace = _own_dict(obj)
+    if namespace is None or "__wrapped__" not in namespace:
+        return None
+    call = next((vars(k)["__call__"] for k in kind.__mro__ if "__call__" in vars(k)), None)
+    return innermost_function(obj) if isinstance(call, types.FunctionType) else None
+
+
 def binds_arguments(obj: Any) -> bool:
     """Whether calling ``obj`` prepends arguments of its own (so positions do not match names)."""
     while obj is not None:

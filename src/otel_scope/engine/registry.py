@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_scope import _forksafe
+from otel_scope.callables import behind_python_wrapper
 from otel_scope.capture import Serializer, sampling
 from otel_scope.config import Settings
 from otel_scope.config.patterns import TargetPattern, never_instrumented, parse_pattern
@@ -519,8 +520,10 @@ class Engine:
             current = vars(site.owner).get(site.attr)
             if is_ours(current) or trampoline.installed(_installed_function(site)):
                 return  # installed by another Engine (tests): leave it
+            only_here = named_elsewhere(site) and any(e.request.pattern.names_function for e in selecting)
+            code_target = None if only_here else _code_target(site)
             probe = RuntimeProbe(
-                site.raw,
+                site.raw if code_target is None else code_target,  # how it is called: what is reached
                 site.module,
                 site.qualname,
                 target=",".join(sorted({e.request.pattern.text for e in selecting})),
@@ -532,8 +535,7 @@ class Engine:
             )
             probe.on_finish = self._finish_hooks
             probe.deep = deep
-            only_here = named_elsewhere(site) and any(e.request.pattern.names_function for e in selecting)
-            self._install_runtime(applied, probe, None if only_here else _code_target(site), only_here)
+            self._install_runtime(applied, probe, code_target, only_here)
         if applied.probe is not None:
             applied.probe.deep = deep
             applied.probe.state = state_capture
@@ -582,8 +584,9 @@ def _code_target(site: Site) -> types.FunctionType | None:
     partials), so it is used wherever the installed object is a Python function (or the function
     of a classmethod/staticmethod), whatever else the target asks: compile-time capture of the
     same function recompiles the trampoline's copy (hybrid), and state capture takes a method's
-    receiver from its first argument. Wrapping stays for objects without code of their own
-    (``lru_cache``, ``partial``, callable objects) and for async generators.
+    receiver from its first argument; a Python callable object made with ``update_wrapper``
+    (pytest's fixtures) gets it on the function behind it, and stays the object it was. Wrapping
+    stays for objects without code of their own (``lru_cache``, ``partial``) and async generators.
     """
     func = _installed_function(site)
     if func is None or trampoline.unsupported(func) is not None:
@@ -592,10 +595,12 @@ def _code_target(site: Site) -> types.FunctionType | None:
 
 
 def _installed_function(site: Site) -> types.FunctionType | None:
-    """The Python function installed at ``site`` (a classmethod's/staticmethod's own), if any."""
+    """The Python function installed at ``site`` (a classmethod's/staticmethod's own, or the one
+    behind a Python callable object made with ``update_wrapper``: :func:`behind_python_wrapper`),
+    if any."""
     raw = site.raw
     func = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
-    return func if isinstance(func, types.FunctionType) else None
+    return func if isinstance(func, types.FunctionType) else behind_python_wrapper(func)
 
 
 def _named_exactly(selecting: list[Entry]) -> bool:
