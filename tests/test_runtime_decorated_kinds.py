@@ -324,3 +324,22 @@ def test_a_wildcard_selects_def_statements_not_module_attributes_holding_a_lambd
     assert "sqlalchemy.pool.base._NOOP_WEAKREF_CALLBACK" not in handle.functions
     assert base._NOOP_WEAKREF_CALLBACK(None) is None
     assert not memory.named("sqlalchemy.pool.base._NOOP_WEAKREF_CALLBACK")
+
+
+def test_class_a_package_re_homed_is_found_in_the_module_that_defines_it(memory, runtime_engine) -> None:
+    """pytest sets ``Skipped.__module__ = "builtins"`` (httpx re-homes every public class to
+    ``httpx``): the class was taken for one imported from elsewhere, so its methods could not be
+    named where they are defined (``httpx._client:Client.send`` 'selects nothing') once the
+    package had finished importing, as when another instrumentation imported it first."""
+    from _pytest import outcomes
+
+    assert outcomes.Skipped.__module__ == "builtins"
+    handle = add_target(runtime_engine, "_pytest.outcomes:Skipped.__init__")
+    assert handle.functions == ["_pytest.outcomes.Skipped.__init__"]
+    with pytest.raises(outcomes.Skipped):
+        pytest.skip("because")
+    (span,) = memory.named("outcomes.Skipped.__init__")
+    assert span.attributes["otel_scope.arg.msg"] == "'because'"
+    handle.remove()
+    wildcard = add_target(runtime_engine, "_pytest.outcomes:*")
+    assert "_pytest.outcomes.Skipped.__init__" in wildcard.functions

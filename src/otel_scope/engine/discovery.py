@@ -90,13 +90,26 @@ def _iter_class(
         # its __qualname__: patterns and span names use that, as compile-time capture does.
         name = attr[len(mangled) - 2 :] if attr.startswith(mangled) and not attr.endswith("__") else attr
         qualname = f"{prefix}.{name}"
-        if isinstance(raw, type) and raw.__module__ == module and raw.__qualname__ == qualname:
+        if isinstance(raw, type) and raw.__qualname__ == qualname and _defined_in(raw, module):
             yield from _iter_class(raw, module, qualname, pattern, seen)
             continue
         if _selected(pattern, module, qualname, attr):
             site = site_at(cls, attr, raw, module, qualname)
             if site is not None and not (pattern.is_wildcard and _copied_in(site)):
                 yield site
+
+
+def _defined_in(cls: type, module: str) -> bool:
+    """Whether ``cls`` is defined in ``module``, not imported into it: its ``__module__`` says so,
+    or, where a package re-homed it to where users import it from (httpx's classes say ``httpx``,
+    pytest's ``Skipped`` says ``builtins``), its own functions do (they keep their module's name)."""
+    if cls.__module__ == module:
+        return True
+    for raw in list(vars(cls).values()):
+        func = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
+        if isinstance(func, types.FunctionType) and func.__module__ == module:
+            return True
+    return False
 
 
 def _copied_in(site: Site) -> bool:
@@ -141,7 +154,7 @@ def iter_sites(module: types.ModuleType, pattern: TargetPattern) -> Iterator[Sit
     seen: set[int] = set()
     for attr, raw in list(vars(module).items()):
         if isinstance(raw, type):
-            if raw.__module__ == name and raw.__qualname__ == attr:
+            if raw.__qualname__ == attr and _defined_in(raw, name):
                 yield from _iter_class(raw, name, attr, pattern, seen)
             continue
         if not _selected(pattern, name, attr, attr):
