@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard, TypeVar, overload
 
 import wrapt
 
@@ -34,6 +34,7 @@ _METHOD_LIKE = (classmethod, staticmethod, types.MethodType)
 DESCRIPTOR_KINDS = (classmethod, staticmethod, functools.partialmethod, functools.singledispatchmethod)
 # wrapt's proxy base: FunctionWrapper and ObjectProxy both derive from it.
 _PROXY = wrapt.BaseObjectProxy
+_T = TypeVar("_T")
 
 
 # The C descriptors of a function's and a bound method's slots, called directly: they never run
@@ -41,6 +42,17 @@ _PROXY = wrapt.BaseObjectProxy
 function_qualname: Callable[[types.FunctionType], str] = types.FunctionType.__dict__["__qualname__"].__get__
 function_module: Callable[[types.FunctionType], object] = types.FunctionType.__dict__["__module__"].__get__
 method_function: Callable[[types.MethodType], object] = types.MethodType.__dict__["__func__"].__get__
+
+
+@overload
+def is_a(obj: object, kinds: type[_T]) -> TypeGuard[_T]: ...
+@overload
+def is_a(obj: object, kinds: tuple[type, ...]) -> bool: ...
+def is_a(obj: object, kinds: type | tuple[type, ...]) -> bool:
+    """``isinstance`` by the object's own type. ``isinstance`` falls back to ``obj.__class__``,
+    which a lazy proxy answers by running the program's code: reading ``__class__`` of Django's
+    ``settings`` loads the settings (or raises, before ``settings.configure()``)."""
+    return issubclass(type(obj), kinds)
 
 
 def qualified_name(fn: types.FunctionType) -> str:

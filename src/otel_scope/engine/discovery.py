@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from otel_scope.callables import DESCRIPTOR_KINDS, innermost_function
+from otel_scope.callables import DESCRIPTOR_KINDS, innermost_function, is_a
 from otel_scope.config.patterns import TargetPattern, wildcard_skips
 
 
@@ -90,7 +90,7 @@ def _iter_class(
         # its __qualname__: patterns and span names use that, as compile-time capture does.
         name = attr[len(mangled) - 2 :] if attr.startswith(mangled) and not attr.endswith("__") else attr
         qualname = f"{prefix}.{name}"
-        if isinstance(raw, type) and raw.__qualname__ == qualname and _defined_in(raw, module):
+        if is_a(raw, type) and raw.__qualname__ == qualname and _defined_in(raw, module):
             yield from _iter_class(raw, module, qualname, pattern, seen)
             continue
         if _selected(pattern, module, qualname, attr):
@@ -106,8 +106,8 @@ def _defined_in(cls: type, module: str) -> bool:
     if cls.__module__ == module:
         return True
     for raw in list(vars(cls).values()):
-        func = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
-        if isinstance(func, types.FunctionType) and func.__module__ == module:
+        func = raw.__func__ if is_a(raw, (classmethod, staticmethod)) else raw
+        if is_a(func, types.FunctionType) and func.__module__ == module:
             return True
     return False
 
@@ -136,7 +136,7 @@ def named_elsewhere(site: Site) -> bool:
         return False
     if func.__qualname__ != site.qualname:
         return True
-    return func.__module__ != site.module and isinstance(site.owner, types.ModuleType)
+    return func.__module__ != site.module and is_a(site.owner, types.ModuleType)
 
 
 # How the runtime span of an exactly named copied-in function is reached (``plan``, ``targets list``).
@@ -153,7 +153,7 @@ def iter_sites(module: types.ModuleType, pattern: TargetPattern) -> Iterator[Sit
     name = module.__name__
     seen: set[int] = set()
     for attr, raw in list(vars(module).items()):
-        if isinstance(raw, type):
+        if is_a(raw, type):
             if raw.__qualname__ == attr and _defined_in(raw, name):
                 yield from _iter_class(raw, name, attr, pattern, seen)
             continue
@@ -189,7 +189,7 @@ def site_for_function(func: Any) -> Site | None:
     parts = plain.__qualname__.split(".")
     for part in parts[:-1]:
         owner = vars(owner).get(part) if hasattr(owner, "__dict__") else None
-        if not isinstance(owner, (type, types.ModuleType)):
+        if not is_a(owner, (type, types.ModuleType)):
             return None
     site = site_at(owner, parts[-1], vars(owner).get(parts[-1]), plain.__module__, plain.__qualname__)
     return site if site is not None and site.func is plain else None
@@ -213,19 +213,19 @@ def compiled_callable(owner: Any, raw: Any) -> bool:
     Calls from Python code that look them up there get a span; calls inside the compiled code
     (mypyc calls native methods directly) do not. Static types (C classes) cannot be changed.
     """
-    if isinstance(owner, types.ModuleType):
-        return isinstance(raw, types.BuiltinFunctionType) and compiled(owner)
-    if not isinstance(owner, type) or owner.__flags__ & _IMMUTABLE_TYPE:
+    if is_a(owner, types.ModuleType):
+        return is_a(raw, types.BuiltinFunctionType) and compiled(owner)
+    if not is_a(owner, type) or owner.__flags__ & _IMMUTABLE_TYPE:
         return False
     # Only types are tested before the name is read: any other attribute of a class may run
     # the program's code when read (six.moves' lazy descriptors import a module).
-    native = isinstance(raw, _NATIVE_METHODS) or (
-        isinstance(raw, (staticmethod, classmethod)) and isinstance(raw.__func__, types.BuiltinFunctionType)
+    native = is_a(raw, _NATIVE_METHODS) or (
+        is_a(raw, (staticmethod, classmethod)) and is_a(raw.__func__, types.BuiltinFunctionType)
     )
     if not native or "mypyc" in getattr(raw, "__name__", ""):  # __internal_mypyc_setup: mypyc's own
         return False
     home = sys.modules.get(owner.__module__)
-    return isinstance(home, types.ModuleType) and compiled(home)
+    return is_a(home, types.ModuleType) and compiled(home)
 
 
 # What a compiled module's functions get, said by `plan`, refusals and the README alike.
@@ -240,7 +240,7 @@ def source_available(func: types.FunctionType | None) -> bool:
     ``inspect.getsourcelines`` (milliseconds per function: seconds for a package).
     """
     code = getattr(func, "__code__", None)
-    if not isinstance(code, types.CodeType):
+    if not is_a(code, types.CodeType):
         return False
     lines = linecache.getlines(code.co_filename, getattr(func, "__globals__", None))
     return len(lines) >= code.co_firstlineno
@@ -278,7 +278,7 @@ def explain_no_match(module: types.ModuleType, pattern: TargetPattern) -> str:
 
 
 def _namespace(owner: Any) -> dict[str, Any] | None:
-    if isinstance(owner, (type, types.ModuleType)):
+    if is_a(owner, (type, types.ModuleType)):
         return dict(vars(owner))
     return None
 
@@ -291,7 +291,7 @@ def _all_names(module: types.ModuleType) -> list[str]:
     """Top-level names and ``Class.attr`` names of the module, for nearest-name hints."""
     found = _names(vars(module))
     for attr, raw in list(vars(module).items()):
-        if isinstance(raw, type) and raw.__module__ == module.__name__:
+        if is_a(raw, type) and raw.__module__ == module.__name__:
             found.extend(f"{attr}.{k}" for k in _names(vars(raw)))
     return found
 
@@ -301,11 +301,11 @@ def _what(raw: Any) -> str:
     accepted = "otel-scope traces Python functions, methods and the decorators around them"
     if plain_function(raw) is not None:
         return "a function, but excluded or already instrumented by another otel-scope engine"
-    if isinstance(raw, property):
+    if is_a(raw, property):
         return f"a property (reading it is not a call; {accepted})"
-    if isinstance(raw, type):
+    if is_a(raw, type):
         return f"a class: name its methods ({raw.__name__}.* or {raw.__name__}.__init__)"
-    if isinstance(raw, (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodDescriptorType)):
+    if is_a(raw, (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodDescriptorType)):
         return f"a built-in function with no Python code ({accepted}; for a {COMPILED_NOTE})"
     if callable(raw):
         kind = type(raw)

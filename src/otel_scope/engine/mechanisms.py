@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import wrapt
 
+from otel_scope.callables import is_a
 from otel_scope.config.patterns import never_instrumented
 from otel_scope.engine.discovery import THIS_NAME_ONLY
 from otel_scope.runtime import trampoline
@@ -130,7 +131,7 @@ class AliasIndex:
             if not isinstance(namespace, dict) or never_instrumented(getattr(module, "__name__", "")):
                 continue
             for name, value in list(namespace.items()):
-                if callable(value) and not isinstance(value, (type, types.ModuleType)):
+                if callable(value) and not is_a(value, (type, types.ModuleType)):
                     self._where.setdefault(id(value), []).append((namespace, name))
 
     def replace(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_scope import _forksafe
-from otel_scope.callables import behind_python_wrapper
+from otel_scope.callables import behind_python_wrapper, is_a
 from otel_scope.capture import Serializer, sampling
 from otel_scope.config import Settings
 from otel_scope.config.patterns import TargetPattern, never_instrumented, parse_pattern
@@ -227,7 +227,7 @@ class Engine:
         """Say in one line why a pattern selected nothing in its loaded module (kept in errors)."""
         pattern = entry.request.pattern
         module = sys.modules.get(pattern.module)
-        if not isinstance(module, types.ModuleType):
+        if not is_a(module, types.ModuleType):
             _log.debug("otel-scope: %s waits for its module to be imported", pattern.text)
             return
         if pattern.module_prefix or self.excluded(pattern.module):
@@ -352,7 +352,7 @@ class Engine:
                     continue  # selected something here, or in a forked child (a pre-fork server's worker)
                 pattern = entries[0].request.pattern
                 loaded = sys.modules.get(pattern.module)
-                if isinstance(loaded, types.ModuleType) and not pattern.module_prefix:
+                if is_a(loaded, types.ModuleType) and not pattern.module_prefix:
                     why = explain_no_match(loaded, pattern)
                 elif pattern.module_prefix and any(pattern.matches_module(n) for n in list(sys.modules)):
                     why = f"no function below {pattern.module} matches it"
@@ -410,7 +410,7 @@ class Engine:
         modules = [
             m
             for name, m in list(sys.modules.items())
-            if isinstance(m, types.ModuleType) and pattern.matches_module(name) and not self.excluded(name)
+            if is_a(m, types.ModuleType) and pattern.matches_module(name) and not self.excluded(name)
         ]
         return [
             site
