@@ -343,3 +343,22 @@ def test_class_a_package_re_homed_is_found_in_the_module_that_defines_it(memory,
     handle.remove()
     wildcard = add_target(runtime_engine, "_pytest.outcomes:*")
     assert "_pytest.outcomes.Skipped.__init__" in wildcard.functions
+
+
+def test_a_types_coroutine_generator_is_traced_and_can_still_be_awaited(memory, runtime_engine) -> None:
+    """``asyncio.sleep(0)`` awaits ``asyncio.tasks.__sleep0``, a ``@types.coroutine`` generator:
+    traced under ``asyncio.*``, it came back as a plain generator and every ``await
+    asyncio.sleep(...)`` raised 'object generator can't be used in 'await' expression'."""
+    import asyncio
+
+    handle = add_target(runtime_engine, "asyncio.tasks:__sleep0")
+
+    async def main() -> str:
+        await asyncio.sleep(0)
+        return "slept"
+
+    assert asyncio.run(main()) == "slept"
+    (span,) = memory.named("tasks.__sleep0")
+    assert span.attributes["otel_scope.generator.end"] == "exhausted"
+    assert span.attributes["otel_scope.yield.count"] == 1
+    handle.remove()

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import types
 from collections.abc import Callable
-from types import CodeType, CoroutineType, MethodType
+from types import CodeType, CoroutineType, FunctionType, GeneratorType, MethodType
 from typing import Any, SupportsIndex
 
 import wrapt
@@ -316,6 +317,8 @@ class RuntimeProbe:
             raise
         otel_context.detach(token)
         if kind == "generator":
+            if type(gen) is GeneratorType and gen.gi_code.co_flags & inspect.CO_ITERABLE_COROUTINE:
+                return _traced_awaitable_generator(self, gen, span, span_ctx)
             return _traced_generator(self, gen, span, span_ctx)
         return _traced_async_generator(self, gen, span, span_ctx)
 
@@ -439,6 +442,13 @@ def _traced_generator(probe: RuntimeProbe, gen: Any, span: Span, span_ctx: Any) 
     finally:
         if span.is_recording():  # abandoned without close(): garbage collection ends it
             _end_generator(probe, span, "closed", count, None)
+
+
+# A ``@types.coroutine`` generator (asyncio's ``__sleep0``) is awaited, not iterated: its driver
+# must be awaitable too, or ``await`` refuses it. The same code, flagged as types.coroutine flags it.
+_traced_awaitable_generator = types.coroutine(
+    FunctionType(_traced_generator.__code__, _traced_generator.__globals__, "_traced_awaitable_generator")
+)
 
 
 async def _traced_async_generator(probe: RuntimeProbe, agen: Any, span: Span, span_ctx: Any) -> Any:
