@@ -277,3 +277,28 @@ def test_targets_then_locals_over_the_same_imported_module_recompile_every_funct
     finally:
         engine.remove_all()
     assert [f.__code__ for f in functions] == originals
+
+
+def test_a_types_coroutine_generator_is_recompiled_and_can_still_be_awaited(spans) -> None:
+    """``@types.coroutine`` flags the live code (asyncio's ``__sleep0``), which no compile of the
+    source does: the function was refused as edited since imported ('no longer matches the running
+    code', one warning each under ``asyncio.*``), and recompiled code must keep the flag."""
+    import asyncio
+    from asyncio import tasks
+
+    sleep0 = vars(tasks)["__sleep0"]
+    original = sleep0.__code__
+    recompiled = recompile(sleep0, CapturePlan(level="lines"))
+    try:
+        assert sleep0.__code__ is not original and sleep0.__code__.co_flags & inspect.CO_ITERABLE_COROUTINE
+
+        async def main() -> str:
+            await asyncio.sleep(0)
+            return "slept"
+
+        assert asyncio.run(main()) == "slept"
+    finally:
+        recompiled.restore()
+    assert sleep0.__code__ is original
+    span = only_span(spans, "tasks.__sleep0")
+    assert span.attributes["otel_scope.mechanism"] == "compile_time"

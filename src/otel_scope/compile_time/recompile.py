@@ -38,11 +38,12 @@ from otel_scope.targets.plan import CapturePlan
 _counter = itertools.count()
 _OWN_PREFIX = f"{PROBE_PREFIX}rc"  # + number: the probe globals of recompiled code (never the hook's)
 # Flags that change what calling the code means (future-import flags may legitimately differ).
+# CO_ITERABLE_COROUTINE is not among them: no compiler sets it, ``@types.coroutine`` adds it to
+# the live code (asyncio's ``__sleep0``), so the recompiled code gets it back from there.
 _KIND_FLAGS = (
     inspect.CO_GENERATOR
     | inspect.CO_COROUTINE
     | inspect.CO_ASYNC_GENERATOR
-    | inspect.CO_ITERABLE_COROUTINE
     | inspect.CO_VARARGS
     | inspect.CO_VARKEYWORDS
 )
@@ -181,6 +182,8 @@ def _prepared(target: FunctionType, result: Any, seconds: float) -> Prepared | R
     if new_code.co_freevars != code.co_freevars:
         return RecompileError(f"cannot recompile {target.__qualname__}: its closure changed in the source")
     name = next(n for n in new_code.co_names if n in result.specs)  # the probe global it reads
+    if code.co_flags & inspect.CO_ITERABLE_COROUTINE:  # @types.coroutine flagged the live code
+        new_code = new_code.replace(co_flags=new_code.co_flags | inspect.CO_ITERABLE_COROUTINE)
     return Prepared(target, code, new_code, name, result.specs[name], seconds)
 
 
