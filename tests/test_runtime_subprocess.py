@@ -204,3 +204,16 @@ def test_the_default_mode_with_no_targets_adds_no_line(tmp_path: Path) -> None:
     plain = run_plain("app_runtime.py", tmp_path)
     traced = run_instrumented("app_runtime.py", [], {"OTEL_TRACES_EXPORTER": "none"}, tmp_path)
     assert traced.stderr_without_session_line == plain.stderr
+
+
+def test_a_traced_function_called_by_a_finalizer_at_interpreter_exit_runs_as_untraced(
+    tmp_path: Path,
+) -> None:
+    """A trampoline read its probe from a module global, which Python sets to None at exit while
+    finalizers still run: every multiprocessing Connection closed then printed 'Exception ignored
+    in ... __del__: TypeError: 'NoneType' object is not subscriptable' under 'multiprocessing.*'."""
+    plain = run_plain("app_pool_exit.py", tmp_path)
+    flags = ["--scope-mode", "runtime", "--scope-targets", "multiprocessing.*"]
+    traced = run_instrumented("app_pool_exit.py", flags, {"OTEL_SCOPE_CALL_SAMPLING": "true"}, tmp_path)
+    assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout) == (0, "32\n")
+    assert traced.stderr_without_session_line == plain.stderr == ""

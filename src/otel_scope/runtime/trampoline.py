@@ -16,8 +16,10 @@ handed to ``probe.failed_late``); any other goes to ``probe.traced``, and what i
 leaves with otel-scope's frames taken out of its traceback. Its code takes the
 original's name, file and first line, and every instruction is put on that line, so
 tracebacks and ``inspect`` point at the user's function. It reads the probe and the copy from
-one module global (``_otel_scope_t<n>``), never a closure: the function's ``__closure__`` must
-keep fitting the code's free variables.
+a :class:`_Holder` among its own constants: never a closure (the function's ``__closure__`` must
+keep fitting the code's free variables), nor a module global, which Python sets to None at
+interpreter exit while finalizers may still call the function (multiprocessing's
+``Connection.__del__`` calls its ``_close``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
-import itertools
 import os
 import types
 import weakref
@@ -34,7 +35,6 @@ from typing import Any, NamedTuple
 from otel_scope import _forksafe
 from otel_scope.callables import CodeSwap
 
-_counter = itertools.count()
 _lock = _forksafe.lock()
 # Flags a trampoline can reproduce: a plain function, a generator (``yield from``), a coroutine.
 _UNSUPPORTED = inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
@@ -65,14 +65,14 @@ class Trampoline(CodeSwap):
     A call already inside the trampoline when it is restored finishes normally.
     """
 
-    __slots__ = ("body", "name")
+    __slots__ = ("body", "reads")
 
     def __init__(
-        self, function: types.FunctionType, code: types.CodeType, body: types.FunctionType, name: str
+        self, function: types.FunctionType, code: types.CodeType, body: types.FunctionType, holder: _Holder
     ) -> None:
         super().__init__(function, code)
         self.body = body
-        self.name = name  # the module global the trampoline reads
+        self.reads = holder  # what the trampoline's code reads
 
     def restore(self) -> bool:
         with _lock:  # as install(): the registry and the code change together
@@ -81,14 +81,26 @@ class Trampoline(CodeSwap):
                 return False
             if _installed.get(self.function) is self:  # not a newer trampoline of the same function
                 del _installed[self.function]
-            # The global stays (see install), but lets go of the probe: live add/remove cycles
-            # would otherwise keep every probe, with its sampler and counts, for good.
-            self.function.__globals__[self.name] = (_RESTORED, self.body, _without_own_frames)
+            # The code may still run (see install), but lets go of the probe: live add/remove
+            # cycles would otherwise keep every probe, with its sampler and counts, for good.
+            self.reads.probe = _RESTORED
             return True
 
 
+class _Holder:
+    """What a trampoline's code reads (one of its constants): the probe, and the copy of the
+    function that holds the original code."""
+
+    __slots__ = ("copy", "probe", "unlink")
+
+    def __init__(self, probe: Any, copy: types.FunctionType) -> None:
+        self.probe = probe
+        self.copy = copy
+        self.unlink = _without_own_frames
+
+
 class _Restored:
-    """The probe a restored trampoline's global holds: what still runs the trampoline code (a
+    """The probe a restored trampoline's holder has: what still runs the trampoline code (a
     call inside it at the restore, a generator made under it and started later) runs untraced."""
 
     __slots__ = ()
@@ -124,13 +136,12 @@ def install(func: types.FunctionType, probe: Any) -> Trampoline:
     copy.__qualname__ = func.__qualname__
     copy.__module__ = func.__module__
     copy.__dict__.update(func.__dict__)
-    name = f"_otel_scope_t{next(_counter)}"
-    code = _trampoline_code(original, name)
+    # The holder outlives restore: a generator made under the trampoline but not started yet
+    # reads it on its first step (and then calls the copy straight, untraced).
+    holder = _Holder(probe, copy)
+    code = _trampoline_code(original, holder)
     with _lock:
-        # The global stays after restore: a generator made under the trampoline but not started
-        # yet reads it on its first step (and then calls the copy straight, untraced).
-        func.__globals__[name] = (probe, copy, _without_own_frames)
-        done = _installed[func] = Trampoline(func, code, copy, name)
+        done = _installed[func] = Trampoline(func, code, copy, holder)
         done.apply()
         _codes.add(code)
     return done
@@ -158,13 +169,14 @@ def _without_own_frames(error: BaseException) -> None:
         here.tb_next = after
 
 
-# The global a trampoline template reads; each installed trampoline gets its own name instead.
-_PLACEHOLDER = "_otel_scope_t"
+# Stands for the holder in a template's source; each trampoline has its own holder in its place
+# among the constants (no compile folds an attribute read of a string).
+_PLACEHOLDER = "\x00otel-scope trampoline holder"
 _KINDS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS | inspect.CO_COROUTINE | inspect.CO_GENERATOR
 
 
 class _Shape(NamedTuple):
-    """What a trampoline's code depends on, besides its global's name and where it points."""
+    """What a trampoline's code depends on, besides its holder."""
 
     names: tuple[str, ...]  # the parameters, in co_varnames order
     n_pos: int
@@ -174,13 +186,13 @@ class _Shape(NamedTuple):
     free: tuple[str, ...]
 
 
-def _trampoline_code(original: types.CodeType, name: str) -> types.CodeType:
+def _trampoline_code(original: types.CodeType, holder: _Holder) -> types.CodeType:
     """A function with ``original``'s parameters, free variables and kind that asks the probe
     whether to trace this call (see the module doc), every instruction on the def line.
 
     Built from one compiled template per shape (parsing and compiling a source costs about
-    0.2 ms, and a package's functions share a few dozen shapes): the template's global, file,
-    first line and names are then replaced by this function's.
+    0.2 ms, and a package's functions share a few dozen shapes): the template's placeholder,
+    file, first line and names are then replaced by this function's holder and its own.
     """
     flags = original.co_flags & _KINDS
     n_params = original.co_argcount + original.co_kwonlyargcount
@@ -198,7 +210,7 @@ def _trampoline_code(original: types.CodeType, name: str) -> types.CodeType:
     except ValueError:
         raise ValueError(f"{original.co_name}: the trampoline does not fit its signature") from None
     replace: dict[str, Any] = {
-        "co_names": tuple(name if n == _PLACEHOLDER else n for n in template.co_names),
+        "co_consts": tuple(holder if c == _PLACEHOLDER else c for c in template.co_consts),
         "co_filename": original.co_filename,
         "co_firstlineno": original.co_firstlineno,
         "co_name": original.co_name,
@@ -237,7 +249,7 @@ def _template(shape: _Shape) -> types.CodeType:
     kwargs = ", ".join([*(f"{k!r}: {k}" for k in keyword), *double_star])
     direct = ", ".join([*positional, *star, *(f"{k}={k}" for k in keyword), *double_star])
     packed = f"({args}{',' if args else ''}), {{{kwargs}}}"
-    probe, copy, unlink = f"{_PLACEHOLDER}[0]", f"{_PLACEHOLDER}[1]", f"{_PLACEHOLDER}[2]"
+    probe, copy, unlink = (f"{_PLACEHOLDER!r}.{part}" for part in ("probe", "copy", "unlink"))
     straight, traced = f"{copy}({direct})", f"{probe}.traced({copy}, None, {packed})"
     if flags & inspect.CO_COROUTINE:
         prefix, straight, traced = "async ", f"await {straight}", f"await {traced}"
@@ -275,7 +287,11 @@ def _template(shape: _Shape) -> types.CodeType:
     namespace: dict[str, Any] = {}
     exec(compile(tree, "<otel-scope trampoline>", "exec", dont_inherit=True), namespace)
     code: types.CodeType = namespace["_make"]().__code__
-    if code.co_freevars != free or code.co_varnames[: len(names)] != names:
+    if (
+        code.co_freevars != free
+        or code.co_varnames[: len(names)] != names
+        or _PLACEHOLDER not in code.co_consts
+    ):
         raise ValueError("the trampoline does not fit its signature")
     return code
 
