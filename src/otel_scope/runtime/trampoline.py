@@ -8,8 +8,10 @@ of the original function (the ``__code__``-level approach ddtrace's ``internal/w
 built from source instead of bytecode). So every holder of the function reaches the probe from
 its next call, and :meth:`Trampoline.restore` puts back the exact original code object.
 
-The trampoline first asks the probe whether to trace the call (``probe.skip()``: switched off,
-or left out by call sampling, which is most calls of a package-wide target). A skipped call
+The trampoline first tests whether to trace the call, as the probe's wrapper does:
+``probe.gate.tick()``, one C call, numbers it, and a number below ``probe.gate.next_check``
+means switched off or left out by call sampling (most calls of a package-wide target) with no
+call into otel-scope; only the other calls ask ``probe.skip_at(number)``. A skipped call
 runs the original copy straight from the trampoline, a plain Python-to-Python call with no
 argument tuple made and no otel-scope frame in between (a skipped call that raises is still
 handed to ``probe.failed_late``); any other goes to ``probe.traced``, and what it raises
@@ -33,6 +35,7 @@ from typing import Any, NamedTuple
 
 from otel_scope import _forksafe
 from otel_scope.callables import CodeSwap
+from otel_scope.capture.sampling import SHUT
 
 _counter = itertools.count()
 _lock = _forksafe.lock()
@@ -93,11 +96,10 @@ class _Restored:
 
     __slots__ = ()
 
-    def skip(self) -> bool:
-        return True
+    gate = SHUT  # every call skipped
 
     def traced(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return wrapped(*args, **kwargs)  # a call that passed skip() just before the restore
+        return wrapped(*args, **kwargs)  # a call that passed the gate just before the restore
 
     def failed_late(self, exc: Exception, instance: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
         return None
@@ -263,9 +265,11 @@ def _template(shape: _Shape) -> types.CodeType:
         f"     try:\n         return {traced}{keep}\n"
         f"     except BaseException as _otel_scope_e:\n         {unlink}(_otel_scope_e)\n         raise\n"
     )
+    # The call's number stays in a local for skip_at (see the module doc).
+    left_out = f"(_otel_scope_n := {probe}.gate.tick()) < {probe}.gate.next_check"
     source = (
         f"def _make():\n{cells}    {prefix}def _f({', '.join(params)}):\n"
-        f"     if {probe}.skip():\n{skipped}{through}    return _f\n"
+        f"     if {left_out} or {probe}.skip_at(_otel_scope_n):\n{skipped}{through}    return _f\n"
     )
     tree = ast.parse(source)
     inner = tree.body[0].body[-2]  # type: ignore[attr-defined]
