@@ -392,3 +392,22 @@ def test_a_forked_child_counts_its_own_calls_and_keeps_its_first_calls_again(tmp
     assert child == (5, [0] * 5, 20, 15, 15, 70 if runtime_calls else None, [f"{QUOTE}=15"])
     # The parent goes on counting where it was: 10 more calls, none kept (rate 0).
     assert parent == (0, [], 60, 55, 55, 60 if runtime_calls else None, [f"{QUOTE}=55"])
+
+
+@pytest.mark.parametrize("pattern", ["jinja2.utils:url_quote", "jinja2.utils:*"])
+def test_the_calls_shown_by_targets_are_every_call_made_while_the_probe_is_on(memory, engine, pattern):
+    # `otel-scope targets` shows each function's calls: a probe without a sampler counts them
+    # itself, a sampled one reads its sampler's numbering; neither counts while switched off.
+    engine.add(Request(parse_pattern(pattern), runtime=True))
+    probe = engine.probe_for(QUOTE)
+    for n in range(40):
+        jinja2.utils.url_quote(n)
+    probe.enabled = False
+    for _ in range(10):
+        assert jinja2.utils.url_quote("a b") == "a%20b"
+    probe.enabled = True
+    for n in range(5):
+        jinja2.utils.url_quote(n)
+    (row,) = [r for r in engine.active() if r["function"] == QUOTE]
+    assert row["calls"] == 45 and row["installed"] == "code trampoline"
+    assert len(memory.named(QUOTE)) == (45 if pattern.endswith("url_quote") else 5)

@@ -8,10 +8,12 @@ of the original function (the ``__code__``-level approach ddtrace's ``internal/w
 built from source instead of bytecode). So every holder of the function reaches the probe from
 its next call, and :meth:`Trampoline.restore` puts back the exact original code object.
 
-The trampoline first tests whether to trace the call, as the probe's wrapper does:
-``probe.gate.tick()``, one C call, numbers it, and a number below ``probe.gate.next_check``
-means switched off or left out by call sampling (most calls of a package-wide target) with no
-call into otel-scope; only the other calls ask ``probe.skip_at(number)``. A skipped call
+The trampoline first tests whether to trace the call, with no call into otel-scope. For a probe
+with a call sampler, ``probe.gate.tick()``, one C call, numbers the call, and a number below
+``probe.gate.next_check`` means switched off or left out by call sampling (most calls of a
+package-wide target); only the other calls ask ``probe.skip_at(number)``. A probe without one
+keeps every call while switched on, so its trampoline reads ``probe.gate.next_check`` alone
+(1 while switched off, else 0) and numbers nothing. A skipped call
 runs the original copy straight from the trampoline, a plain Python-to-Python call with no
 argument tuple made and no otel-scope frame in between (a skipped call that raises is still
 handed to ``probe.failed_late``); any other goes to ``probe.traced``, and what it raises
@@ -127,7 +129,7 @@ def install(func: types.FunctionType, probe: Any) -> Trampoline:
     copy.__module__ = func.__module__
     copy.__dict__.update(func.__dict__)
     name = f"_otel_scope_t{next(_counter)}"
-    code = _trampoline_code(original, name)
+    code = _trampoline_code(original, name, gated=probe.sampler is not None)
     with _lock:
         # The global stays after restore: a generator made under the trampoline but not started
         # yet reads it on its first step (and then calls the copy straight, untraced).
@@ -174,9 +176,10 @@ class _Shape(NamedTuple):
     n_kw: int
     flags: int  # the original's flags among _KINDS
     free: tuple[str, ...]
+    gated: bool  # the probe has a call sampler: the entry test numbers each call
 
 
-def _trampoline_code(original: types.CodeType, name: str) -> types.CodeType:
+def _trampoline_code(original: types.CodeType, name: str, gated: bool) -> types.CodeType:
     """A function with ``original``'s parameters, free variables and kind that asks the probe
     whether to trace this call (see the module doc), every instruction on the def line.
 
@@ -194,6 +197,7 @@ def _trampoline_code(original: types.CodeType, name: str) -> types.CodeType:
         original.co_kwonlyargcount,
         flags,
         original.co_freevars,
+        gated,
     )
     try:
         template = _template(shape)
@@ -265,11 +269,14 @@ def _template(shape: _Shape) -> types.CodeType:
         f"     try:\n         return {traced}{keep}\n"
         f"     except BaseException as _otel_scope_e:\n         {unlink}(_otel_scope_e)\n         raise\n"
     )
-    # The call's number stays in a local for skip_at (see the module doc).
-    left_out = f"(_otel_scope_n := {probe}.gate.tick()) < {probe}.gate.next_check"
+    if shape.gated:  # the call's number stays in a local for skip_at (see the module doc)
+        test = f"(_otel_scope_n := {probe}.gate.tick()) < {probe}.gate.next_check"
+        test += f" or {probe}.skip_at(_otel_scope_n)"
+    else:
+        test = f"{probe}.gate.next_check"
     source = (
         f"def _make():\n{cells}    {prefix}def _f({', '.join(params)}):\n"
-        f"     if {left_out} or {probe}.skip_at(_otel_scope_n):\n{skipped}{through}    return _f\n"
+        f"     if {test}:\n{skipped}{through}    return _f\n"
     )
     tree = ast.parse(source)
     inner = tree.body[0].body[-2]  # type: ignore[attr-defined]

@@ -229,17 +229,18 @@ class RuntimeProbe:
         ``gate.next_check`` runs the function untraced; only the other calls ask here. So a call
         left out by call sampling, or made while the probe is switched off (its gate is then
         :data:`~otel_scope.capture.sampling.SHUT`), costs a few attribute reads and that C call.
-        A skipped call that raises goes to :meth:`failed_late`.
+        (The trampoline of a probe without a sampler reads ``gate.next_check`` alone: such a
+        probe skips only while switched off.) A skipped call that raises goes to
+        :meth:`failed_late`.
         """
         sampler = self.sampler
-        if sampler is not None:
-            return not sampler.admit_at(call)
-        self._calls += 1
-        return False
+        return sampler is not None and not sampler.admit_at(call)
 
     def traced(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run a call the entry test let through: a span, unless rate limits or sampling say no."""
         sampler = self.sampler
+        if sampler is None:
+            self._calls += 1  # a sampled probe's calls are its sampler's numbering
         if self.limiter is not None and not self.limiter.allow():
             return wrapped(*args, **kwargs)
         ctx = tracing.decide()
