@@ -214,8 +214,11 @@ class CallSampler(Gate):
 
     @property
     def pending(self) -> int:
-        """Calls left out since the last kept call that reported them (put on the next kept span)."""
-        return self.sampled_out - self.taken
+        """Calls left out since the last kept call that reported them (put on the next kept span).
+
+        ``sampled_out - taken``, spelled out: every kept span reads it, and each property in
+        between would cost a call."""
+        return _END - 1 - self._left() - self.base - self.kept - self.taken
 
     def admit_at(self, call: int) -> bool:
         """Whether to record call number ``call``, which the entry test did not leave out."""
