@@ -154,7 +154,8 @@ class RuntimeProbe:
 
     @property
     def enabled(self) -> bool:
-        """Whether calls are traced; switched off, a call costs the gate's C call and runs untraced."""
+        """Whether calls are traced. Switched off, the gate is :data:`~otel_scope.capture.sampling.SHUT`:
+        the entry test runs each call untraced, uncounted, with no call into otel-scope."""
         return self._enabled
 
     @enabled.setter
