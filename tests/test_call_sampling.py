@@ -7,11 +7,16 @@ counted on its function's next span and in the session totals.
 
 from __future__ import annotations
 
+import ast
 import gc
+import os
+import subprocess
 import sys
+import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 import jinja2
 import jinja2.utils
@@ -272,8 +277,170 @@ def test_a_sampler_freed_at_interpreter_teardown_prints_nothing(monkeypatch) -> 
     seen: list[object] = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
     sampler = sampling.CallSampler("pkg.f", 5)
-    sampler.admit()
+    sampler.admit_at(sampler.tick())
     monkeypatch.setattr(sampling, "_budget", None)  # as module teardown leaves it
     del sampler
     gc.collect()
     assert seen == []
+
+
+def _otel_scope_frames(calls: Callable[[], object], n: int) -> int:
+    """How many Python frames of otel-scope's own code ``n`` calls of ``calls`` ran (a real profiler)."""
+    own = os.path.dirname(os.path.dirname(sampling.__file__)) + os.sep  # otel_scope/
+    seen = 0
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal seen
+        if event == "call" and frame.f_code.co_filename.startswith(own):
+            seen += 1
+
+    sys.setprofile(profile)
+    try:
+        for _ in range(n):
+            calls()
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["runtime", "compile_time"])
+def test_a_call_its_sampler_leaves_out_runs_no_python_code_of_otel_scope_and_is_still_counted(memory, mode):
+    # A package-wide target's common case: past its first calls, a function's calls are left
+    # out by its call sampler. The entry test (a code trampoline's, or the rewritten prologue's)
+    # decides that with one C call; only the sampler's checks, every 256 calls at most, run
+    # Python code of otel-scope. The old path called the probe and the sampler on every call.
+    e = Engine(Settings(mode=mode, call_sample_rate=0))
+    try:
+        before = set(sampling.budget().samplers)  # other tests' samplers, not garbage yet
+        e.add(Request(parse_pattern("jinja2.utils:*"), runtime=True, capture_locals=None))
+        for n in range(100):  # the first 5 kept, then the checks at calls 6, 8, 12, 20, 36, 68
+            jinja2.utils.url_quote(n)
+        frames = _otel_scope_frames(lambda: jinja2.utils.url_quote("a b"), 900)
+        (sampler,) = [s for s in sampling.budget().samplers if s.name == QUOTE and s not in before]
+        assert (sampler.calls, sampler.sampled_out) == (1000, 995)
+        spans = memory.named(QUOTE)
+        assert len(spans) == 5
+        assert spans[0].attributes[semconv.MECHANISM] == mode
+    finally:
+        e.remove_all()
+        configure(Settings())
+        sampling.budget().retired.clear()
+    assert frames <= 4 * 4  # the checks at calls 132, 260, 516 and 772, a few frames each
+
+
+FORKED_PROGRAM = """
+import os
+import sys
+
+import jinja2.utils
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_scope._sdk import set_global_provider
+from otel_scope.capture import sampling
+from otel_scope.config import Settings, parse_pattern
+from otel_scope.engine import Engine
+from otel_scope.targets.planner import Request
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+set_global_provider(provider)
+engine = Engine(Settings(mode=sys.argv[1], call_sample_rate=0))
+engine.add(Request(parse_pattern("jinja2.utils:*"), runtime=True, capture_locals=None))
+NAME = "jinja2.utils.url_quote"
+
+
+def counts(calls):
+    exporter.clear()
+    for n in range(calls):
+        jinja2.utils.url_quote(n)
+    spans = [s for s in exporter.get_finished_spans() if s.name == NAME]
+    (sampler,) = [s for s in sampling.budget().samplers if s.name == NAME and s.calls]
+    row = [r for r in engine.active() if r["function"] == NAME]
+    return (
+        len(spans), [s.attributes.get("otel_scope.sampled_out", 0) for s in spans],
+        sampler.calls, sampler.sampled_out, sampler.pending,
+        row[0]["calls"] if row and row[0]["calls"] is not None else None,
+        sampling.summary()["otel_scope.sampling.top"],
+    )
+
+
+print("before", counts(50), flush=True)
+pid = os.fork()
+if pid == 0:
+    print("child", counts(20), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", counts(10), flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["runtime", "compile_time"])
+def test_a_forked_child_counts_its_own_calls_and_keeps_its_first_calls_again(tmp_path, mode):
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED_PROGRAM)
+    run = subprocess.run(
+        [sys.executable, str(script), mode], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines())
+    before, child, parent = (ast.literal_eval(lines[k]) for k in ("before", "child", "parent"))
+    runtime_calls = mode == "runtime"
+    assert before == (5, [0] * 5, 50, 45, 45, 50 if runtime_calls else None, [f"{QUOTE}=45"])
+    # The child: its own 20 calls, its first 5 kept in full again, the rest left out and counted
+    # (a runtime probe's own count, shown by ``otel-scope targets``, still includes the parent's).
+    assert child == (5, [0] * 5, 20, 15, 15, 70 if runtime_calls else None, [f"{QUOTE}=15"])
+    # The parent goes on counting where it was: 10 more calls, none kept (rate 0).
+    assert parent == (0, [], 60, 55, 55, 60 if runtime_calls else None, [f"{QUOTE}=55"])
+
+
+@pytest.mark.parametrize("pattern", ["jinja2.utils:url_quote", "jinja2.utils:*"])
+def test_the_calls_shown_by_targets_are_every_call_made_while_the_probe_is_on(memory, engine, pattern):
+    # `otel-scope targets` shows each function's calls: a probe without a sampler counts them
+    # itself, a sampled one reads its sampler's numbering; neither counts while switched off.
+    engine.add(Request(parse_pattern(pattern), runtime=True))
+    probe = engine.probe_for(QUOTE)
+    for n in range(40):
+        jinja2.utils.url_quote(n)
+    probe.enabled = False
+    for _ in range(10):
+        assert jinja2.utils.url_quote("a b") == "a%20b"
+    probe.enabled = True
+    for n in range(5):
+        jinja2.utils.url_quote(n)
+    (row,) = [r for r in engine.active() if r["function"] == QUOTE]
+    assert row["calls"] == 45 and row["installed"] == "code trampoline"
+    assert len(memory.named(QUOTE)) == (45 if pattern.endswith("url_quote") else 5)
+
+
+@pytest.mark.parametrize("mode", ["runtime", "compile_time"])
+def test_every_call_is_counted_when_threads_race_on_a_sampled_function(memory, mode):
+    # The sampler's numbering is one C call, atomic under the GIL: four threads switching as often
+    # as the interpreter allows leave no call uncounted, and nearly all of them left out.
+    e = Engine(Settings(mode=mode, call_sample_rate=0))
+    interval = sys.getswitchinterval()
+    try:
+        before = set(sampling.budget().samplers)  # other tests' samplers, not garbage yet
+        e.add(Request(parse_pattern("jinja2.utils:*"), runtime=True, capture_locals=None))
+        sys.setswitchinterval(1e-6)
+
+        def work() -> None:
+            for n in range(20_000):
+                jinja2.utils.url_quote(n)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sys.setswitchinterval(interval)
+        (sampler,) = [s for s in sampling.budget().samplers if s.name == QUOTE and s not in before]
+        assert sampler.calls == 80_000
+        assert 80_000 - 8 <= sampler.sampled_out < 80_000  # rate 0: the first 5 (or a few more) kept
+    finally:
+        sys.setswitchinterval(interval)
+        e.remove_all()
+        configure(Settings())
+        sampling.budget().retired.clear()

@@ -25,7 +25,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_scope._sdk import SUPPRESS_INSTRUMENTATION_KEY, global_provider, set_global_provider
 from otel_scope.capture import sampling as call_sampling
-from otel_scope.compile_time import configure, probes
+from otel_scope.compile_time import configure, probes, recorder
 from otel_scope.compile_time.recorder import Probe
 from otel_scope.config.settings import Settings
 from otel_scope.sessions import state as session_state
@@ -206,9 +206,11 @@ def test_a_probe_given_a_sampler_or_a_runtime_wrapper_to_follow_later_sees_every
             probe.sampler = call_sampling.sampler_for(probe.name, named_exactly=False)
         else:
             probe.follows = True
-        assert _entries(module, 7) == 7
+        entered = _entries(module, 7)
     if probe.sampler is not None:
         assert probe.sampler.calls == 7  # every call counted, as before the refusal was seen
+    else:
+        assert entered == 7  # every call asks for the runtime wrapper's span
 
 
 def test_a_sampled_function_under_an_unsampled_parent_counts_every_call_as_before(settings):
@@ -217,8 +219,11 @@ def test_a_sampled_function_under_an_unsampled_parent_counts_every_call_as_befor
     sampler = _probe(module).sampler
     assert sampler is not None
     with memory_spans() as exporter, _Attached(_unsampled()):
-        assert _entries(module, 30) == 30
+        entered = _entries(module, 30)
     assert (sampler.calls, sampler.sampled_out) == (30, 25)  # the first 5 admitted, the rest left out
+    # The first 5 and the sampler's checks (calls 6, 8, 12, 20: the stride doubles) ask enter();
+    # the calls the sampler left out between two checks were decided in the entry test.
+    assert entered == 9
     assert exporter.get_finished_spans() == ()
 
 
@@ -271,3 +276,24 @@ def test_a_refusal_remembered_on_one_thread_does_not_hold_back_another_threads_r
     assert results == [5]
     (span,) = exporter.get_finished_spans()
     assert span.context.trace_id == 3
+
+
+def test_calls_of_a_sampled_function_after_an_internal_error_are_neither_recorded_nor_counted(settings):
+    # An internal error switches compile-time capture off for the process (the program is not
+    # affected): calls then run their original body and no call is counted as left out, until
+    # the settings are applied again.
+    configure(Settings(call_sample_rate=0))
+    module = _rewritten(target="m:*")
+    sampler = _probe(module).sampler
+    assert sampler is not None
+    with memory_spans() as exporter:
+        for _ in range(10):
+            assert module.loop(3) == 5
+        recorder._disable(RuntimeError("an internal error"))
+        assert _entries(module, 20) == 0
+        assert (sampler.calls, sampler.sampled_out) == (10, 5)
+        configure(Settings(call_sample_rate=0))  # capture on again: the next 5 calls are kept
+        for _ in range(10):
+            assert module.loop(3) == 5
+    assert (sampler.calls, sampler.sampled_out) == (20, 10)
+    assert len([s for s in exporter.get_finished_spans() if s.name.endswith(".loop")]) == 10

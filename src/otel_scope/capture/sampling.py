@@ -16,24 +16,33 @@ estimated instrumentation time of kept calls is added up (:meth:`Budget.spend`),
 interval halves back toward the configured rate (the prior art: Logfire's auto-trace
 ``min_duration``, ddtrace's per-probe rates and global budget).
 
-The fast path of :meth:`CallSampler.admit` is two integer comparisons: the clock is read only
-every ``stride`` calls, and the stride doubles while the answer stays no (up to
-:data:`MAX_STRIDE`). Every call left out is counted on its sampler; kept spans say how many
-were left out before them (``otel_scope.sampled_out``) and the session root span carries the
-totals (:func:`summary`), so the user always knows what was not recorded.
+A call left out costs no call into otel-scope. The sampler is its function's :class:`Gate`: the
+entry test (a rewritten function's prologue, a code trampoline) calls ``gate.tick()``, a C
+method that gives the call its number, and runs the function untraced when the number is below
+``gate.next_check``; only the others go on to :meth:`CallSampler.admit_at`, which keeps the first
+calls and reads the clock. The clock is read only every ``stride`` calls, and the stride doubles
+while the answer stays no (up to :data:`MAX_STRIDE`). The numbering is the count of calls: the
+calls left out are the calls numbered less those kept (one Python ``int`` that only admitted
+calls update), and kept spans say how many were left out before them (``otel_scope.sampled_out``);
+the session root span carries the totals (:func:`summary`), so the user always knows what was not
+recorded.
 
-No lock: under the GIL a lost count or an extra kept call when threads race costs nothing that
-matters for a gate that exists to bound overhead, while a lock would serialize every call.
+No lock: the numbering is one C call, atomic under the GIL, so no call goes uncounted; when
+threads race in :meth:`CallSampler.admit_at` a lost update of ``kept`` (one more call counted as
+left out) or an extra kept call costs nothing that matters for a gate that exists to bound
+overhead, while a lock would serialize every call.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from time import monotonic_ns
-from typing import Any
+from typing import Any, cast
 
 from otel_scope import semconv
 
@@ -118,7 +127,7 @@ def configure(settings: Any) -> None:
     with _lock:
         samplers = list(_budget.samplers)
     for sampler in samplers:  # functions instrumented already follow the new settings too
-        sampler.first_until = sys.maxsize if not _budget.enabled else sampler.calls
+        sampler.first_until = sys.maxsize if not _budget.enabled else sampler.numbered
         sampler.reopen()
 
 
@@ -126,30 +135,55 @@ def budget() -> Budget:
     return _budget
 
 
-class CallSampler:
-    """One function's gate: :meth:`admit` says whether this call is recorded (see the module doc)."""
+class Gate:
+    """What an entry test reads before anything else of otel-scope's runs (see the module doc):
+    a call whose number (``tick()``, a C method) is below ``next_check`` is left out on the spot,
+    any other goes on to its probe. :class:`CallSampler` is the gate of a sampled function; a
+    probe without one uses :data:`OPEN` or :data:`SHUT`."""
+
+    __slots__ = ("next_check", "tick")
+
+    def __init__(self, tick: Callable[[], int], next_check: int) -> None:
+        self.tick = tick
+        self.next_check = next_check
+
+
+_ZERO = itertools.repeat(0).__next__
+#: Every call goes on to the probe, unnumbered: a function whose calls are all kept.
+OPEN = Gate(_ZERO, 0)
+#: Every call runs untraced, uncounted: a probe switched off.
+SHUT = Gate(_ZERO, 1)
+_END = sys.maxsize  # past the last call number: never reached
+
+
+class CallSampler(Gate):
+    """One function's gate: a call the entry test does not leave out asks :meth:`admit_at`
+    whether it is recorded (see the module doc)."""
 
     __slots__ = (
         "__weakref__",
-        "calls",
+        "_left",
+        "base",
         "first_until",
+        "kept",
         "last_kept",
         "name",
-        "next_check",
-        "pending",
-        "sampled_out",
         "stride",
+        "taken",
     )
 
     def __init__(self, name: str, first: int) -> None:
+        numbers = iter(range(1, _END))
+        super().__init__(numbers.__next__, 0)  # 0: every call asks admit_at until the first are kept
+        # The numbers not given yet, which tell the count (a range iterator says, a count() does not).
+        self._left: Callable[[], int] = cast(Any, numbers).__length_hint__
         self.name = name
-        self.calls = 0
+        self.base = 0  # the number of the last call before the fork that made this process
         self.first_until = first  # calls up to this number are kept in full
-        self.next_check = first + 1  # the call number at which the clock is read next
         self.stride = 1
         self.last_kept = monotonic_ns()  # the rate counts from the function's instrumentation
-        self.sampled_out = 0  # calls left out in total
-        self.pending = 0  # calls left out since the last kept one (put on that kept span)
+        self.kept = 0  # calls admitted since ``base``
+        self.taken = 0  # calls left out that kept spans have reported already (take_pending)
 
     def __del__(self) -> None:
         # The function is no longer instrumented. No lock: this may run on any thread, inside any
@@ -163,41 +197,65 @@ class CallSampler:
         except Exception:
             pass
 
-    def admit(self) -> bool:
-        """Whether to record this call; ``False`` costs two comparisons and a count."""
-        calls = self.calls = self.calls + 1
-        if calls <= self.first_until:
-            return True
-        if calls < self.next_check:
-            self.sampled_out += 1
-            self.pending += 1
-            return False
-        return self._check(calls)
+    @property
+    def numbered(self) -> int:
+        """The number of the latest call: every call since the function was instrumented."""
+        return _END - 1 - self._left()
 
-    def _check(self, calls: int) -> bool:
+    @property
+    def calls(self) -> int:
+        """Calls seen by this process (a forked child counts its own only)."""
+        return self.numbered - self.base
+
+    @property
+    def sampled_out(self) -> int:
+        """Calls left out in total: every call seen that was not kept."""
+        return self.calls - self.kept
+
+    @property
+    def pending(self) -> int:
+        """Calls left out since the last kept call that reported them (put on the next kept span).
+
+        ``sampled_out - taken``, spelled out: every kept span reads it, and each property in
+        between would cost a call."""
+        return _END - 1 - self._left() - self.base - self.kept - self.taken
+
+    def admit_at(self, call: int) -> bool:
+        """Whether to record call number ``call``, which the entry test did not leave out."""
+        if call <= self.first_until:
+            self.kept += 1
+            return True
         now = monotonic_ns()
         b = _budget
         b.adapt(now)
         if now - self.last_kept >= b.interval_ns:
             self.last_kept = now
             self.stride = 1
-            self.next_check = calls + 1
+            self.next_check = call + 1
+            self.kept += 1
             return True
         stride = self.stride = min(self.stride * 2, MAX_STRIDE)
-        self.next_check = calls + stride
-        self.sampled_out += 1
-        self.pending += 1
+        self.next_check = call + stride
         return False
+
+    def recorded_late(self) -> None:
+        """A call left out is recorded after all (it raised): it counts as kept."""
+        self.kept += 1
+
+    def left_out_late(self) -> None:
+        """A call counted by :meth:`recorded_late` was not recorded after all."""
+        self.kept -= 1
 
     def take_pending(self) -> int:
         """Calls left out since the previous kept call (reset): the kept span's count."""
-        pending, self.pending = self.pending, 0
+        pending = self.pending
+        self.taken += pending
         return pending
 
     def reopen(self) -> None:
         """A call raised: keep the next ``first`` calls in full, to see what follows an error."""
-        self.first_until = max(self.first_until, self.calls + _budget.first)
-        self.next_check = self.first_until + 1
+        self.first_until = max(self.first_until, self.numbered + _budget.first)
+        self.next_check = 0
         self.stride = 1
 
 
@@ -218,10 +276,11 @@ def _count_afresh_in_child() -> None:
     shows how its functions started."""
     _budget.retired.clear()
     for sampler in list(_budget.samplers):
-        sampler.calls = sampler.sampled_out = sampler.pending = 0
+        sampler.base = sampler.numbered
+        sampler.kept = sampler.taken = 0
         if sampler.first_until != sys.maxsize:  # sampling switched off keeps every call
-            sampler.first_until = _budget.first
-        sampler.next_check = sampler.first_until + 1
+            sampler.first_until = sampler.base + _budget.first
+        sampler.next_check = 0
         sampler.stride = 1
 
 

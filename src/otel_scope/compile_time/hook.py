@@ -45,7 +45,7 @@ from otel_scope.targets.plan import CapturePlan
 _log = logging.getLogger("otel_scope")
 
 # Bump when the rewritten code's shape changes, so older cache entries are not used.
-CACHE_FORMAT = "2"
+CACHE_FORMAT = "3"
 
 PlansFor = Callable[[str], "Mapping[str, CapturePlan | None] | None"]
 

@@ -1,11 +1,12 @@
 """Runtime support for rewritten functions: probes, per-call recorders, and the event budget.
 
 Each instrumented function has one :class:`Probe` (a module global ``_otel_scope_p_<n>``). On
-entry the function asks ``probe.enter()`` for a :class:`CallRecorder`; ``None`` (capture off,
+entry the function asks ``probe.enter(call)`` for a :class:`CallRecorder`; ``None`` (capture off,
 rate limited, span sampled out, no SDK) makes it run its original, untouched body, so a call
 that records nothing costs one attribute read when capture is off, a few more and no call into
-otel-scope under a context the span core refused already (see :class:`Probe`), and one method
-call otherwise.
+otel-scope under a context the span core refused already (see :class:`Probe`), one C call when
+its call sampler leaves it out (the probe's ``gate``, see :mod:`otel_scope.capture.sampling`),
+and one method call otherwise.
 
 A recorder is a local variable of the call, so events belong to the right call whatever the
 threads, tasks or generator suspensions in between. Captures are cheap on purpose: a capture
@@ -118,8 +119,10 @@ def configure(settings: Any) -> None:
     _config.capture_args = bool(settings.capture_args)
     _config.capture_return = bool(settings.capture_return)
     _config.generation += 1
-    _config.broken = False
     sampling.configure(settings)
+    if _config.broken:
+        _config.broken = False
+        _choose_entries()
 
 
 _registry: dict[str, dict[str, Probe]] = {}
@@ -158,6 +161,14 @@ def _disable(exc: BaseException) -> None:
             type(exc).__name__,
             exc,
         )
+        _choose_entries()  # every gate shut: calls no longer reach enter(), nor are counted
+
+
+def _choose_entries() -> None:
+    """Every probe's entry test chooses again: ``_config.broken`` changed."""
+    for module in list(_registry.values()):
+        for probe in list(module.values()):
+            probe._choose_entry()
 
 
 class _PointInfo:
@@ -212,8 +223,14 @@ class Probe:
     span core's remembered refusal, against ``current.get()`` (the current context) and the
     global provider (an attribute of ``providers``), and runs its original body without calling
     :meth:`enter` when the span core said no under both already. A function whose calls must all
-    reach :meth:`enter` (its call sampler counts every call; or it follows a runtime wrapper's
+    pass the refusal test (its call sampler counts every call; or it follows a runtime wrapper's
     sampling) tests :data:`~otel_scope.runtime.tracing.NO_REFUSAL` instead, which never matches.
+    Last, the rewritten code numbers the call with ``gate.tick()`` and runs its original body when
+    the number is below ``gate.next_check``: the call sampler left it out (see
+    :mod:`otel_scope.capture.sampling`). Only the other calls reach :meth:`enter`, with their
+    number. The gate of a function without a sampler lets every call through uncounted
+    (:data:`~otel_scope.capture.sampling.OPEN`); after an internal error every gate is
+    :data:`~otel_scope.capture.sampling.SHUT` until :func:`configure` runs again.
     """
 
     __slots__ = (
@@ -224,6 +241,7 @@ class Probe:
         "_sampler",
         "attributes",
         "current",
+        "gate",
         "name",
         "on",
         "points",
@@ -253,7 +271,7 @@ class Probe:
         # Set by the engine when a runtime wrapper of this function samples its calls (hybrid):
         # then a call records only on the wrapper's span, so both mechanisms keep the same calls.
         self._follows = False
-        self._choose_refusal()
+        self._choose_entry()
 
     @property
     def sampler(self) -> sampling.CallSampler | None:
@@ -263,7 +281,7 @@ class Probe:
     @sampler.setter
     def sampler(self, sampler: sampling.CallSampler | None) -> None:
         self._sampler = sampler
-        self._choose_refusal()
+        self._choose_entry()
 
     @property
     def follows(self) -> bool:
@@ -273,12 +291,16 @@ class Probe:
     @follows.setter
     def follows(self, follows: bool) -> None:
         self._follows = follows
-        self._choose_refusal()
+        self._choose_entry()
 
-    def _choose_refusal(self) -> None:
+    def _choose_entry(self) -> None:
         """What the entry test compares (see the class doc): skipping :meth:`enter` on a refusal
-        is exact only when it would have done nothing but ask the span core."""
-        self.refused = REFUSAL if self._sampler is None and not self._follows else NO_REFUSAL
+        is exact only when it would have done nothing but ask the span core; the sampler is the
+        gate only of calls that ask it (not of those following a runtime wrapper's sampling)."""
+        sampler = self._sampler
+        self.refused = REFUSAL if sampler is None and not self._follows else NO_REFUSAL
+        gate: sampling.Gate = sampling.OPEN if sampler is None or self._follows else sampler
+        self.gate = sampling.SHUT if _config.broken else gate
 
     def _allow(self) -> bool:
         if self._generation != _config.generation:
@@ -291,16 +313,15 @@ class Probe:
                 self._limiter = None
         return self._limiter is None or self._limiter.allow()
 
-    def enter(self) -> CallRecorder | None:
-        """A recorder for this call, or ``None`` when nothing would be recorded."""
+    def enter(self, call: int) -> CallRecorder | None:
+        """A recorder for call number ``call`` (its gate's ``tick()``), or ``None`` when nothing
+        would be recorded."""
         try:
-            if _config.broken:
-                return None
             if self._follows:
                 span = claim_call_span()
                 return CallRecorder(self, span, None, False) if span is not None and self._allow() else None
             sampler = self._sampler
-            if sampler is not None and not sampler.admit():
+            if sampler is not None and not sampler.admit_at(call):
                 return None  # before anything is allocated
             context = decide()  # None: no SDK, sampled out, or outside an explicit session
             if context is None:

@@ -29,7 +29,8 @@ A planned function becomes::
     def f(a):
         "docstring"
         global g                                  # hoisted: both copies assign it
-        if not _otel_scope_p_0.on or <refused> or (_otel_scope_r := _otel_scope_p_0.enter()) is None:
+        if (not _otel_scope_p_0.on or <refused> or <left out>
+                or (_otel_scope_r := _otel_scope_p_0.enter(_otel_scope_r)) is None):
             <the original body>                   # not recording: the original code, unchanged
         else:
             with _otel_scope_r:                   # records an exception, emits events, ends
@@ -39,6 +40,9 @@ A planned function becomes::
 ``<refused>`` is two identity tests, no call: whether the span core said no under the current
 context and provider already (see ``Probe`` in the recorder), which is what makes a call under an
 unsampled parent, or with no SDK, cost little more than a call with capture switched off.
+``<left out>`` is ``(_otel_scope_r := _otel_scope_p_0.gate.tick()) < _otel_scope_p_0.gate.next_check``:
+one C call that numbers the call, whose call sampler leaves it out when the number is below the
+next check (see ``otel_scope.capture.sampling``); ``enter`` gets the number.
 
 Anything that cannot be rewritten safely is compiled from the original source instead and
 reported in :attr:`RewriteResult.skipped`; the rewriter never produces broken code.
@@ -1110,10 +1114,11 @@ def _assemble(
         values=[
             ast.UnaryOp(ast.Not(), _probe_attribute(probe, "on")),
             _refused_test(probe),
+            _left_out_test(probe),
             ast.Compare(
                 left=ast.NamedExpr(
                     target=ast.Name(RECORDER, ast.Store()),
-                    value=ast.Call(ast.Attribute(ast.Name(probe, ast.Load()), "enter", ast.Load()), [], []),
+                    value=ast.Call(_probe_attribute(probe, "enter"), [ast.Name(RECORDER, ast.Load())], []),
                 ),
                 ops=[ast.Is()],
                 comparators=[ast.Constant(None)],
@@ -1153,6 +1158,21 @@ def _refused_test(probe: str) -> ast.expr:
                 comparators=[ast.Call(_probe_attribute(probe, "current", "get"), [], [])],
             ),
         ],
+    )
+
+
+def _left_out_test(probe: str) -> ast.expr:
+    """``(_otel_scope_r := p.gate.tick()) < p.gate.next_check``: the call sampler left this call
+    out, decided by one C call that also counts it (see ``otel_scope.capture.sampling``). The
+    call's number stays in the recorder's local for ``p.enter(_otel_scope_r)``, which the test
+    calls only when this one says no."""
+    return ast.Compare(
+        left=ast.NamedExpr(
+            target=ast.Name(RECORDER, ast.Store()),
+            value=ast.Call(_probe_attribute(probe, "gate", "tick"), [], []),
+        ),
+        ops=[ast.Lt()],
+        comparators=[_probe_attribute(probe, "gate", "next_check")],
     )
 
 

@@ -320,8 +320,9 @@ def begin(
         return None
     if not trace_id:  # a new trace: its ID exists only now
         span.set_attribute(semconv.SESSION_ID, trace_hex(span.get_span_context().trace_id))
-    if sampler is not None and sampler.pending:
-        set_attributes(span, {semconv.SAMPLED_OUT: sampler.take_pending()})
+    left_out = sampler.take_pending() if sampler is not None else 0
+    if left_out:
+        set_attributes(span, {semconv.SAMPLED_OUT: left_out})
     for observer in _starting:
         observer(span, name)
     new_ctx = trace.set_span_in_context(span, ctx)

@@ -8,8 +8,12 @@ of the original function (the ``__code__``-level approach ddtrace's ``internal/w
 built from source instead of bytecode). So every holder of the function reaches the probe from
 its next call, and :meth:`Trampoline.restore` puts back the exact original code object.
 
-The trampoline first asks the probe whether to trace the call (``probe.skip()``: switched off,
-or left out by call sampling, which is most calls of a package-wide target). A skipped call
+The trampoline first tests whether to trace the call, with no call into otel-scope. For a probe
+with a call sampler, ``probe.gate.tick()``, one C call, numbers the call, and a number below
+``probe.gate.next_check`` means switched off or left out by call sampling (most calls of a
+package-wide target); only the other calls ask ``probe.skip_at(number)``. A probe without one
+keeps every call while switched on, so its trampoline reads ``probe.gate.next_check`` alone
+(1 while switched off, else 0) and numbers nothing. A skipped call
 runs the original copy straight from the trampoline, a plain Python-to-Python call with no
 argument tuple made and no otel-scope frame in between (a skipped call that raises is still
 handed to ``probe.failed_late``); any other goes to ``probe.traced``, and what it raises
@@ -34,6 +38,7 @@ from typing import Any, NamedTuple
 
 from otel_scope import _forksafe
 from otel_scope.callables import CodeSwap
+from otel_scope.capture.sampling import SHUT
 
 _lock = _forksafe.lock()
 # Flags a trampoline can reproduce: a plain function, a generator (``yield from``), a coroutine.
@@ -105,11 +110,10 @@ class _Restored:
 
     __slots__ = ()
 
-    def skip(self) -> bool:
-        return True
+    gate = SHUT  # every call skipped
 
     def traced(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return wrapped(*args, **kwargs)  # a call that passed skip() just before the restore
+        return wrapped(*args, **kwargs)  # a call that passed the gate just before the restore
 
     def failed_late(self, exc: Exception, instance: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
         return None
@@ -139,7 +143,7 @@ def install(func: types.FunctionType, probe: Any) -> Trampoline:
     # The holder outlives restore: a generator made under the trampoline but not started yet
     # reads it on its first step (and then calls the copy straight, untraced).
     holder = _Holder(probe, copy)
-    code = _trampoline_code(original, holder)
+    code = _trampoline_code(original, holder, gated=probe.sampler is not None)
     with _lock:
         done = _installed[func] = Trampoline(func, code, copy, holder)
         done.apply()
@@ -184,9 +188,10 @@ class _Shape(NamedTuple):
     n_kw: int
     flags: int  # the original's flags among _KINDS
     free: tuple[str, ...]
+    gated: bool  # the probe has a call sampler: the entry test numbers each call
 
 
-def _trampoline_code(original: types.CodeType, holder: _Holder) -> types.CodeType:
+def _trampoline_code(original: types.CodeType, holder: _Holder, gated: bool) -> types.CodeType:
     """A function with ``original``'s parameters, free variables and kind that asks the probe
     whether to trace this call (see the module doc), every instruction on the def line.
 
@@ -204,6 +209,7 @@ def _trampoline_code(original: types.CodeType, holder: _Holder) -> types.CodeTyp
         original.co_kwonlyargcount,
         flags,
         original.co_freevars,
+        gated,
     )
     try:
         template = _template(shape)
@@ -275,9 +281,14 @@ def _template(shape: _Shape) -> types.CodeType:
         f"     try:\n         return {traced}{keep}\n"
         f"     except BaseException as _otel_scope_e:\n         {unlink}(_otel_scope_e)\n         raise\n"
     )
+    if shape.gated:  # the call's number stays in a local for skip_at (see the module doc)
+        test = f"(_otel_scope_n := {probe}.gate.tick()) < {probe}.gate.next_check"
+        test += f" or {probe}.skip_at(_otel_scope_n)"
+    else:
+        test = f"{probe}.gate.next_check"
     source = (
         f"def _make():\n{cells}    {prefix}def _f({', '.join(params)}):\n"
-        f"     if {probe}.skip():\n{skipped}{through}    return _f\n"
+        f"     if {test}:\n{skipped}{through}    return _f\n"
     )
     tree = ast.parse(source)
     inner = tree.body[0].body[-2]  # type: ignore[attr-defined]

@@ -2,8 +2,9 @@
 
 A :class:`RuntimeProbe` holds everything that can be computed once per function (span name,
 ``code.*`` attributes, argument attribute keys, the callable's kind), so a call pays only for
-what cannot be known in advance. The order on every call is fixed: enabled? rate limit? would
-the span record (:func:`tracing.decide`)? Only then are arguments serialized and a span made.
+what cannot be known in advance. The order on every call is fixed: enabled and not left out by
+call sampling (the probe's ``gate``, see :meth:`RuntimeProbe.skip_at`)? rate limit? would the span
+record (:func:`tracing.decide`)? Only then are arguments serialized and a span made.
 
 Generators and async generators get a span that covers the whole iteration, ends on
 exhaustion, ``close()`` or error, and is current only while the generator body runs.
@@ -31,7 +32,7 @@ from otel_scope import semconv
 from otel_scope.callables import binds_arguments, innermost_function
 from otel_scope.capture import RateLimiter, Serializer
 from otel_scope.capture.exceptions import record_exception
-from otel_scope.capture.sampling import CallSampler, budget
+from otel_scope.capture.sampling import OPEN, SHUT, CallSampler, Gate, budget
 from otel_scope.runtime import state, tracing
 
 #: What runs after each recorded runtime call, before its span ends: ``hook(probe, span, exc)``
@@ -67,15 +68,16 @@ class RuntimeProbe:
     """One instrumented function: precomputed span data plus the per-call logic."""
 
     __slots__ = (
+        "_calls",
+        "_enabled",
         "arg_keys",
         "attributes",
-        "calls",
         "capture_args",
         "capture_return",
         "code",
         "deep",
-        "enabled",
         "func",
+        "gate",
         "kind",
         "limiter",
         "name",
@@ -123,7 +125,8 @@ class RuntimeProbe:
         self.capture_return = capture_return
         self.limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
         self.sampler = sampler  # None: every call is kept (named exactly, or sampling off)
-        self.enabled = True
+        self._calls = 0  # calls seen while enabled, of a probe without a sampler (see calls)
+        self.enabled = True  # and the gate that goes with it
         self.deep = False  # compile-time capture also active: mark calls for claim_call_span
         self.state = False  # capture the instance's attributes before and after each call
         # Reached through a code trampoline for a method: the receiver is the first argument,
@@ -136,7 +139,6 @@ class RuntimeProbe:
         # None for objects with no function behind them; ``deep`` is only ever set on probes of a
         # function (compile-time capture needs its code), so the call path reads it unchecked.
         self.func: Any = plain
-        self.calls = 0
         # Called in order after each recorded call, before its span ends: the engine's finish
         # hooks (exception frames, escalation), replaced whole when one is added or removed.
         self.on_finish: tuple[FinishHook, ...] = ()
@@ -150,6 +152,24 @@ class RuntimeProbe:
                 self.varargs_key = semconv.ARG_PREFIX + code.co_varnames[n]
         self.skip_first = bool(names) and names[0] in _RECEIVER_NAMES
         self.arg_keys = tuple(semconv.ARG_PREFIX + name for name in names)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether calls are traced. Switched off, the gate is :data:`~otel_scope.capture.sampling.SHUT`:
+        the entry test runs each call untraced, uncounted, with no call into otel-scope."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, enabled: bool) -> None:
+        self._enabled = enabled
+        gate: Gate = OPEN if self.sampler is None else self.sampler
+        self.gate = gate if enabled else SHUT
+
+    @property
+    def calls(self) -> int:
+        """Calls seen while enabled: the sampler's numbering, which counts every call it saw
+        (before a fork too), else the probe's own count."""
+        return self._calls if self.sampler is None else self.sampler.numbered
 
     # -- attribute building (only after the span is known to record) ---------------------------
     def _call_attributes(
@@ -191,7 +211,8 @@ class RuntimeProbe:
     # -- the wrapper ---------------------------------------------------------------------------
     def __call__(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The wrapt wrapper function: called instead of ``wrapped`` on every call."""
-        if self.skip():
+        gate = self.gate  # the entry test, as a code trampoline makes it (see skip_at)
+        if (call := gate.tick()) < gate.next_check or self.skip_at(call):
             if self.kind != "function":
                 return wrapped(*args, **kwargs)
             try:  # free unless it raises: a call that raises is recorded even when sampled out
@@ -201,22 +222,27 @@ class RuntimeProbe:
                 raise
         return self.traced(wrapped, instance, args, kwargs)
 
-    def skip(self) -> bool:
-        """Whether this call runs untraced: the probe is switched off, or its sampler leaves it out.
+    def skip_at(self, call: int) -> bool:
+        """Whether call number ``call`` runs untraced: its sampler leaves it out.
 
-        Asked first by every entry (the wrapper above, and code trampolines, which then call the
-        function straight, with no tuple of arguments made), so a call that records nothing
-        costs a few attribute reads. A skipped call that raises goes to :meth:`failed_late`.
+        Every entry (the wrapper above, and code trampolines, which then call the function
+        straight, with no tuple of arguments made) first makes an entry test with no call into
+        otel-scope: ``gate.tick()`` (one C call) numbers the call, and a number below
+        ``gate.next_check`` runs the function untraced; only the other calls ask here. So a call
+        left out by call sampling, or made while the probe is switched off (its gate is then
+        :data:`~otel_scope.capture.sampling.SHUT`), costs a few attribute reads and that C call.
+        (The trampoline of a probe without a sampler reads ``gate.next_check`` alone: such a
+        probe skips only while switched off.) A skipped call that raises goes to
+        :meth:`failed_late`.
         """
-        if not self.enabled:
-            return True
-        self.calls += 1
         sampler = self.sampler
-        return sampler is not None and not sampler.admit()
+        return sampler is not None and not sampler.admit_at(call)
 
     def traced(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run a call :meth:`skip` let through: a span, unless rate limits or sampling say no."""
+        """Run a call the entry test let through: a span, unless rate limits or sampling say no."""
         sampler = self.sampler
+        if sampler is None:
+            self._calls += 1  # a sampled probe's calls are its sampler's numbering
         if self.limiter is not None and not self.limiter.allow():
             return wrapped(*args, **kwargs)
         ctx = tracing.decide()
@@ -255,21 +281,19 @@ class RuntimeProbe:
         kept in full (:meth:`CallSampler.reopen`) so what follows an error is seen.
         """
         sampler = self.sampler
-        if sampler is None or not self.enabled or isinstance(exc, (StopIteration, StopAsyncIteration)):
+        if sampler is None or not self._enabled or isinstance(exc, (StopIteration, StopAsyncIteration)):
             return  # switched off, or never sampled: nothing was left out
         sampler.reopen()
         ctx = tracing.decide()
         if ctx is None:  # not recorded after all (an unsampled trace): it stays counted as left out
             return
-        sampler.sampled_out -= 1  # recorded after all
-        sampler.pending -= 1
+        sampler.recorded_late()
         attrs = self._call_attributes(instance, args, kwargs)
         attrs[semconv.SAMPLING_LATE] = True
         budget().spend()
         started = tracing.begin(self.name, attrs, ctx, None, owned=True, sampler=sampler)
         if started is None:  # the SDK's sampler said no: left out after all
-            sampler.sampled_out += 1
-            sampler.pending += 1
+            sampler.left_out_late()
             return
         span, token = started
         self._failed(span, exc)
