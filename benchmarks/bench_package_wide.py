@@ -300,7 +300,10 @@ def measure(workload: str, variant: str, size: int, timeout: float, tmp: Path) -
     """One fresh process of ``workload`` under ``variant``; a suite runs in its unpacked sdist
     (``tmp/<sdist>``, see :func:`unpack_suites`) and reports pytest's counts as ``counts``."""
     store = tmp / f"{workload}-{variant}.sqlite3".replace(":", "-")
-    store.unlink(missing_ok=True)  # a store of this run only (--repeat runs a variant again)
+    # A store of this run only (--repeat runs a variant again). Its WAL files go too: a run that
+    # exits mid-write leaves them, and SQLite would replay them into the next run's new file.
+    for path in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
+        path.unlink(missing_ok=True)
     cmd = [sys.executable, str(HERE), "--worker", workload, variant, str(size)]
     if variant in SCOPE_FLAGS:
         cmd = [str(BIN / "opentelemetry-instrument"), *SCOPE_FLAGS[variant](WORKLOADS[workload]), *cmd]
