@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -166,6 +166,22 @@ def test_the_failing_call_returns_before_its_recompile_and_later_calls_get_local
     assert escalator.rows()[0]["state"] == "active" and escalator.rows()[0]["seen"] == 1
 
 
+def _ends_while_the_engine_lock_is_held(engine: Engine, work: Callable[[], object]) -> None:
+    """Run ``work`` (an import through the hook) on a thread while another holds the engine's
+    lock: it must end without waiting for that lock."""
+    engine.compile_time.install_import_hook()
+    held = EngineHeld(engine)
+    try:
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        worker.join(5)  # a guard, not a timing: work that waits for the engine's lock never ends
+        assert not worker.is_alive(), "it waited for the engine's lock"
+    finally:
+        held.release()
+        worker.join(SETTLE_S)
+        engine.compile_time.uninstall_import_hook()
+
+
 def test_an_import_is_not_held_up_by_a_recompile_holding_the_engine_lock(
     engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,20 +193,8 @@ def test_an_import_is_not_held_up_by_a_recompile_holding_the_engine_lock(
     (tmp_path / "lockmod.py").write_text("def f(x):\n    y = x + 1\n    return y\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     engine.add(Request(parse_pattern("lockmod:*"), mode="hybrid"))
-    engine.compile_time.install_import_hook()
     found: list[object] = []
-    held = EngineHeld(engine)
-    try:
-        finder = threading.Thread(
-            target=lambda: found.append(importlib.util.find_spec("lockmod")), daemon=True
-        )
-        finder.start()
-        finder.join(5)  # a guard, not a timing: a finder that waits for the engine's lock never ends
-        assert not finder.is_alive(), "finding a spec waited for the engine's lock"
-    finally:
-        held.release()
-        finder.join(SETTLE_S)
-        engine.compile_time.uninstall_import_hook()
+    _ends_while_the_engine_lock_is_held(engine, lambda: found.append(importlib.util.find_spec("lockmod")))
     (spec,) = found
     assert type(spec.loader).__name__ == "ScopeLoader"  # the module will be rewritten, as planned
 
@@ -205,17 +209,7 @@ def test_an_import_does_not_wait_for_the_engine_lock_and_is_applied_when_it_is_l
     (tmp_path / "heldmod.py").write_text("def f(x):\n    return x + 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     target(engine, "heldmod:*")
-    engine.compile_time.install_import_hook()
-    held = EngineHeld(engine)
-    try:
-        importer = threading.Thread(target=importlib.import_module, args=("heldmod",), daemon=True)
-        importer.start()
-        importer.join(5)  # a guard, not a timing: an import that waits for the engine's lock never ends
-        assert not importer.is_alive(), "the import waited for the engine's lock"
-    finally:
-        held.release()
-        importer.join(SETTLE_S)
-        engine.compile_time.uninstall_import_hook()
+    _ends_while_the_engine_lock_is_held(engine, lambda: importlib.import_module("heldmod"))
     import heldmod
 
     assert trampoline.is_trampoline(heldmod.f.__code__)  # applied as the holder let go
