@@ -164,18 +164,21 @@ def place(code: CodeType, probes: Mapping[str, Probe]) -> CodeType:
     string there (:data:`~otel_scope.compile_time.spec.PLACEHOLDER` and the probe's name), which
     ``marshal`` can cache, and a probe cannot.
     """
-    consts = tuple(_placed(const, probes) for const in code.co_consts)
-    if all(new is old for new, old in zip(consts, code.co_consts, strict=True)):
-        return code
-    return code.replace(co_consts=consts)
-
-
-def _placed(const: Any, probes: Mapping[str, Probe]) -> Any:
-    if isinstance(const, CodeType):
-        return place(const, probes)
-    if type(const) is str and const.startswith(PLACEHOLDER):
-        return probes.get(const[len(PLACEHOLDER) :], const)
-    return const
+    consts = code.co_consts
+    changed: list[Any] | None = None  # a copy only for the code that changes (a module's are many)
+    new: Any
+    for index, const in enumerate(consts):
+        if type(const) is CodeType:
+            new = place(const, probes)
+        elif type(const) is str and const.startswith(PLACEHOLDER):
+            new = probes.get(const[len(PLACEHOLDER) :], const)
+        else:
+            continue
+        if new is not const:
+            if changed is None:
+                changed = list(consts)
+            changed[index] = new
+    return code if changed is None else code.replace(co_consts=tuple(changed))
 
 
 def register(probe: Probe) -> None:
