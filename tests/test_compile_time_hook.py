@@ -384,9 +384,10 @@ def test_an_excluded_function_is_not_rewritten_under_a_module_wide_locals_target
     try:
         import exclmod
 
-        names = set(exclmod.kept.__code__.co_names)
-        assert any(n.startswith("_otel_scope_p_") for n in names)  # rewritten
-        assert not any(n.startswith("_otel_scope_p_") for n in exclmod.left.__code__.co_names)  # left alone
+        from otel_scope.compile_time.recorder import Probe
+
+        assert any(type(c) is Probe for c in exclmod.kept.__code__.co_consts)  # rewritten
+        assert not any(type(c) is Probe for c in exclmod.left.__code__.co_consts)  # left alone
     finally:
         engine.compile_time.uninstall_import_hook()
         engine.remove_all()

@@ -217,3 +217,16 @@ def test_a_traced_function_called_by_a_finalizer_at_interpreter_exit_runs_as_unt
     traced = run_instrumented("app_pool_exit.py", flags, {"OTEL_SCOPE_CALL_SAMPLING": "true"}, tmp_path)
     assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout) == (0, "32\n")
     assert traced.stderr_without_session_line == plain.stderr == ""
+
+
+def test_a_traced_method_a_finalizer_calls_late_at_exit_does_its_work_and_raises_nothing(
+    tmp_path: Path,
+) -> None:
+    """Late at exit the API's provider global is None and sys.modules is emptied: the span core
+    imported the SDK's TracerProvider to look at the new provider, and that import raised
+    'ImportError: sys.meta_path is None' into the finalizer, whose work was then not done."""
+    log = tmp_path / "closed.txt"
+    flags = ["--scope-mode", "runtime", "--scope-targets", "exitwork:Resource.close"]
+    traced = run_instrumented("app_finalizer_exit.py", flags, {}, tmp_path, argv=[str(log)])
+    assert (traced.returncode, traced.stdout, traced.stderr_without_session_line) == (0, "running\n", "")
+    assert log.read_text() == "closed db\n"

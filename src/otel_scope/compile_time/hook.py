@@ -40,12 +40,13 @@ from typing import Any, cast
 
 from otel_scope._version import __version__
 from otel_scope.compile_time import skips
+from otel_scope.compile_time.spec import SpecData
 from otel_scope.targets.plan import CapturePlan
 
 _log = logging.getLogger("otel_scope")
 
 # Bump when the rewritten code's shape changes, so older cache entries are not used.
-CACHE_FORMAT = "3"
+CACHE_FORMAT = "4"
 
 PlansFor = Callable[[str], "Mapping[str, CapturePlan | None] | None"]
 
@@ -170,15 +171,20 @@ class ImportHook(importlib.abc.MetaPathFinder):
         path = self.cache_dir / f"{fullname}-{key}.bin"
         cached = _read_cache(path)
         if cached is not None:
-            code, instrumented, skipped = cached
+            template, instrumented, skipped, specs = cached
             self.cache_hits += 1
             skips.note_module(fullname, skipped)
+            code = template
+            if specs:  # marshal keeps the probes' placeholders: each load binds probes of its own
+                from otel_scope.compile_time.recorder import bind  # here: runtime mode never needs it
+
+                code = bind(template, specs)
         else:
             from otel_scope.compile_time.rewriter import rewrite_source  # libcst: only when rewriting
 
             result = rewrite_source(source, origin, fullname, plans)
             code, instrumented, skipped = result.code, result.instrumented, result.skipped
-            _write_cache(path, (code, instrumented, skipped))
+            _write_cache(path, (result.template, instrumented, skipped, result.spec_data()))
         _rewritten_sources[origin] = source_digest(source)
         self.results[fullname] = (list(instrumented), dict(skipped))
         return code
@@ -213,20 +219,25 @@ def _cache_key(data: bytes, plans: Mapping[str, CapturePlan | None], fullname: s
     return digest.hexdigest()[:40]
 
 
-def _read_cache(path: Path) -> tuple[CodeType, list[str], dict[str, str]] | None:
+# A cache entry: the rewritten module's code with its probes' placeholders (see recorder.bind),
+# what was rewritten, what was skipped and why, and the probes' specs.
+_Entry = tuple[CodeType, list[str], dict[str, str], tuple[tuple[str, SpecData], ...]]
+
+
+def _read_cache(path: Path) -> _Entry | None:
     try:
         data = path.read_bytes()
     except OSError:
         return None
     try:
-        code, instrumented, skipped = marshal.loads(data)
+        code, instrumented, skipped, specs = marshal.loads(data)
     except Exception:
         _log.debug("otel-scope: ignoring unreadable cache entry %s", path)
         return None
-    return (code, instrumented, skipped) if isinstance(code, CodeType) else None
+    return (code, instrumented, skipped, specs) if isinstance(code, CodeType) else None
 
 
-def _write_cache(path: Path, value: tuple[CodeType, list[str], dict[str, str]]) -> None:
+def _write_cache(path: Path, value: _Entry) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

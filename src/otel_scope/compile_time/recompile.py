@@ -28,15 +28,15 @@ from typing import Any
 from otel_scope import _forksafe
 from otel_scope.callables import CodeSwap, innermost_function
 from otel_scope.compile_time.hook import rewritten_from, source_digest
-from otel_scope.compile_time.recorder import Probe, register
+from otel_scope.compile_time.recorder import Probe, place, register
 from otel_scope.compile_time.rewriter import module_part, rewrite_source
 from otel_scope.compile_time.skips import Refusal
-from otel_scope.compile_time.spec import PROBE_PREFIX, FunctionSpec
+from otel_scope.compile_time.spec import PLACEHOLDER, PROBE_PREFIX, FunctionSpec
 from otel_scope.runtime.trampoline import body_of
 from otel_scope.targets.plan import CapturePlan
 
 _counter = itertools.count()
-_OWN_PREFIX = f"{PROBE_PREFIX}rc"  # + number: the probe globals of recompiled code (never the hook's)
+_OWN_PREFIX = f"{PROBE_PREFIX}rc"  # + number: the probes of recompiled code (never the hook's)
 # Flags that change what calling the code means (future-import flags may legitimately differ).
 # CO_ITERABLE_COROUTINE is not among them: no compiler sets it, ``@types.coroutine`` adds it to
 # the live code (asyncio's ``__sleep0``), so the recompiled code gets it back from there.
@@ -71,8 +71,8 @@ class Recompiled(CodeSwap):
     def restore(self) -> bool:
         """Switch the probe off and put the original code back.
 
-        The probe global stays: a generator created under the new code but not started yet
-        reads it on its first step, and then runs the original body.
+        The probe stays among the new code's constants: a generator created under the new code
+        but not started yet reads it on its first step, and then runs the original body.
         """
         self.probe.on = False
         return super().restore()
@@ -92,18 +92,24 @@ class Prepared:
 
     target: FunctionType
     made_from: CodeType  # the code it was rewritten from: stale if the function's code changed since
-    code: CodeType
+    code: CodeType  # with its probe's placeholder (see apply)
     probe_name: str
     spec: FunctionSpec
     seconds: float
+    # The probe and bound code made by the first apply of this probe's function in the batch: a
+    # function listed under two names runs one code, so restoring either puts the original back.
+    bound: dict[str, tuple[Probe, CodeType]]
 
     def apply(self) -> Recompiled:
-        """Make the live function run the rewritten code."""
-        probe = Probe(self.spec)
+        """Make the live function run the rewritten code, its new probe among the constants."""
         with _lock:
-            self.target.__globals__[self.probe_name] = probe
-            register(self.probe_name, probe)
-            done = Recompiled(self.target, self.code, probe, self.seconds)
+            made = self.bound.get(self.probe_name)
+            if made is None:
+                probe = Probe(self.spec, self.probe_name)
+                made = self.bound[self.probe_name] = (probe, place(self.code, {self.probe_name: probe}))
+                register(probe)
+            probe, code = made
+            done = Recompiled(self.target, code, probe, self.seconds)
             done.apply()
         return done
 
@@ -124,7 +130,7 @@ def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | Recompi
         except RecompileError as exc:
             out[i] = exc
             continue
-        if any(name.startswith(_OWN_PREFIX) for name in own_code(target).co_names):
+        if any(type(c) is Probe and c.key.startswith(_OWN_PREFIX) for c in own_code(target).co_consts):
             out[i] = RecompileError(
                 f"{target.__qualname__} is recompiled already: the same function is reachable under "
                 "several names, and one of them has it"
@@ -163,8 +169,9 @@ def prepare(items: Sequence[tuple[Any, CapturePlan]]) -> list[Prepared | Recompi
             source, filename, module, plans, probe_prefix=prefix, for_recompile=True, tree=tree
         )
         seconds = (time.perf_counter() - started) / len(current)
+        bound: dict[str, tuple[Probe, CodeType]] = {}
         for i, target, _plan in current:
-            out[i] = _prepared(target, result, seconds)
+            out[i] = _prepared(target, result, seconds, bound)
     return out  # type: ignore[return-value]
 
 
@@ -173,7 +180,9 @@ def own_code(target: FunctionType) -> CodeType:
     return body_of(target).__code__
 
 
-def _prepared(target: FunctionType, result: Any, seconds: float) -> Prepared | RecompileError:
+def _prepared(
+    target: FunctionType, result: Any, seconds: float, bound: dict[str, tuple[Probe, CodeType]]
+) -> Prepared | RecompileError:
     code = own_code(target)
     new_code = _find_code(result.code, code)
     if new_code is None or target.__qualname__ not in result.instrumented:
@@ -181,10 +190,10 @@ def _prepared(target: FunctionType, result: Any, seconds: float) -> Prepared | R
         return RecompileError(f"cannot recompile {target.__qualname__}: {reason}")
     if new_code.co_freevars != code.co_freevars:
         return RecompileError(f"cannot recompile {target.__qualname__}: its closure changed in the source")
-    name = next(n for n in new_code.co_names if n in result.specs)  # the probe global it reads
+    name = next(n for n in result.specs if PLACEHOLDER + n in new_code.co_consts)  # the probe it reads
     if code.co_flags & inspect.CO_ITERABLE_COROUTINE:  # @types.coroutine flagged the live code
         new_code = new_code.replace(co_flags=new_code.co_flags | inspect.CO_ITERABLE_COROUTINE)
-    return Prepared(target, code, new_code, name, result.specs[name], seconds)
+    return Prepared(target, code, new_code, name, result.specs[name], seconds, bound)
 
 
 def recompile(func: Any, plan: CapturePlan) -> Recompiled:

@@ -1,6 +1,6 @@
 """Runtime support for rewritten functions: probes, per-call recorders, and the event budget.
 
-Each instrumented function has one :class:`Probe` (a module global ``_otel_scope_p_<n>``). On
+Each instrumented function has one :class:`Probe`, a constant of its code (see :func:`bind`). On
 entry the function asks ``probe.enter(call)`` for a :class:`CallRecorder`; ``None`` (capture off,
 rate limited, span sampled out, no SDK) makes it run its original, untouched body, so a call
 that records nothing costs one attribute read when capture is off, a few more and no call into
@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Mapping, Sequence
 from time import time_ns
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -40,7 +42,16 @@ from otel_scope import semconv as sc
 from otel_scope._sdk import append_events, provider_namespace, set_attributes
 from otel_scope.capture import sampling
 from otel_scope.capture.exceptions import record_exception
-from otel_scope.compile_time.spec import DELETE, EXPRESSION, LINE, LOCALS, RETURN, FunctionSpec, SpecData
+from otel_scope.compile_time.spec import (
+    DELETE,
+    EXPRESSION,
+    LINE,
+    LOCALS,
+    PLACEHOLDER,
+    RETURN,
+    FunctionSpec,
+    SpecData,
+)
 from otel_scope.config.patterns import PatternError, parse_pattern
 from otel_scope.runtime.tracing import (
     CURRENT,
@@ -131,22 +142,51 @@ def configure(settings: Any) -> None:
 _registry: dict[str, dict[str, Probe]] = {}
 
 
-def bind_probes(namespace: dict[str, Any], specs: tuple[tuple[str, SpecData], ...]) -> None:
-    """Create a rewritten module's probes in its namespace (the module's first statement).
+def bind(code: CodeType, specs: Sequence[tuple[str, SpecData]]) -> CodeType:
+    """A rewritten module's ``code`` with a new probe for each of ``specs`` in its placeholder's
+    place (see :func:`place`), ready to run.
 
-    ``specs`` is ``((global name, FunctionSpec.to_data()), ...)``. The probes are also kept in a
+    ``specs`` is ``((probe name, FunctionSpec.to_data()), ...)``. Each load of the module (an
+    import, ``importlib.reload``, ``python -m``) binds probes of its own. They are also kept in a
     registry by module name, so the engine can switch them (see :func:`probes`).
     """
+    made: dict[str, Probe] = {}
     for name, data in specs:
-        spec = FunctionSpec.from_data(data)
-        probe = Probe(spec)
-        namespace[name] = probe
-        _registry.setdefault(spec.module, {})[name] = probe
+        probe = made[name] = Probe(FunctionSpec.from_data(data), name)
+        register(probe)
+    return place(code, made)
 
 
-def register(name: str, probe: Probe) -> None:
-    """Track a probe installed outside a module's first statement (on-demand recompilation)."""
-    _registry.setdefault(probe.spec.module, {})[name] = probe
+def place(code: CodeType, probes: Mapping[str, Probe]) -> CodeType:
+    """``code`` with each probe of ``probes`` (by name) in place of its placeholder constant, in
+    the code objects nested in it too (a method, a function defined in a function).
+
+    Rewritten code reads its probe from its constants, not from a module global: Python sets every
+    module global to None at interpreter exit, while finalizers may still call the function (a
+    multiprocessing ``Connection.__del__`` calls its ``_close``). Compiled code holds a placeholder
+    string there (:data:`~otel_scope.compile_time.spec.PLACEHOLDER` and the probe's name), which
+    ``marshal`` can cache, and a probe cannot.
+    """
+    consts = code.co_consts
+    changed: list[Any] | None = None  # a copy only for the code that changes (a module's are many)
+    new: Any
+    for index, const in enumerate(consts):
+        if type(const) is CodeType:
+            new = place(const, probes)
+        elif type(const) is str and const.startswith(PLACEHOLDER):
+            new = probes.get(const[len(PLACEHOLDER) :], const)
+        else:
+            continue
+        if new is not const:
+            if changed is None:
+                changed = list(consts)
+            changed[index] = new
+    return code if changed is None else code.replace(co_consts=tuple(changed))
+
+
+def register(probe: Probe) -> None:
+    """Track ``probe`` by its module and name, so that :func:`probes` lists it."""
+    _registry.setdefault(probe.spec.module, {})[probe.key] = probe
 
 
 def probes(module: str) -> list[Probe]:
@@ -245,6 +285,7 @@ class Probe:
         "attributes",
         "current",
         "gate",
+        "key",
         "name",
         "on",
         "points",
@@ -253,9 +294,10 @@ class Probe:
         "spec",
     )
 
-    def __init__(self, spec: FunctionSpec, enabled: bool = True) -> None:
+    def __init__(self, spec: FunctionSpec, key: str, enabled: bool = True) -> None:
         self.on = enabled
         self.spec = spec
+        self.key = key  # its name: where the code's placeholder said it goes, its registry entry
         self.name = f"{spec.module}.{spec.qualname}"
         self.attributes = {
             sc.CODE_FUNCTION_NAME: self.name,

@@ -29,18 +29,24 @@ A planned function becomes::
     def f(a):
         "docstring"
         global g                                  # hoisted: both copies assign it
-        if (not _otel_scope_p_0.on or <refused> or <left out>
-                or (_otel_scope_r := _otel_scope_p_0.enter(_otel_scope_r)) is None):
+        if (not P.on or <refused> or <left out>
+                or (_otel_scope_r := P.enter(_otel_scope_r)) is None):
             <the original body>                   # not recording: the original code, unchanged
         else:
             with _otel_scope_r:                   # records an exception, emits events, ends
                 _otel_scope_r.a(a)                # the span we opened
                 <the body with recorder calls>
 
+``P`` stands for the function's :class:`~otel_scope.compile_time.recorder.Probe`, one of its
+code's constants (``LOAD_CONST``), never a module global: Python sets those to None at interpreter
+exit, while finalizers (``__del__``, weakref callbacks) may still call the function. The compiled
+code holds a placeholder string there, which :func:`~otel_scope.compile_time.recorder.bind`
+replaces by the probe (the rewrite cache keeps the placeholder: ``marshal`` cannot hold a probe).
+
 ``<refused>`` is two identity tests, no call: whether the span core said no under the current
 context and provider already (see ``Probe`` in the recorder), which is what makes a call under an
 unsampled parent, or with no SDK, cost little more than a call with capture switched off.
-``<left out>`` is ``(_otel_scope_r := _otel_scope_p_0.gate.tick()) < _otel_scope_p_0.gate.next_check``:
+``<left out>`` is ``(_otel_scope_r := P.gate.tick()) < P.gate.next_check``:
 one C call that numbers the call, whose call sampler leaves it out when the number is below the
 next check (see ``otel_scope.capture.sampling``); ``enter`` gets the number.
 
@@ -67,16 +73,19 @@ import libcst as cst
 
 from otel_scope._sdk import PROVIDER_GLOBAL
 from otel_scope.compile_time import skips
+from otel_scope.compile_time.recorder import bind
 from otel_scope.compile_time.spec import (
     DELETE,
     EXPRESSION,
     LINE,
     LOCALS,
+    PLACEHOLDER,
     PROBE_PREFIX,
     RECORDER,
     RETURN,
     FunctionSpec,
     Point,
+    SpecData,
 )
 from otel_scope.config.patterns import wildcard_skips
 from otel_scope.targets.plan import CapturePlan
@@ -98,19 +107,28 @@ _UNSAFE_WORDS = (*_FRAME_READERS, "vars", *_FRAME_ATTRIBUTES, "_otel_scope_")  #
 class RewriteResult:
     """The outcome of :func:`rewrite_source`.
 
-    ``code`` is the module's code object, ready for ``exec`` in the module's namespace: its first
-    statement creates the probes (see :func:`otel_scope.compile_time.recorder.bind_probes`), so
-    the code is self-contained (cached code, ``python -m``, ``importlib.reload`` all work).
-    ``instrumented`` lists the qualified names that were rewritten; ``skipped`` maps each planned
-    function that was not to the reason. ``specs`` maps each probe's global name to its
-    :class:`FunctionSpec`; ``generated`` is stage 1's text, for debugging.
+    ``code`` is the module's code object, ready for ``exec`` in the module's namespace: each
+    rewritten function's probe is among its code's constants (made and registered by
+    :func:`otel_scope.compile_time.recorder.bind`). ``template`` is the same code with each
+    probe's placeholder string instead (:data:`~otel_scope.compile_time.spec.PLACEHOLDER`), which
+    ``marshal`` can keep: the import hook caches it and binds new probes to it on a later start
+    (:meth:`spec_data`). Code made ``for_recompile`` is left unbound (``code`` is ``template``):
+    on-demand recompilation binds its own probe. ``instrumented`` lists the qualified names that
+    were rewritten; ``skipped`` maps each planned function that was not to the reason. ``specs``
+    maps each probe's name to its :class:`FunctionSpec`; ``generated`` is stage 1's text, for
+    debugging.
     """
 
     code: Any
+    template: Any = None
     instrumented: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     specs: dict[str, FunctionSpec] = field(default_factory=dict)
     generated: str = ""
+
+    def spec_data(self) -> tuple[tuple[str, SpecData], ...]:
+        """``specs`` in the marshal-able form :func:`~otel_scope.compile_time.recorder.bind` takes."""
+        return tuple((name, spec.to_data()) for name, spec in self.specs.items())
 
 
 def plan_for(
@@ -144,9 +162,9 @@ def rewrite_source(
 
     Never raises for a module that compiles: whatever cannot be instrumented is compiled from
     the original source and listed in ``skipped`` with a one-line reason (also logged).
-    ``probe_prefix`` names the probe globals. ``for_recompile`` makes code to take the rewritten
-    functions' code objects from, not to run: it has no statement creating the probes (on-demand
-    recompilation installs its probe itself) and holds only the top-level statements around
+    ``probe_prefix`` names the probes. ``for_recompile`` makes code to take the rewritten
+    functions' code objects from, not to run: no probe is made (on-demand recompilation binds
+    its own) and it holds only the top-level statements around
     those functions (compiling all of a big module would be most of the cost). ``tree`` is the
     module's ``ast`` when the caller has parsed it already; it is changed.
     """
@@ -166,6 +184,9 @@ def rewrite_source(
             gc.enable()
     if result.code is None:
         result.code = compile(source, filename, "exec", dont_inherit=True)
+    result.template = result.code
+    if result.specs and not for_recompile:
+        result.code = bind(result.template, result.spec_data())
     skips.note_module(module_name, result.skipped)  # once per function and run, counted
     return result
 
@@ -193,8 +214,6 @@ def _rewrite(
             roots.append(root.lineno)
     if for_recompile:
         tree = module_part(tree, roots)
-    elif result.specs:
-        _add_prelude(tree, result.specs)
     result.code = compile(tree, filename, "exec", dont_inherit=True)
     result.generated = "\n".join(generated)
 
@@ -1132,8 +1151,9 @@ def _assemble(
 
 
 def _probe_attribute(probe: str, *names: str) -> ast.expr:
-    """``<probe>.<name>.<name>...``, read."""
-    node: ast.expr = ast.Name(probe, ast.Load())
+    """``<probe>.<name>.<name>...``, read: the probe is a constant of the function's code (the
+    module doc), a placeholder string until :func:`~otel_scope.compile_time.recorder.bind`."""
+    node: ast.expr = ast.Constant(PLACEHOLDER + probe)
     for name in names:
         node = ast.Attribute(node, name, ast.Load())
     return node
@@ -1182,32 +1202,12 @@ def _copy(node: _Node) -> _Node:
     return copied
 
 
-def _add_prelude(tree: ast.Module, specs: dict[str, FunctionSpec]) -> None:
-    """Create the probes first thing when the module runs (after its docstring and futures)."""
-    data = tuple((name, spec.to_data()) for name, spec in specs.items())
-    # One expression statement: it binds no name of its own in the module (introspection of
-    # the module's namespace sees only the probes, which are not callable).
-    recorder = "__import__('otel_scope.compile_time.recorder', None, None, ('bind_probes',))"
-    statements = ast.parse(f"{recorder}.bind_probes(globals(), {data!r})").body
-    index = 0
-    body = tree.body
-    if body and _is_docstring_node(body[0]):
-        index = 1
-    while index < len(body) and _is_future_import(body[index]):
-        index += 1
-    body[index:index] = [_place(statement, -1) for statement in statements]
-
-
 def _is_docstring_node(statement: ast.stmt) -> bool:
     return (
         isinstance(statement, ast.Expr)
         and isinstance(statement.value, ast.Constant)
         and isinstance(statement.value.value, str)
     )
-
-
-def _is_future_import(statement: ast.stmt) -> bool:
-    return isinstance(statement, ast.ImportFrom) and statement.module == "__future__"
 
 
 def _first_line(body: list[ast.stmt], fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:

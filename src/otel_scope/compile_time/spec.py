@@ -19,9 +19,14 @@ RETURN = "return"  # a value returned from a line
 # Names the rewritten code uses. All start with an underscore, so ``from m import *`` never
 # exports them, and none starts with two, so name mangling in class bodies never touches them.
 RECORDER = "_otel_scope_r"  # the per-call recorder, a local of the instrumented function
-PROBE_PREFIX = "_otel_scope_p_"  # + number: the module global holding a function's probe
+PROBE_PREFIX = "_otel_scope_p_"  # + number: names a function's probe (its spec, its registry entry)
+# + a probe's name: the string constant rewritten code reads its probe from until the probe takes
+# its place among the code's constants (see recorder.bind). Not a module global: Python sets those
+# to None at interpreter exit, while finalizers may still call the function. No compile folds an
+# attribute read of a string.
+PLACEHOLDER = "\x00otel-scope probe "
 
-# The marshal-able forms a rewritten module's prelude carries (see FunctionSpec.to_data).
+# The marshal-able forms the rewrite cache keeps next to a module's code (see FunctionSpec.to_data).
 PointData = tuple[str, int, tuple[str, ...], str]
 SpecData = tuple[str, str, str, int, str, tuple[str, ...], bool, tuple[PointData, ...]]
 

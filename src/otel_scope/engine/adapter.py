@@ -205,13 +205,12 @@ class CompileTimeAdapter:
         return _ProbeSwitch(probe, switch_on=False) if probe is not None else None
 
     def _probe_of(self, func: types.FunctionType, qualname: str) -> Any:
-        """The probe global ``func``'s rewritten code reads (on a trampoline's copy, if the
-        function has one), or ``None`` if it was not rewritten."""
+        """The probe ``func``'s rewritten code reads, one of its constants (on a trampoline's
+        copy, if the function has one), or ``None`` if it was not rewritten."""
         probe_type = self._mechanism().Probe
-        for name in body_of(func).__code__.co_names:
-            probe = func.__globals__.get(name)
-            if isinstance(probe, probe_type) and probe.spec.qualname == qualname:
-                return probe
+        for const in body_of(func).__code__.co_consts:
+            if isinstance(const, probe_type) and const.spec.qualname == qualname:
+                return const
         return None
 
     def leave_accessors_alone(self, module: types.ModuleType) -> None:

@@ -166,9 +166,11 @@ def _resolve(provider: Any) -> None:
     """Adopt ``provider`` (the global one); no tracer unless it is an SDK provider."""
     _state.provider = provider
     _state.tracer = None
-    from opentelemetry.sdk.trace import TracerProvider
-
-    if isinstance(provider, TracerProvider):  # else proxy or no-op: spans would not record anyway
+    # The SDK's class from sys.modules, never an import: an SDK provider means its module is
+    # loaded, and at interpreter exit, where a finalizer may still call a traced function, Python
+    # has emptied sys.modules and an import raises (the call then runs untraced).
+    sdk_provider = getattr(sys.modules.get("opentelemetry.sdk.trace"), "TracerProvider", None)
+    if sdk_provider is not None and isinstance(provider, sdk_provider):  # else proxy, no-op or exit
         _state.root_policy, _state.parent_policy = _classify(provider.sampler)
         _state.tracer = provider.get_tracer("otel_scope", __version__)
 
