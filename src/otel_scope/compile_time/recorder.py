@@ -29,6 +29,7 @@ the first error disables compile-time capture for the process with one warning.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -385,10 +386,13 @@ class Probe:
             return None
 
 
+@functools.lru_cache(maxsize=256)
 def _named_exactly(target: str) -> bool:
     """Whether one of the patterns in ``target`` (comma-separated) names the function itself.
 
     No pattern at all (a module rewritten directly, not through a target) counts as named.
+    Remembered per text: every probe of a package-wide target asks it of the same text, once per
+    function rewritten (a parse is about 2 µs; a hit, 0.05 µs).
     """
     if not target:
         return True
