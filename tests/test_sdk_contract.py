@@ -6,8 +6,6 @@ API and SDK, so an upgrade that moves one fails here, by name, instead of somewh
 
 from __future__ import annotations
 
-import contextvars
-
 from opentelemetry import context, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk._configuration import _BaseConfigurator
@@ -40,17 +38,6 @@ def test_global_provider_is_what_get_tracer_provider_returns_once_set() -> None:
         assert _sdk.global_provider() is provider
     finally:
         _sdk.set_global_provider(previous)
-
-
-def test_context_reader_is_the_sdks_context_variable_and_reads_the_current_context() -> None:
-    reader = _sdk.context_reader()
-    assert isinstance(getattr(reader, "__self__", None), contextvars.ContextVar), "fell back to get_current"
-    token = context.attach(context.set_value("otel-scope-contract", 1))
-    try:
-        assert reader() is context.get_current()
-        assert reader().get("otel-scope-contract") == 1
-    finally:
-        context.detach(token)
 
 
 def test_the_provider_global_read_by_rewritten_code_is_the_one_set_tracer_provider_sets() -> None:

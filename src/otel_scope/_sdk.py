@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as _context
@@ -52,7 +52,6 @@ __all__ = [
     "SDKConfigurator",
     "append_events",
     "attributes_mapping",
-    "context_reader",
     "context_variable",
     "entry_points",
     "global_provider",
@@ -124,12 +123,6 @@ def context_variable() -> contextvars.ContextVar[Context] | None:
     runtime = getattr(_context, "_RUNTIME_CONTEXT", None)
     var = getattr(runtime, "_current_context", None)
     return var if isinstance(var, contextvars.ContextVar) else None
-
-
-def context_reader() -> Callable[[], Context]:
-    """The cheapest way to read the current context: the SDK's own context variable's ``get``."""
-    var = context_variable()
-    return var.get if var is not None else _context.get_current
 
 
 # The API's SpanContext is a tuple whose items back its properties: ``trace_flags`` is item 3 and

@@ -17,6 +17,7 @@ import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from otel_scope.callables import is_a
 from otel_scope.config import Settings
 from otel_scope.runtime.trampoline import body_of
 from otel_scope.targets.plan import CapturePlan
@@ -32,15 +33,15 @@ _log = logging.getLogger("otel_scope")
 
 def _classes_defined_in(module: types.ModuleType) -> list[type]:
     """The classes ``module`` defines, nested ones included (each once). Reads types and
-    namespaces only: ``isinstance`` would ask a lazy proxy for its ``__class__`` and run it."""
+    namespaces only (:func:`~otel_scope.callables.is_a`)."""
     found: dict[int, type] = {}
-    todo = [v for v in list(vars(module).values()) if issubclass(type(v), type)]
+    todo = [v for v in list(vars(module).values()) if is_a(v, type)]
     while todo:
         cls = todo.pop()
         namespace = vars(cls)
         if namespace.get("__module__") == module.__name__ and id(cls) not in found:
             found[id(cls)] = cls
-            todo.extend(v for v in list(namespace.values()) if issubclass(type(v), type))
+            todo.extend(v for v in list(namespace.values()) if is_a(v, type))
     return list(found.values())
 
 
@@ -227,7 +228,7 @@ class CompileTimeAdapter:
             return
         for cls in _classes_defined_in(module):
             for value in list(vars(cls).values()):
-                if not issubclass(type(value), property):
+                if not is_a(value, property):
                     continue
                 for func in (value.fget, value.fset, value.fdel):
                     if type(func) is types.FunctionType and func.__qualname__ not in plans:

@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.trace import Span, SpanContext, TraceFlags
 
 from otel_scope import _forksafe, semconv
-from otel_scope._sdk import SPAN_KEY, context_reader
+from otel_scope._sdk import SPAN_KEY
 from otel_scope.callables import innermost_function, qualified_name
 from otel_scope.capture import Serializer
 from otel_scope.runtime import propagation, tracing
@@ -89,7 +89,7 @@ pending: contextvars.ContextVar[list[_Arrival] | None] = contextvars.ContextVar(
 _MAX_PENDING = 32  # a consumer that never runs traced code keeps at most this many
 
 
-current = context_reader()
+current = tracing.current_context  # the span core's own cheapest read of the current context
 
 
 # --- message IDs ------------------------------------------------------------------------------
