@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
+import types
 
 import pytest
 from opentelemetry import trace
@@ -371,6 +373,48 @@ def test_secret_looking_names_are_redacted(spans):
     assert var_events(span, "api_key") == [(3, "[redacted]")]
     assert var_events(span, "ok") == [(4, "True")]
     assert span.attributes[sc.REDACTED_COUNT] == 2
+
+
+def test_kept_scalars_are_rendered_when_an_event_is_first_read_not_by_the_call(spans, monkeypatch):
+    rendered: list[object] = []
+    serializer = recorder_module._config.get_serializer()
+    render = type(serializer).__call__
+
+    def counting(self, value):
+        rendered.append(value)
+        return render(self, value)
+
+    monkeypatch.setattr(type(serializer), "__call__", counting)
+    source = "def work(n):\n    total = n * 1000\n    label = 'squares'\n    return None\n"
+    namespace = {"__name__": "deferred"}
+    exec(rewrite_source(source, "deferred.py", "deferred", {"work": CapturePlan()}).code, namespace)
+    namespace["work"](7)
+    assert 7000 not in rendered and "squares" not in rendered  # the call rendered no local
+    span = only_span(spans, ".work")
+    assert var_events(span, "total") == [(2, "7000")]
+    assert var_events(span, "label") == [(3, "'squares'")]
+    assert 7000 in rendered and "squares" in rendered
+
+
+def test_a_long_string_is_rendered_as_the_call_ends_so_the_span_holds_bounded_text(spans):
+    source = "def load(n):\n    text = 'x' * n\n    return len(text)\n"
+    namespace = {"__name__": "bulky"}
+    exec(rewrite_source(source, "bulky.py", "bulky", {"load": CapturePlan()}).code, namespace)
+    assert namespace["load"](1_000_000) == 1_000_000
+    span = only_span(spans, ".load")
+    code = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+    seen, todo, longest = set(), [span], 0
+    while todo:  # the data the ended span (the export queue's item) keeps alive, not code
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, code):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            longest = max(longest, len(obj))
+        todo.extend(gc.get_referents(obj))
+    assert longest <= Settings().max_value_length
+    ((_, text),) = var_events(span, "text")
+    assert text.startswith("'xxx") and len(text) <= Settings().max_value_length
 
 
 def test_values_whose_repr_raises_never_reach_the_program(spans):

@@ -70,25 +70,52 @@ def test_parent_based_delegates_are_the_ones_given_to_the_constructor() -> None:
     assert _sdk.parent_based_delegates(ALWAYS_ON) is None
 
 
-def test_append_events_adds_visible_events_to_a_live_sdk_span_only() -> None:
+def test_deferred_events_are_added_to_a_live_sdk_span_only() -> None:
     span = TracerProvider().get_tracer("contract").start_span("call")
-    assert _sdk.append_events(span, [("first", {"k": "v"}, 10), ("second", {}, 20)])
+    assert _sdk.append_deferred_events(span, [("first", 10), ("second", 20)], lambda: [{"k": "v"}, {}])
     assert [(e.name, dict(e.attributes or {}), e.timestamp) for e in span.events] == [
         ("first", {"k": "v"}, 10),
         ("second", {}, 20),
     ]
     span.end()
-    assert not _sdk.append_events(span, [("late", {}, 30)])
+    assert not _sdk.append_deferred_events(span, [("late", 30)], lambda: [{}])
     assert len(span.events) == 2
-    assert not _sdk.append_events(trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT), [("x", {}, 1)])
+    invalid = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+    assert not _sdk.append_deferred_events(invalid, [("x", 1)], lambda: [{}])
 
 
-def test_events_built_by_append_events_hold_exactly_what_the_sdk_constructor_sets() -> None:
+def test_deferred_events_read_as_the_sdk_constructors_events_do() -> None:
+    """What exporters read of an event: its name, time, attributes and dropped count."""
     span = TracerProvider().get_tracer("contract").start_span("call")
-    assert _sdk.append_events(span, [("first", {"k": "v"}, 10)])
-    built = span.events[0]
-    assert type(built) is Event
-    assert vars(built) == vars(Event("first", {"k": "v"}, 10))
+    assert _sdk.append_deferred_events(span, [("first", 10)], lambda: [{"k": "v"}])
+    built, made = span.events[0], Event("first", {"k": "v"}, 10)
+    assert isinstance(built, Event)
+    assert (built.name, built.timestamp, built.attributes, built.dropped_attributes) == (
+        made.name,
+        made.timestamp,
+        made.attributes,
+        made.dropped_attributes,
+    )
+    span.end()
+    exported = span.to_json()  # the console exporter's form: every field read through the SDK
+    assert '"k": "v"' in exported and '"first"' in exported
+
+
+def test_deferred_attributes_are_built_once_when_first_read() -> None:
+    builds: list[int] = []
+
+    def build() -> list[dict[str, str]]:
+        builds.append(1)
+        return [{"n": "1"}, {"n": "2"}]
+
+    span = TracerProvider().get_tracer("contract").start_span("call")
+    assert _sdk.append_deferred_events(span, [("a", 1), ("b", 2)], build)
+    span.end()
+    assert builds == []  # adding and ending cost no build
+    events = span.events
+    assert [e.attributes for e in events] == [{"n": "1"}, {"n": "2"}]
+    assert [e.attributes for e in reversed(events)] == [{"n": "2"}, {"n": "1"}]
+    assert builds == [1]
 
 
 def test_set_attributes_gives_what_the_sdk_gives_and_respects_its_limits() -> None:

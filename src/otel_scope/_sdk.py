@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as _context
@@ -28,9 +28,9 @@ from opentelemetry.trace.propagation import _SPAN_KEY as SPAN_KEY
 if TYPE_CHECKING:
     from opentelemetry.sdk._configuration import _OTelSDKConfigurator as SDKConfigurator
 
-# The SDK's span and event classes, for append_events (private: may move), loaded on its first
-# call: the SDK is loaded by then if the span is one of its own, and readers of the local store
-# (every otel-scope command) never load it.
+# The SDK's span and event classes, for append_deferred_events (private: may move), loaded on
+# its first call: the SDK is loaded by then if the span is one of its own, and readers of the
+# local store (every otel-scope command) never load it.
 _span_classes: tuple[Any, Any] | None = None
 
 
@@ -40,7 +40,7 @@ def _load_span_classes() -> tuple[Any, Any]:
         from opentelemetry.sdk.trace import Event, _Span
 
         _span_classes = (_Span, Event)
-    except ImportError:  # pragma: no cover - another SDK: append_events says no, add_event is used
+    except ImportError:  # pragma: no cover - another SDK: no deferred events, add_event is used
         _span_classes = (None, None)
     return _span_classes
 
@@ -50,7 +50,7 @@ __all__ = [
     "SPAN_KEY",
     "SUPPRESS_INSTRUMENTATION_KEY",
     "SDKConfigurator",
-    "append_events",
+    "append_deferred_events",
     "attributes_mapping",
     "context_variable",
     "entry_points",
@@ -159,32 +159,82 @@ def parent_based_delegates(sampler: Any) -> tuple[Any, Any, Any, Any, Any] | Non
         return None
 
 
-def append_events(span: Any, events: Iterable[tuple[str, dict[str, Any], int]]) -> bool:
-    """Append ``(name, attributes, time_ns)`` events to a live SDK span in one locked ``extend``.
+def append_deferred_events(
+    span: Any, events: Sequence[tuple[str, int]], build: Callable[[], Sequence[dict[str, Any]]]
+) -> bool:
+    """Append ``(name, time_ns)`` events to a live SDK span in one locked ``extend``; their
+    attributes are ``build()``'s dicts, in the same order, made when one of them is first read.
+
+    Building an event's attributes (a dict, a safe repr per value) is most of what an event
+    costs the call that records it. Deferred, it is paid by the first reader instead: the export
+    thread (see :mod:`otel_scope.pipeline`), or a synchronous processor's ``on_end``. ``build``
+    runs at most once per batch (a second thread reading meanwhile may run it too: it must
+    give the same result and never raise), and is dropped once it has run. It may only hold
+    values that stay as they are (immutable ones, or text already rendered): it runs later.
 
     Returns ``False`` (nothing done) for any other span or an ended one: the caller then uses
-    ``add_event``. Skips the SDK's per-event attribute validation, most of ``add_event``'s cost,
-    so callers pass only bounded strings and numbers.
+    ``add_event``. Skips the SDK's per-event attribute validation, so ``build`` gives only
+    bounded strings and numbers.
     """
     span_class, event_class = _span_classes or _load_span_classes()
     if type(span) is not span_class or span._end_time is not None:
         return False
+    deferred_class = _deferred_event_class or _load_deferred_event_class(event_class)
+    source = _Deferred(build)
+    new = object.__new__
+    made = []
+    for index, (name, when) in enumerate(events):
+        event = new(deferred_class)
+        event._name = name
+        event._timestamp = when
+        event._source = source
+        event._index = index
+        made.append(event)
     recorded: Any = span._events  # a BoundedList; typed as the read-only Sequence it exposes
-    recorded.extend([_event(event_class, name, attributes, when) for name, attributes, when in events])
+    recorded.extend(made)
     return True
 
 
-def _event(
-    event_class: Any, name: str, attributes: dict[str, Any], when: int, new: Any = object.__new__
-) -> Any:
-    """An SDK ``Event`` with its three fields set directly: its ``__init__`` and its base's cost
-    two Python calls (more than half of what an event costs a captured assignment).
-    ``tests/test_sdk_contract.py`` checks that this gives what the constructor gives."""
-    event = new(event_class)
-    event._name = name
-    event._attributes = attributes
-    event._timestamp = when
-    return event
+class _Deferred:
+    """The attributes of one batch of deferred events: built once, by the first reader."""
+
+    __slots__ = ("_build", "_built")
+
+    def __init__(self, build: Callable[[], Sequence[dict[str, Any]]]) -> None:
+        self._build: Callable[[], Sequence[dict[str, Any]]] | None = build
+        self._built: Sequence[dict[str, Any]] | None = None
+
+    def get(self, index: int) -> dict[str, Any]:
+        built = self._built
+        if built is None:
+            build = self._build
+            if build is None:  # another thread built them meanwhile (it sets _built first)
+                built = self._built
+                assert built is not None
+            else:
+                built = self._built = build()
+                self._build = None  # what it held (the call's captures) can go
+        return built[index]
+
+
+_deferred_event_class: Any = None
+
+
+def _load_deferred_event_class(event_class: Any) -> Any:
+    """The SDK ``Event`` subclass :func:`append_deferred_events` makes: made on first use, as
+    the SDK's own classes are loaded. ``tests/test_sdk_contract.py`` checks that it reads as the
+    constructor's events do."""
+    global _deferred_event_class
+
+    class DeferredEvent(event_class):  # type: ignore[misc]
+        __slots__ = ("_index", "_source")
+
+        @property
+        def _attributes(self) -> dict[str, Any]:  # what Event.attributes and exporters read
+            return self._source.get(self._index)  # type: ignore[no-any-return]
+
+    _deferred_event_class = DeferredEvent
+    return DeferredEvent
 
 
 def set_attributes(span: Any, attributes: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import time_ns
 from types import CodeType
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 
 from otel_scope import semconv as sc
-from otel_scope._sdk import append_events, provider_namespace, set_attributes
+from otel_scope._sdk import append_deferred_events, provider_namespace, set_attributes
 from otel_scope.capture import sampling
 from otel_scope.capture.exceptions import record_exception
 from otel_scope.compile_time.spec import (
@@ -83,15 +83,15 @@ _EVENT_NAMES = {
 }
 
 
-def _publish(span: Any, events: list[tuple[str, dict[str, Any], int]]) -> None:
-    """Add ``events`` to ``span`` in one go.
+def _publish(span: Any, events: list[tuple[str, int]], build: Callable[[], list[dict[str, Any]]]) -> None:
+    """Add ``events`` (``(name, time_ns)``) to ``span``, their attributes ``build()``'s.
 
-    For an SDK span the events are appended directly, in one locked ``extend``: our attribute
-    values are already bounded strings and ints, so the SDK's per-event attribute validation
-    (most of ``add_event``'s cost) has nothing to do. Any other span gets ``add_event``.
+    For an SDK span the attributes are built when first read, by the export thread as a rule
+    (see :func:`otel_scope._sdk.append_deferred_events`): rendering each value and making each
+    dict was most of what an event cost the call. Any other span gets ``add_event`` now.
     """
-    if not append_events(span, events):
-        for name, attributes, when in events:
+    if not append_deferred_events(span, events, build):
+        for (name, when), attributes in zip(events, build(), strict=True):
             span.add_event(name, attributes, when)
 
 
@@ -283,6 +283,7 @@ class Probe:
         "_generation",
         "_limiter",
         "_sampler",
+        "_secrets",
         "attributes",
         "current",
         "gate",
@@ -309,6 +310,7 @@ class Probe:
         if spec.target:
             self.attributes[sc.TARGET] = spec.target
         self.points = [_PointInfo(p.kind, p.line, p.names, p.text) for p in spec.points]
+        self._secrets: tuple[Any, frozenset[int]] = (None, frozenset())
         self._limiter: Any = None
         self._generation = -1
         self.current = CURRENT
@@ -347,6 +349,16 @@ class Probe:
         self.refused = REFUSAL if sampler is None and not self._follows else NO_REFUSAL
         gate: sampling.Gate = sampling.OPEN if sampler is None or self._follows else sampler
         self.gate = sampling.SHUT if _config.broken else gate
+
+    def secret_points(self, serializer: Any) -> frozenset[int]:
+        """The indices of the variable points that assign a name ``serializer`` redacts (asked
+        once per serializer: most functions have none, and then a call checks nothing)."""
+        asked, found = self._secrets
+        if asked is not serializer:
+            points = enumerate(self.points)
+            found = frozenset(i for i, p in points if p.kind == LOCALS and True in p.secret(serializer))
+            self._secrets = (serializer, found)
+        return found
 
     def _allow(self) -> bool:
         if self._generation != _config.generation:
@@ -403,6 +415,85 @@ def _named_exactly(target: str) -> bool:
         except PatternError:
             continue
     return False
+
+
+def _event_attributes(
+    points: Sequence[_PointInfo],
+    serializer: Serializer,
+    entries: list[tuple[Any, ...]],
+    context: Any,
+    hits: list[int],
+    returned: tuple[str, str] | None,
+) -> list[dict[str, Any]]:
+    """The attributes of a call's events, one dict per kept capture (see ``CallRecorder._publish``).
+
+    Runs when an event is first read, once per recorded call, usually on the export thread.
+    ``context`` is the span's context; ``hits`` the final hit count of each point (the return
+    event of the last hit carries the return value, ``returned``: its text and type, or
+    ``None``). Each event's attributes are built in one dict display, and each value type's
+    name is looked up once per call. Never raises: an internal error switches capture off, and
+    the events keep their mechanism only.
+    """
+    try:
+        session, call = trace_hex(context.trace_id), f"{context.span_id:016x}"
+        type_name = serializer.type_name
+        type_names: dict[type, str] = {}
+        rendered = _Rendered
+        out = []
+        for _seq, _when, index, hit, payload in entries:
+            point = points[index]
+            if point.single and type(payload[0]) in _ATOMIC:
+                value = payload[0]
+                t = type(value)
+                name = type_names.get(t)
+                if name is None:
+                    name = type_names[t] = type_name(value)
+                out.append(
+                    {
+                        sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
+                        sc.SESSION_ID: session,
+                        sc.CALL_ID: call,
+                        sc.CODE_LINE_NUMBER: point.line,
+                        sc.HIT: hit,
+                        point.value_keys[0]: serializer(value),
+                        point.type_keys[0]: name,
+                    }
+                )
+                continue
+            attributes = {
+                sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
+                sc.SESSION_ID: session,
+                sc.CALL_ID: call,
+                sc.CODE_LINE_NUMBER: point.line,
+                sc.HIT: hit,
+            }
+            kind = point.kind
+            if kind == LOCALS:
+                for vkey, tkey, value in zip(point.value_keys, point.type_keys, payload, strict=True):
+                    t = type(value)
+                    if t is rendered:
+                        attributes[vkey] = value.text
+                        attributes[tkey] = value.type
+                        continue
+                    attributes[vkey] = serializer(value)
+                    name = type_names.get(t)
+                    if name is None:
+                        name = type_names[t] = type_name(value)
+                    attributes[tkey] = name
+            elif kind == DELETE:
+                for vkey in point.value_keys:
+                    attributes[vkey] = DELETED
+            elif kind == EXPRESSION:
+                value = payload[0]
+                attributes[sc.EXPRESSION_TEXT] = serializer.scrub(point.text)  # source can hold a literal key
+                attributes[sc.EXPRESSION_VALUE] = value.text if type(value) is rendered else serializer(value)
+            elif kind == RETURN and returned is not None and hit == hits[index]:
+                attributes[sc.RETURN_VALUE], attributes[sc.RETURN_TYPE] = returned
+            out.append(attributes)
+        return out
+    except Exception as exc:
+        _disable(exc)
+        return [{sc.MECHANISM: sc.MECHANISM_COMPILE_TIME} for _ in entries]
 
 
 class _Rendered:
@@ -675,7 +766,7 @@ class CallRecorder:
             head = budget - budget // 2
             entries = entries[:head] + entries[len(entries) - (budget - head) :]
         if entries:
-            _publish(self.span, self._events(entries))
+            self._publish(entries)
         dropped = self.evicted + max(0, over)
         reasons = [r for r, n in (("loop_sampling", self.evicted), ("max_events", over)) if n > 0]
         summary: dict[str, Any] = {}
@@ -690,84 +781,61 @@ class CallRecorder:
             summary[sc.RATE_LIMITED] = self.limiter_dropped
         return summary
 
-    def _events(self, entries: list[tuple[Any, ...]]) -> list[tuple[str, dict[str, Any], int]]:
-        """The kept captures as ``(name, attributes, time)`` events.
+    def _publish(self, entries: list[tuple[Any, ...]]) -> None:
+        """Publish the kept captures, their attributes built when first read (see :func:`_publish`).
 
-        Run once per entry of every recorded call (most points are hit once, so nothing is
-        cached per point here): each event's attributes are built in one dict display, and each
-        value type's name is looked up once per call.
+        What may not wait is done now, in one pass over the kept values (a type test each):
+        a value under a secret name is redacted and counted now (the span's count is set as the
+        call ends, and its copies must be hidden from now on), and a long string or bytes value
+        is rendered now, so that what the export queue holds stays bounded. Other values are
+        immutable scalars: rendered later, they read as they do now. The return value, which
+        is the user's object, is rendered now too.
         """
-        context = self.span.get_span_context()
-        session, call = trace_hex(context.trace_id), f"{context.span_id:016x}"
         serializer = _config.get_serializer()
-        type_name = serializer.type_name
-        type_names: dict[type, str] = {}
-        points = self.probe.points
-        rendered = _Rendered
-        out = []
-        for _seq, when, index, hit, payload in entries:
-            point = points[index]
-            if point.single and type(payload[0]) in _ATOMIC and not point.secret(serializer)[0]:
-                value = payload[0]
-                t = type(value)
-                name = type_names.get(t)
-                if name is None:
-                    name = type_names[t] = type_name(value)
-                out.append(
-                    (
-                        point.event,
-                        {
-                            sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
-                            sc.SESSION_ID: session,
-                            sc.CALL_ID: call,
-                            sc.CODE_LINE_NUMBER: point.line,
-                            sc.HIT: hit,
-                            point.value_keys[0]: serializer(value),
-                            point.type_keys[0]: name,
-                        },
-                        when,
-                    )
-                )
+        probe = self.probe
+        points = probe.points
+        secrets = probe.secret_points(serializer)
+        limit = serializer.max_length
+        events = []
+        for position, entry in enumerate(entries):
+            index = entry[2]
+            events.append((points[index].event, entry[1]))
+            payload = entry[4]
+            if payload is None:
                 continue
-            attributes = {
-                sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
-                sc.SESSION_ID: session,
-                sc.CALL_ID: call,
-                sc.CODE_LINE_NUMBER: point.line,
-                sc.HIT: hit,
-            }
-            kind = point.kind
-            if kind == LOCALS:
-                secret = point.secret(serializer)
-                for hidden, vkey, tkey, value in zip(
-                    secret, point.value_keys, point.type_keys, payload, strict=True
-                ):
-                    t = type(value)
-                    if t is rendered:
-                        attributes[vkey] = value.text
-                        attributes[tkey] = value.type
-                        continue
-                    if hidden:
-                        self.redacted += 1
-                        attributes[vkey] = serializer.hidden(value)
-                    else:
-                        attributes[vkey] = serializer(value)
-                    name = type_names.get(t)
-                    if name is None:
-                        name = type_names[t] = type_name(value)
-                    attributes[tkey] = name
-            elif kind == DELETE:
-                for vkey in point.value_keys:
-                    attributes[vkey] = DELETED
-            elif kind == EXPRESSION:
-                value = payload[0]
-                attributes[sc.EXPRESSION_TEXT] = serializer.scrub(point.text)  # source can hold a literal key
-                text = value.text if type(value) is rendered else serializer(value)
-                attributes[sc.EXPRESSION_VALUE] = text
-            elif kind == RETURN and _config.capture_return and hit == self.hits[index] and self.returned:
-                attributes[sc.RETURN_VALUE], attributes[sc.RETURN_TYPE] = self._return_attributes(serializer)
-            out.append((point.event, attributes, when))
-        return out
+            hidden = points[index].secret(serializer) if index in secrets else None
+            for value in payload:
+                t = type(value)
+                if hidden is not None or ((t is str or t is bytes) and len(value) > limit):
+                    entries[position] = (*entry[:4], self._sealed(payload, hidden, serializer))
+                    break
+        returned = None
+        if self.returned and _config.capture_return:
+            returned = self._return_attributes(serializer)
+        context = self.span.get_span_context()
+        build = functools.partial(
+            _event_attributes, points, serializer, entries, context, self.hits, returned
+        )
+        _publish(self.span, events, build)
+
+    def _sealed(
+        self, payload: tuple[Any, ...], hidden: tuple[bool, ...] | None, serializer: Serializer
+    ) -> tuple[Any, ...]:
+        """``payload`` with its hidden and long values rendered now (see :meth:`_publish`)."""
+        limit = serializer.max_length
+        sealed: list[Any] = []
+        for position, value in enumerate(payload):
+            t = type(value)
+            if t is _Rendered:
+                sealed.append(value)
+            elif hidden is not None and position < len(hidden) and hidden[position]:
+                self.redacted += 1
+                sealed.append(_Rendered(serializer.hidden(value), serializer.type_name(value)))
+            elif (t is str or t is bytes) and len(value) > limit:
+                sealed.append(_Rendered(serializer(value), serializer.type_name(value)))
+            else:
+                sealed.append(value)
+        return tuple(sealed)
 
     def _return_attributes(self, serializer: Serializer) -> tuple[str, str]:
         """The return value's text and type, rendered once per call: both the return event and
