@@ -42,7 +42,7 @@ from opentelemetry import context as otel_context
 from otel_scope import semconv as sc
 from otel_scope._sdk import append_events, provider_namespace, set_attributes
 from otel_scope.capture import sampling
-from otel_scope.capture.exceptions import record_exception
+from otel_scope.capture.exceptions import cancelled, record_call_end
 from otel_scope.compile_time.spec import (
     DELETE,
     EXPRESSION,
@@ -784,10 +784,16 @@ class CallRecorder:
         if self.probe.spec.generator:
             attributes[sc.YIELD_COUNT] = self.yields
             attributes[sc.GENERATOR_END] = (
-                "exhausted" if error is None else "closed" if isinstance(error, GeneratorExit) else "error"
+                "exhausted"
+                if error is None
+                else "closed"
+                if isinstance(error, GeneratorExit)
+                else "cancelled"
+                if cancelled(error)
+                else "error"
             )
         if error is not None and not isinstance(error, GeneratorExit):
-            record_exception(span, error, _config.get_serializer())
+            record_call_end(span, error, _config.get_serializer())
         elif self.returned and _config.capture_return:
             attributes[sc.RETURN_VALUE], attributes[sc.RETURN_TYPE] = self._return_attributes(
                 _config.get_serializer()
