@@ -32,6 +32,10 @@ GENERATOR_END = "otel_scope.generator.end"  # "exhausted", "closed", "cancelled"
 # bool, on a call asyncio cancelled (CancelledError left it): control flow, not a failure, so
 # no ERROR status and no exception event (as opentelemetry-instrumentation-asyncio does).
 CANCELLED = "otel_scope.cancelled"
+# string, on a call still running when its process ended abruptly (``os._exit(3)``,
+# ``signal SIGTERM``): the span ends at that moment, so it is exported (OTel exports only ended
+# spans) with what it had recorded, instead of being lost without a trace.
+UNFINISHED = "otel_scope.unfinished"
 
 # --- Session root span -----------------------------------------------------------------------
 SESSION_SPAN_NAME = "otel_scope.session"

@@ -63,6 +63,7 @@ from otel_scope.runtime.tracing import (
     decide,
     end_call,
     end_span,
+    holds_calls,
     trace_hex,
 )
 
@@ -589,6 +590,19 @@ class CallRecorder:
         except Exception as exc:
             _disable(exc)
 
+    def abandon(self, how: str) -> Any:
+        """The process ends abruptly (``how``) while this call runs: emit what it captured so
+        far, and return its own span for ``tracing.end_unfinished`` to end (None when it
+        records onto a runtime span, which is found where the probe opened it)."""
+        span = self.span
+        summary = self._emit()
+        if self.own:
+            set_attributes(span, {**self.args, **summary})
+            return span
+        if summary:
+            span.set_attributes(summary)
+        return None
+
     # --- internals -------------------------------------------------------------------------------
 
     def _render(self, index: int, values: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -805,3 +819,6 @@ class CallRecorder:
             end_call(span, token)  # detach (the generator may finish in another context), end
         else:
             end_span(span)
+
+
+holds_calls(CallRecorder, CallRecorder.abandon)  # its own spans are found through it at an abrupt exit

@@ -212,6 +212,9 @@ def _describe_end(span: SpanRecord, fmt: Callable[[Any], str] = _value) -> tuple
         return "exception", f"EXCEPTION {function_name(span)} {what} {took}"
     if span.attributes.get(semconv.CANCELLED) is True:  # asyncio cancelled it: not an error
         return "cancelled", f"CANCELLED {function_name(span)} {took}"
+    unfinished = span.attributes.get(semconv.UNFINISHED)
+    if unfinished:  # still running when the process ended: its span ended then
+        return "cancelled", f"UNFINISHED {function_name(span)} at {unfinished} {took}"
     if span.name == semconv.PROCESS_SPAN_NAME:  # a forked child's own counts, at its exit
         left = as_count(span.attributes.get(semconv.SAMPLING_SAMPLED_OUT))
         lost = as_count(span.attributes.get(semconv.SESSION_DROPPED_SPANS))
