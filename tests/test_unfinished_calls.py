@@ -92,3 +92,11 @@ def test_a_call_sigterm_ends_is_ended_there_and_the_process_dies_of_sigterm(tmp_
     assert plain.returncode == -signal.SIGTERM
     assert _named(trace, "killed").attributes["otel_scope.unfinished"] == "signal SIGTERM"
     assert "1 traced call still running at signal SIGTERM" in traced.stderr
+
+
+def test_finding_the_unfinished_calls_runs_none_of_the_programs_code(tmp_path: Path) -> None:
+    """A frame's locals are looked at by their own type: ``isinstance`` reads ``__class__``,
+    which evaluates a lazy object (django's ``SimpleLazyObject``, a lazy settings object)."""
+    plain, _, trace = _run(tmp_path, "lazy", MODES["runtime"])
+    assert (plain.returncode, plain.stdout) == (5, "")
+    assert _named(trace, "leaves_holding").attributes["otel_scope.unfinished"] == "os._exit(5)"

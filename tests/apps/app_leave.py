@@ -1,6 +1,6 @@
 """Leaves with ``os._exit`` inside a traced call, as argv[1] says: ``main`` (this process),
 ``fork`` (a forked child, its parent waiting for it), ``asyncio`` (from a coroutine); or by
-SIGTERM inside one (``sigterm``)."""
+SIGTERM inside one (``sigterm``); holding a lazy object that prints when evaluated (``lazy``)."""
 
 import asyncio
 import os
@@ -21,3 +21,7 @@ elif how == "asyncio":
     asyncio.run(leavework.leaves_from_a_coroutine(4))
 elif how == "sigterm":
     leavework.killed()
+elif how == "lazy":
+    from django.utils.functional import SimpleLazyObject
+
+    leavework.leaves_holding(SimpleLazyObject(lambda: print("evaluated", flush=True)))

@@ -31,6 +31,10 @@ async def leaves_from_a_coroutine(status: int) -> None:
     os._exit(status)
 
 
+def leaves_holding(value: object) -> None:
+    os._exit(5)  # with ``value`` among the frame's locals
+
+
 def killed() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(10)  # SIGTERM ends the process in here

@@ -427,7 +427,9 @@ def _open_span(value: Any, how: str, since_ns: int) -> Span | None:
     holds, if any."""
     abandon = _holders.get(type(value))
     span = value.span if abandon is not None else value
-    if not isinstance(span, Span) or not span.is_recording():
+    # By the value's own type: isinstance() would read __class__, which a lazy proxy among the
+    # user's locals answers by running the program's code.
+    if not issubclass(type(span), Span) or not span.is_recording():
         return None
     if (getattr(span, "start_time", None) or 0) < since_ns:  # started before the fork: the parent's
         return None
