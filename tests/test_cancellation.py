@@ -16,6 +16,7 @@ import pytest
 
 from otel_scope.store import SpanStore
 from otel_scope.store.records import SpanRecord
+from otel_scope.view import ViewData
 from scope_run import run_instrumented, run_plain
 
 CANCELLED_CALLS = {"waits_forever": 3, "past_its_deadline": 2, "ticks": 1, "counts_ticks": 1}
@@ -57,6 +58,7 @@ def test_a_cancelled_call_is_marked_cancelled_not_failed(tmp_path: Path, flags: 
         for span in calls[name]:
             assert span.status_code == "UNSET" and not [e for e in span.events if e.name == "exception"]
     assert calls["ticks"][0].attributes["otel_scope.generator.end"] == "cancelled"
+    assert ViewData(trace).steps(calls["past_its_deadline"][0].span_id)[-1]["text"] == "cancelled"
     (missed,) = calls["deadline_missed"]  # the deadline fails the call that set it
     assert missed.status_code == "ERROR" and "TimeoutError" in missed.status_message
     assert "otel_scope.cancelled" not in missed.attributes

@@ -16,6 +16,7 @@ import pytest
 
 from otel_scope.store import SpanStore
 from otel_scope.store.records import SpanRecord, TraceData
+from otel_scope.view import ViewData
 from scope_run import Run, run_instrumented, run_plain
 
 MODES = {
@@ -59,6 +60,7 @@ def test_a_call_the_main_process_leaves_with_os_exit_ends_there_with_the_session
         assert [e.attributes["otel_scope.var.done"] for e in locals_] == ["1"]
     root = next(s for s in trace.spans if s.parent_span_id is None)
     assert root.attributes["otel_scope.session.exit"] == "os._exit"
+    assert ViewData(trace).steps(leaves.span_id)[-1]["text"] == "still running at os._exit(3)"
     assert traced.stderr_without_session_line == (
         "otel-scope: 1 traced call still running at os._exit(3): "
         "its span ends there (otel_scope.unfinished)\n"
