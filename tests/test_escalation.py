@@ -420,3 +420,30 @@ def test_no_escalation_and_no_exception_frames_when_turned_off_or_in_production(
     spans = otlp_receiver.wait_for(lambda s: len([x for x in s if x.name == "liveshop.risky"]) == 4)
     names = {e.name for x in spans for e in x.events}
     assert names == {"exception"}
+
+
+def test_a_program_ending_while_escalations_are_queued_exits_normally(tmp_path: Path) -> None:
+    """Four functions of a few thousand lines fail just before the program ends: the worker was
+    still recompiling (libcst's native parser) as the interpreter finalized, which stops a
+    daemon thread where it stands, in Rust code, and the process died of SIGABRT after a normal
+    run (seven exits in eight). Closing the escalations before the session ends, and waiting for
+    the recompile in flight, lets it end as it would without otel-scope."""
+    lines = []
+    for k in range(4):
+        lines += [
+            f"def fails{k}(x):",
+            *(f"    y{i} = x + {i}" for i in range(2000)),
+            "    raise ValueError(x)",
+        ]
+    (tmp_path / "longfns.py").write_text("\n".join(lines) + "\n")
+    (tmp_path / "ends_soon.py").write_text(
+        "import sys, time\nimport longfns\n"
+        "for k in range(4):\n"
+        "    try:\n        getattr(longfns, f'fails{k}')(1)\n    except ValueError:\n        pass\n"
+        "time.sleep(float(sys.argv[1]))\nprint('done')\n"
+    )
+    flags = ["--scope-mode", "hybrid", "--scope-targets", "longfns:*", "--scope-escalation", "on"]
+    for delay in ("0", "0.2", "0.8"):
+        run = run_instrumented("ends_soon.py", flags, {}, tmp_path, cwd=tmp_path, argv=[delay])
+        assert (run.returncode, run.stdout) == (0, "done\n"), run.stderr
+        assert "Fatal Python error" not in run.stderr

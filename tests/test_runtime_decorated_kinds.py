@@ -185,15 +185,16 @@ def test_a_pytest_session_with_its_fixtures_traced_discovers_and_runs_them(tmp_p
 
 
 def test_callable_object_without_a_function_behind_it_is_refused_in_one_line(runtime_engine) -> None:
-    """A click command (flask's ``routes``) is a Command object: nothing to read code from."""
+    """flask's ``cli`` is a ``FlaskGroup`` made by a call, not by decorating a function: nothing
+    to read code from (a click command made from a ``def`` is traced: tests/test_click.py)."""
     import flask.cli
 
-    handle = add_target(runtime_engine, "flask.cli:routes_command")
+    handle = add_target(runtime_engine, "flask.cli:cli")
     assert handle.problem == (
-        "flask.cli.routes_command is a callable click.core.Command object with no Python function "
-        "behind it (no __wrapped__): name its class's method instead (Command.__call__)"
+        "flask.cli.cli is a callable flask.cli.FlaskGroup object with no Python function "
+        "behind it (no __wrapped__): name its class's method instead (FlaskGroup.__call__)"
     )
-    assert handle.functions == [] and type(vars(flask.cli)["routes_command"]).__name__ == "Command"
+    assert handle.functions == [] and type(vars(flask.cli)["cli"]).__name__ == "FlaskGroup"
 
 
 def test_a_name_that_does_not_exist_is_refused_with_the_nearest_names(runtime_engine) -> None:

@@ -110,8 +110,40 @@ def behind_python_wrapper(obj: Any) -> types.FunctionType | None:
     namespace = _own_dict(obj)
     if namespace is None or "__wrapped__" not in namespace:
         return None
+    return innermost_function(obj) if _called_in_python(kind) else None
+
+
+def _called_in_python(kind: type) -> bool:
+    """Whether calling an object of ``kind`` runs a Python ``__call__`` (a Python class's
+    object, not a C type's such as ``lru_cache``'s, which is traced as what it is)."""
     call = next((vars(k)["__call__"] for k in kind.__mro__ if "__call__" in vars(k)), None)
-    return innermost_function(obj) if isinstance(call, types.FunctionType) else None
+    return isinstance(call, types.FunctionType)
+
+
+def held_function(obj: Any, module: str, qualname: str) -> types.FunctionType | None:
+    """The function defined as ``qualname`` in ``module`` that the callable object ``obj``
+    keeps among its own attributes, or None.
+
+    Some decorators leave an object of their own at the name and keep the function in an
+    attribute of it: click's ``@command``/``@group.command()`` turn ``def hello`` into a
+    ``Command`` holding it in ``callback`` (``@pass_context`` wraps it once more, with
+    ``update_wrapper``), and click calls ``callback`` itself, not the module attribute. The
+    function found is the ``def`` this very name made (same module, same qualified name), so
+    a wildcard over the module selects it and nothing the object merely refers to. It is
+    traced through its code, whoever calls it; the object stays the very object it was. Only
+    objects of Python classes count (C types such as ``lru_cache`` are traced as what they are).
+    """
+    kind = type(obj)
+    if issubclass(kind, (type, _PROXY)) or not _called_in_python(kind):
+        return None
+    namespace = _own_dict(obj)
+    if namespace is None or "__wrapped__" in namespace:  # update_wrapper's: behind_python_wrapper
+        return None
+    for value in list(namespace.values()):
+        func = innermost_function(value) if is_a(value, types.FunctionType) else None
+        if func is not None and function_module(func) == module and function_qualname(func) == qualname:
+            return func
+    return None
 
 
 def binds_arguments(obj: Any) -> bool:

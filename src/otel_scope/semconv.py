@@ -28,7 +28,14 @@ ARG_PREFIX = "otel_scope.arg."  # + parameter name: the argument's safe repr
 RETURN_VALUE = "otel_scope.return"  # safe repr of the return value
 RETURN_TYPE = "otel_scope.return.type"
 YIELD_COUNT = "otel_scope.yield.count"  # generators: items produced before the span ended
-GENERATOR_END = "otel_scope.generator.end"  # "exhausted", "closed" or "error"
+GENERATOR_END = "otel_scope.generator.end"  # "exhausted", "closed", "cancelled" or "error"
+# bool, on a call asyncio cancelled (CancelledError left it): control flow, not a failure, so
+# no ERROR status and no exception event (as opentelemetry-instrumentation-asyncio does).
+CANCELLED = "otel_scope.cancelled"
+# string, on a call still running when its process ended abruptly (``os._exit(3)``,
+# ``signal SIGTERM``): the span ends at that moment, so it is exported (OTel exports only ended
+# spans) with what it had recorded, instead of being lost without a trace.
+UNFINISHED = "otel_scope.unfinished"
 
 # --- Session root span -----------------------------------------------------------------------
 SESSION_SPAN_NAME = "otel_scope.session"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import linecache
 import logging
+import sys
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,33 @@ if TYPE_CHECKING:
     from otel_scope.capture.serializer import Serializer
 
 _log = logging.getLogger("otel_scope")
+
+
+def cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` is asyncio's cancellation (``task.cancel()``, a deadline of
+    ``asyncio.timeout``/``wait_for`` running out), read without importing asyncio: a program
+    that never imported it cannot raise its ``CancelledError``."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and issubclass(type(exc), asyncio.CancelledError)
+
+
+def record_call_end(span: Span, exc: BaseException, serializer: Serializer) -> None:
+    """Record how ``exc`` ended the call ``span`` stands for, in both mechanisms alike.
+
+    A cancellation is how asyncio stops a coroutine it no longer needs, not a fault of the
+    coroutine: ``otel_scope.cancelled`` says so and the status stays unset, with no exception
+    event (what opentelemetry-instrumentation-asyncio records for a cancelled coroutine, and
+    what escalation already assumes). The caller that cancelled, or the ``TimeoutError`` a
+    deadline raises in the awaiting coroutine, is where a failure shows, if it is one. Any
+    other exception is recorded by :func:`record_exception`.
+    """
+    if cancelled(exc):
+        try:
+            span.set_attribute(semconv.CANCELLED, True)
+        except Exception:  # as record_exception: never disturb the exception being propagated
+            _log.debug("otel-scope could not record a cancellation", exc_info=True)
+        return
+    record_exception(span, exc, serializer)
 
 
 def record_exception(span: Span, exc: BaseException, serializer: Serializer) -> None:

@@ -42,7 +42,7 @@ from opentelemetry import context as otel_context
 from otel_scope import semconv as sc
 from otel_scope._sdk import append_deferred_events, provider_namespace, set_attributes
 from otel_scope.capture import sampling
-from otel_scope.capture.exceptions import record_exception
+from otel_scope.capture.exceptions import cancelled, record_call_end
 from otel_scope.compile_time.spec import (
     DELETE,
     EXPRESSION,
@@ -63,6 +63,7 @@ from otel_scope.runtime.tracing import (
     decide,
     end_call,
     end_span,
+    holds_calls,
     trace_hex,
 )
 
@@ -680,6 +681,19 @@ class CallRecorder:
         except Exception as exc:
             _disable(exc)
 
+    def abandon(self, how: str) -> Any:
+        """The process ends abruptly (``how``) while this call runs: emit what it captured so
+        far, and return its own span for ``tracing.end_unfinished`` to end (None when it
+        records onto a runtime span, which is found where the probe opened it)."""
+        span = self.span
+        summary = self._emit()
+        if self.own:
+            set_attributes(span, {**self.args, **summary})
+            return span
+        if summary:
+            span.set_attributes(summary)
+        return None
+
     # --- internals -------------------------------------------------------------------------------
 
     def _render(self, index: int, values: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -852,10 +866,16 @@ class CallRecorder:
         if self.probe.spec.generator:
             attributes[sc.YIELD_COUNT] = self.yields
             attributes[sc.GENERATOR_END] = (
-                "exhausted" if error is None else "closed" if isinstance(error, GeneratorExit) else "error"
+                "exhausted"
+                if error is None
+                else "closed"
+                if isinstance(error, GeneratorExit)
+                else "cancelled"
+                if cancelled(error)
+                else "error"
             )
         if error is not None and not isinstance(error, GeneratorExit):
-            record_exception(span, error, _config.get_serializer())
+            record_call_end(span, error, _config.get_serializer())
         elif self.returned and _config.capture_return:
             attributes[sc.RETURN_VALUE], attributes[sc.RETURN_TYPE] = self._return_attributes(
                 _config.get_serializer()
@@ -867,3 +887,6 @@ class CallRecorder:
             end_call(span, token)  # detach (the generator may finish in another context), end
         else:
             end_span(span)
+
+
+holds_calls(CallRecorder, CallRecorder.abandon)  # its own spans are found through it at an abrupt exit

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from otel_scope.callables import DESCRIPTOR_KINDS, innermost_function, is_a
+from otel_scope.callables import DESCRIPTOR_KINDS, held_function, innermost_function, is_a
 from otel_scope.config.patterns import TargetPattern, wildcard_skips
 
 
@@ -60,9 +60,11 @@ def site_at(owner: Any, attr: str, raw: Any, module: str, qualname: str) -> Site
     """The site for ``owner.attr`` holding ``raw``, or None when nothing there can be traced.
 
     A ``cached_property`` is traced at its ``func`` attribute, not where it is stored: wrapping
-    the descriptor itself would turn the cached value into a call wrapper.
+    the descriptor itself would turn the cached value into a call wrapper. An object a decorator
+    left at the name holding the function defined there (a click ``Command``:
+    :func:`~otel_scope.callables.held_function`) is a site of that function.
     """
-    func = plain_function(raw)
+    func = plain_function(raw) or held_function(raw, module, qualname)
     if func is None:
         if compiled_callable(owner, raw):
             return Site(owner, attr, module, qualname, raw, None)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_scope import _forksafe
-from otel_scope.callables import behind_python_wrapper, is_a
+from otel_scope.callables import behind_python_wrapper, held_function, is_a
 from otel_scope.capture import Serializer, sampling
 from otel_scope.config import Settings
 from otel_scope.config.patterns import TargetPattern, never_instrumented, parse_pattern
@@ -585,22 +585,33 @@ def _code_target(site: Site) -> types.FunctionType | None:
     of a classmethod/staticmethod), whatever else the target asks: compile-time capture of the
     same function recompiles the trampoline's copy (hybrid), and state capture takes a method's
     receiver from its first argument; a Python callable object made with ``update_wrapper``
-    (pytest's fixtures) gets it on the function behind it, and stays the object it was. Wrapping
-    stays for objects without code of their own (``lru_cache``, ``partial``) and async generators.
+    (pytest's fixtures) gets it on the function behind it, and stays the object it was, as does
+    an object keeping the function in an attribute (click's ``Command.callback``), which is
+    refused when its function cannot get one. Wrapping stays for objects without code of their
+    own (``lru_cache``, ``partial``) and async generators.
     """
     func = _installed_function(site)
-    if func is None or trampoline.unsupported(func) is not None:
-        return None
-    return func
+    why = trampoline.unsupported(func) if func is not None else None
+    if why is not None and func is not site.raw and held_function(site.raw, site.module, site.qualname):
+        # A wrapper at the attribute would reach none of the calls (the object calls the
+        # function itself) and change the object the program sees: refused, in one line.
+        kind = type(site.raw)
+        raise ValueError(
+            f"held by a {kind.__module__}.{kind.__qualname__} object, which calls it itself, and {why}: "
+            "no runtime span reaches it"
+        )
+    return None if func is None or why is not None else func
 
 
 def _installed_function(site: Site) -> types.FunctionType | None:
-    """The Python function installed at ``site`` (a classmethod's/staticmethod's own, or the one
-    behind a Python callable object made with ``update_wrapper``: :func:`behind_python_wrapper`),
-    if any."""
+    """The Python function installed at ``site`` (a classmethod's/staticmethod's own, the one
+    behind a Python callable object made with ``update_wrapper``: :func:`behind_python_wrapper`,
+    or the one such an object keeps in an attribute of its own: :func:`held_function`), if any."""
     raw = site.raw
     func = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
-    return func if isinstance(func, types.FunctionType) else behind_python_wrapper(func)
+    if isinstance(func, types.FunctionType):
+        return func
+    return behind_python_wrapper(func) or held_function(func, site.module, site.qualname)
 
 
 def _named_exactly(selecting: list[Entry]) -> bool:

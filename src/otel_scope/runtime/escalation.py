@@ -17,8 +17,9 @@ a second: it never happens on the thread whose call triggered it. That call only
 escalation (at most :data:`QUEUE_LIMIT` wait); one daemon thread, started on the first escalation,
 recompiles, and the function's calls get locals from the moment the new code is in place. The
 worker runs with OTel's suppress-instrumentation key set (nothing it runs is traced), is replaced
-by none in a forked child (whose escalations are forgotten), and never delays exit: what is still
-queued then is dropped, not started. Escalations refused by a budget or a full queue, or dropped
+by none in a forked child (whose escalations are forgotten), and delays exit by at most the
+recompile in flight (:data:`EXIT_WAIT_S`): what is still queued then is dropped, not started.
+Escalations refused by a budget or a full queue, or dropped
 at exit, and those whose recompile failed are counted (:meth:`Escalator.losses`, shown by
 ``otel-scope targets list``). After :data:`ESCALATION_CALLS` recorded calls, or :data:`MAX_DURATION_S`
 seconds, the request is removed and the original code object is back. Every escalation puts an
@@ -39,6 +40,7 @@ from __future__ import annotations
 import _thread
 import atexit
 import logging
+import os
 import queue
 import threading
 import time
@@ -183,6 +185,7 @@ class Escalator:
         # ``threading:*``. SimpleQueue is C and re-entrant.
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._worker: _thread.LockType | None = None  # held while the worker runs
+        self._busy = _thread.allocate_lock()  # held while the worker deals with one escalation
 
     # -- the hook (runs in the user's thread, after each recorded call) ------------------------
     def on_finish(self, probe: RuntimeProbe, span: Any, exc: BaseException | None) -> None:
@@ -260,6 +263,7 @@ class Escalator:
                 return
             running = self._worker = _held()
             _closers.add(self)
+        _close_at_exit()
         try:
             _thread.start_new_thread(self._run_worker, (running,))
         except RuntimeError:  # the interpreter is shutting down: nothing will be recompiled
@@ -272,7 +276,8 @@ class Escalator:
             while not self._closed:
                 self._wake.get()
                 while (job := self._next_job()) is not None:
-                    self._switch_on_queued(*job)
+                    with self._busy:
+                        self._switch_on_queued(*job)
         except BaseException:  # the worker ends quietly; what it left is dropped by close()
             _log.debug("otel-scope: the escalation worker stopped", exc_info=True)
         finally:
@@ -328,10 +333,11 @@ class Escalator:
             escalation.settled.release()
         return True
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 0.0) -> None:
         """Queue no more escalations and drop the queued ones (at exit, or uninstalled).
 
-        A recompile already running finishes; none starts after this."""
+        A recompile already running finishes (waited for up to ``wait_s``); none starts after
+        this."""
         with self._lock:
             self._closed = True
             queued, self._jobs = list(self._jobs), deque()
@@ -339,6 +345,8 @@ class Escalator:
             self._finish_early(probe, escalation, "dropped", "otel-scope stopped before its recompile")
             escalation.settled.release()
         self._wake.put(None)
+        if wait_s > 0 and self._busy.acquire(timeout=wait_s):
+            self._busy.release()
 
     def losses(self) -> dict[str, int]:
         """Escalations dropped (a budget, a full queue, exit) and failed so far in this process."""
@@ -413,11 +421,28 @@ class Escalator:
 
 # Escalators with a worker, closed at exit so that nothing queued starts a recompile then.
 _closers: weakref.WeakSet[Escalator] = weakref.WeakSet()
+# At exit, how long a recompile already running is waited for: one function's parse and
+# compile, milliseconds for most, about a second for a function of thousands of lines.
+EXIT_WAIT_S = 1.0
+_closing_pid = 0  # the process whose exit closes the escalators (a forked child has another)
+
+
+def _close_at_exit() -> None:
+    """Close every escalator at this process's exit, before the session ends.
+
+    Registered when the first worker starts, so after the session's own exit handler, and so
+    run before it (atexit runs last-registered first): a worker that is then free takes no
+    queued escalation while the session exports, and one still recompiling is waited for. A
+    daemon thread inside libcst's native parser when the interpreter finalizes is stopped in
+    Rust code, which aborts the process (SIGABRT after a normal run: seen with escalations of
+    ``asyncio.*`` functions queued at exit, a recompile starting as the session ended).
+    """
+    global _closing_pid
+    if _closing_pid != os.getpid():
+        _closing_pid = os.getpid()
+        atexit.register(_close_all)
 
 
 def _close_all() -> None:
     for escalator in list(_closers):
-        escalator.close()
-
-
-atexit.register(_close_all)
+        escalator.close(EXIT_WAIT_S)

@@ -14,11 +14,13 @@ one: one span per call, whichever mechanisms are active.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import sys
-from collections.abc import Callable
-from types import CodeType
+import time
+from collections.abc import Callable, Iterator
+from types import CodeType, CoroutineType, FrameType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -342,11 +344,11 @@ def end_call(span: Span, token: object) -> None:
     end_span(span)
 
 
-def end_span(span: Span) -> None:
-    """End an otel-scope span, after the observers' ``on_end``."""
+def end_span(span: Span, end_time: int | None = None) -> None:
+    """End an otel-scope span (at ``end_time``, else now), after the observers' ``on_end``."""
     for observer in _ending:
         observer(span)
-    span.end()
+    span.end(end_time)
 
 
 def claim_call_span(depth: int = 2) -> Span | None:
@@ -364,3 +366,99 @@ def claim_call_span(depth: int = 2) -> Span | None:
     marker[0] = None  # claimed: a recursive call of the same function opens its own span
     claimed: Span = marker[1]
     return claimed
+
+
+# Objects that keep a running call's state in a frame of the call (the compile-time recorder's
+# call, in the rewritten function's frame), each with what records that call as unfinished.
+_holders: dict[type, Callable[[Any, str], Span | None]] = {}
+
+
+def holds_calls(kind: type, abandon: Callable[[Any, str], Span | None]) -> None:
+    """Objects of ``kind`` found in a frame stand for a running call whose span is their
+    ``span`` attribute: at an abrupt exit ``abandon(obj, how)`` records what the call has so far
+    and returns the span to end as unfinished, or None if the span is another's (then ended
+    where it was opened)."""
+    _holders[kind] = abandon
+
+
+def end_unfinished(how: str, since_ns: int = 0) -> int:
+    """End, as unfinished, every otel-scope span of a call still running as the process ends
+    abruptly (``how``: ``os._exit(3)``, ``signal SIGTERM``) that started at ``since_ns`` or
+    later; how many were ended.
+
+    OpenTelemetry exports only ended spans, so a call the process leaves inside (a worker that
+    calls ``os._exit`` in a traced function, SIGTERM in the middle of a request) was lost with
+    nothing to say so, and its child spans became orphans. Each gets ``otel_scope.unfinished``
+    and ends now (all at one instant, so no call ends before one it made), with its arguments
+    and what it recorded so far: the process ending is when the call stopped. Nothing is paid
+    for this on the traced calls: their spans are found at exit in the frames that hold them
+    (every thread's stack, and the coroutines of the tasks of this thread's event loop). A
+    generator suspended between two items is held by no frame, and is not found. A forked
+    child's stack still holds the calls its parent was in at the fork (``Process.start()``
+    inside a traced function): those are the parent's to end, hence ``since_ns``, the fork.
+    """
+    found: dict[int, Span] = {}
+    try:
+        for frame in _live_frames():
+            try:
+                values = list(frame.f_locals.values())
+            except Exception:
+                continue
+            for value in values:
+                try:
+                    span = _open_span(value, how, since_ns)
+                except Exception:  # one call's failure: the others are still ended
+                    _log.debug("otel-scope could not end an unfinished call", exc_info=True)
+                    continue
+                if span is not None:
+                    found.setdefault(id(span), span)
+    except Exception:  # the process is ending: end what was found
+        _log.debug("otel-scope could not find every unfinished call", exc_info=True)
+    at = time.time_ns()
+    for span in found.values():
+        with contextlib.suppress(Exception):
+            span.set_attribute(semconv.UNFINISHED, how)
+            end_span(span, at)  # no detach: the context it was attached in is the running call's
+    return len(found)
+
+
+def _open_span(value: Any, how: str, since_ns: int) -> Span | None:
+    """The otel-scope span of a call running in this process that ``value``, a frame's local,
+    holds, if any."""
+    abandon = _holders.get(type(value))
+    span = value.span if abandon is not None else value
+    # By the value's own type: isinstance() would read __class__, which a lazy proxy among the
+    # user's locals answers by running the program's code.
+    if not issubclass(type(span), Span) or not span.is_recording():
+        return None
+    if (getattr(span, "start_time", None) or 0) < since_ns:  # started before the fork: the parent's
+        return None
+    if abandon is not None:
+        return abandon(value, how)
+    attributes = getattr(span, "attributes", None) or ()
+    return span if semconv.MECHANISM in attributes else None  # else another tool's span
+
+
+def _live_frames() -> Iterator[FrameType]:
+    """Every frame of every thread's stack, then those of the coroutines the tasks of the
+    calling thread's event loop have suspended (read through their types' own attributes)."""
+    for top in list(sys._current_frames().values()):
+        frame: FrameType | None = top
+        while frame is not None:
+            yield frame
+            frame = frame.f_back
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None or (loop := asyncio._get_running_loop()) is None:
+        return
+    for task in list(asyncio.all_tasks(loop)):
+        chain: Any = task.get_coro()
+        while type(chain) in (CoroutineType, GeneratorType):
+            if type(chain) is CoroutineType:
+                frame, chain = chain.cr_frame, chain.cr_await
+            else:
+                frame, chain = chain.gi_frame, chain.gi_yieldfrom
+            if frame is not None:
+                yield frame
+
+
+session_state.unfinished_enders.append(end_unfinished)

@@ -31,7 +31,7 @@ from opentelemetry.trace import Span
 from otel_scope import semconv
 from otel_scope.callables import binds_arguments, innermost_function
 from otel_scope.capture import RateLimiter, Serializer
-from otel_scope.capture.exceptions import record_exception
+from otel_scope.capture.exceptions import cancelled, record_call_end
 from otel_scope.capture.sampling import OPEN, SHUT, CallSampler, Gate, budget
 from otel_scope.runtime import state, tracing
 
@@ -301,7 +301,7 @@ class RuntimeProbe:
 
     def _failed(self, span: Span, exc: BaseException) -> None:
         """The call raised ``exc``: the exception event, the finish hooks."""
-        record_exception(span, exc, self.serializer)
+        record_call_end(span, exc, self.serializer)
         self._finish(span, exc)
 
     def _returned(self, span: Span, result: Any) -> None:
@@ -336,7 +336,7 @@ class RuntimeProbe:
         try:
             gen = wrapped(*args, **kwargs)
         except BaseException as exc:
-            record_exception(span, exc, self.serializer)
+            record_call_end(span, exc, self.serializer)
             tracing.end_call(span, token)
             raise
         otel_context.detach(token)
@@ -414,12 +414,14 @@ def awaited_coroutine(coro: Any) -> Any:
 
 
 def _end_generator(probe: RuntimeProbe, span: Span, end: str, count: int, exc: BaseException | None) -> None:
+    if exc is not None and cancelled(exc):
+        end = "cancelled"
     span.set_attribute(semconv.GENERATOR_END, end)
     span.set_attribute(semconv.YIELD_COUNT, count)
     if probe.sampler is not None:
         budget().spend_items(count)
     if exc is not None:
-        record_exception(span, exc, probe.serializer)
+        record_call_end(span, exc, probe.serializer)
     probe._finish(span, exc)
     tracing.end_span(span)
 

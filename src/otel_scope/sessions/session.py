@@ -152,8 +152,13 @@ def _export_and_report(report: Callable[[str], None] | None, who: str) -> None:
         report(who + line)
 
 
+def _pid() -> str:
+    """How a forked child's lines name it."""
+    return f"(pid {os.getpid()}) "
+
+
 def _in_child(report: Callable[[str], None] | None) -> None:
-    _finish_export(report, f"(pid {os.getpid()}) ", _end_process_span)
+    _finish_export(report, _pid(), _end_process_span)
 
 
 _began_ns = 0  # when this process began to count for itself: its fork, or export_at_exit()
@@ -192,21 +197,35 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_note_fork)
 
 
-def _export_at_os_exit(before_exit: Callable[[], None]) -> None:
-    """In a forked child: make ``os._exit`` run ``before_exit`` first.
+def _export_at_os_exit(
+    before_exit: Callable[[], None], report: Callable[[str], None] | None, who: str = ""
+) -> None:
+    """Make ``os._exit`` end the calls still running, then run ``before_exit``, then exit.
 
-    A child that leaves with ``os._exit`` (pre-forking servers, multiprocessing's fork workers)
-    runs no atexit handler, so its spans would die in the queue. ``from os import _exit`` taken
-    before the fork is not covered (a child that execs is: :func:`_export_before_exec`).
+    A process that leaves with ``os._exit`` (a forked child: pre-forking servers, multiprocessing's
+    fork workers; or the program itself) runs no atexit handler, so its spans would die in the
+    queue, and those of the calls it leaves inside would never end. ``from os import _exit``
+    taken before is not covered (a process that execs is: :func:`_export_before_exec`).
     """
     real_exit = _REAL_OS_EXIT
 
     def exit_after_export(status: int) -> NoReturn:
         with contextlib.suppress(Exception):
+            _end_unfinished(f"os._exit({status})", report, who)
+        with contextlib.suppress(Exception):
             before_exit()
         real_exit(status)
 
     os._exit = exit_after_export
+
+
+def _end_unfinished(how: str, report: Callable[[str], None] | None, who: str) -> None:
+    """End the calls still running as the process ends abruptly (``how``), and say how many
+    (``who``: the pid of a forked child, as its other exit lines)."""
+    ended = sum(end(how, _began_ns) for end in state.unfinished_enders)
+    if ended and report is not None:
+        calls, spans = ("call", "its span ends") if ended == 1 else ("calls", "their spans end")
+        report(f"{who}{ended:,} traced {calls} still running at {how}: {spans} there ({semconv.UNFINISHED})")
 
 
 # Every os.exec* function goes through one of these two (os.py's execl, execlp, execvp, ...).
@@ -232,15 +251,19 @@ def _export_before_exec(before_exec: Callable[[], None]) -> None:
         setattr(os, name, exec_after_export)
 
 
-def _on_sigterm(before_exit: Callable[[], None]) -> None:
-    """Run ``before_exit`` on SIGTERM, then die of SIGTERM as the program would have.
+def _on_sigterm(before_exit: Callable[[], None], report: Callable[[str], None] | None) -> None:
+    """On SIGTERM end the calls still running, run ``before_exit``, then die of SIGTERM as the
+    program would have.
 
     Only when the program has no SIGTERM handler of its own, and only from the main thread.
     """
     if threading.current_thread() is not threading.main_thread():
         return
+    pid = os.getpid()
 
     def on_sigterm(signum: int, frame: Any) -> None:
+        with contextlib.suppress(Exception):
+            _end_unfinished("signal SIGTERM", report, "" if os.getpid() == pid else _pid())
         before_exit()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -295,11 +318,13 @@ def export_at_exit(report: Callable[[str], None] | None = None) -> None:
     """
     global _began_ns
     _began_ns = _began_ns or time.time_ns()
-    _on_sigterm(lambda: _finish_export(report, "", _end_process_span))
+    _on_sigterm(lambda: _finish_export(report, "", _end_process_span), report)
     atexit.register(_finish_export, report, "", _end_process_span)
     _export_before_exec(lambda: _finish_export(report, "", _end_process_span))
+    _export_at_os_exit(lambda: _finish_export(report, "", _end_process_span), report)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=lambda: _export_at_os_exit(lambda: _in_child(report)))
+        in_child = functools.partial(_in_child, report)
+        os.register_at_fork(after_in_child=lambda: _export_at_os_exit(in_child, report, _pid()))
 
 
 class ProcessSession:
@@ -334,11 +359,12 @@ class ProcessSession:
         self._token = otel_context.attach(ctx)
         # No sys.excepthook of ours: programs call the hook themselves (and compare its output
         # with the built-in one's); the exception that ends the run is read at exit instead.
-        _on_sigterm(lambda: self.end("signal SIGTERM"))
+        _on_sigterm(lambda: self.end("signal SIGTERM"), report)
         atexit.register(self._at_exit)
         _export_before_exec(lambda: self.end("exec"))
+        _export_at_os_exit(lambda: self.end("os._exit"), report)
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: _export_at_os_exit(self.end))
+            os.register_at_fork(after_in_child=lambda: _export_at_os_exit(self.end, report, _pid()))
 
     def _at_exit(self) -> None:
         """End the session at interpreter exit, as ended by the uncaught exception if one was.

@@ -25,6 +25,13 @@ fallback_context: Context | None = None
 fallback_listeners: list[Callable[[], None]] = []
 
 
+#: What ends the calls still running when the process ends abruptly (``os._exit``, SIGTERM),
+#: each called with how it ends and when this process began (a forked child's calls before the
+#: fork are its parent's), returning how many calls it ended: the span core's
+#: (``otel_scope.runtime.tracing.end_unfinished``), so the sessions need not know the mechanisms.
+unfinished_enders: list[Callable[[str, int], int]] = []
+
+
 def set_fallback_context(ctx: Context | None) -> None:
     """Make ``ctx`` the fallback context, and tell the listeners."""
     global fallback_context

@@ -47,6 +47,7 @@ _KIND_STYLES = {
     "call": "bold",
     "return": "green",
     "exception": "bold red",
+    "cancelled": "yellow",
     "exception_event": "red",
     "state": "yellow",
     "message_sent": "bold yellow",
@@ -57,7 +58,9 @@ _KIND_STYLES = {
     "session_end": "bold",
 }
 # Entries that open or close a span; every other entry is an event inside one.
-_BOUNDARY_KINDS = frozenset({"call", "return", "exception", "span", "span_end", "session", "session_end"})
+_BOUNDARY_KINDS = frozenset(
+    {"call", "return", "exception", "cancelled", "span", "span_end", "session", "session_end"}
+)
 EXCEPTION_EVENT = "exception"  # the SDK's Span.record_exception event name
 _RECEIVERS = frozenset({"self", "cls"})
 _NO_VALUE = object()
@@ -207,6 +210,11 @@ def _describe_end(span: SpanRecord, fmt: Callable[[Any], str] = _value) -> tuple
         exc = _exception_event(span)
         what = _exception_text(exc.attributes) if exc is not None else span.status_message or "error"
         return "exception", f"EXCEPTION {function_name(span)} {what} {took}"
+    if span.attributes.get(semconv.CANCELLED) is True:  # asyncio cancelled it: not an error
+        return "cancelled", f"CANCELLED {function_name(span)} {took}"
+    unfinished = span.attributes.get(semconv.UNFINISHED)
+    if unfinished:  # still running when the process ended: its span ended then
+        return "cancelled", f"UNFINISHED {function_name(span)} at {unfinished} {took}"
     if span.name == semconv.PROCESS_SPAN_NAME:  # a forked child's own counts, at its exit
         left = as_count(span.attributes.get(semconv.SAMPLING_SAMPLED_OUT))
         lost = as_count(span.attributes.get(semconv.SESSION_DROPPED_SPANS))

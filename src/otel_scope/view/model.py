@@ -347,6 +347,10 @@ class ViewData:
             end["text"] = "raised " + _exception_text(exc)
             end["line"] = _exception_line(exc, span)
             end["set"] = {"exception": _exception_text(exc)}
+        elif span.attributes.get(semconv.CANCELLED) is True:  # not an error: see emitted-data.md
+            end["text"], end["set"] = "cancelled", {}
+        elif span.attributes.get(semconv.UNFINISHED):  # its process ended during the call
+            end["text"], end["set"] = f"still running at {span.attributes[semconv.UNFINISHED]}", {}
         else:
             value = span.attributes.get(semconv.RETURN_VALUE)
             end["text"] = "returned" + (f" {_text(value)}" if value is not None else "")
