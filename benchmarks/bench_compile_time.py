@@ -133,7 +133,6 @@ def main() -> None:
                 common = {
                     sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
                     sc.SESSION_ID: f"{context.trace_id:032x}",
-                    sc.CALL_ID: f"{context.span_id:016x}",
                 }
                 body(span, common)
 

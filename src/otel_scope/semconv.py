@@ -57,7 +57,6 @@ VAR_TYPE_SUFFIX = ".type"  # otel_scope.var.<name>.type: the value's type name
 EXPRESSION_TEXT = "otel_scope.expression.text"
 EXPRESSION_VALUE = "otel_scope.expression.value"
 HIT = "otel_scope.hit"  # how many times this capture point ran in this call (1-based)
-CALL_ID = "otel_scope.call.id"  # the span ID (16 hex) of the call an event belongs to
 
 # --- Budgets: what was not recorded, and why (on the span) ------------------------------------
 CAPTURES_RECORDED = "otel_scope.captures.recorded"

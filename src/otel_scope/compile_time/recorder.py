@@ -436,7 +436,7 @@ def _event_attributes(
     the events keep their mechanism only.
     """
     try:
-        session, call = trace_hex(context.trace_id), f"{context.span_id:016x}"
+        session = trace_hex(context.trace_id)
         type_name = serializer.type_name
         type_names: dict[type, str] = {}
         rendered = _Rendered
@@ -453,7 +453,6 @@ def _event_attributes(
                     {
                         sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
                         sc.SESSION_ID: session,
-                        sc.CALL_ID: call,
                         sc.CODE_LINE_NUMBER: point.line,
                         sc.HIT: hit,
                         point.value_keys[0]: serializer(value),
@@ -464,7 +463,6 @@ def _event_attributes(
             attributes = {
                 sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
                 sc.SESSION_ID: session,
-                sc.CALL_ID: call,
                 sc.CODE_LINE_NUMBER: point.line,
                 sc.HIT: hit,
             }

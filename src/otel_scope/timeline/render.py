@@ -65,7 +65,7 @@ EXCEPTION_EVENT = "exception"  # the SDK's Span.record_exception event name
 _RECEIVERS = frozenset({"self", "cls"})
 _NO_VALUE = object()
 # Event attributes that say where an event came from rather than what it shows.
-_PROVENANCE = (semconv.MECHANISM, semconv.SESSION_ID, semconv.SESSION_NAME, semconv.CALL_ID, semconv.TARGET)
+_PROVENANCE = (semconv.MECHANISM, semconv.SESSION_ID, semconv.SESSION_NAME, semconv.TARGET)
 
 
 @dataclass

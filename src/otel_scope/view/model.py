@@ -29,7 +29,7 @@ MAX_SOURCE_LINES = 400
 # The summary draws at most this many bars (the earliest, plus every call that raised): beyond
 # that a browser spends seconds laying out lanes nobody can read; the page says what it left out.
 MAX_SUMMARY_CALLS = 20_000
-_PROVENANCE = (semconv.MECHANISM, semconv.SESSION_ID, semconv.CALL_ID)
+_PROVENANCE = (semconv.MECHANISM, semconv.SESSION_ID)
 # Events that carry values seen inside the function (what makes a call worth opening first).
 _VALUE_EVENTS = frozenset(
     {semconv.EVENT_LOCALS, semconv.EVENT_LINE, semconv.EVENT_EXPRESSION, semconv.EVENT_EXCEPTION_FRAME}
