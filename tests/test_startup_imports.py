@@ -83,6 +83,7 @@ def test_runtime_mode_loads_neither_rewriter_nor_recorder_nor_modules_only_some_
         "difflib",
         # The import hook is installed; the compile-time recorder is not needed until it rewrites.
         "otel_scope.compile_time.recorder",
+        "otel_scope.compile_time.spec",
         # Escalation is off in runtime mode unless asked for, and the exception frames with it.
         "otel_scope.runtime.escalation",
         "otel_scope.runtime.exception_frames",
