@@ -114,3 +114,25 @@ def test_the_cli_process_loads_only_the_flag_names_of_otel_scope(tmp_path):
         "opentelemetry.sdk",
         "otel_scope.pipeline",
     )
+
+
+def test_writing_spans_to_the_local_store_creates_no_dataclass_of_the_read_side(tmp_path):
+    """Every run that records a session writes its root span at exit: the write side builds rows,
+    and the read side's dataclasses (the records, the ``sessions`` summary: 0.5 ms each for a
+    10-field frozen one) would cost that exit for nothing."""
+    written = (
+        "import dataclasses, json, sys; from opentelemetry import trace; json.dumps(1); "
+        "assert trace.get_tracer_provider().force_flush(); "
+        "print(json.dumps(sorted(sys.modules))); "
+        "print(json.dumps([name for name, v in vars(sys.modules['otel_scope.store.spanstore']).items() "
+        "if isinstance(v, type) and dataclasses.is_dataclass(v)]))"
+    )
+    env = base_env(tmp_path, {"OTEL_TRACES_EXPORTER": "otel_scope", "OTEL_SCOPE_CONTROL": "false"})
+    flags = ["--scope-mode", "runtime", "--scope-targets", "json:dumps"]
+    run = run_tree([CLI, *flags, sys.executable, "-c", written], tmp_path, env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    *_, modules, dataclasses_of_the_store = run.stdout.splitlines()
+    loaded = set(json.loads(modules))
+    assert "otel_scope.store.spanstore" in loaded  # the traced call was written
+    assert not _below(loaded, "otel_scope.store.records")
+    assert json.loads(dataclasses_of_the_store) == []
