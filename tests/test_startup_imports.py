@@ -74,9 +74,10 @@ def test_runtime_mode_loads_neither_rewriter_nor_recorder_nor_modules_only_some_
         "rich",
         "opentelemetry.sdk._configuration",
         "opentelemetry.sdk.metrics",
-        # Message capture patches multiprocessing once the program imports it; OpAMP, source
-        # hashing and "nearest name" hints load only where used.
+        # Message capture patches multiprocessing once the program imports it, with its adapter
+        # for processes; OpAMP, source hashing and "nearest name" hints load only where used.
         "multiprocessing",
+        "otel_scope.runtime.messages.processes",
         "pickle",
         "tomllib",
         "hashlib",
