@@ -9,6 +9,8 @@ otel-scope, on a value the SDK rejects.
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -145,3 +147,30 @@ def test_a_value_the_sdks_configurator_rejects_is_one_line_and_traces_still_flow
     lines = [line for line in run.stderr.splitlines() if "configuration failed" in line]
     assert len(lines) == 1 and "Unsupported OTLP protocol 'http/json'" in lines[0], run.stderr
     otlp_receiver.wait_for(lambda s: any(x.name == "svc.orders.validate" for x in s))
+
+
+# Asks _collector_reachable about each endpoint given, then says whether the IDNA codec loaded.
+_PROBE = """
+import json, sys
+from otel_scope.distro.configurator import _collector_reachable
+print(json.dumps([[_collector_reachable(e) for e in sys.argv[1:]], "encodings.idna" in sys.modules]))
+"""
+
+
+def test_the_collector_probe_finds_a_listener_on_localhost_without_loading_the_idna_codec(tmp_path):
+    """The probe runs at every start with no exporter set; the codec would cost about 1 ms."""
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("localhost", 0))
+        listening.listen()
+        closed.bind(("localhost", 0))  # bound, never listening: the port refuses connections
+        endpoints = [f"http://localhost:{s.getsockname()[1]}" for s in (listening, closed)]
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE, *endpoints],
+            env=base_env(tmp_path),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [[True, False], False]

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from otel_scope.bootstrap import escalation_enabled
 from otel_scope.config import Settings, parse_pattern
 from otel_scope.control.commands import Controller
 from otel_scope.engine import Engine
 from otel_scope.runtime import escalation, trampoline
-from otel_scope.runtime.escalation import Escalator, enabled
+from otel_scope.runtime.escalation import Escalator
 from otel_scope.targets.planner import Request
 from scope_run import run_instrumented, run_plain
 
@@ -81,7 +82,7 @@ def escalation_events(span) -> list:
     ],
 )
 def test_on_by_default_in_development_off_in_production_unless_asked(settings, on) -> None:
-    assert enabled(settings)[0] is on
+    assert escalation_enabled(settings)[0] is on
 
 
 def test_a_failure_escalates_the_next_calls_to_compile_time_locals_then_switches_back(

@@ -74,15 +74,20 @@ def test_runtime_mode_loads_neither_rewriter_nor_recorder_nor_modules_only_some_
         "rich",
         "opentelemetry.sdk._configuration",
         "opentelemetry.sdk.metrics",
-        # Message capture patches multiprocessing once the program imports it; OpAMP, source
-        # hashing and "nearest name" hints load only where used.
+        # Message capture patches multiprocessing once the program imports it, with its adapter
+        # for processes; OpAMP, source hashing and "nearest name" hints load only where used.
         "multiprocessing",
+        "otel_scope.runtime.messages.processes",
         "pickle",
         "tomllib",
         "hashlib",
         "difflib",
         # The import hook is installed; the compile-time recorder is not needed until it rewrites.
         "otel_scope.compile_time.recorder",
+        "otel_scope.compile_time.spec",
+        # Escalation is off in runtime mode unless asked for, and the exception frames with it.
+        "otel_scope.runtime.escalation",
+        "otel_scope.runtime.exception_frames",
     )
 
 
@@ -110,3 +115,25 @@ def test_the_cli_process_loads_only_the_flag_names_of_otel_scope(tmp_path):
         "opentelemetry.sdk",
         "otel_scope.pipeline",
     )
+
+
+def test_writing_spans_to_the_local_store_creates_no_dataclass_of_the_read_side(tmp_path):
+    """Every run that records a session writes its root span at exit: the write side builds rows,
+    and the read side's dataclasses (the records, the ``sessions`` summary: 0.5 ms each for a
+    10-field frozen one) would cost that exit for nothing."""
+    written = (
+        "import dataclasses, json, sys; from opentelemetry import trace; json.dumps(1); "
+        "assert trace.get_tracer_provider().force_flush(); "
+        "print(json.dumps(sorted(sys.modules))); "
+        "print(json.dumps([name for name, v in vars(sys.modules['otel_scope.store.spanstore']).items() "
+        "if isinstance(v, type) and dataclasses.is_dataclass(v)]))"
+    )
+    env = base_env(tmp_path, {"OTEL_TRACES_EXPORTER": "otel_scope", "OTEL_SCOPE_CONTROL": "false"})
+    flags = ["--scope-mode", "runtime", "--scope-targets", "json:dumps"]
+    run = run_tree([CLI, *flags, sys.executable, "-c", written], tmp_path, env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    *_, modules, dataclasses_of_the_store = run.stdout.splitlines()
+    loaded = set(json.loads(modules))
+    assert "otel_scope.store.spanstore" in loaded  # the traced call was written
+    assert not _below(loaded, "otel_scope.store.records")
+    assert json.loads(dataclasses_of_the_store) == []

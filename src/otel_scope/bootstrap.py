@@ -20,15 +20,17 @@ import logging
 import os
 import weakref
 from collections.abc import Callable
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from otel_scope import _forksafe
 from otel_scope.capture import Serializer
 from otel_scope.config import Settings
 from otel_scope.engine import Engine
-from otel_scope.runtime import escalation, messages, propagation
-from otel_scope.runtime.exception_frames import ExceptionFrames
+from otel_scope.runtime import messages, propagation
 from otel_scope.targets.planner import production_limits
+
+if TYPE_CHECKING:  # imported on install, when escalation is on: a runtime-mode start never pays
+    from otel_scope.runtime.escalation import Escalator
 
 _log = logging.getLogger("otel_scope")
 
@@ -160,6 +162,26 @@ class MessageCapture:
         messages.uninstall()
 
 
+def escalation_enabled(settings: Settings) -> tuple[bool, str]:
+    """Whether escalation runs under ``settings``, and why (shown by ``otel-scope targets list``).
+
+    Decided here, by the feature that installs it, rather than in
+    :mod:`otel_scope.runtime.escalation`: that module and the exception frames are then imported
+    only when escalation is on, which ``auto`` never is in runtime mode (about 1 ms of its start).
+    """
+    if settings.escalation == "off":
+        return False, "escalation is off"
+    if settings.escalation == "on":
+        return True, "escalation is on"
+    if settings.mode == "off":
+        return False, "auto: off because the mode is off"
+    if settings.production:
+        return False, "auto in production: off (set escalation=on to enable it)"
+    if settings.mode == "runtime":
+        return False, "auto with mode runtime: off (set escalation=on to enable it)"
+    return True, "auto in development: on"
+
+
 class FailureDetail:
     """Exception frames on failing runtime calls, then escalation (``escalation`` setting).
 
@@ -170,16 +192,19 @@ class FailureDetail:
     name = "exception frames and escalation"
 
     def __init__(self) -> None:
-        self.escalator: escalation.Escalator | None = None
+        self.escalator: Escalator | None = None
         self.why = ""
         self._hooks: list[Callable[..., None]] = []
 
     def install(self, scope: Scope) -> None:
         settings, engine = scope.settings, scope.engine
-        on, self.why = escalation.enabled(settings)
+        on, self.why = escalation_enabled(settings)
         if not on:
             return
-        self.escalator = escalation.Escalator(engine, settings)
+        from otel_scope.runtime.escalation import Escalator
+        from otel_scope.runtime.exception_frames import ExceptionFrames
+
+        self.escalator = Escalator(engine, settings)
         serializer = (
             Serializer.from_settings(production_limits(settings))
             if settings.production

@@ -36,12 +36,15 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from otel_scope._version import __version__
 from otel_scope.compile_time import skips
-from otel_scope.compile_time.spec import SpecData
 from otel_scope.targets.plan import CapturePlan
+
+# The specs' module (two dataclasses) is the rewriter's: a start that rewrites nothing skips it.
+if TYPE_CHECKING:
+    from otel_scope.compile_time.spec import SpecData
 
 _log = logging.getLogger("otel_scope")
 
@@ -221,7 +224,7 @@ def _cache_key(data: bytes, plans: Mapping[str, CapturePlan | None], fullname: s
 
 # A cache entry: the rewritten module's code with its probes' placeholders (see recorder.bind),
 # what was rewritten, what was skipped and why, and the probes' specs.
-_Entry = tuple[CodeType, list[str], dict[str, str], tuple[tuple[str, SpecData], ...]]
+_Entry = tuple[CodeType, list[str], dict[str, str], "tuple[tuple[str, SpecData], ...]"]
 
 
 def _read_cache(path: Path) -> _Entry | None:

@@ -32,8 +32,13 @@ def _known_exporters() -> set[str]:
 
 def _collector_reachable(endpoint: str, timeout: float = 0.15) -> bool:
     parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+    host = parsed.hostname or "localhost"
+    # An ASCII name goes as bytes: for a str, getaddrinfo() imports the IDNA codec (with
+    # stringprep and unicodedata), about 1 ms of every start that probes for a collector. (The
+    # stubs allow a str only; create_connection passes the host to getaddrinfo(), which takes both.)
+    address = host.encode("ascii") if host.isascii() else host
     try:
-        with socket.create_connection((parsed.hostname or "localhost", parsed.port or 4317), timeout=timeout):
+        with socket.create_connection((address, parsed.port or 4317), timeout=timeout):  # type: ignore[arg-type]
             return True
     except OSError:
         return False

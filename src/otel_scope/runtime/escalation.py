@@ -30,9 +30,11 @@ Budgets, so that a function failing in a tight loop cannot turn capture on and o
 one escalation per function per :data:`FUNCTION_COOLDOWN_S`, at most :data:`PROCESS_PER_MINUTE`
 per process per minute, and :data:`MAX_ACTIVE` at once.
 
-Whether it runs at all (:func:`enabled`): ``escalation=off`` never; ``on`` always; ``auto`` (the
-default) in ``development`` unless the mode is ``runtime`` (the user asked for runtime only), and
-never in ``production``, where deeper capture must be asked for explicitly.
+Whether it runs at all is decided by :func:`otel_scope.bootstrap.escalation_enabled`, before this
+module is imported (a process without escalation never loads it): ``escalation=off`` never;
+``on`` always; ``auto`` (the default) in ``development`` unless the mode is ``runtime`` (the user
+asked for runtime only), and never in ``production``, where deeper capture must be asked for
+explicitly.
 """
 
 from __future__ import annotations
@@ -81,21 +83,6 @@ _STATS_LIMIT = 512  # functions with duration statistics before stale ones are d
 # Exceptions that end iteration: control flow, not faults. KeyboardInterrupt, SystemExit,
 # GeneratorExit and asyncio.CancelledError are not Exceptions at all, so they never count either.
 CONTROL_FLOW = (StopIteration, StopAsyncIteration)
-
-
-def enabled(settings: Settings) -> tuple[bool, str]:
-    """Whether escalation runs under ``settings``, and why (shown by ``otel-scope targets list``)."""
-    if settings.escalation == "off":
-        return False, "escalation is off"
-    if settings.escalation == "on":
-        return True, "escalation is on"
-    if settings.mode == "off":
-        return False, "auto: off because the mode is off"
-    if settings.production:
-        return False, "auto in production: off (set escalation=on to enable it)"
-    if settings.mode == "runtime":
-        return False, "auto with mode runtime: off (set escalation=on to enable it)"
-    return True, "auto in development: on"
 
 
 def _held() -> _thread.LockType:

@@ -10,7 +10,8 @@ from otel_scope import _lazy
 
 if TYPE_CHECKING:
     from otel_scope.store.exporter import PRUNE_EVERY, LocalStoreSpanExporter
-    from otel_scope.store.spanstore import SessionSummary, SpanStore, StoreError, record_from_span
+    from otel_scope.store.records import SessionSummary
+    from otel_scope.store.spanstore import SpanStore, StoreError, record_from_span
 
 __all__ = [
     "PRUNE_EVERY",
@@ -25,9 +26,8 @@ __all__ = [
 _SOURCES = {
     "LocalStoreSpanExporter": "otel_scope.store.exporter",
     "PRUNE_EVERY": "otel_scope.store.exporter",
-    **dict.fromkeys(
-        ("SessionSummary", "SpanStore", "StoreError", "record_from_span"), "otel_scope.store.spanstore"
-    ),
+    "SessionSummary": "otel_scope.store.records",
+    **dict.fromkeys(("SpanStore", "StoreError", "record_from_span"), "otel_scope.store.spanstore"),
 }
 
 

@@ -150,3 +150,19 @@ def as_count(value: Any) -> int:
         return max(0, int(value or 0))
     except (TypeError, ValueError):
         return 0
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One row of ``otel-scope sessions``: a trace, described without loading its spans."""
+
+    trace_id: str
+    root_name: str
+    session_name: str | None
+    service_name: str | None
+    start_ns: int
+    duration_ns: int
+    span_count: int
+    error_count: int
+    has_runtime: bool
+    has_compile_time: bool

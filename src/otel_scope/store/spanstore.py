@@ -31,7 +31,6 @@ import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from otel_scope import _forksafe, semconv
@@ -41,8 +40,9 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
     # Imported by the functions that read records: a program's exporter only writes rows, and
-    # the records' dataclasses cost about 2 ms of every exit that stores a span.
-    from otel_scope.store.records import SpanRecord, TraceData
+    # the records' dataclasses cost about 2 ms of every exit that stores a span (the sessions'
+    # summary alone, 0.5 ms).
+    from otel_scope.store.records import SessionSummary, SpanRecord, TraceData
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 15_000
@@ -152,22 +152,6 @@ class _AlreadyStored(Exception):
 
 class StoreError(Exception):
     """The store file cannot be used (corrupt, written by a newer otel-scope, or an ambiguous ID)."""
-
-
-@dataclass(frozen=True)
-class SessionSummary:
-    """One row of ``otel-scope sessions``: a trace, described without loading its spans."""
-
-    trace_id: str
-    root_name: str
-    session_name: str | None
-    service_name: str | None
-    start_ns: int
-    duration_ns: int
-    span_count: int
-    error_count: int
-    has_runtime: bool
-    has_compile_time: bool
 
 
 _COPYABLE = (dict, types.MappingProxyType)  # their copy() is a C-level dict copy
@@ -756,6 +740,8 @@ class SpanStore:
 
     def sessions(self, limit: int = 20) -> list[SessionSummary]:
         """The ``limit`` most recently active traces, newest first."""
+        from otel_scope.store.records import SessionSummary
+
         with self._read() as conn:
             rows = conn.execute(
                 # With no parentless span (its parent is in another process) the earliest one names it.

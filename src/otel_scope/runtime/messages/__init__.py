@@ -51,7 +51,7 @@ import wrapt
 
 from otel_scope.capture import Serializer
 from otel_scope.runtime import propagation
-from otel_scope.runtime.messages import processes, queues
+from otel_scope.runtime.messages import queues
 from otel_scope.runtime.messages.model import claim, disarm, install_lock, replace, restore_all, settle, state
 from otel_scope.runtime.messages.threads import handoff
 
@@ -82,6 +82,8 @@ def install(serializer: Serializer) -> None:
 
 
 def _patch_mp_queues(mpq: ModuleType) -> None:
+    from otel_scope.runtime.messages import processes  # see _WHEN_IMPORTED
+
     queues.name_channels(mpq)
     for cls in (mpq.Queue, mpq.JoinableQueue, mpq.SimpleQueue):
         replace(cls, "put", processes.patched_mp_put(vars(cls)["put"]))
@@ -90,16 +92,22 @@ def _patch_mp_queues(mpq: ModuleType) -> None:
 
 
 def _patch_mp_process(module: ModuleType) -> None:
+    from otel_scope.runtime.messages import processes  # see _WHEN_IMPORTED
+
     base = module.BaseProcess
     replace(base, "start", processes.patched_start(vars(base)["start"]))
     replace(base, "_bootstrap", processes.patched_bootstrap(vars(base)["_bootstrap"]))
 
 
 def _patch_process_pool(module: ModuleType) -> None:
+    from otel_scope.runtime.messages import processes  # see _WHEN_IMPORTED
+
     pool = module.ProcessPoolExecutor
     replace(pool, "submit", processes.patched_submit(vars(pool)["submit"]))
 
 
+# The process adapter itself is imported by these patches, with the modules they patch: a
+# program that never uses multiprocessing does not load it either.
 _WHEN_IMPORTED: dict[str, Callable[[ModuleType], None]] = {
     "multiprocessing.queues": _patch_mp_queues,
     "multiprocessing.process": _patch_mp_process,
