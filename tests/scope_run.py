@@ -10,6 +10,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from otel_scope.store.records import TraceData
 
 APPS = Path(__file__).resolve().parent / "apps"
 BIN = Path(sys.executable).parent
@@ -118,3 +122,17 @@ def _group(pgid: int) -> str:
         if int(fields[2]) == pgid:
             rows.append(f"  pid {entry.name} ppid {fields[1]} state {fields[0]}: {command[:200]}")
     return "\n".join(rows) or "  (none left)"
+
+
+def stored_trace(tmp_path: Path, run: Run) -> TraceData:
+    """The run's session trace, read from the local store in ``tmp_path`` (checked to exist)."""
+    from otel_scope.store import SpanStore
+
+    assert run.session_trace_id is not None, run.stderr
+    store = SpanStore(tmp_path / "store.sqlite3", read_only=True)
+    try:
+        trace = store.get_trace(run.session_trace_id)
+    finally:
+        store.close()
+    assert trace is not None, run.stderr
+    return trace

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_scope.store import SpanStore
 from otel_scope.store.records import SpanRecord
 from otel_scope.view import ViewData
-from scope_run import run_instrumented, run_plain
+from scope_run import run_instrumented, run_plain, stored_trace
 
 CANCELLED_CALLS = {"waits_forever": 3, "past_its_deadline": 2, "ticks": 1, "counts_ticks": 1}
 
@@ -37,13 +36,7 @@ def test_a_cancelled_call_is_marked_cancelled_not_failed(tmp_path: Path, flags: 
     traced = run_instrumented("app_cancel.py", flags, env, tmp_path)
     expected = "cancelled timed out\ndeadline missed\nticks cancelled True\n"
     assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout) == (0, expected)
-    assert traced.session_trace_id is not None, traced.stderr
-    store = SpanStore(tmp_path / "store.sqlite3", read_only=True)
-    try:
-        trace = store.get_trace(traced.session_trace_id)
-    finally:
-        store.close()
-    assert trace is not None
+    trace = stored_trace(tmp_path, traced)
     calls: dict[str, list[SpanRecord]] = {}
     for span in trace.spans:
         if span.name.startswith("cancelwork."):

@@ -13,23 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from otel_scope.store import SpanStore
-from otel_scope.store.records import TraceData
-from scope_run import Run, run_instrumented, run_plain
+from scope_run import run_instrumented, run_plain, stored_trace
 from sdk import add_target
 
 COMMANDS = "clickapp.commands"
-
-
-def _trace(tmp_path: Path, run: Run) -> TraceData:
-    assert run.session_trace_id is not None, run.stderr
-    store = SpanStore(tmp_path / "store.sqlite3", read_only=True)
-    try:
-        trace = store.get_trace(run.session_trace_id)
-    finally:
-        store.close()
-    assert trace is not None
-    return trace
 
 
 @pytest.mark.parametrize(
@@ -54,7 +41,7 @@ def test_click_command_callbacks_under_a_wildcard_get_one_span_per_call(
     expected = (0, "total 6 verbose=True\n")
     assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout) == expected
     assert traced.stderr_without_session_line == "", traced.stderr
-    spans = [s for s in _trace(tmp_path, traced).spans if s.name.startswith(COMMANDS)]
+    spans = [s for s in stored_trace(tmp_path, traced).spans if s.name.startswith(COMMANDS)]
     assert sorted(s.name for s in spans) == [f"{COMMANDS}.cli", f"{COMMANDS}.total"]
     total = next(s for s in spans if s.name.endswith(".total"))
     assert total.attributes["otel_scope.arg.numbers"] == "(1, 2, 3)"

@@ -19,7 +19,7 @@ from otel_scope import pipeline, semconv
 from otel_scope.store import SpanStore
 from otel_scope.store.records import SpanRecord, TraceData
 from otlp_receiver import OtlpReceiver
-from scope_run import BIN, SESSION_LINE, Run, base_env, run_instrumented
+from scope_run import BIN, SESSION_LINE, Run, base_env, run_instrumented, stored_trace
 
 FLAGS = ["--scope-mode", "runtime", "--scope-targets", "lifework:*"]
 DEADLINE_S = 40  # per run; a healthy one takes a few seconds on a loaded 2-core machine
@@ -39,12 +39,7 @@ def stored_session(tmp_path: Path, run: Run) -> TraceData:
     assert run.returncode == 0, run.stderr
     closing = [line for line in run.stderr.splitlines() if line.startswith(SESSION_LINE)]
     assert len(closing) == 1, run.stderr  # the parent's line, once; no child prints it
-    store = SpanStore(tmp_path / "store.sqlite3")
-    try:
-        trace = store.get_trace(run.session_trace_id or "")
-    finally:
-        store.close()
-    assert trace is not None, run.stderr
+    trace = stored_trace(tmp_path, run)
     roots = [s for s in trace.spans if s.name == semconv.SESSION_SPAN_NAME]
     assert len(roots) == 1 and roots[0].parent_span_id is None, roots
     return trace

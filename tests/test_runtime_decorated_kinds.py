@@ -16,10 +16,9 @@ import sys
 import pytest
 
 from otel_scope.config import parse_pattern
-from otel_scope.store import SpanStore
 from otel_scope.targets.planner import Request
 from runtime_samples import kinds
-from scope_run import run_instrumented
+from scope_run import run_instrumented, stored_trace
 from sdk import add_target
 
 
@@ -173,13 +172,7 @@ def test_a_pytest_session_with_its_fixtures_traced_discovers_and_runs_them(tmp_p
     run = run_instrumented("run_session.py", flags, {}, tmp_path, cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout and "Warning" not in run.stdout + run.stderr
-    store = SpanStore(tmp_path / "store.sqlite3")
-    try:
-        trace = store.get_trace(run.session_trace_id or "")
-    finally:
-        store.close()
-    assert trace is not None
-    names = [s.name for s in trace.spans]
+    names = [s.name for s in stored_trace(tmp_path, run).spans]
     assert names.count("_pytest.tmpdir.tmp_path") == 1  # the fixture ran, traced
     assert names.count("_pytest.capture.capsys") == 1
 

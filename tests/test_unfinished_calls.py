@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_scope.store import SpanStore
 from otel_scope.store.records import SpanRecord, TraceData
 from otel_scope.view import ViewData
-from scope_run import Run, run_instrumented, run_plain
+from scope_run import Run, run_instrumented, run_plain, stored_trace
 
 MODES = {
     "runtime": ["--scope-mode", "runtime", "--scope-targets", "leavework:*"],
@@ -31,14 +30,7 @@ def _run(tmp_path: Path, how: str, flags: list[str]) -> tuple[Run, Run, TraceDat
     plain = run_plain("app_leave.py", tmp_path, argv=[how])
     traced = run_instrumented("app_leave.py", flags, ENV, tmp_path, argv=[how])
     assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout), traced.stderr
-    assert traced.session_trace_id is not None, traced.stderr
-    store = SpanStore(tmp_path / "store.sqlite3", read_only=True)
-    try:
-        trace = store.get_trace(traced.session_trace_id)
-    finally:
-        store.close()
-    assert trace is not None
-    return plain, traced, trace
+    return plain, traced, stored_trace(tmp_path, traced)
 
 
 def _named(trace: TraceData, name: str) -> SpanRecord:
