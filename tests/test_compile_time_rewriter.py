@@ -601,3 +601,47 @@ def test_wildcards_leave_property_accessors_alone_as_runtime_wildcards_do() -> N
     assert not {"Version.epoch", "Version.release", "Version.public"} & set(wild.instrumented)
     named = rewrite_source(source, path, "packaging.version", {"Version.epoch": CapturePlan(level="locals")})
     assert named.instrumented == ["Version.epoch"]  # named exactly: rewritten
+
+
+# -- functions stage 1 would leave unchanged skip libcst -------------------------------------------
+
+
+def _rewritten_jinja2(level: str) -> list[tuple[object, ...]]:
+    """Every module of the real jinja2 package rewritten with ``*`` at ``level``: its code (code
+    objects compare bytecode, constants, nested code and the line and column table), what was
+    instrumented and skipped."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("jinja2")
+    assert spec is not None and spec.origin is not None
+    out = []
+    for path in sorted(Path(spec.origin).parent.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        result = rewrite_source(text, str(path), "m", {"*": CapturePlan(level=level)})
+        out.append((result.template, sorted(result.instrumented), sorted(result.skipped.items())))
+    return out
+
+
+@pytest.mark.parametrize("level", ["boundaries", "locals"])
+def test_a_function_skipping_libcst_compiles_to_the_code_stage_one_would_make(monkeypatch, level):
+    rewriter = sys.modules["otel_scope.compile_time.rewriter"]
+    direct = _rewritten_jinja2(level)
+    monkeypatch.setattr(rewriter, "_adds_no_calls", lambda *_args: False)  # every function via libcst
+    assert _rewritten_jinja2(level) == direct
+
+
+def test_at_level_boundaries_no_function_without_nested_definitions_goes_through_libcst(monkeypatch):
+    rewriter = sys.modules["otel_scope.compile_time.rewriter"]
+    parsed: list[str] = []
+    real_parse = rewriter.cst.parse_module
+    monkeypatch.setattr(rewriter.cst, "parse_module", lambda text: parsed.append(text) or real_parse(text))
+    source = (
+        "def f(a):\n    b = a + 1\n    return b\n\ndef g(a):\n    def h():\n        return a\n    return h\n"
+    )
+    result = rewrite_source(source, "<mod>", "m", {"*": CapturePlan(level="boundaries")})
+    assert sorted(result.instrumented) == ["f", "g", "g.<locals>.h"]
+    assert len(parsed) == 1 and parsed[0].startswith("def g(")  # g holds a nested function: stage 1 plans it
+    namespace: dict[str, object] = {}
+    exec(result.code, namespace)
+    assert namespace["f"](1) == 2 and namespace["g"](3)() == 3  # type: ignore[operator]

@@ -12,7 +12,9 @@ tens of milliseconds. Two stages per function, so that line numbers stay exact:
    lines. It never changes a character of an original line: each insertion is a *new line*
    carrying a marker comment ``#@otel-scope:<line>`` that names the original line it belongs
    to. Only in one-line blocks (``if x: y = 1``), where no new line can go, calls are appended
-   after the block's last statement, which leaves every original column in place too.
+   after the block's last statement, which leaves every original column in place too. A
+   function it would leave unchanged (no binding statement, no chosen line, no nested
+   definition; every function at level ``boundaries``) skips libcst: its ``ast`` is the same.
 
 2. **ast** (:func:`_assemble`) parses the generated text, maps every line back to the module's
    (unmarked lines are the original lines in order, marked lines take their marker's line), and
@@ -206,8 +208,8 @@ def _rewrite(
     roots: list[int] = []
     context = _Context(_NEWLINE_RE.split(source), plans, module_name, filename, probe_prefix, result)
     generated: list[str] = []
-    for qualname, root, holder in _planned_roots(tree, plans, ""):
-        rewritten = _rewrite_function(context, root, qualname)
+    for qualname, root, holder, plan in _planned_roots(tree, plans, ""):
+        rewritten = _rewrite_function(context, root, qualname, plan)
         if rewritten is not None:
             holder[next(i for i, node in enumerate(holder) if node is root)] = rewritten[0]
             generated.append(rewritten[1])
@@ -250,15 +252,17 @@ def _ast_decorators(fn: _Function) -> list[str]:
 
 def _planned_roots(
     node: ast.AST, plans: Mapping[str, CapturePlan | None], prefix: str
-) -> Iterator[tuple[str, _Function, list[Any]]]:
-    """The outermost planned functions under ``node``: qualified name, node, the list holding it.
+) -> Iterator[tuple[str, _Function, list[Any], CapturePlan]]:
+    """The outermost planned functions under ``node``: qualified name, node, the list holding
+    it, and its plan.
 
     A planned function's nested functions are rewritten with it; an unplanned function is
     searched for planned ones.
     """
     for qualname, fn, holder in _definitions(node, prefix, lambda q: plan_for(plans, q) is None):
-        if plan_for(plans, qualname, _ast_decorators(fn)) is not None:
-            yield qualname, fn, holder
+        plan = plan_for(plans, qualname, _ast_decorators(fn))
+        if plan is not None:
+            yield qualname, fn, holder, plan
 
 
 @dataclass
@@ -273,50 +277,44 @@ class _Context:
     result: RewriteResult
 
 
-def _rewrite_function(context: _Context, root: _Function, qualname: str) -> tuple[_Function, str] | None:
+def _rewrite_function(
+    context: _Context, root: _Function, qualname: str, plan: CapturePlan
+) -> tuple[_Function, str] | None:
     """``root`` (and the planned functions inside it) rewritten, with stage 1's text; or ``None``.
 
     Only the function's own lines go through libcst, so the cost follows what is planned, not
     the module's size. An indented function is parsed under an ``if 1:`` header, which keeps
-    every original column; ``offset`` turns the text's line numbers into the module's.
+    every original column; ``offset`` turns the text's line numbers into the module's. A
+    function stage 1 would add nothing to (see :func:`_adds_no_calls`) skips libcst: its text
+    would come back unchanged, so a copy of its ``ast`` is the same tree, at a fraction of the
+    cost (about four in ten functions of a package, and every one at level ``boundaries``).
     """
     lines, result = context.lines, context.result
     nested = root.col_offset > 0
     body = "\n".join(lines[root.lineno - 1 : root.end_lineno]) + "\n"
     text, offset = (f"if 1:\n{body}", root.lineno - 2) if nested else (body, root.lineno - 1)
-    try:
-        module = cst.parse_module(text)
-    except cst.ParserSyntaxError as exc:
-        result.skipped[qualname] = f"libcst cannot parse it ({str(exc).splitlines()[0]})"
-        return None
     prefix = qualname[: len(qualname) - len(root.name)]
     originals = dict(_functions(ast.Module([root], []), prefix))
     problems: dict[tuple[str, int], str] = {}
     if any(word in text for word in _UNSAFE_WORDS):  # else no function in it can be unsafe
         problems = {key: why for key, fn in originals.items() if (why := _unsafe(fn))}
-    try:
-        lines_of = _statement_lines(_root_of(module, nested), root)
-    except (_Disagree, ValueError, AttributeError, IndexError):
-        result.skipped[qualname] = "libcst and ast read its statements differently (please report this)"
-        return None
-    inserter = CaptureInserter(
-        context.plans, context.module_name, context.filename, lines_of, prefix, problems, ":=" in text
-    )
-    generated = module.visit(inserter).code
-    result.skipped.update(inserter.skipped)
-    if not inserter.functions:
-        return None
-    line_map = _line_map(text, generated, offset)
-    if line_map is None:
-        reason = "the rewritten text did not keep the original lines (please report this)"
-        result.skipped.update(dict.fromkeys(inserter.order, reason))
-        return None
-    segment = ast.parse(generated, context.filename)
-    _remap_lines(segment, line_map)
-    holder: ast.If | ast.Module = cast(ast.If, segment.body[0]) if nested else segment
+    if _adds_no_calls(root, plan, text):
+        problem = problems.get((qualname, root.lineno))
+        if problem:
+            result.skipped[qualname] = problem
+            return None
+        holder: ast.If | ast.Module = ast.Module([_copy(root)], [])
+        spec = _new_spec(context.module_name, context.filename, qualname, root, plan)
+        states = {(qualname, root.lineno): _FunctionState(plan, spec, None, frozenset(plan.lines))}
+        generated = text
+    else:
+        staged = _stage_one(context, root, qualname, text, offset, prefix, originals, problems)
+        if staged is None:
+            return None
+        holder, states, generated = staged
     specs: dict[str, FunctionSpec] = {}
     for key, node, parent_body in _functions_with_parents(holder, prefix):
-        state = inserter.functions.get(key)
+        state = states.get(key)
         if state is None:
             continue
         probe_name = f"{context.probe_prefix}{len(result.specs) + len(specs)}"
@@ -337,6 +335,120 @@ def _rewrite_function(context: _Context, root: _Function, qualname: str) -> tupl
     result.specs.update(specs)
     result.instrumented += [spec.qualname for spec in specs.values()]
     return rewritten, generated
+
+
+def _stage_one(
+    context: _Context,
+    root: _Function,
+    qualname: str,
+    text: str,
+    offset: int,
+    prefix: str,
+    originals: Mapping[tuple[str, int], _Function],
+    problems: Mapping[tuple[str, int], str],
+) -> tuple[ast.If | ast.Module, dict[tuple[str, int], _FunctionState], str] | None:
+    """Stage 1 on ``root``'s ``text``, parsed back into ``ast`` with the module's lines: the
+    tree holding the function, the state of each function to assemble, the generated text; or
+    ``None`` (the reason is in ``skipped``)."""
+    result, nested = context.result, root.col_offset > 0
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError as exc:
+        result.skipped[qualname] = f"libcst cannot parse it ({str(exc).splitlines()[0]})"
+        return None
+    try:
+        lines_of = _statement_lines(_root_of(module, nested), root)
+    except (_Disagree, ValueError, AttributeError, IndexError):
+        result.skipped[qualname] = "libcst and ast read its statements differently (please report this)"
+        return None
+    inserter = CaptureInserter(
+        context.plans,
+        context.module_name,
+        context.filename,
+        lines_of,
+        originals,
+        prefix,
+        problems,
+        ":=" in text,
+    )
+    generated = module.visit(inserter).code
+    result.skipped.update(inserter.skipped)
+    if not inserter.functions:
+        return None
+    line_map = _line_map(text, generated, offset)
+    if line_map is None:
+        reason = "the rewritten text did not keep the original lines (please report this)"
+        result.skipped.update(dict.fromkeys(inserter.order, reason))
+        return None
+    segment = ast.parse(generated, context.filename)
+    _remap_lines(segment, line_map)
+    holder: ast.If | ast.Module = cast(ast.If, segment.body[0]) if nested else segment
+    return holder, inserter.functions, generated
+
+
+# Statements after which, or at whose block's start, stage 1 captures the names they bind.
+_BINDING = (
+    ast.Assign,
+    ast.AugAssign,
+    ast.Import,
+    ast.ImportFrom,
+    ast.Delete,
+    ast.For,
+    ast.AsyncFor,
+    ast.Match,
+)
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_HANDLERS = (ast.Try, ast.TryStar) if hasattr(ast, "TryStar") else (ast.Try,)
+
+
+def _adds_no_calls(fn: _Function, plan: CapturePlan, text: str) -> bool:
+    """Whether stage 1 leaves ``fn`` (``text``) unchanged: it would insert no recorder call and
+    plan no function inside it.
+
+    Never for a function holding a nested function or class (stage 1 plans those). Else true
+    at level ``boundaries``; at ``locals``, when no line of ``fn`` is a chosen line and no
+    statement of its own binds a name (assignment, ``import``, ``del``, ``for``, ``with ... as``,
+    ``except ... as``, ``case``, a walrus). Conservative: a binding whose names the plan does
+    not capture still sends the function through stage 1.
+    """
+    statements = [s for block in _statement_lists(fn) for s in block]
+    if any(isinstance(s, _DEFINITIONS) for s in statements):
+        return False
+    if not plan.at_least("locals"):
+        return True
+    if plan.at_least("lines") or ":=" in text:
+        return False
+    end = fn.end_lineno or fn.lineno
+    if any(fn.lineno <= line <= end for line in plan.lines):
+        return False
+    return not any(
+        isinstance(s, _BINDING)
+        or (isinstance(s, ast.AnnAssign) and s.value is not None)
+        or (isinstance(s, (ast.With, ast.AsyncWith)) and any(i.optional_vars is not None for i in s.items))
+        or (isinstance(s, _HANDLERS) and any(h.name is not None for h in s.handlers))
+        for s in statements
+    )
+
+
+def _new_spec(
+    module_name: str, filename: str, qualname: str, fn: _Function, plan: CapturePlan
+) -> FunctionSpec:
+    """The spec of a function about to be rewritten, its parameters read from its ``ast``."""
+    arguments = fn.args
+    params = [a.arg for a in (*arguments.posonlyargs, *arguments.args)]
+    if arguments.vararg is not None:
+        params.append(arguments.vararg.arg)
+    params += [a.arg for a in arguments.kwonlyargs]
+    if arguments.kwarg is not None:
+        params.append(arguments.kwarg.arg)
+    return FunctionSpec(
+        module=module_name,
+        qualname=qualname,
+        filename=filename,
+        def_line=fn.lineno,
+        target=plan.target,
+        params=tuple(params),
+    )
 
 
 class _Disagree(Exception):
@@ -432,7 +544,7 @@ class _FunctionState:
 
     plan: CapturePlan
     spec: FunctionSpec
-    body: cst.BaseSuite
+    body: cst.BaseSuite | None  # None: the function skipped stage 1 (see _adds_no_calls)
     lines: frozenset[int]
 
     def line_to_report(self, first: int, last: int) -> int | None:
@@ -481,11 +593,13 @@ class CaptureInserter(cst.CSTTransformer):
         module_name: str,
         filename: str,
         lines: Mapping[int, tuple[int, int]],
+        originals: Mapping[tuple[str, int], _Function],
         prefix: str = "",
         problems: Mapping[tuple[str, int], str] | None = None,
         walrus: bool = True,
     ) -> None:
         super().__init__()
+        self.originals = originals  # (qualname, def line) -> its ast node (for parameters)
         self.plans = plans
         self.lines = lines  # id(statement) -> its first and last line (see _statement_lines)
         self.prefix = prefix  # the qualified name around the text visited ("Class.")
@@ -552,14 +666,8 @@ class CaptureInserter(cst.CSTTransformer):
             if problem:
                 self.skipped[qualname] = problem
             else:
-                spec = FunctionSpec(
-                    module=self.module_name,
-                    qualname=qualname,
-                    filename=self.filename,
-                    def_line=def_line,
-                    target=plan.target,
-                    params=_parameter_names(node.params),
-                )
+                fn = self.originals[(qualname, def_line)]
+                spec = _new_spec(self.module_name, self.filename, qualname, fn, plan)
                 state = _FunctionState(plan, spec, node.body, frozenset(plan.lines))
                 self.functions[(qualname, def_line)] = state
                 self.order.append(qualname)
@@ -810,16 +918,6 @@ def _assigned_names(small: cst.BaseSmallStatement) -> list[str]:
             else:
                 names.append(cst.Module([]).code_for_node(alias.name))
     return names
-
-
-def _parameter_names(params: cst.Parameters) -> tuple[str, ...]:
-    names = [p.name.value for p in (*params.posonly_params, *params.params)]
-    if isinstance(params.star_arg, cst.Param):
-        names.append(params.star_arg.name.value)
-    names += [p.name.value for p in params.kwonly_params]
-    if params.star_kwarg is not None:
-        names.append(params.star_kwarg.name.value)
-    return tuple(names)
 
 
 _IDENTIFIERS = ("id", "arg", "attr", "name", "asname")  # the ast fields that hold a name
