@@ -396,7 +396,7 @@ def test_kept_scalars_are_rendered_when_an_event_is_first_read_not_by_the_call(s
     assert 7000 in rendered and "squares" in rendered
 
 
-def test_a_long_string_is_rendered_as_the_call_ends_so_the_span_holds_bounded_text(spans):
+def test_a_long_string_is_rendered_when_captured_so_the_span_holds_bounded_text(spans):
     source = "def load(n):\n    text = 'x' * n\n    return len(text)\n"
     namespace = {"__name__": "bulky"}
     exec(rewrite_source(source, "bulky.py", "bulky", {"load": CapturePlan()}).code, namespace)

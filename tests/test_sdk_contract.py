@@ -6,6 +6,8 @@ API and SDK, so an upgrade that moves one fails here, by name, instead of somewh
 
 from __future__ import annotations
 
+import copy
+
 from opentelemetry import context, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk._configuration import _BaseConfigurator
@@ -72,24 +74,24 @@ def test_parent_based_delegates_are_the_ones_given_to_the_constructor() -> None:
 
 def test_deferred_events_are_added_to_a_live_sdk_span_only() -> None:
     span = TracerProvider().get_tracer("contract").start_span("call")
-    assert _sdk.append_deferred_events(span, [("first", 10), ("second", 20)], lambda: [{"k": "v"}, {}])
+    assert _sdk.append_deferred_events(span, lambda: [("first", {"k": "v"}, 10), ("second", {}, 20)])
     assert [(e.name, dict(e.attributes or {}), e.timestamp) for e in span.events] == [
         ("first", {"k": "v"}, 10),
         ("second", {}, 20),
     ]
     span.end()
-    assert not _sdk.append_deferred_events(span, [("late", 30)], lambda: [{}])
+    assert not _sdk.append_deferred_events(span, lambda: [("late", {}, 30)])
     assert len(span.events) == 2
     invalid = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
-    assert not _sdk.append_deferred_events(invalid, [("x", 1)], lambda: [{}])
+    assert not _sdk.append_deferred_events(invalid, lambda: [("x", {}, 1)])
 
 
 def test_deferred_events_read_as_the_sdk_constructors_events_do() -> None:
     """What exporters read of an event: its name, time, attributes and dropped count."""
     span = TracerProvider().get_tracer("contract").start_span("call")
-    assert _sdk.append_deferred_events(span, [("first", 10)], lambda: [{"k": "v"}])
+    assert _sdk.append_deferred_events(span, lambda: [("first", {"k": "v"}, 10)])
     built, made = span.events[0], Event("first", {"k": "v"}, 10)
-    assert isinstance(built, Event)
+    assert type(built) is Event
     assert (built.name, built.timestamp, built.attributes, built.dropped_attributes) == (
         made.name,
         made.timestamp,
@@ -101,20 +103,42 @@ def test_deferred_events_read_as_the_sdk_constructors_events_do() -> None:
     assert '"k": "v"' in exported and '"first"' in exported
 
 
-def test_deferred_attributes_are_built_once_when_first_read() -> None:
+def test_deferred_events_keep_their_order_limit_and_dropped_count_as_added_ones_do() -> None:
+    """Batches and events added one by one around them read as if all had been added in order,
+    through every way the SDK, exporters and a deep copy read a span's events."""
+    tracer = TracerProvider(span_limits=SpanLimits(max_events=4)).get_tracer("contract")
+    ours, sdk = tracer.start_span("ours"), tracer.start_span("sdk")
+    ours.add_event("before", {}, 1)
+    assert _sdk.append_deferred_events(ours, lambda: [("a", {}, 2), ("b", {}, 3)])
+    ours.add_event("between", {}, 4)
+    assert _sdk.append_deferred_events(ours, lambda: [("c", {}, 5), ("d", {}, 6)])
+    for name, when in (("before", 1), ("a", 2), ("b", 3), ("between", 4), ("c", 5), ("d", 6)):
+        sdk.add_event(name, {}, when)
+    ours.end()
+    sdk.end()
+    assert [(e.name, e.timestamp) for e in ours.events] == [(e.name, e.timestamp) for e in sdk.events]
+    assert [e.name for e in ours.events] == ["b", "between", "c", "d"]
+    assert ours.dropped_events == sdk.dropped_events == 2
+    assert len(ours._events) == 4 and ours._events[-1].name == "d"  # type: ignore[attr-defined]
+    copied = copy.deepcopy(ours._events)  # type: ignore[attr-defined]
+    assert [e.name for e in copied] == ["b", "between", "c", "d"] and copied.dropped == 2
+
+
+def test_deferred_events_are_built_once_when_first_read() -> None:
     builds: list[int] = []
 
-    def build() -> list[dict[str, str]]:
+    def build() -> list[tuple[str, dict[str, str], int]]:
         builds.append(1)
-        return [{"n": "1"}, {"n": "2"}]
+        return [("a", {"n": "1"}, 1), ("b", {"n": "2"}, 2)]
 
     span = TracerProvider().get_tracer("contract").start_span("call")
-    assert _sdk.append_deferred_events(span, [("a", 1), ("b", 2)], build)
+    assert _sdk.append_deferred_events(span, build)
     span.end()
     assert builds == []  # adding and ending cost no build
     events = span.events
     assert [e.attributes for e in events] == [{"n": "1"}, {"n": "2"}]
-    assert [e.attributes for e in reversed(events)] == [{"n": "2"}, {"n": "1"}]
+    assert [e.attributes for e in reversed(span.events)] == [{"n": "2"}, {"n": "1"}]
+    assert span.dropped_events == 0
     assert builds == [1]
 
 

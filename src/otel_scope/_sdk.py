@@ -11,7 +11,9 @@ Where a public way exists, it is the fallback when the private name is missing.
 from __future__ import annotations
 
 import contextvars
+import copy
 import types
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,20 +30,23 @@ from opentelemetry.trace.propagation import _SPAN_KEY as SPAN_KEY
 if TYPE_CHECKING:
     from opentelemetry.sdk._configuration import _OTelSDKConfigurator as SDKConfigurator
 
-# The SDK's span and event classes, for append_deferred_events (private: may move), loaded on
-# its first call: the SDK is loaded by then if the span is one of its own, and readers of the
-# local store (every otel-scope command) never load it.
-_span_classes: tuple[Any, Any] | None = None
+# The SDK's span, event and event-list classes, for append_deferred_events (private: may move),
+# loaded on its first call: the SDK is loaded by then if the span is one of its own, and readers
+# of the local store (every otel-scope command) never load it. All three in one import: at
+# interpreter exit (a finalizer calling a rewritten function) an import may fail, and then none
+# is used.
+_span_classes: tuple[Any, Any, Any] | None = None
 
 
-def _load_span_classes() -> tuple[Any, Any]:
+def _load_span_classes() -> tuple[Any, Any, Any]:
     global _span_classes
     try:
         from opentelemetry.sdk.trace import Event, _Span
+        from opentelemetry.sdk.util import BoundedList
 
-        _span_classes = (_Span, Event)
-    except ImportError:  # pragma: no cover - another SDK: no deferred events, add_event is used
-        _span_classes = (None, None)
+        _span_classes = (_Span, Event, BoundedList)
+    except ImportError:  # pragma: no cover - another SDK, or Python shutting down: add_event is used
+        _span_classes = (None, None, None)
     return _span_classes
 
 
@@ -159,82 +164,146 @@ def parent_based_delegates(sampler: Any) -> tuple[Any, Any, Any, Any, Any] | Non
         return None
 
 
-def append_deferred_events(
-    span: Any, events: Sequence[tuple[str, int]], build: Callable[[], Sequence[dict[str, Any]]]
-) -> bool:
-    """Append ``(name, time_ns)`` events to a live SDK span in one locked ``extend``; their
-    attributes are ``build()``'s dicts, in the same order, made when one of them is first read.
+def append_deferred_events(span: Any, build: Callable[[], Sequence[tuple[str, dict[str, Any], int]]]) -> bool:
+    """Append a batch of events to a live SDK span; ``build()`` makes them, as ``(name,
+    attributes, time_ns)``, when the span's events are first read.
 
-    Building an event's attributes (a dict, a safe repr per value) is most of what an event
-    costs the call that records it. Deferred, it is paid by the first reader instead: the export
-    thread (see :mod:`otel_scope.pipeline`), or a synchronous processor's ``on_end``. ``build``
-    runs at most once per batch (a second thread reading meanwhile may run it too: it must
-    give the same result and never raise), and is dropped once it has run. It may only hold
-    values that stay as they are (immutable ones, or text already rendered): it runs later.
+    Making an event (its attributes dict, a safe repr per value, the SDK ``Event`` object) is
+    most of what it costs the call that records it. Deferred, it is paid by the first reader
+    instead: the export thread (see :mod:`otel_scope.pipeline`), or a synchronous processor's
+    ``on_end``. The call pays one list append: the span's event list becomes a
+    :func:`_deferred_list_class` that keeps the batch, in order with events added after it, and
+    builds it, under the list's own lock, exactly once. ``build`` must never raise, and may only
+    hold values that stay as they are (immutable ones, or text already rendered): it runs later.
 
     Returns ``False`` (nothing done) for any other span or an ended one: the caller then uses
     ``add_event``. Skips the SDK's per-event attribute validation, so ``build`` gives only
     bounded strings and numbers.
     """
-    span_class, event_class = _span_classes or _load_span_classes()
-    if type(span) is not span_class or span._end_time is not None:
+    span_class = (_span_classes or _load_span_classes())[0]
+    if type(span) is not span_class:
         return False
-    deferred_class = _deferred_event_class or _load_deferred_event_class(event_class)
-    source = _Deferred(build)
-    new = object.__new__
-    made = []
-    for index, (name, when) in enumerate(events):
-        event = new(deferred_class)
-        event._name = name
-        event._timestamp = when
-        event._source = source
-        event._index = index
-        made.append(event)
-    recorded: Any = span._events  # a BoundedList; typed as the read-only Sequence it exposes
-    recorded.extend(made)
+    deferred_class = _deferred_list_class or _load_deferred_list_class()
+    with span._lock:
+        if span._end_time is not None:
+            return False
+        events = span._events
+        if type(events) is not deferred_class:
+            if type(events) is not deferred_class.__base__:
+                return False
+            span._events = events = deferred_class.adopt(events)
+        events.defer(build)
     return True
 
 
-class _Deferred:
-    """The attributes of one batch of deferred events: built once, by the first reader."""
-
-    __slots__ = ("_build", "_built")
-
-    def __init__(self, build: Callable[[], Sequence[dict[str, Any]]]) -> None:
-        self._build: Callable[[], Sequence[dict[str, Any]]] | None = build
-        self._built: Sequence[dict[str, Any]] | None = None
-
-    def get(self, index: int) -> dict[str, Any]:
-        built = self._built
-        if built is None:
-            build = self._build
-            if build is None:  # another thread built them meanwhile (it sets _built first)
-                built = self._built
-                assert built is not None
-            else:
-                built = self._built = build()
-                self._build = None  # what it held (the call's captures) can go
-        return built[index]
+_deferred_list_class: Any = None
 
 
-_deferred_event_class: Any = None
+def _load_deferred_list_class() -> Any:
+    """The SDK ``BoundedList`` subclass a span's events become (see :func:`append_deferred_events`),
+    made on first use as the SDK's classes are loaded. Every read of it (iteration, length,
+    indexing, the dropped count, a deep copy) builds the pending batches first, so it reads as
+    the list of the same events added one by one would, limit and dropped count included;
+    ``tests/test_sdk_contract.py`` checks that."""
+    global _deferred_list_class
+    _span, event_class, BoundedList = _span_classes or _load_span_classes()
 
+    class DeferredEvents(BoundedList):  # type: ignore[misc,valid-type]
+        _dq: deque[Any]
+        _lock: Any
+        _dropped: int
+        _pending: list[Any]  # batches (callables) and the events added after the first one
 
-def _load_deferred_event_class(event_class: Any) -> Any:
-    """The SDK ``Event`` subclass :func:`append_deferred_events` makes: made on first use, as
-    the SDK's own classes are loaded. ``tests/test_sdk_contract.py`` checks that it reads as the
-    constructor's events do."""
-    global _deferred_event_class
+        @classmethod
+        def adopt(cls, events: Any) -> DeferredEvents:
+            """A deferred list holding what ``events`` holds, its lock and dropped count."""
+            made: DeferredEvents = object.__new__(cls)
+            made._dq, made._lock, made._dropped, made._pending = events._dq, events._lock, events.dropped, []
+            return made
 
-    class DeferredEvent(event_class):  # type: ignore[misc]
-        __slots__ = ("_index", "_source")
+        def defer(self, build: Callable[[], Sequence[tuple[str, dict[str, Any], int]]]) -> None:
+            with self._lock:
+                self._pending.append(build)
 
         @property
-        def _attributes(self) -> dict[str, Any]:  # what Event.attributes and exporters read
-            return self._source.get(self._index)  # type: ignore[no-any-return]
+        def dropped(self) -> int:
+            with self._lock:
+                self._settle()
+                return self._dropped
 
-    _deferred_event_class = DeferredEvent
-    return DeferredEvent
+        @dropped.setter
+        def dropped(self, count: int) -> None:
+            self._dropped = count
+
+        def _settle(self) -> None:
+            """Build the pending batches into the list, in order (the caller holds the lock)."""
+            pending = self._pending
+            if not pending:
+                return
+            self._pending = []
+            new = object.__new__
+            for item in pending:
+                if not callable(item):  # an event added after the batch
+                    self._add((item,))
+                    continue
+                made = []
+                for name, attributes, when in item():
+                    event = new(event_class)
+                    event._name, event._attributes, event._timestamp = name, attributes, when
+                    made.append(event)
+                self._add(made)
+
+        def _add(self, items: Sequence[Any]) -> None:
+            dq = self._dq
+            if dq.maxlen is not None:
+                self._dropped += max(0, len(items) + len(dq) - dq.maxlen)
+            dq.extend(items)
+
+        def __getitem__(self, index: Any) -> Any:
+            with self._lock:
+                self._settle()
+                return self._dq[index]
+
+        def __len__(self) -> int:
+            with self._lock:
+                self._settle()
+                return len(self._dq)
+
+        def __iter__(self) -> Any:
+            with self._lock:
+                self._settle()
+                return iter(list(self._dq))
+
+        def __repr__(self) -> str:
+            with self._lock:
+                self._settle()
+            return super().__repr__()  # type: ignore[no-any-return]
+
+        def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+            copied = BoundedList(self._dq.maxlen)  # the base class's copy reads dropped locked
+            memo[id(self)] = copied
+            with self._lock:
+                self._settle()
+                copied.dropped = self._dropped
+                copied._dq = copy.deepcopy(self._dq, memo)
+            return copied
+
+        def append(self, item: Any) -> None:
+            with self._lock:
+                if self._pending:
+                    self._pending.append(item)
+                else:
+                    self._add((item,))
+
+        def extend(self, seq: Sequence[Any]) -> None:
+            with self._lock:
+                if self._pending:
+                    self._pending.extend(seq)
+                else:
+                    self._add(tuple(seq))
+
+    _deferred_list_class = DeferredEvents
+    return DeferredEvents
 
 
 def set_attributes(span: Any, attributes: dict[str, Any]) -> None:

@@ -10,8 +10,9 @@ and one method call otherwise.
 
 A recorder is a local variable of the call, so events belong to the right call whatever the
 threads, tasks or generator suspensions in between. Captures are cheap on purpose: a capture
-stores ``(sequence, time, point, hit, values)`` in a list, keeping immutable scalars as they
-are and serializing anything else at once (so a later mutation cannot change what was seen).
+stores ``(sequence, time, point, hit, values)`` in a list, keeping immutable scalars and short
+text as they are and serializing anything else at once (so a later mutation cannot change what
+was seen, and a span never holds a large value).
 When the call ends, :meth:`CallRecorder.exit` turns what it kept into span events in one go.
 
 **Event budget.** The SDK keeps only the *last* 128 events of a span. So that a loop never
@@ -72,8 +73,11 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("otel_scope")
 
-# Values kept as they are until the call ends: immutable, and cheap to serialize later.
-_ATOMIC = frozenset({int, float, bool, type(None), str, bytes, complex})
+# Values kept as they are until the call ends: immutable, and cheap to serialize later. Text
+# (str, bytes) too, up to the serializer's max length: longer text is rendered as it is captured,
+# so that what a span holds for its export stays bounded (see CallRecorder.v).
+_SCALARS = frozenset({int, float, bool, type(None), complex})
+_ATOMIC = _SCALARS | {str, bytes}
 DELETED = "<deleted>"  # the value recorded for a name removed by ``del``
 _EVENT_NAMES = {
     LOCALS: sc.EVENT_LOCALS,
@@ -84,15 +88,15 @@ _EVENT_NAMES = {
 }
 
 
-def _publish(span: Any, events: list[tuple[str, int]], build: Callable[[], list[dict[str, Any]]]) -> None:
-    """Add ``events`` (``(name, time_ns)``) to ``span``, their attributes ``build()``'s.
+def _publish(span: Any, build: Callable[[], list[tuple[str, dict[str, Any], int]]]) -> None:
+    """Add the events ``build()`` makes (``(name, attributes, time_ns)``) to ``span``.
 
-    For an SDK span the attributes are built when first read, by the export thread as a rule
-    (see :func:`otel_scope._sdk.append_deferred_events`): rendering each value and making each
-    dict was most of what an event cost the call. Any other span gets ``add_event`` now.
+    For an SDK span they are made when first read, by the export thread as a rule (see
+    :func:`otel_scope._sdk.append_deferred_events`): rendering each value and making each dict
+    and event was most of what an event cost the call. Any other span gets ``add_event`` now.
     """
-    if not append_deferred_events(span, events, build):
-        for (name, when), attributes in zip(events, build(), strict=True):
+    if not append_deferred_events(span, build):
+        for name, attributes, when in build():
             span.add_event(name, attributes, when)
 
 
@@ -106,6 +110,7 @@ class _Config:
         self.capture_rate_limit = 0.0
         self.capture_args = True
         self.capture_return = True
+        self.text_limit = 0  # the serializer's max_length; 0 before it exists: all text is long
         self.generation = 0
         self.broken = False
 
@@ -114,6 +119,7 @@ class _Config:
             from otel_scope.capture import Serializer
 
             self.serializer = Serializer()
+            self.text_limit = self.serializer.max_length
         return self.serializer
 
 
@@ -129,6 +135,7 @@ def configure(settings: Any) -> None:
     from otel_scope.capture import Serializer
 
     _config.serializer = Serializer.from_settings(settings)
+    _config.text_limit = _config.serializer.max_length
     _config.loop_sample = max(1, int(settings.loop_sample))
     _config.max_events = max(1, int(settings.max_events))
     _config.capture_rate_limit = float(settings.capture_rate_limit)
@@ -418,17 +425,18 @@ def _named_exactly(target: str) -> bool:
     return False
 
 
-def _event_attributes(
+def _events(
     points: Sequence[_PointInfo],
     serializer: Serializer,
     entries: list[tuple[Any, ...]],
     context: Any,
     hits: list[int],
     returned: tuple[str, str] | None,
-) -> list[dict[str, Any]]:
-    """The attributes of a call's events, one dict per kept capture (see ``CallRecorder._publish``).
+) -> list[tuple[str, dict[str, Any], int]]:
+    """A call's events, ``(name, attributes, time_ns)`` per kept capture (see
+    ``CallRecorder._publish``).
 
-    Runs when an event is first read, once per recorded call, usually on the export thread.
+    Runs when the span's events are first read, once per recorded call, usually on the export thread.
     ``context`` is the span's context; ``hits`` the final hit count of each point (the return
     event of the last hit carries the return value, ``returned``: its text and type, or
     ``None``). Each event's attributes are built in one dict display, and each value type's
@@ -441,7 +449,7 @@ def _event_attributes(
         type_names: dict[type, str] = {}
         rendered = _Rendered
         out = []
-        for _seq, _when, index, hit, payload in entries:
+        for _seq, when, index, hit, payload in entries:
             point = points[index]
             if point.single and type(payload[0]) in _ATOMIC:
                 value = payload[0]
@@ -449,16 +457,15 @@ def _event_attributes(
                 name = type_names.get(t)
                 if name is None:
                     name = type_names[t] = type_name(value)
-                out.append(
-                    {
-                        sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
-                        sc.SESSION_ID: session,
-                        sc.CODE_LINE_NUMBER: point.line,
-                        sc.HIT: hit,
-                        point.value_keys[0]: serializer(value),
-                        point.type_keys[0]: name,
-                    }
-                )
+                single = {
+                    sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
+                    sc.SESSION_ID: session,
+                    sc.CODE_LINE_NUMBER: point.line,
+                    sc.HIT: hit,
+                    point.value_keys[0]: serializer(value),
+                    point.type_keys[0]: name,
+                }
+                out.append((point.event, single, when))
                 continue
             attributes = {
                 sc.MECHANISM: sc.MECHANISM_COMPILE_TIME,
@@ -488,11 +495,11 @@ def _event_attributes(
                 attributes[sc.EXPRESSION_VALUE] = value.text if type(value) is rendered else serializer(value)
             elif kind == RETURN and returned is not None and hit == hits[index]:
                 attributes[sc.RETURN_VALUE], attributes[sc.RETURN_TYPE] = returned
-            out.append(attributes)
+            out.append((point.event, attributes, when))
         return out
     except Exception as exc:
         _disable(exc)
-        return [{sc.MECHANISM: sc.MECHANISM_COMPILE_TIME} for _ in entries]
+        return [(points[e[2]].event, {sc.MECHANISM: sc.MECHANISM_COMPILE_TIME}, e[1]) for e in entries]
 
 
 class _Rendered:
@@ -515,6 +522,7 @@ class CallRecorder:
         "evicted",
         "first",
         "hits",
+        "limit",
         "limiter_dropped",
         "own",
         "probe",
@@ -540,6 +548,7 @@ class CallRecorder:
         self.context = otel_context.get_current() if own and probe.spec.generator else None
         self.hits = [0] * len(probe.points)
         self.sample = _config.loop_sample  # hits kept first by each point (read on every capture)
+        self.limit = _config.text_limit  # text longer than this is rendered when captured
         self.first: list[tuple[Any, ...]] = []
         self.rings: dict[int, deque[Any]] | None = None
         self.scanned = 0  # entries of self.first whose secret values the serializer remembers
@@ -561,7 +570,9 @@ class CallRecorder:
         """Names assigned by the statement of point ``index`` now hold ``values``.
 
         The commonest capture of all, so :meth:`_hit` and :meth:`_keep` are inlined for a point's
-        first ``loop_sample`` hits (each saved call is a tenth of the capture's cost).
+        first ``loop_sample`` hits (each saved call is a tenth of the capture's cost). A value
+        is kept as it is if it is a scalar or text within the serializer's max length (the
+        test :meth:`_render` makes too), else rendered now.
         """
         try:
             hits = self.hits
@@ -569,7 +580,8 @@ class CallRecorder:
             if hit > self.sample and self._thinned(hit):
                 return
             for value in values:
-                if type(value) not in _ATOMIC:
+                t = type(value)
+                if t not in _SCALARS and ((t is not str and t is not bytes) or len(value) > self.limit):
                     values = self._render(index, values)
                     break
             if hit <= self.sample:
@@ -603,7 +615,7 @@ class CallRecorder:
         try:
             hit = self._hit(index)
             if hit:
-                payload = (value,) if type(value) in _ATOMIC else self._render(index, (value,))
+                payload = (value,) if type(value) in _SCALARS else self._render(index, (value,))
                 self._keep(index, hit, payload)
         except Exception as exc:
             _disable(exc)
@@ -695,13 +707,17 @@ class CallRecorder:
     # --- internals -------------------------------------------------------------------------------
 
     def _render(self, index: int, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``values`` of point ``index`` as kept: scalars and text within the max length as
+        they are, anything else rendered now (redacted, and counted, under a secret name)."""
         serializer = _config.get_serializer()
         if self.scanned < len(self.first):
             self._remember_secrets(serializer)
         secret = self.probe.points[index].secret(serializer) or (False,) * len(values)
+        limit = self.limit
         rendered = []
         for hidden, value in zip(secret, values, strict=True):
-            if type(value) in _ATOMIC:
+            t = type(value)
+            if t in _SCALARS or ((t is str or t is bytes) and len(value) <= limit):
                 if hidden:  # rendered at the end, but its copies may be rendered before that
                     serializer.remember_secret(value)
                 rendered.append(value)
@@ -794,57 +810,39 @@ class CallRecorder:
         return summary
 
     def _publish(self, entries: list[tuple[Any, ...]]) -> None:
-        """Publish the kept captures, their attributes built when first read (see :func:`_publish`).
+        """Publish the kept captures, their events made when first read (see :func:`_publish`).
 
-        What may not wait is done now, in one pass over the kept values (a type test each):
-        a value under a secret name is redacted and counted now (the span's count is set as the
-        call ends, and its copies must be hidden from now on), and a long string or bytes value
-        is rendered now, so that what the export queue holds stays bounded. Other values are
-        immutable scalars: rendered later, they read as they do now. The return value, which
-        is the user's object, is rendered now too.
+        What may not wait is done now: a value under a secret name is redacted and counted (the
+        span's count is set as the call ends, and its copies must be hidden from now on), and
+        the return value, which is the user's object, is rendered. Long text was rendered when
+        captured (see :meth:`v`); other values are immutable scalars: rendered later, they read
+        as they do now. Most functions assign no secret name, and then no kept value is looked at.
         """
         serializer = _config.get_serializer()
-        probe = self.probe
-        points = probe.points
-        secrets = probe.secret_points(serializer)
-        limit = serializer.max_length
-        events = []
-        for position, entry in enumerate(entries):
-            index = entry[2]
-            events.append((points[index].event, entry[1]))
-            payload = entry[4]
-            if payload is None:
-                continue
-            hidden = points[index].secret(serializer) if index in secrets else None
-            for value in payload:
-                t = type(value)
-                if hidden is not None or ((t is str or t is bytes) and len(value) > limit):
+        points = self.probe.points
+        secrets = self.probe.secret_points(serializer)
+        if secrets:
+            for position, entry in enumerate(entries):
+                index, payload = entry[2], entry[4]
+                if index in secrets and payload is not None:
+                    hidden = points[index].secret(serializer)
                     entries[position] = (*entry[:4], self._sealed(payload, hidden, serializer))
-                    break
         returned = None
         if self.returned and _config.capture_return:
             returned = self._return_attributes(serializer)
         context = self.span.get_span_context()
-        build = functools.partial(
-            _event_attributes, points, serializer, entries, context, self.hits, returned
-        )
-        _publish(self.span, events, build)
+        build = functools.partial(_events, points, serializer, entries, context, self.hits, returned)
+        _publish(self.span, build)
 
     def _sealed(
-        self, payload: tuple[Any, ...], hidden: tuple[bool, ...] | None, serializer: Serializer
+        self, payload: tuple[Any, ...], hidden: tuple[bool, ...], serializer: Serializer
     ) -> tuple[Any, ...]:
-        """``payload`` with its hidden and long values rendered now (see :meth:`_publish`)."""
-        limit = serializer.max_length
+        """``payload`` with its values under a secret name redacted now (see :meth:`_publish`)."""
         sealed: list[Any] = []
         for position, value in enumerate(payload):
-            t = type(value)
-            if t is _Rendered:
-                sealed.append(value)
-            elif hidden is not None and position < len(hidden) and hidden[position]:
+            if type(value) is not _Rendered and position < len(hidden) and hidden[position]:
                 self.redacted += 1
                 sealed.append(_Rendered(serializer.hidden(value), serializer.type_name(value)))
-            elif (t is str or t is bytes) and len(value) > limit:
-                sealed.append(_Rendered(serializer(value), serializer.type_name(value)))
             else:
                 sealed.append(value)
         return tuple(sealed)
