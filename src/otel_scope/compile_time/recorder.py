@@ -13,7 +13,7 @@ threads, tasks or generator suspensions in between. Captures are cheap on purpos
 stores ``(sequence, time, point, hit, values)`` in a list, keeping immutable scalars and short
 text as they are and serializing anything else at once (so a later mutation cannot change what
 was seen, and a span never holds a large value).
-When the call ends, :meth:`CallRecorder.exit` turns what it kept into span events in one go.
+When the call ends, :meth:`CallRecorder.__exit__` turns what it kept into span events in one go.
 
 **Event budget.** The SDK keeps only the *last* 128 events of a span. So that a loop never
 silently loses its first iterations, each capture point keeps its first ``loop_sample`` hits and
@@ -516,9 +516,8 @@ class CallRecorder:
     """Collects one call's captures and emits them as events when the call ends."""
 
     __slots__ = (
-        "args",
+        "attributes",
         "context",
-        "error",
         "evicted",
         "first",
         "hits",
@@ -557,12 +556,13 @@ class CallRecorder:
         self.returned = False
         self.return_value: Any = None
         self.return_rendered: tuple[str, str] | None = None  # see _return_attributes
-        self.error: BaseException | None = None
         self.yields = 0
         limiter = probe._limiter
         self.limiter_dropped = limiter.dropped if limiter is not None else 0
         self.redacted = 0
-        self.args: dict[str, str] = {}
+        # The span attributes set as the call ends: arguments (of our own span), the summary
+        # of its captures, its return value. Filled in place: one dict per call.
+        self.attributes: dict[str, Any] = {}
 
     # --- called by the rewritten code -----------------------------------------------------------
 
@@ -626,8 +626,12 @@ class CallRecorder:
         try:
             self.returned = True
             self.return_value = value
-            hit = self._hit(index)
-            if hit:
+            hits = self.hits
+            hit = hits[index] = hits[index] + 1
+            if hit <= self.sample:  # as in v(): the first hits of the point, inline
+                self.seq = seq = self.seq + 1
+                self.first.append((seq, time_ns(), index, hit, None))
+            elif not self._thinned(hit):
                 self._keep(index, hit, None)
         except Exception as exc:
             _disable(exc)
@@ -637,10 +641,10 @@ class CallRecorder:
         """The call's arguments (in parameter order): span attributes of a span we opened."""
         try:
             if self.own and _config.capture_args:
-                serializer = _config.get_serializer()
-                params = self.probe.spec.params
-                pairs = zip(params, values, strict=True)
-                self.args = {sc.ARG_PREFIX + n: serializer.named(n, v) for n, v in pairs}
+                named = _config.get_serializer().named
+                attributes = self.attributes
+                for name, value in zip(self.probe.spec.params, values, strict=True):
+                    attributes[sc.ARG_PREFIX + name] = named(name, value)
         except Exception as exc:
             _disable(exc)
 
@@ -668,26 +672,23 @@ class CallRecorder:
         return self
 
     def __exit__(self, error_type: type | None, error: BaseException | None, tb: Any) -> None:
-        """The call ended (``error`` if it raised): emit the events and close our span."""
-        self.error = error
-        self.exit()
-
-    def exit(self) -> None:
-        """The call ended: emit the events, close our span (never raises)."""
-        summary: dict[str, Any] = {}
-        if self.own and self.probe.sampler is not None:
-            sampling.budget().spend(self.seq)
-        elif self.probe.follows:  # the runtime wrapper charged the span already
+        """The call ended (``error`` if it raised): emit the events, close our span (never raises)."""
+        probe = self.probe
+        if self.own:
+            if probe._sampler is not None:
+                sampling.budget().spend(self.seq)
+        elif probe._follows:  # the runtime wrapper charged the span already
             sampling.budget().spend_items(self.seq)
+        attributes = self.attributes
         try:
-            summary = self._emit()
+            self._emit(attributes)
         except Exception as exc:
             _disable(exc)
         try:
             if self.own:
-                self._close(summary)
-            elif summary:
-                self.span.set_attributes(summary)
+                self._close(attributes, error)
+            elif attributes:
+                self.span.set_attributes(attributes)
         except Exception as exc:
             _disable(exc)
 
@@ -695,13 +696,13 @@ class CallRecorder:
         """The process ends abruptly (``how``) while this call runs: emit what it captured so
         far, and return its own span for ``tracing.end_unfinished`` to end (None when it
         records onto a runtime span, which is found where the probe opened it)."""
-        span = self.span
-        summary = self._emit()
+        span, attributes = self.span, self.attributes
+        self._emit(attributes)
         if self.own:
-            set_attributes(span, {**self.args, **summary})
+            set_attributes(span, attributes)
             return span
-        if summary:
-            span.set_attributes(summary)
+        if attributes:
+            span.set_attributes(attributes)
         return None
 
     # --- internals -------------------------------------------------------------------------------
@@ -782,8 +783,9 @@ class CallRecorder:
             self.evicted += 1
         ring.append(entry)
 
-    def _emit(self) -> dict[str, Any]:
-        """Publish the kept captures as events; the span attributes that summarize them."""
+    def _emit(self, attributes: dict[str, Any]) -> None:
+        """Publish the kept captures as events; put the span attributes that summarize them in
+        ``attributes``."""
         entries = self.first
         if self.rings:
             entries = entries + [e for ring in self.rings.values() for e in ring]
@@ -795,19 +797,18 @@ class CallRecorder:
             entries = entries[:head] + entries[len(entries) - (budget - head) :]
         if entries:
             self._publish(entries)
-        dropped = self.evicted + max(0, over)
-        reasons = [r for r, n in (("loop_sampling", self.evicted), ("max_events", over)) if n > 0]
-        summary: dict[str, Any] = {}
+        evicted = self.evicted
+        dropped = evicted + max(0, over)
         if self.probe.points:  # a function with capture points says how many it kept and dropped
-            summary[sc.CAPTURES_RECORDED] = len(entries)
-            summary[sc.CAPTURES_DROPPED] = dropped
-        if reasons:
-            summary[sc.CAPTURES_DROPPED_REASON] = ",".join(reasons)
+            attributes[sc.CAPTURES_RECORDED] = len(entries)
+            attributes[sc.CAPTURES_DROPPED] = dropped
+        if dropped:
+            reasons = [r for r, n in (("loop_sampling", evicted), ("max_events", over)) if n > 0]
+            attributes[sc.CAPTURES_DROPPED_REASON] = ",".join(reasons)
         if self.redacted:
-            summary[sc.REDACTED_COUNT] = self.redacted
+            attributes[sc.REDACTED_COUNT] = self.redacted
         if self.limiter_dropped:
-            summary[sc.RATE_LIMITED] = self.limiter_dropped
-        return summary
+            attributes[sc.RATE_LIMITED] = self.limiter_dropped
 
     def _publish(self, entries: list[tuple[Any, ...]]) -> None:
         """Publish the kept captures, their events made when first read (see :func:`_publish`).
@@ -856,9 +857,8 @@ class CallRecorder:
             rendered = self.return_rendered = (serializer(value), serializer.type_name(value))
         return rendered
 
-    def _close(self, summary: dict[str, Any]) -> None:
-        span, error = self.span, self.error
-        attributes = {**self.args, **summary}
+    def _close(self, attributes: dict[str, Any], error: BaseException | None) -> None:
+        span = self.span
         if self.probe.spec.generator:
             attributes[sc.YIELD_COUNT] = self.yields
             attributes[sc.GENERATOR_END] = (
