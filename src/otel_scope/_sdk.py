@@ -188,11 +188,12 @@ def append_deferred_events(span: Any, build: Callable[[], Sequence[tuple[str, di
         if span._end_time is not None:
             return False
         events = span._events
-        if type(events) is not deferred_class:
-            if type(events) is not deferred_class.__base__:
-                return False
-            span._events = events = deferred_class.adopt(events)
-        events.defer(build)
+        if type(events) is deferred_class:
+            events.defer(build)
+        elif type(events) is deferred_class.__base__:
+            span._events = deferred_class.adopt(events, build)
+        else:
+            return False
     return True
 
 
@@ -215,10 +216,18 @@ def _load_deferred_list_class() -> Any:
         _pending: list[Any]  # batches (callables) and the events added after the first one
 
         @classmethod
-        def adopt(cls, events: Any) -> DeferredEvents:
-            """A deferred list holding what ``events`` holds, its lock and dropped count."""
+        def adopt(
+            cls, events: Any, build: Callable[[], Sequence[tuple[str, dict[str, Any], int]]]
+        ) -> DeferredEvents:
+            """A deferred list holding what ``events`` holds, its lock and dropped count, then the
+            batch ``build`` makes (no lock taken: no one else sees the new list yet)."""
             made: DeferredEvents = object.__new__(cls)
-            made._dq, made._lock, made._dropped, made._pending = events._dq, events._lock, events.dropped, []
+            made._dq, made._lock, made._dropped, made._pending = (
+                events._dq,
+                events._lock,
+                events.dropped,
+                [build],
+            )
             return made
 
         def defer(self, build: Callable[[], Sequence[tuple[str, dict[str, Any], int]]]) -> None:

@@ -641,7 +641,7 @@ class CallRecorder:
         """The call's arguments (in parameter order): span attributes of a span we opened."""
         try:
             if self.own and _config.capture_args:
-                named = _config.get_serializer().named
+                named = (_config.serializer or _config.get_serializer()).named
                 attributes = self.attributes
                 for name, value in zip(self.probe.spec.params, values, strict=True):
                     attributes[sc.ARG_PREFIX + name] = named(name, value)
