@@ -375,6 +375,28 @@ def test_secret_looking_names_are_redacted(spans):
     assert span.attributes[sc.REDACTED_COUNT] == 2
 
 
+def test_a_copy_of_a_secret_under_another_name_is_hidden_and_counted_on_the_span(spans):
+    """The copy is hidden whether it was kept before or after the secret name took the value,
+    and the span's count says so (it is set as the call ends, before any event is built)."""
+    source = (
+        "def login(raw):\n"
+        "    fetched = raw.strip()\n"
+        "    password = fetched\n"
+        "    echoed = password\n"
+        "    size = len(echoed)\n"
+        "    return size\n"
+    )
+    namespace = {"__name__": "auth_copies"}
+    exec(rewrite_source(source, "auth_copies.py", "auth_copies", {"login": CapturePlan()}).code, namespace)
+    namespace["login"]("  correct-horse-battery  ")
+    span = only_span(spans, ".login")
+    assert span.attributes[sc.REDACTED_COUNT] == 3  # counted before the events are read
+    assert var_events(span, "fetched") == [(2, "[redacted]")]
+    assert var_events(span, "password") == [(3, "[redacted]")]
+    assert var_events(span, "echoed") == [(4, "[redacted]")]
+    assert var_events(span, "size") == [(5, "21")]
+
+
 def test_kept_scalars_are_rendered_when_an_event_is_first_read_not_by_the_call(spans, monkeypatch):
     rendered: list[object] = []
     serializer = recorder_module._config.get_serializer()

@@ -443,6 +443,12 @@ class Serializer:
         self.remember_secret(value)
         return REDACTED
 
+    @property
+    def secret_values(self) -> frozenset[str] | set[str]:
+        """The strings :meth:`hidden` remembered: their copies are hidden wherever they show up
+        (read-only; a compile-time call's end checks its kept strings against them)."""
+        return self._secret_values
+
     def remember_secret(self, value: object) -> None:
         """Hide ``value``'s copies from now on (see :meth:`hidden`), without rendering it."""
         if type(value) is str and 6 <= len(value) <= 4096:

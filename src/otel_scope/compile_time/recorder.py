@@ -813,21 +813,28 @@ class CallRecorder:
     def _publish(self, entries: list[tuple[Any, ...]]) -> None:
         """Publish the kept captures, their events made when first read (see :func:`_publish`).
 
-        What may not wait is done now: a value under a secret name is redacted and counted (the
-        span's count is set as the call ends, and its copies must be hidden from now on), and
-        the return value, which is the user's object, is rendered. Long text was rendered when
-        captured (see :meth:`v`); other values are immutable scalars: rendered later, they read
-        as they do now. Most functions assign no secret name, and then no kept value is looked at.
+        What may not wait is done now: a value under a secret name, and a copy of a secret string
+        under another name, is redacted and counted (the span's count is set as the call ends,
+        and the secret's copies must be hidden from now on), and the return value, which is the
+        user's object, is rendered. Long text was rendered when captured (see :meth:`v`); other
+        values are immutable scalars: rendered later, they read as they do now. Until a secret
+        is seen in the process, a function that assigns no secret name looks at no kept value.
         """
         serializer = _config.get_serializer()
         points = self.probe.points
         secrets = self.probe.secret_points(serializer)
-        if secrets:
+        if secrets:  # first: hiding them remembers the secrets, so that their copies are found
             for position, entry in enumerate(entries):
                 index, payload = entry[2], entry[4]
                 if index in secrets and payload is not None:
                     hidden = points[index].secret(serializer)
                     entries[position] = (*entry[:4], self._sealed(payload, hidden, serializer))
+        known = serializer.secret_values
+        if known:
+            for position, entry in enumerate(entries):
+                payload = entry[4]
+                if payload is not None and any(type(v) is str and v in known for v in payload):
+                    entries[position] = (*entry[:4], self._sealed(payload, (), serializer))
         returned = None
         if self.returned and _config.capture_return:
             returned = self._return_attributes(serializer)
@@ -838,10 +845,15 @@ class CallRecorder:
     def _sealed(
         self, payload: tuple[Any, ...], hidden: tuple[bool, ...], serializer: Serializer
     ) -> tuple[Any, ...]:
-        """``payload`` with its values under a secret name redacted now (see :meth:`_publish`)."""
+        """``payload`` with its values under a secret name (``hidden``: a flag per value) and its
+        copies of secret strings redacted now (see :meth:`_publish`)."""
+        known = serializer.secret_values
         sealed: list[Any] = []
         for position, value in enumerate(payload):
-            if type(value) is not _Rendered and position < len(hidden) and hidden[position]:
+            t = type(value)
+            if t is not _Rendered and (
+                (position < len(hidden) and hidden[position]) or (t is str and value in known)
+            ):
                 self.redacted += 1
                 sealed.append(_Rendered(serializer.hidden(value), serializer.type_name(value)))
             else:
