@@ -347,7 +347,9 @@ class Serializer:
         self._is_secret = self.redactor.is_secret
         self.scrubber = Scrubber(self.redactor)
         self._scrub = self.scrubber.scrub
-        self._secret_values: set[str] = set()
+        # The strings hidden() remembered: their copies are hidden wherever they show up. Read
+        # (never changed) outside: a compile-time call's end checks its kept strings against it.
+        self.secret_values: set[str] = set()
         self._int_high: int = 10 ** min(max_length - 1, 3000)  # at most max_length characters with "-"
         self._int_low = -self._int_high
         self._short_str = (max_length - 2) // 10  # repr escapes at most 10 characters per character
@@ -394,7 +396,7 @@ class Serializer:
             if self._int_low < value < self._int_high:  # type: ignore[operator]
                 return repr(value)
         elif t is str and len(value) <= self._short_str:  # type: ignore[arg-type]
-            if value in self._secret_values:
+            if value in self.secret_values:
                 self.redacted += 1
                 return REDACTED
             text = self._scrub(value)  # type: ignore[arg-type]
@@ -443,16 +445,10 @@ class Serializer:
         self.remember_secret(value)
         return REDACTED
 
-    @property
-    def secret_values(self) -> frozenset[str] | set[str]:
-        """The strings :meth:`hidden` remembered: their copies are hidden wherever they show up
-        (read-only; a compile-time call's end checks its kept strings against them)."""
-        return self._secret_values
-
     def remember_secret(self, value: object) -> None:
         """Hide ``value``'s copies from now on (see :meth:`hidden`), without rendering it."""
         if type(value) is str and 6 <= len(value) <= 4096:
-            known = self._secret_values
+            known = self.secret_values
             if len(known) >= _SECRET_VALUES_LIMIT:
                 known.clear()
             known.add(value)
@@ -471,7 +467,7 @@ class Serializer:
         t = type(value)
         # Inline the commonest leaves: each saves a call, and containers are mostly leaves.
         if t is str:
-            if value in self._secret_values:
+            if value in self.secret_values:
                 self.redacted += 1
                 return REDACTED
             if len(value) < budget:  # type: ignore[arg-type]
