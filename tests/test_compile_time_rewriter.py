@@ -645,3 +645,17 @@ def test_at_level_boundaries_no_function_without_nested_definitions_goes_through
     namespace: dict[str, object] = {}
     exec(result.code, namespace)
     assert namespace["f"](1) == 2 and namespace["g"](3)() == 3  # type: ignore[operator]
+
+
+def test_a_backward_range_left_by_a_marker_is_clamped_so_the_segment_compiles():
+    import ast
+
+    rewriter = sys.modules["otel_scope.compile_time.rewriter"]
+    tree = ast.parse("def f(a):\n    if a:\n        b = 1\n        print(b)\n")
+    line_map = rewriter._LineMap()
+    line_map.lines += [20, 21, 22, 19]  # line 4 is marked as belonging to line 19
+    rewriter._remap_lines(tree, line_map)
+    block = tree.body[0].body[0]
+    assert (block.lineno, block.end_lineno) == (21, 21)
+    assert block.end_col_offset >= block.col_offset
+    compile(tree, "<segment>", "exec", dont_inherit=True)  # 3.11+ refuses a backward range

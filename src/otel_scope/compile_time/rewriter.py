@@ -331,7 +331,6 @@ def _rewrite_function(
         result.skipped.update({spec.qualname: reason for spec in specs.values()})
         return None
     rewritten.decorator_list = root.decorator_list  # the segment starts at the def line
-    _fix_positions(rewritten)
     result.specs.update(specs)
     result.instrumented += [spec.qualname for spec in specs.values()]
     return rewritten, generated
@@ -1026,32 +1025,36 @@ def _code_part(line: str) -> str:
 
 
 def _remap_lines(tree: ast.AST, line_map: _LineMap) -> None:
+    """Give every node of a stage-1 segment the module's lines (and columns, see
+    :class:`_LineMap`), and a valid range.
+
+    A range would come out backwards only where a node ends on a marked line that names a line
+    before the node's start, or is empty on a respaced line. Stage 1 writes neither (a marker
+    names a line of the block it sits in, which comes after the block's header; ``ast.parse``
+    makes no empty node), but 3.11+ ``compile`` refuses such a range, so its end is moved up to
+    its start, in this same walk. Nothing else needs the check: a range from ``ast.parse`` runs
+    from a first token to a last one, and what stage 2 adds has no line (``-1``), one line and
+    no column (the entry test), or a copy of a remapped node's range.
+    """
     lines = line_map.lines
     respaced = line_map.columns
     node: Any  # positions are read only where _attributes lists them (ast.AST declares none)
     for node in ast.walk(tree):
         if "lineno" in node._attributes:
             start, end = node.lineno, getattr(node, "end_lineno", None)
+            col, end_col = node.col_offset, getattr(node, "end_col_offset", None)
             if start in respaced:
-                node.col_offset = line_map.start(start, node.col_offset)
-            if end is not None and end in respaced and node.end_col_offset is not None:
-                node.end_col_offset = line_map.end(end, node.end_col_offset)
-            node.lineno = lines[start]
-            if end is not None:
+                node.col_offset = col = line_map.start(start, col)
+            if end is not None and end in respaced and end_col is not None:
+                node.end_col_offset = end_col = line_map.end(end, end_col)
+            node.lineno = first = lines[start]
+            if end is None or lines[end] < first:
+                node.end_lineno = first
+                node.end_col_offset = max(col, end_col or 0)
+            else:
                 node.end_lineno = lines[end]
-
-
-def _fix_positions(tree: ast.AST) -> None:
-    """Make every range valid after remapping (a marked last line maps to an earlier line)."""
-    node: Any  # positions are read only where _attributes lists them (ast.AST declares none)
-    for node in ast.walk(tree):
-        if "lineno" not in node._attributes or node.lineno < 0:
-            continue
-        if node.end_lineno is None or node.end_lineno < node.lineno:
-            node.end_lineno = node.lineno
-            node.end_col_offset = max(node.col_offset, node.end_col_offset or 0)
-        elif node.end_lineno == node.lineno and (node.end_col_offset or 0) < node.col_offset:
-            node.end_col_offset = node.col_offset
+                if lines[end] == first and (end_col or 0) < col:
+                    node.end_col_offset = col
 
 
 _Function = ast.FunctionDef | ast.AsyncFunctionDef
