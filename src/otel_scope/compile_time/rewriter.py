@@ -22,9 +22,10 @@ tens of milliseconds. Two stages per function, so that line numbers stay exact:
    exception, exit), return and ``yield`` wrappers, expression capture, and a second, untouched
    copy of the body that runs when nothing is recorded. Nodes it adds have no line at all
    (``lineno = -1``), which CPython compiles to instructions without a line, except the entry
-   test, which takes the first statement's line, and wrappers, which take the line of what they
-   wrap: tracebacks, ``f_lineno``, ``sys.settrace`` line events and coverage see exactly the
-   original lines and events. The result replaces the function's node in the module's tree.
+   test, which takes the line of the body's first instruction (:func:`_first_line`), and
+   wrappers, which take the line of what they wrap: tracebacks, ``f_lineno``,
+   ``sys.settrace`` line events and coverage see exactly the original lines and events. The
+   result replaces the function's node in the module's tree.
 
 A planned function becomes::
 
@@ -1315,9 +1316,17 @@ def _first_line(body: list[ast.stmt], fn: ast.FunctionDef | ast.AsyncFunctionDef
     """The line of the first instruction the original body executes.
 
     The entry test takes this line, so the first line event is the one the original emits. It
-    is not always the first statement's line (``x = (\n a)`` starts on its second line), so
-    the untouched body is compiled alone and its first instruction asked.
+    is not always the first statement's line (``x = (\n a)`` starts on its second line;
+    ``'_%s' % (a,)`` on 3.11+ starts with a constant that has no line, so on the ``def`` line),
+    so unless :func:`_leading_line` can read it off the first statement (most functions), the
+    untouched body is compiled alone and its first instruction asked.
     """
+    line = _leading_line(body[0])
+    return line if line is not None else _compiled_first_line(body, fn)
+
+
+def _compiled_first_line(body: list[ast.stmt], fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """:func:`_first_line` the slow way: the body compiled alone, its first instruction read."""
     fallback = next((s.lineno for s in body if s.lineno > 0), fn.lineno)
     alone: _Function = ast.FunctionDef(
         name="_",
@@ -1341,6 +1350,86 @@ def _first_line(body: list[ast.stmt], fn: ast.FunctionDef | ast.AsyncFunctionDef
         if line is not None and line > 0:
             return line
     return fallback
+
+
+def _leading_line(statement: ast.stmt) -> int | None:
+    """The line of ``statement``'s first instruction, when its ``ast`` proves it; else ``None``.
+
+    A statement runs its head first: the value of an assignment, ``return`` or ``raise``, the
+    iterable of a ``for``, the test of an ``if``, the target read by ``x += 1``. Down a head,
+    the first instruction is the load of its leftmost operand (:func:`_first_operand`); each
+    node on the way starts at or before that operand and at or after the statement, so when the
+    operand is on the statement's first line, so is every instruction before it. A name (not
+    ``__debug__``, which is folded) is always loaded. A constant may be folded or dropped (a
+    constant test, ``1 and x``), so it counts only as a value in a simple statement on one
+    line, where whatever replaces it is on that line too. Everything else is left to the
+    compiler: docstrings and bare constants, which compile to nothing; ``pass``; ``assert``,
+    gone under ``-O``; ``while``; definitions, whose decorators run first; comprehensions,
+    f-strings and ``%`` formatting, which 3.11+ turns into an f-string whose first part has no
+    line.
+    """
+    first = statement.lineno
+    if first <= 0:
+        return None  # one of ours (a pass standing for a removed call)
+    if isinstance(statement, (ast.Import, ast.ImportFrom)):
+        return first  # the level's LOAD_CONST: the statement's own instruction
+    head: ast.expr | None = None
+    if isinstance(statement, (ast.Assign, ast.AnnAssign, ast.Return)):
+        head = statement.value
+    elif isinstance(statement, ast.Raise):
+        head = statement.exc
+    elif isinstance(statement, ast.AugAssign):
+        head = statement.target
+    elif isinstance(statement, ast.Delete):
+        head = statement.targets[0]
+    elif isinstance(statement, ast.Expr) and isinstance(
+        statement.value, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)
+    ):
+        head = statement.value
+    elif isinstance(statement, ast.If):
+        head = statement.test
+    elif isinstance(statement, ast.For):
+        head = statement.iter
+    elif isinstance(statement, ast.With):
+        head = statement.items[0].context_expr
+    if head is None:  # "return" or "raise" alone: its own instruction; else no plain head
+        return first if isinstance(statement, (ast.Return, ast.Raise)) else None
+    operand = _first_operand(head)
+    if operand is None or operand.lineno != first:
+        return None
+    simple = not isinstance(statement, (ast.If, ast.For, ast.With))
+    if isinstance(operand, ast.Name) or (simple and statement.end_lineno == first):
+        return first
+    return None
+
+
+def _is_percent(node: ast.BinOp) -> bool:
+    """``a % b``: 3.11+ may turn it into an f-string (see :func:`_leading_line`)."""
+    return isinstance(node.op, ast.Mod)
+
+
+def _first_operand(node: ast.expr) -> ast.expr | None:
+    """The operand ``node`` evaluates first: a name, a constant or a bare ``yield`` (which loads
+    ``None`` where it stands); ``None`` for anything whose first instruction is not so plain."""
+    step: ast.expr | None = node
+    while step is not None:
+        if isinstance(step, ast.Name):
+            return step if step.id != "__debug__" else None
+        if isinstance(step, ast.Constant) or (isinstance(step, ast.Yield) and step.value is None):
+            return step
+        if isinstance(step, (ast.Attribute, ast.Subscript, ast.Await, ast.Yield, ast.YieldFrom)):
+            step = step.value
+        elif isinstance(step, ast.Call):
+            step = step.func
+        elif isinstance(step, ast.Compare) or (isinstance(step, ast.BinOp) and not _is_percent(step)):
+            step = step.left
+        elif isinstance(step, ast.BoolOp):
+            step = step.values[0]
+        elif isinstance(step, ast.UnaryOp):
+            step = step.operand
+        else:
+            return None
+    return None
 
 
 _PROLOGUE = frozenset({"RESUME", "RETURN_GENERATOR", "POP_TOP", "MAKE_CELL", "COPY_FREE_VARS", "GEN_START"})
