@@ -743,3 +743,17 @@ def test_a_backward_range_left_by_a_marker_is_clamped_so_the_segment_compiles():
     assert (block.lineno, block.end_lineno) == (21, 21)
     assert block.end_col_offset >= block.col_offset
     compile(tree, "<segment>", "exec", dont_inherit=True)  # 3.11+ refuses a backward range
+
+
+def test_frame_words_inside_longer_names_do_not_send_a_function_to_the_frame_check(monkeypatch):
+    rewriter = sys.modules["otel_scope.compile_time.rewriter"]
+    checked: list[str] = []
+    real_unsafe = rewriter._unsafe
+    monkeypatch.setattr(rewriter, "_unsafe", lambda fn: checked.append(fn.name) or real_unsafe(fn))
+    source = (
+        "def f(eval_ctx):\n    executed = eval_ctx.vars_seen\n    return executed\n\n"
+        "def g(text):\n    value = eval(text)\n    return value\n"
+    )
+    result = rewrite_source(source, "<mod>", "m", {"*": CapturePlan(level="locals")})
+    assert checked == ["g"]
+    assert result.instrumented == ["f"] and "eval()" in result.skipped["g"]

@@ -103,7 +103,12 @@ _NEWLINE_RE = re.compile(r"\r\n|\r|\n")
 # recorder's own local (``_otel_scope_r``) in the frame, their results would differ.
 _FRAME_READERS = frozenset({"locals", "exec", "eval"})
 _FRAME_ATTRIBUTES = frozenset({"_getframe", "currentframe", "f_locals"})
-_UNSAFE_WORDS = (*_FRAME_READERS, "vars", *_FRAME_ATTRIBUTES, "_otel_scope_")  # text without: safe
+_FRAME_NAMES = (*_FRAME_READERS, "vars", *_FRAME_ATTRIBUTES)
+_UNSAFE_WORDS = (*_FRAME_NAMES, "_otel_scope_")  # text without: safe
+# The same, the names as whole words: a name token never touches a letter, digit or "_" outside
+# it (``1eval`` is a SyntaxError), so text where each is part of a longer word (``eval_ctx``,
+# ``execute``) is safe too, without walking its functions.
+_UNSAFE_NAMES = re.compile(rf"\b(?:{'|'.join(_FRAME_NAMES)})\b|_otel_scope_")
 
 
 @dataclass
@@ -297,7 +302,7 @@ def _rewrite_function(
     prefix = qualname[: len(qualname) - len(root.name)]
     originals = dict(_functions(ast.Module([root], []), prefix))
     problems: dict[tuple[str, int], str] = {}
-    if any(word in text for word in _UNSAFE_WORDS):  # else no function in it can be unsafe
+    if any(word in text for word in _UNSAFE_WORDS) and _UNSAFE_NAMES.search(text):  # else all safe
         problems = {key: why for key, fn in originals.items() if (why := _unsafe(fn))}
     if _adds_no_calls(root, plan, text):
         problem = problems.get((qualname, root.lineno))
@@ -314,13 +319,14 @@ def _rewrite_function(
             return None
         holder, states, generated = staged
     specs: dict[str, FunctionSpec] = {}
+    may_yield = "yield" in text  # else no function in it is a generator: none is walked for one
     for key, node, parent_body in _functions_with_parents(holder, prefix):
         state = states.get(key)
         if state is None:
             continue
         probe_name = f"{context.probe_prefix}{len(result.specs) + len(specs)}"
         try:
-            _assemble(node, state, probe_name, lines)
+            _assemble(node, state, probe_name, lines, may_yield)
         except Exception as exc:
             parent_body[next(i for i, n in enumerate(parent_body) if n is node)] = originals[key]
             result.skipped[key[0]] = f"rewriting failed ({type(exc).__name__}: {exc})"
@@ -1194,9 +1200,16 @@ def _wrap(method: str, args: list[ast.expr], value: ast.expr, like: ast.AST) -> 
 
 
 def _assemble(
-    fn: ast.FunctionDef | ast.AsyncFunctionDef, state: _FunctionState, probe: str, lines: list[str]
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    state: _FunctionState,
+    probe: str,
+    lines: list[str],
+    may_yield: bool,
 ) -> None:
-    """Turn ``fn`` (already holding stage 1's calls) into the dispatching form (module doc)."""
+    """Turn ``fn`` (already holding stage 1's calls) into the dispatching form (module doc).
+
+    ``may_yield`` false: the text ``fn`` comes from has no ``yield``, so ``fn`` is no generator.
+    """
     spec, plan = state.spec, state.plan
     body = list(fn.body)
     doc: list[ast.stmt] = []
@@ -1215,7 +1228,7 @@ def _assemble(
     plain = _copy(holder)
     _strip(plain)
     first_line = _first_line(plain.body, fn)  # compile() reads the nodes, never changes them
-    spec.generator = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own(holder))
+    spec.generator = may_yield and any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own(holder))
     async_generator = spec.generator and isinstance(fn, ast.AsyncFunctionDef)
     _Boundary(spec, plan, lines, async_generator).visit(holder)
 
