@@ -311,7 +311,7 @@ def _rewrite_function(
             return None
         holder: ast.If | ast.Module = ast.Module([_copy(root)], [])
         spec = _new_spec(context.module_name, context.filename, qualname, root, plan)
-        states = {(qualname, root.lineno): _FunctionState(plan, spec, None, frozenset(plan.lines))}
+        states = {(qualname, root.lineno): _FunctionState(plan, spec, None, frozenset(plan.lines), root)}
         generated = text
     else:
         staged = _stage_one(context, root, qualname, text, offset, prefix, originals, problems)
@@ -552,6 +552,7 @@ class _FunctionState:
     spec: FunctionSpec
     body: cst.BaseSuite | None  # None: the function skipped stage 1 (see _adds_no_calls)
     lines: frozenset[int]
+    original: _Function | None = None  # skipped stage 1: the module's node, read, never changed
 
     def line_to_report(self, first: int, last: int) -> int | None:
         """The line event a statement spanning ``first..last`` gets, if any."""
@@ -1225,8 +1226,13 @@ def _assemble(
     if not holder.body:
         holder.body = [ast.Pass()]
         _place(holder.body[0], -1)
-    plain = _copy(holder)
-    _strip(plain)
+    if state.original is not None and not hoisted and body:
+        # Skipped stage 1 and declares nothing: ``fn`` is a copy of the module's node, so its
+        # untouched body is the module's own, which nothing below changes (no second copy).
+        plain = ast.Module(body=state.original.body[len(doc) :], type_ignores=[])
+    else:
+        plain = _copy(holder)
+        _strip(plain)
     first_line = _first_line(plain.body, fn)  # compile() reads the nodes, never changes them
     spec.generator = may_yield and any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own(holder))
     async_generator = spec.generator and isinstance(fn, ast.AsyncFunctionDef)
