@@ -1218,11 +1218,12 @@ def _assemble(
         doc = [body.pop(0)]
     holder = ast.Module(body=body, type_ignores=[])
     hoisted = _hoist_declarations(holder)
-    for statements in _statement_lists(holder):
-        _order_suite(statements, spec.points)
-        for statement in statements:
-            if _probe_index(statement) is not None:
-                _place(statement, -1)  # no line of its own: adds no line event
+    if state.original is None:  # a function that skipped stage 1 has no calls to order or place
+        for statements in _statement_lists(holder):
+            _order_suite(statements, spec.points)
+            for statement in statements:
+                if _probe_index(statement) is not None:
+                    _place(statement, -1)  # no line of its own: adds no line event
     if not holder.body:
         holder.body = [ast.Pass()]
         _place(holder.body[0], -1)
