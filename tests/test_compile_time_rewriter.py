@@ -667,3 +667,115 @@ def test_at_level_boundaries_no_function_without_nested_definitions_goes_through
     namespace: dict[str, object] = {}
     exec(result.code, namespace)
     assert namespace["f"](1) == 2 and namespace["g"](3)() == 3  # type: ignore[operator]
+
+
+# First statements whose first instruction is not simply on their first line, or that emit
+# none: the shortcut in _first_line must decline each of them or give the compiler's answer.
+FIRST_LINE_TRAPS = """
+def percent(a):
+    pattern = '_%s__' % (a,)
+def percent_return(a):
+    return '<a href="%s.html">' % (a,)
+def second_line():
+    x = (
+        a)
+def parenthesised_call():
+    (
+        f)(1)
+def folded():
+    x = (
+        1) + 2
+def debug():
+    if __debug__:
+        pass
+def constant_test():
+    if 1 and a:
+        pass
+def bare_yield():
+    yield
+def yield_value():
+    x = yield (
+        a)
+def not_is():
+    return not (
+        a is b)
+def one_line(): return f(a)
+async def awaits():
+    await (
+        g)
+def constant_first():
+    "doc"
+    "not a docstring"
+    return 1
+def starts_with_pass():
+    pass
+    return 1
+"""
+
+
+def _bodies(texts):
+    """``(name, function, body)`` of every function in ``texts`` (name -> source), the body as
+    stage 2 hands it to ``_first_line``: docstring removed, ``global``/``nonlocal`` hoisted."""
+    import ast
+
+    rewriter = sys.modules["otel_scope.compile_time.rewriter"]
+    for name, text in texts:
+        for fn in ast.walk(ast.parse(text)):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = fn.body[1:] if rewriter._is_docstring_node(fn.body[0]) else list(fn.body)
+            holder = ast.Module(body, [])
+            rewriter._hoist_declarations(holder)
+            if holder.body:
+                yield name, fn, holder.body
+
+
+def test_the_first_line_read_off_the_ast_is_the_line_compiling_the_body_finds():
+    import importlib.util
+    from pathlib import Path
+
+    rewriter = sys.modules["otel_scope.compile_time.rewriter"]
+    texts = [("traps", FIRST_LINE_TRAPS)]
+    for package in ("jinja2", "toolz", "enum", "pydoc"):  # enum, pydoc: "%" formatting first
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.origin is not None
+        origin = Path(spec.origin)
+        paths = sorted(origin.parent.rglob("*.py")) if spec.submodule_search_locations else [origin]
+        texts += [(str(path), path.read_text(encoding="utf-8")) for path in paths]
+    read = compiled = 0
+    for name, fn, body in _bodies(texts):
+        line = rewriter._leading_line(body[0])
+        if line is None:
+            compiled += 1
+            continue
+        read += 1
+        assert line == rewriter._compiled_first_line(body, fn), (name, fn.name, fn.lineno)
+    assert read > 2 * compiled  # the shortcut is the common case, not a rarity
+
+
+def test_a_backward_range_left_by_a_marker_is_clamped_so_the_segment_compiles():
+    import ast
+
+    rewriter = sys.modules["otel_scope.compile_time.rewriter"]
+    tree = ast.parse("def f(a):\n    if a:\n        b = 1\n        print(b)\n")
+    line_map = rewriter._LineMap()
+    line_map.lines += [20, 21, 22, 19]  # line 4 is marked as belonging to line 19
+    rewriter._remap_lines(tree, line_map)
+    block = tree.body[0].body[0]
+    assert (block.lineno, block.end_lineno) == (21, 21)
+    assert block.end_col_offset >= block.col_offset
+    compile(tree, "<segment>", "exec", dont_inherit=True)  # 3.11+ refuses a backward range
+
+
+def test_frame_words_inside_longer_names_do_not_send_a_function_to_the_frame_check(monkeypatch):
+    rewriter = sys.modules["otel_scope.compile_time.rewriter"]
+    checked: list[str] = []
+    real_unsafe = rewriter._unsafe
+    monkeypatch.setattr(rewriter, "_unsafe", lambda fn: checked.append(fn.name) or real_unsafe(fn))
+    source = (
+        "def f(eval_ctx):\n    executed = eval_ctx.vars_seen\n    return executed\n\n"
+        "def g(text):\n    value = eval(text)\n    return value\n"
+    )
+    result = rewrite_source(source, "<mod>", "m", {"*": CapturePlan(level="locals")})
+    assert checked == ["g"]
+    assert result.instrumented == ["f"] and "eval()" in result.skipped["g"]

@@ -22,9 +22,10 @@ tens of milliseconds. Two stages per function, so that line numbers stay exact:
    exception, exit), return and ``yield`` wrappers, expression capture, and a second, untouched
    copy of the body that runs when nothing is recorded. Nodes it adds have no line at all
    (``lineno = -1``), which CPython compiles to instructions without a line, except the entry
-   test, which takes the first statement's line, and wrappers, which take the line of what they
-   wrap: tracebacks, ``f_lineno``, ``sys.settrace`` line events and coverage see exactly the
-   original lines and events. The result replaces the function's node in the module's tree.
+   test, which takes the line of the body's first instruction (:func:`_first_line`), and
+   wrappers, which take the line of what they wrap: tracebacks, ``f_lineno``,
+   ``sys.settrace`` line events and coverage see exactly the original lines and events. The
+   result replaces the function's node in the module's tree.
 
 A planned function becomes::
 
@@ -102,7 +103,12 @@ _NEWLINE_RE = re.compile(r"\r\n|\r|\n")
 # recorder's own local (``_otel_scope_r``) in the frame, their results would differ.
 _FRAME_READERS = frozenset({"locals", "exec", "eval"})
 _FRAME_ATTRIBUTES = frozenset({"_getframe", "currentframe", "f_locals"})
-_UNSAFE_WORDS = (*_FRAME_READERS, "vars", *_FRAME_ATTRIBUTES, "_otel_scope_")  # text without: safe
+_FRAME_NAMES = (*_FRAME_READERS, "vars", *_FRAME_ATTRIBUTES)
+_UNSAFE_WORDS = (*_FRAME_NAMES, "_otel_scope_")  # text without: safe
+# The same, the names as whole words: a name token never touches a letter, digit or "_" outside
+# it (``1eval`` is a SyntaxError), so text where each is part of a longer word (``eval_ctx``,
+# ``execute``) is safe too, without walking its functions.
+_UNSAFE_NAMES = re.compile(rf"\b(?:{'|'.join(_FRAME_NAMES)})\b|_otel_scope_")
 
 
 @dataclass
@@ -296,7 +302,7 @@ def _rewrite_function(
     prefix = qualname[: len(qualname) - len(root.name)]
     originals = dict(_functions(ast.Module([root], []), prefix))
     problems: dict[tuple[str, int], str] = {}
-    if any(word in text for word in _UNSAFE_WORDS):  # else no function in it can be unsafe
+    if any(word in text for word in _UNSAFE_WORDS) and _UNSAFE_NAMES.search(text):  # else all safe
         problems = {key: why for key, fn in originals.items() if (why := _unsafe(fn))}
     if _adds_no_calls(root, plan, text):
         problem = problems.get((qualname, root.lineno))
@@ -305,7 +311,7 @@ def _rewrite_function(
             return None
         holder: ast.If | ast.Module = ast.Module([_copy(root)], [])
         spec = _new_spec(context.module_name, context.filename, qualname, root, plan)
-        states = {(qualname, root.lineno): _FunctionState(plan, spec, None, frozenset(plan.lines))}
+        states = {(qualname, root.lineno): _FunctionState(plan, spec, None, frozenset(plan.lines), root)}
         generated = text
     else:
         staged = _stage_one(context, root, qualname, text, offset, prefix, originals, problems)
@@ -313,13 +319,14 @@ def _rewrite_function(
             return None
         holder, states, generated = staged
     specs: dict[str, FunctionSpec] = {}
+    may_yield = "yield" in text  # else no function in it is a generator: none is walked for one
     for key, node, parent_body in _functions_with_parents(holder, prefix):
         state = states.get(key)
         if state is None:
             continue
         probe_name = f"{context.probe_prefix}{len(result.specs) + len(specs)}"
         try:
-            _assemble(node, state, probe_name, lines)
+            _assemble(node, state, probe_name, lines, may_yield)
         except Exception as exc:
             parent_body[next(i for i, n in enumerate(parent_body) if n is node)] = originals[key]
             result.skipped[key[0]] = f"rewriting failed ({type(exc).__name__}: {exc})"
@@ -331,7 +338,6 @@ def _rewrite_function(
         result.skipped.update({spec.qualname: reason for spec in specs.values()})
         return None
     rewritten.decorator_list = root.decorator_list  # the segment starts at the def line
-    _fix_positions(rewritten)
     result.specs.update(specs)
     result.instrumented += [spec.qualname for spec in specs.values()]
     return rewritten, generated
@@ -546,6 +552,7 @@ class _FunctionState:
     spec: FunctionSpec
     body: cst.BaseSuite | None  # None: the function skipped stage 1 (see _adds_no_calls)
     lines: frozenset[int]
+    original: _Function | None = None  # skipped stage 1: the module's node, read, never changed
 
     def line_to_report(self, first: int, last: int) -> int | None:
         """The line event a statement spanning ``first..last`` gets, if any."""
@@ -1026,32 +1033,36 @@ def _code_part(line: str) -> str:
 
 
 def _remap_lines(tree: ast.AST, line_map: _LineMap) -> None:
+    """Give every node of a stage-1 segment the module's lines (and columns, see
+    :class:`_LineMap`), and a valid range.
+
+    A range would come out backwards only where a node ends on a marked line that names a line
+    before the node's start, or is empty on a respaced line. Stage 1 writes neither (a marker
+    names a line of the block it sits in, which comes after the block's header; ``ast.parse``
+    makes no empty node), but 3.11+ ``compile`` refuses such a range, so its end is moved up to
+    its start, in this same walk. Nothing else needs the check: a range from ``ast.parse`` runs
+    from a first token to a last one, and what stage 2 adds has no line (``-1``), one line and
+    no column (the entry test), or a copy of a remapped node's range.
+    """
     lines = line_map.lines
     respaced = line_map.columns
     node: Any  # positions are read only where _attributes lists them (ast.AST declares none)
     for node in ast.walk(tree):
         if "lineno" in node._attributes:
             start, end = node.lineno, getattr(node, "end_lineno", None)
+            col, end_col = node.col_offset, getattr(node, "end_col_offset", None)
             if start in respaced:
-                node.col_offset = line_map.start(start, node.col_offset)
-            if end is not None and end in respaced and node.end_col_offset is not None:
-                node.end_col_offset = line_map.end(end, node.end_col_offset)
-            node.lineno = lines[start]
-            if end is not None:
+                node.col_offset = col = line_map.start(start, col)
+            if end is not None and end in respaced and end_col is not None:
+                node.end_col_offset = end_col = line_map.end(end, end_col)
+            node.lineno = first = lines[start]
+            if end is None or lines[end] < first:
+                node.end_lineno = first
+                node.end_col_offset = max(col, end_col or 0)
+            else:
                 node.end_lineno = lines[end]
-
-
-def _fix_positions(tree: ast.AST) -> None:
-    """Make every range valid after remapping (a marked last line maps to an earlier line)."""
-    node: Any  # positions are read only where _attributes lists them (ast.AST declares none)
-    for node in ast.walk(tree):
-        if "lineno" not in node._attributes or node.lineno < 0:
-            continue
-        if node.end_lineno is None or node.end_lineno < node.lineno:
-            node.end_lineno = node.lineno
-            node.end_col_offset = max(node.col_offset, node.end_col_offset or 0)
-        elif node.end_lineno == node.lineno and (node.end_col_offset or 0) < node.col_offset:
-            node.end_col_offset = node.col_offset
+                if lines[end] == first and (end_col or 0) < col:
+                    node.end_col_offset = col
 
 
 _Function = ast.FunctionDef | ast.AsyncFunctionDef
@@ -1190,9 +1201,16 @@ def _wrap(method: str, args: list[ast.expr], value: ast.expr, like: ast.AST) -> 
 
 
 def _assemble(
-    fn: ast.FunctionDef | ast.AsyncFunctionDef, state: _FunctionState, probe: str, lines: list[str]
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    state: _FunctionState,
+    probe: str,
+    lines: list[str],
+    may_yield: bool,
 ) -> None:
-    """Turn ``fn`` (already holding stage 1's calls) into the dispatching form (module doc)."""
+    """Turn ``fn`` (already holding stage 1's calls) into the dispatching form (module doc).
+
+    ``may_yield`` false: the text ``fn`` comes from has no ``yield``, so ``fn`` is no generator.
+    """
     spec, plan = state.spec, state.plan
     body = list(fn.body)
     doc: list[ast.stmt] = []
@@ -1200,18 +1218,24 @@ def _assemble(
         doc = [body.pop(0)]
     holder = ast.Module(body=body, type_ignores=[])
     hoisted = _hoist_declarations(holder)
-    for statements in _statement_lists(holder):
-        _order_suite(statements, spec.points)
-        for statement in statements:
-            if _probe_index(statement) is not None:
-                _place(statement, -1)  # no line of its own: adds no line event
+    if state.original is None:  # a function that skipped stage 1 has no calls to order or place
+        for statements in _statement_lists(holder):
+            _order_suite(statements, spec.points)
+            for statement in statements:
+                if _probe_index(statement) is not None:
+                    _place(statement, -1)  # no line of its own: adds no line event
     if not holder.body:
         holder.body = [ast.Pass()]
         _place(holder.body[0], -1)
-    plain = _copy(holder)
-    _strip(plain)
+    if state.original is not None and not hoisted and body:
+        # Skipped stage 1 and declares nothing: ``fn`` is a copy of the module's node, so its
+        # untouched body is the module's own, which nothing below changes (no second copy).
+        plain = ast.Module(body=state.original.body[len(doc) :], type_ignores=[])
+    else:
+        plain = _copy(holder)
+        _strip(plain)
     first_line = _first_line(plain.body, fn)  # compile() reads the nodes, never changes them
-    spec.generator = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own(holder))
+    spec.generator = may_yield and any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own(holder))
     async_generator = spec.generator and isinstance(fn, ast.AsyncFunctionDef)
     _Boundary(spec, plan, lines, async_generator).visit(holder)
 
@@ -1312,9 +1336,17 @@ def _first_line(body: list[ast.stmt], fn: ast.FunctionDef | ast.AsyncFunctionDef
     """The line of the first instruction the original body executes.
 
     The entry test takes this line, so the first line event is the one the original emits. It
-    is not always the first statement's line (``x = (\n a)`` starts on its second line), so
-    the untouched body is compiled alone and its first instruction asked.
+    is not always the first statement's line (``x = (\n a)`` starts on its second line;
+    ``'_%s' % (a,)`` on 3.11+ starts with a constant that has no line, so on the ``def`` line),
+    so unless :func:`_leading_line` can read it off the first statement (most functions), the
+    untouched body is compiled alone and its first instruction asked.
     """
+    line = _leading_line(body[0])
+    return line if line is not None else _compiled_first_line(body, fn)
+
+
+def _compiled_first_line(body: list[ast.stmt], fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """:func:`_first_line` the slow way: the body compiled alone, its first instruction read."""
     fallback = next((s.lineno for s in body if s.lineno > 0), fn.lineno)
     alone: _Function = ast.FunctionDef(
         name="_",
@@ -1338,6 +1370,86 @@ def _first_line(body: list[ast.stmt], fn: ast.FunctionDef | ast.AsyncFunctionDef
         if line is not None and line > 0:
             return line
     return fallback
+
+
+def _leading_line(statement: ast.stmt) -> int | None:
+    """The line of ``statement``'s first instruction, when its ``ast`` proves it; else ``None``.
+
+    A statement runs its head first: the value of an assignment, ``return`` or ``raise``, the
+    iterable of a ``for``, the test of an ``if``, the target read by ``x += 1``. Down a head,
+    the first instruction is the load of its leftmost operand (:func:`_first_operand`); each
+    node on the way starts at or before that operand and at or after the statement, so when the
+    operand is on the statement's first line, so is every instruction before it. A name (not
+    ``__debug__``, which is folded) is always loaded. A constant may be folded or dropped (a
+    constant test, ``1 and x``), so it counts only as a value in a simple statement on one
+    line, where whatever replaces it is on that line too. Everything else is left to the
+    compiler: docstrings and bare constants, which compile to nothing; ``pass``; ``assert``,
+    gone under ``-O``; ``while``; definitions, whose decorators run first; comprehensions,
+    f-strings and ``%`` formatting, which 3.11+ turns into an f-string whose first part has no
+    line.
+    """
+    first = statement.lineno
+    if first <= 0:
+        return None  # one of ours (a pass standing for a removed call)
+    if isinstance(statement, (ast.Import, ast.ImportFrom)):
+        return first  # the level's LOAD_CONST: the statement's own instruction
+    head: ast.expr | None = None
+    if isinstance(statement, (ast.Assign, ast.AnnAssign, ast.Return)):
+        head = statement.value
+    elif isinstance(statement, ast.Raise):
+        head = statement.exc
+    elif isinstance(statement, ast.AugAssign):
+        head = statement.target
+    elif isinstance(statement, ast.Delete):
+        head = statement.targets[0]
+    elif isinstance(statement, ast.Expr) and isinstance(
+        statement.value, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)
+    ):
+        head = statement.value
+    elif isinstance(statement, ast.If):
+        head = statement.test
+    elif isinstance(statement, ast.For):
+        head = statement.iter
+    elif isinstance(statement, ast.With):
+        head = statement.items[0].context_expr
+    if head is None:  # "return" or "raise" alone: its own instruction; else no plain head
+        return first if isinstance(statement, (ast.Return, ast.Raise)) else None
+    operand = _first_operand(head)
+    if operand is None or operand.lineno != first:
+        return None
+    simple = not isinstance(statement, (ast.If, ast.For, ast.With))
+    if isinstance(operand, ast.Name) or (simple and statement.end_lineno == first):
+        return first
+    return None
+
+
+def _is_percent(node: ast.BinOp) -> bool:
+    """``a % b``: 3.11+ may turn it into an f-string (see :func:`_leading_line`)."""
+    return isinstance(node.op, ast.Mod)
+
+
+def _first_operand(node: ast.expr) -> ast.expr | None:
+    """The operand ``node`` evaluates first: a name, a constant or a bare ``yield`` (which loads
+    ``None`` where it stands); ``None`` for anything whose first instruction is not so plain."""
+    step: ast.expr | None = node
+    while step is not None:
+        if isinstance(step, ast.Name):
+            return step if step.id != "__debug__" else None
+        if isinstance(step, ast.Constant) or (isinstance(step, ast.Yield) and step.value is None):
+            return step
+        if isinstance(step, (ast.Attribute, ast.Subscript, ast.Await, ast.Yield, ast.YieldFrom)):
+            step = step.value
+        elif isinstance(step, ast.Call):
+            step = step.func
+        elif isinstance(step, ast.Compare) or (isinstance(step, ast.BinOp) and not _is_percent(step)):
+            step = step.left
+        elif isinstance(step, ast.BoolOp):
+            step = step.values[0]
+        elif isinstance(step, ast.UnaryOp):
+            step = step.operand
+        else:
+            return None
+    return None
 
 
 _PROLOGUE = frozenset({"RESUME", "RETURN_GENERATOR", "POP_TOP", "MAKE_CELL", "COPY_FREE_VARS", "GEN_START"})
