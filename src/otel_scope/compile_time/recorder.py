@@ -688,7 +688,7 @@ class CallRecorder:
             if self.own:
                 self._close(attributes, error)
             elif attributes:
-                self.span.set_attributes(attributes)
+                set_attributes(self.span, attributes)  # the runtime wrapper's span
         except Exception as exc:
             _disable(exc)
 
@@ -698,12 +698,9 @@ class CallRecorder:
         records onto a runtime span, which is found where the probe opened it)."""
         span, attributes = self.span, self.attributes
         self._emit(attributes)
-        if self.own:
-            set_attributes(span, attributes)
-            return span
         if attributes:
-            span.set_attributes(attributes)
-        return None
+            set_attributes(span, attributes)
+        return span if self.own else None
 
     # --- internals -------------------------------------------------------------------------------
 
