@@ -172,9 +172,10 @@ def append_deferred_events(span: Any, build: Callable[[], Sequence[tuple[str, di
     most of what it costs the call that records it. Deferred, it is paid by the first reader
     instead: the export thread (see :mod:`otel_scope.pipeline`), or a synchronous processor's
     ``on_end``. The call pays one list append: the span's event list becomes a
-    :func:`_deferred_list_class` that keeps the batch, in order with events added after it, and
-    builds it, under the list's own lock, exactly once. ``build`` must never raise, and may only
-    hold values that stay as they are (immutable ones, or text already rendered): it runs later.
+    ``DeferredEvents`` (see :func:`_load_deferred_list_class`), which keeps the batch in order
+    with events added after it, and builds it, under the list's own lock, exactly once.
+    ``build`` must never raise, and may only hold values that stay as they are (immutable ones,
+    or text already rendered): it runs later.
 
     Returns ``False`` (nothing done) for any other span or an ended one: the caller then uses
     ``add_event``. Skips the SDK's per-event attribute validation, so ``build`` gives only
