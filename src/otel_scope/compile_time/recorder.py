@@ -615,7 +615,9 @@ class CallRecorder:
         try:
             hit = self._hit(index)
             if hit:
-                payload = (value,) if type(value) in _SCALARS else self._render(index, (value,))
+                t = type(value)  # kept as it is on the terms v() and _render() keep values on
+                kept = t in _SCALARS or ((t is str or t is bytes) and len(value) <= self.limit)
+                payload = (value,) if kept else self._render(index, (value,))
                 self._keep(index, hit, payload)
         except Exception as exc:
             _disable(exc)
