@@ -8,16 +8,19 @@ of whole programs are in ``test_lifecycle.py``.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_scope import _forksafe, pipeline
 from otel_scope.store import LocalStoreSpanExporter, SpanStore
+from otel_scope.store.spanstore import SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -131,3 +134,72 @@ def test_a_lock_another_thread_held_at_fork_is_free_in_the_child() -> None:
     holder.join()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_first_span_to_start_gets_the_store_ready_before_any_span_ends(
+    tmp_path: Path, processor: pipeline.ScopeSpanProcessor
+) -> None:
+    # A short run's only export is its session root, at exit: the store's import and open were
+    # all waited for there. Now the worker starts with the first span and opens the store then.
+    path = tmp_path / "store.sqlite3"
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    span = provider.get_tracer("t").start_span("root")
+    deadline = time.monotonic() + 10
+    while not _initialised(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _initialised(path), "the store was not set up while the span was open"
+    assert processor.exported == 0
+    span.end()
+    processor.shutdown(5000)
+    assert processor.exported == 1
+
+
+def _initialised(path: Path) -> bool:
+    if not path.exists():
+        return False
+    conn = sqlite3.connect(path)
+    try:
+        return bool(conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION)
+    except sqlite3.OperationalError:  # being created by the worker at this moment
+        return False
+    finally:
+        conn.close()
+
+
+class _SlowWarmUp(SpanExporter):
+    """An exporter whose warm-up takes a while, as an import would on a loaded machine."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.done_at = 0.0
+
+    def warm_up(self) -> None:
+        self.started.set()
+        time.sleep(0.3)
+        self.done_at = time.monotonic()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def test_a_fork_waits_for_the_exporter_warm_up_so_no_half_done_import_is_copied() -> None:
+    # A fork while the worker imports sqlite3 would give the child that module's import lock,
+    # held by a thread the child does not have: its own import of sqlite3 would hang.
+    exporter = _SlowWarmUp()
+    p = pipeline.ScopeSpanProcessor(exporter)
+    provider = TracerProvider()
+    provider.add_span_processor(p)
+    span = provider.get_tracer("t").start_span("root")
+    try:
+        assert exporter.started.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        forked_at = time.monotonic()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert exporter.done_at and forked_at >= exporter.done_at
+    finally:
+        span.end()
+        p.shutdown(5000)

@@ -426,3 +426,36 @@ def test_sdk_spans_and_the_same_spans_as_records_give_the_same_rows_and_summary(
     assert direct.add(spans) == imported.add_records([record_from_span(s) for s in spans]) == len(spans)
     assert direct.sessions() == imported.sessions()
     assert direct.get_trace(trace_id) == imported.get_trace(trace_id)
+
+
+def test_warm_up_opens_the_store_and_prunes_it_before_any_export(tmp_path: Path) -> None:
+    # The pipeline warms the exporter up when the first span starts: retention then runs while
+    # the program does, not in the exit's export of the session root.
+    path = tmp_path / "w.sqlite3"
+    clock = Clock(now=1_000_000 * 10**9)
+    old_store = SpanStore(path, clock=clock)
+    old, spans = sample_spans()
+    old_store.add(spans)
+    old_store.close()
+    exporter = LocalStoreSpanExporter(path=path, max_age_days=1, max_mb=100)
+    exporter.warm_up()
+    store = SpanStore(path)
+    try:
+        assert store.get_trace(old) is None
+    finally:
+        store.close()
+        exporter.shutdown()
+
+
+def test_warm_up_of_a_store_that_cannot_be_made_leaves_the_report_to_the_export(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store's directory should be")
+    exporter = LocalStoreSpanExporter(path=blocker / "t.sqlite3")
+    with caplog.at_level(logging.WARNING, logger="otel_scope.store.exporter"):
+        exporter.warm_up()
+        assert not caplog.records
+        _, spans = sample_spans()
+        assert exporter.export(spans) is SpanExportResult.FAILURE
+    assert len(caplog.records) == 1 and str(blocker) in caplog.records[0].getMessage()

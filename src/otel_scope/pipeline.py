@@ -19,7 +19,10 @@ such as the store's size limit, :data:`AFTER_END`, :data:`DEADLINE`) and
 :func:`drops` reports them per destination, for the session root span and the line at exit.
 
 A forked child starts with an empty queue (the parent exports its own spans), fresh counts and
-no worker until it ends its first span: the parent's worker thread does not exist in the child.
+no worker until its first span starts: the parent's worker thread does not exist in the child.
+The worker starts with the first span, not at construction, and first lets its exporter get
+ready (``warm_up()``, which the local store has): that work then overlaps the program instead of
+its exit, and a program that makes no span starts no thread.
 """
 
 from __future__ import annotations
@@ -144,7 +147,11 @@ class ScopeSpanProcessor(SpanProcessor):
 
     # -- the producer side (any thread of the program) ------------------------------------------
     def on_start(self, span: Span, parent_context: Any = None) -> None:
-        pass
+        # The first span to start (a session's root, as a rule) starts the worker, which gets the
+        # exporter ready while the program runs (see _warm_up) rather than at its first export,
+        # which for a short run is at exit, with the program waiting for it.
+        if self._worker is None and not self._closed and sampled_flag(span.context):
+            self._start_worker()
 
     def on_end(self, span: ReadableSpan) -> None:
         if not sampled_flag(span.context):
@@ -216,6 +223,7 @@ class ScopeSpanProcessor(SpanProcessor):
         # Nothing the exporter runs (sqlite3, urllib3, grpc, json) may be traced: that would feed
         # its own queue forever.
         with suppressed():
+            self._warm_up()
             while not self._stopping:
                 with contextlib.suppress(queue.Empty):
                     self._wake.get(timeout=self._delay_s)
@@ -223,6 +231,18 @@ class ScopeSpanProcessor(SpanProcessor):
                 self._drain()
             self._drain()  # what close() queued while the last drain ran, and its marker
             self.exporter.shutdown()
+
+    def _warm_up(self) -> None:
+        """Call the exporter's optional ``warm_up()`` (the local store imports SQLite and opens
+        its file: several milliseconds), holding :data:`_warming` so that a fork waits for it."""
+        warm_up = getattr(self.exporter, "warm_up", None)
+        if warm_up is None:
+            return
+        with _warming:
+            try:
+                warm_up()
+            except Exception:  # the exporter's first export reports what is wrong
+                pass
 
     def _drain(self) -> None:
         self._draining = True  # spans taken off the queue are not exported yet: a flush waits
@@ -314,6 +334,35 @@ class ScopeSpanProcessor(SpanProcessor):
 
 
 _processors: weakref.WeakSet[ScopeSpanProcessor] = weakref.WeakSet()
+
+# Held by a worker while its exporter warms up. A fork in that moment would copy into the child
+# the locks of the imports under way on the worker (``sqlite3``'s), held by a thread the child
+# does not have: the child's own import of the module would then wait forever. So a fork waits
+# for the warm-up to end (bounded: a warm-up stuck for longer is not worth a hung fork), and the
+# child gets the lock back unlocked (:mod:`otel_scope._forksafe`).
+_warming = _forksafe.lock()
+_FORK_WAITS_S = 2.0
+_held_for_fork = False  # whether the forking thread got _warming (the wait is bounded)
+
+
+def _before_fork() -> None:
+    global _held_for_fork
+    _held_for_fork = _warming.acquire(timeout=_FORK_WAITS_S)
+
+
+def _after_fork(in_child: bool) -> None:
+    global _held_for_fork
+    if _held_for_fork and not in_child:
+        _warming.release()
+    _held_for_fork = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=lambda: _after_fork(in_child=False),
+        after_in_child=lambda: _after_fork(in_child=True),
+    )
 
 
 def processors() -> list[ScopeSpanProcessor]:

@@ -24,16 +24,18 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-# Retention runs on the first export of each process and then every PRUNE_EVERY exports: often
-# enough to bound the file, rare enough that its queries never show up in the app's latency.
+# Retention runs when each process warms the store up (or on its first export) and then every
+# PRUNE_EVERY exports: often enough to bound the file, rare enough that its queries never show
+# up in the app's latency.
 PRUNE_EVERY = 50
 
 
 class LocalStoreSpanExporter(SpanExporter):
     """Exports spans into the SQLite store at ``path`` (default: ``Settings().store_path``).
 
-    The file (and its directory) is created on the first export, not at construction, so a
-    configured-but-unused exporter leaves no trace on disk.
+    The file (and its directory) is created when the first span starts (:meth:`warm_up`, on the
+    export thread) or on the first export, not at construction, so a configured-but-unused
+    exporter leaves no trace on disk.
     """
 
     #: Tells the export pipeline to give this exporter the store's queue and batch sizes.
@@ -78,6 +80,26 @@ class LocalStoreSpanExporter(SpanExporter):
         except Exception as exc:
             self._report(f"cannot write spans to the local store {self.path}: {exc}")
             return SpanExportResult.FAILURE
+        self._retain(store)
+        return SpanExportResult.SUCCESS
+
+    def warm_up(self) -> None:
+        """Get the store ready before the first export: import SQLite, open (or create) the file
+        and apply retention.
+
+        The export pipeline calls this on its worker thread when the first span starts (a
+        session's root, as a rule), so this work overlaps the program instead of being waited for
+        at its exit, where a short run's only export happens. A failure is left for that export
+        to report, in its one warning.
+        """
+        try:
+            store = self._open()
+        except Exception:
+            return
+        self._retain(store)
+
+    def _retain(self, store: SpanStore) -> None:
+        """Count one export (or warm-up) and prune when retention is due or the file is too big."""
         with self._lock:
             due = self._exports % PRUNE_EVERY == 0
             self._exports += 1
@@ -91,7 +113,6 @@ class LocalStoreSpanExporter(SpanExporter):
                     self._full = f"store size limit ({self.max_mb:g} MB) reached"
         except Exception as exc:
             self._report(f"cannot prune the local store {self.path}: {exc}")
-        return SpanExportResult.SUCCESS
 
     def _open(self) -> SpanStore:
         with self._lock:
