@@ -111,6 +111,20 @@ def test_a_directory_others_could_reach_is_never_used(runtime_dir, problem) -> N
     assert stat.S_IMODE(os.stat(chosen).st_mode) == 0o700
 
 
+def test_a_temporary_directory_that_cannot_hold_the_socket_is_passed_over_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The candidates follow tempfile's order without its write test (a file made and removed in
+    # each: 0.8 ms of every start), so the server's own checks must pass over a bad $TMPDIR.
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "missing"))
+    for name in ("TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
+    assert paths.candidate_dirs()[0] == tmp_path / "missing" / f"otel-scope-{os.getuid()}"
+    assert paths.private_dir() == Path("/tmp") / f"otel-scope-{os.getuid()}"
+
+
 def test_bad_requests_get_one_clear_error_each_and_the_channel_keeps_serving(server, shop) -> None:
     conn = Conn(server.path)
     cases = [
