@@ -180,15 +180,25 @@ _KINDS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS | inspect.CO_COROUTINE | in
 
 
 class _Shape(NamedTuple):
-    """What a trampoline's code depends on, besides its holder."""
+    """What a trampoline's code depends on, besides its holder and its names."""
 
-    names: tuple[str, ...]  # the parameters, in co_varnames order
     n_pos: int
     n_posonly: int
     n_kw: int
     flags: int  # the original's flags among _KINDS
-    free: tuple[str, ...]
+    n_free: int
     gated: bool  # the probe has a call sampler: the entry test numbers each call
+
+
+# A template's parameters and free variables, renamed to the function's own in its code. Free
+# variables are numbered with zeros in front: the compiler orders them by name, and must keep
+# them in the order of the function's (also by name), which its ``__closure__`` follows.
+def _param(i: int) -> str:
+    return f"_otel_scope_p{i}"
+
+
+def _free(i: int) -> str:
+    return f"_otel_scope_f{i:04d}"
 
 
 def _trampoline_code(original: types.CodeType, holder: _Holder, gated: bool) -> types.CodeType:
@@ -196,27 +206,28 @@ def _trampoline_code(original: types.CodeType, holder: _Holder, gated: bool) -> 
     whether to trace this call (see the module doc), every instruction on the def line.
 
     Built from one compiled template per shape (parsing and compiling a source costs about
-    0.2 ms, and a package's functions share a few dozen shapes): the template's placeholder,
-    file, first line and names are then replaced by this function's holder and its own.
+    0.3 ms): the counts of each kind of parameter and of free variables, so the 671 functions
+    of jinja2 need 44 templates, not one per signature (265). The template's placeholder, file, first
+    line and names (of the parameters and free variables, which its code refers to by position,
+    and as strings only where it passes keyword arguments on) are then replaced by this
+    function's holder and its own.
     """
     flags = original.co_flags & _KINDS
-    n_params = original.co_argcount + original.co_kwonlyargcount
-    n_params += bool(flags & inspect.CO_VARARGS) + bool(flags & inspect.CO_VARKEYWORDS)
+    free = original.co_freevars
     shape = _Shape(
-        original.co_varnames[:n_params],
-        original.co_argcount,
-        original.co_posonlyargcount,
-        original.co_kwonlyargcount,
-        flags,
-        original.co_freevars,
-        gated,
+        original.co_argcount, original.co_posonlyargcount, original.co_kwonlyargcount, flags, len(free), gated
     )
     try:
         template = _template(shape)
     except ValueError:
         raise ValueError(f"{original.co_name}: the trampoline does not fit its signature") from None
+    names = original.co_varnames[: _parameter_count(shape)]
+    own = {_param(i): name for i, name in enumerate(names)}
+    own.update({_free(i): name for i, name in enumerate(free)})
     replace: dict[str, Any] = {
-        "co_consts": tuple(holder if c == _PLACEHOLDER else c for c in template.co_consts),
+        "co_consts": tuple(holder if c == _PLACEHOLDER else _renamed(c, own) for c in template.co_consts),
+        "co_varnames": names + template.co_varnames[len(names) :],
+        "co_freevars": free,
         "co_filename": original.co_filename,
         "co_firstlineno": original.co_firstlineno,
         "co_name": original.co_name,
@@ -226,10 +237,30 @@ def _trampoline_code(original: types.CodeType, holder: _Holder, gated: bool) -> 
     return template.replace(**replace)
 
 
+def _parameter_count(shape: _Shape) -> int:
+    """How many of the code's first local variables are its parameters (``*args``, ``**kw`` too)."""
+    return (
+        shape.n_pos
+        + shape.n_kw
+        + bool(shape.flags & inspect.CO_VARARGS)
+        + bool(shape.flags & inspect.CO_VARKEYWORDS)
+    )
+
+
+def _renamed(const: Any, own: dict[str, str]) -> Any:
+    """A template constant with the placeholder names in it (a keyword's name, a tuple of them
+    for a call's keywords or a dict's keys) replaced by the function's own."""
+    if type(const) is str:
+        return own.get(const, const)
+    if type(const) is tuple:
+        return tuple(_renamed(c, own) for c in const)
+    return const
+
+
 @functools.lru_cache(maxsize=512)
 def _template(shape: _Shape) -> types.CodeType:
     flags = shape.flags
-    names = shape.names
+    names = tuple(_param(i) for i in range(_parameter_count(shape)))
     positional = list(names[: shape.n_pos])
     keyword = list(names[shape.n_pos : shape.n_pos + shape.n_kw])
     i = shape.n_pos + shape.n_kw
@@ -263,7 +294,7 @@ def _template(shape: _Shape) -> types.CodeType:
         prefix, straight, traced = "", f"(yield from {straight})", f"(yield from {traced})"
     else:
         prefix = ""
-    free = shape.free
+    free = tuple(_free(i) for i in range(shape.n_free))
     # The free variables are named (never evaluated) so the code keeps the function's closure.
     keep = f" if 1 else ({', '.join(free)},)" if free else ""
     cells = f"    {' = '.join(free)} = None\n" if free else ""
