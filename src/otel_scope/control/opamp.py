@@ -26,7 +26,6 @@ the poll interval; the program is never affected.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -133,7 +132,7 @@ def remote_requests(config: Mapping[str, Any]) -> list[Request]:
             request = api.make_request(
                 text, mode=config["mode"], capture_locals="*", level=config["level"], source="opamp"
             )
-            requests.append(dataclasses.replace(request, runtime=False))
+            requests.append(request._replace(runtime=False))
     except ValueError as exc:
         raise RemoteConfigError(str(exc)) from None
     return requests

@@ -13,25 +13,34 @@ import linecache
 import sys
 import types
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from otel_scope.callables import DESCRIPTOR_KINDS, held_function, innermost_function, is_a
 from otel_scope.config.patterns import TargetPattern, wildcard_skips
 
 
-@dataclass(frozen=True)
 class Site:
-    """One function at one attribute of a module or class."""
+    """One function at one attribute of a module or class.
 
-    owner: Any  # the module or class whose __dict__ holds the attribute
-    attr: str
-    module: str
-    qualname: str
-    raw: Any  # the attribute as stored: function, classmethod or staticmethod
-    # The plain function (for code, source and names); None for a compiled module's built-in
-    # function, which gets a runtime span (wrapped at the attribute) and nothing else.
-    func: types.FunctionType | None
+    Never changed once made. A plain class, not a dataclass (which costs every start that loads
+    the engine about 0.5 ms to create) nor a named tuple (mypy reads a named tuple's
+    ``FunctionType`` field as a bound method); nothing compares sites, the engine keys them by
+    :attr:`key`.
+    """
+
+    __slots__ = ("attr", "func", "module", "owner", "qualname", "raw")
+
+    def __init__(
+        self, owner: Any, attr: str, module: str, qualname: str, raw: Any, func: types.FunctionType | None
+    ) -> None:
+        self.owner = owner  # the module or class whose __dict__ holds the attribute
+        self.attr = attr
+        self.module = module
+        self.qualname = qualname
+        self.raw = raw  # the attribute as stored: function, classmethod or staticmethod
+        # The plain function (for code, source and names); None for a compiled module's built-in
+        # function, which gets a runtime span (wrapped at the attribute) and nothing else.
+        self.func = func
 
     @property
     def key(self) -> tuple[int, str]:

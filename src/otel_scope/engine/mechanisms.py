@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import types
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import wrapt
@@ -42,16 +41,23 @@ class Captured(Installed, Protocol):
     probe: Any
 
 
-@dataclass(frozen=True)
 class RuntimePlan:
     """What the runtime mechanism installs at a site: ``probe``, reached through the code of
     ``code_target`` (every reference to the function reaches it) or, when that is ``None``,
     through a wrapper at the attribute; ``only_here``: and no other name of the function is
-    repointed at the wrapper (an exactly named copied-in function, see ``named_elsewhere``)."""
+    repointed at the wrapper (an exactly named copied-in function, see ``named_elsewhere``).
 
-    probe: RuntimeProbe
-    code_target: types.FunctionType | None
-    only_here: bool = False
+    A plain class, as :class:`~otel_scope.engine.discovery.Site` is, for the same reasons.
+    """
+
+    __slots__ = ("code_target", "only_here", "probe")
+
+    def __init__(
+        self, probe: RuntimeProbe, code_target: types.FunctionType | None, only_here: bool = False
+    ) -> None:
+        self.probe = probe
+        self.code_target = code_target
+        self.only_here = only_here
 
 
 class Trampolined:

@@ -15,7 +15,6 @@ import sys
 import types
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from otel_scope import _forksafe
@@ -49,16 +48,22 @@ from otel_scope.vocabulary import Mechanism, mechanism
 _log = logging.getLogger("otel_scope")
 
 
-@dataclass
 class Entry:
-    """One request, as added by one call; a :class:`Handle` removes it."""
+    """One request, as added by one call; a :class:`Handle` removes it.
 
-    id: int
-    request: Request
-    function: Any = None  # set when a function object (not a pattern) was given
-    sites: set[tuple[int, str]] = field(default_factory=set)
-    # function name -> why it could not be instrumented as asked (shown by `otel-scope targets`)
-    errors: dict[str, str] = field(default_factory=dict)
+    A plain class, as :class:`Applied` is, not a dataclass: creating a dataclass costs every
+    start that loads the engine about 0.5 ms (``tests/test_startup_imports.py``).
+    """
+
+    __slots__ = ("errors", "function", "id", "request", "sites")
+
+    def __init__(self, id: int, request: Request, function: Any = None) -> None:
+        self.id = id
+        self.request = request
+        self.function = function  # set when a function object (not a pattern) was given
+        self.sites: set[tuple[int, str]] = set()
+        # function name -> why it could not be instrumented as asked (shown by `otel-scope targets`)
+        self.errors: dict[str, str] = {}
 
     def failure(self) -> str:
         """Why this request could not be applied as asked, in one line ('' when it was)."""
@@ -72,17 +77,19 @@ class Entry:
         return self.request.pattern.matches(site.module, site.qualname)
 
 
-@dataclass
 class Applied:
-    """What is currently installed at one site."""
+    """What is currently installed at one site (a plain class, as :class:`Entry` is)."""
 
-    site: Site
-    probe: RuntimeProbe | None = None
-    runtime: RuntimeInstalled | None = None  # how the probe is reached
-    capture: CapturePlan | None = None
-    compiled: Captured | None = None  # compile-time capture as installed
-    refused: CapturePlan | None = None  # the capture compile-time refused here: not tried again
-    entries: set[int] = field(default_factory=set)
+    __slots__ = ("capture", "compiled", "entries", "probe", "refused", "runtime", "site")
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.probe: RuntimeProbe | None = None
+        self.runtime: RuntimeInstalled | None = None  # how the probe is reached
+        self.capture: CapturePlan | None = None
+        self.compiled: Captured | None = None  # compile-time capture as installed
+        self.refused: CapturePlan | None = None  # the capture compile-time refused here: not tried again
+        self.entries: set[int] = set()
 
     @property
     def mechanism(self) -> Mechanism:
@@ -221,7 +228,7 @@ class Engine:
                 "module-level class (found through __module__ and __qualname__)"
             )
         pattern = parse_pattern(f"{site.module}:{site.qualname}")
-        return self.add(Request(**{**request.__dict__, "pattern": pattern}), function=site.func)
+        return self.add(request._replace(pattern=pattern), function=site.func)
 
     def _no_match(self, entry: Entry) -> None:
         """Say in one line why a pattern selected nothing in its loaded module (kept in errors)."""

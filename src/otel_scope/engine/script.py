@@ -14,7 +14,6 @@ program has started: ``if __name__ == "__main__": main()``), so the program itse
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import os
@@ -51,7 +50,7 @@ def script_requests(requests: Iterable[Request], names: set[str]) -> list[Reques
     for request in requests:
         pattern = request.pattern
         if pattern.module in names and pattern.module != MAIN and not pattern.module_prefix:
-            aliased.append(dataclasses.replace(request, pattern=dataclasses.replace(pattern, module=MAIN)))
+            aliased.append(request._replace(pattern=pattern._replace(module=MAIN)))
     return aliased
 
 

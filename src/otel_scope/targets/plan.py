@@ -6,19 +6,19 @@ which locals, which lines, how deep.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from otel_scope.vocabulary import LEVEL_ORDER
 
 
-@dataclass(frozen=True)
-class CapturePlan:
+class CapturePlan(NamedTuple):
     """Compile-time capture for one function.
 
     ``locals`` is ``None`` for every local variable, else the names to capture. ``lines`` get a
     line event each. ``level``: ``boundaries`` (a span per call only), ``locals`` (plus variable
     events), ``lines`` (plus an event for every executed line), ``expressions`` (plus the values
-    of sub-expressions on chosen lines).
+    of sub-expressions on chosen lines). A named tuple (a cache key): compared and hashed by
+    value, and cheaper than a dataclass to create at start.
     """
 
     locals: frozenset[str] | None = None

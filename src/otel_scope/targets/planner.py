@@ -18,8 +18,7 @@ Every decision carries human-readable reasons, shown by ``otel-scope plan`` and 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from otel_scope.config import Settings
 from otel_scope.config.patterns import TargetPattern
@@ -30,9 +29,11 @@ from otel_scope.vocabulary import LEVEL_ORDER, Mechanism, mechanism
 ESCALATION = "escalation"
 
 
-@dataclass(frozen=True)
-class Request:
-    """What a user asked for one pattern (from settings or ``otel_scope.trace``)."""
+class Request(NamedTuple):
+    """What a user asked for one pattern (from settings or ``otel_scope.trace``).
+
+    A named tuple: compared and hashed by value, and cheaper than a dataclass to create at start.
+    """
 
     pattern: TargetPattern
     mode: str = "auto"  # per-request override; "auto" defers to the settings' mode
@@ -50,12 +51,12 @@ class Request:
         return self.source != ESCALATION
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What one function gets. ``runtime_if_refused``: compile-time capture is the only span
     asked for (a hybrid locals-only request), so if compile-time refuses the function (generated
     code such as namedtuple's ``_make``, ``exec``, an edited file) a runtime span is installed in
-    its place: the user still gets a span per call, only without the locals."""
+    its place: the user still gets a span per call, only without the locals. A named tuple:
+    compared and hashed by value, and cheaper than a dataclass to create at start."""
 
     runtime: bool
     capture: CapturePlan | None
