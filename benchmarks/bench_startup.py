@@ -1,6 +1,6 @@
 """What otel-scope adds to the start of ``opentelemetry-instrument``, against the stock CLI alone.
 
-    .venv/bin/python benchmarks/bench_startup.py [--repeat N] [--top K] [--json FILE]
+    .venv/bin/python benchmarks/bench_startup.py [--repeat N] [--top K] [--json FILE] [--instructions]
 
 The 1.0x is the stock CLI *without otel-scope*: a baseline virtual environment holding the same
 ``opentelemetry-*`` distributions at the same versions as this one (read with
@@ -40,6 +40,14 @@ module) by cumulative time, with the module that imported each; separately in th
 A module imported through :func:`importlib.import_module`, as the stock CLI loads entry points,
 is not timed by ``-X importtime`` (what it imports is), so the distro's own modules may be absent.
 
+With ``--instructions``, each command also runs once under valgrind's callgrind (when installed),
+which counts the instructions the program's process executes (from the CLI's ``exec`` of it to
+its exit, every thread): a figure that stays the same from run to run, whatever else the machine
+does, where wall times on a shared virtual machine spread by tens of milliseconds. Printed: the
+instructions per command, what each adds over the baseline CLI and over the plain OTel distro,
+and that as milliseconds at the baseline CLI's own rate (its fastest wall time over its count),
+an estimate since not all instructions cost the same.
+
 Even in ``off`` mode otel-scope is the distro: it configures the OpenTelemetry SDK (a tracer
 provider and an exporter, so other instrumentations still export), which the bare stock CLI
 never does; that is part of what ``off`` adds here.
@@ -52,6 +60,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -144,6 +153,11 @@ def commands(baseline: Path, otel_distro: Path) -> dict[str, list[str]]:
     return out
 
 
+def command_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    """The environment command ``name`` runs in: the plain-OTel row adds its SDK settings."""
+    return {**env, **OTEL_DISTRO_ENV} if name == "plain OTel distro" else env
+
+
 def clean_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTHON"))}
     env["OTEL_SCOPE_STORE_PATH"] = str(tmp / "startup.sqlite3")
@@ -160,7 +174,7 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
 def time_commands(
     cmds: dict[str, list[str]], repeat: int, env: dict[str, str], cwd: Path
 ) -> dict[str, list[float]]:
-    envs = {name: {**env, **OTEL_DISTRO_ENV} if name == "plain OTel distro" else env for name in cmds}
+    envs = {name: command_env(name, env) for name in cmds}
     for name, cmd in cmds.items():
         _run(cmd, envs[name], cwd)  # warm-up: bytecode caches, the baseline's first start
     seconds: dict[str, list[float]] = {name: [] for name in cmds}
@@ -239,12 +253,56 @@ def importtime(
     return out
 
 
+def instructions(cmd: list[str], env: dict[str, str], cwd: Path) -> int:
+    """What callgrind counts for ``cmd``'s program: ``Ir`` of the process the CLI hands over to
+    with ``exec``, which callgrind follows (``--trace-children``) and reports as one part."""
+    with tempfile.TemporaryDirectory(prefix="otel-scope-callgrind-") as out:
+        valgrind = [
+            "valgrind",
+            "--tool=callgrind",
+            "--trace-children=yes",
+            f"--callgrind-out-file={out}/cg.%p",
+        ]
+        _run([*valgrind, *cmd], env, cwd)
+        return sum(
+            int(line.split()[1])
+            for dump in Path(out).glob("cg.*")
+            for line in dump.read_text(errors="replace").splitlines()
+            if line.startswith("summary:")
+        )
+
+
+def print_instructions(counts: dict[str, int], base_ms: float) -> None:
+    base, otel = counts["baseline CLI"], counts["plain OTel distro"]
+    per_ms = base / base_ms  # instructions per millisecond, at the baseline CLI's fastest run
+    print(
+        "\ninstructions of the program's process (callgrind, one run each; millions)\n"
+        f"{'command':18} {'count':>8}   {'over the baseline CLI':>30}   {'over plain OTel distro':>30}"
+    )
+    for name, count in counts.items():
+        row = f"{name:18} {count / 1e6:8.1f}"
+        if name not in ("python -c pass", "baseline CLI"):
+            row += _added(count, base, per_ms)
+        if name in MODES:
+            row += _added(count, otel, per_ms)
+        print(row)
+
+
+def _added(count: int, over: int, per_ms: float) -> str:
+    return f"   {(count - over) / 1e6:+8.1f} {count / over - 1:+8.1%} ~{(count - over) / per_ms:+6.1f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15, help="timed runs per command (default 15)")
     parser.add_argument("--top", type=int, default=8, help="modules listed per process (default 8)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions with valgrind's callgrind"
+    )
     args = parser.parse_args()
+    if args.instructions and shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (Debian: apt-get install valgrind)")
     baseline = baseline_venv()
     otel_distro = baseline_venv((otel_distro_requirement(),))
     with tempfile.TemporaryDirectory(prefix="otel-scope-startup-") as tmp_name:
@@ -252,6 +310,10 @@ def main() -> None:
         env = clean_env(tmp)
         seconds = time_commands(commands(baseline, otel_distro), args.repeat, env, tmp)
         imports = {mode: importtime(mode, baseline, env, tmp) for mode in IMPORTTIME_MODES}
+        counts: dict[str, int] = {}
+        if args.instructions:
+            for name, cmd in commands(baseline, otel_distro).items():
+                counts[name] = instructions(cmd, command_env(name, env), tmp)
 
     base_median = statistics.median(seconds["baseline CLI"])
     base_min = min(seconds["baseline CLI"])
@@ -277,6 +339,8 @@ def main() -> None:
                 f"{median / otel_median:8.2f}x"
             )
         print(f"{name:18} {median * 1000:8.1f} {best * 1000:8.1f}   {added}")
+    if counts:
+        print_instructions(counts, base_min * 1000)
     for mode, processes in imports.items():
         for process, rows in processes.items():
             total = sum(row.own_us for row in rows.values()) / 1000
@@ -295,6 +359,7 @@ def main() -> None:
             "repeat": args.repeat,
             "seconds": seconds,
             "importtime_us": imports,
+            "instructions": counts,
         }
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 
