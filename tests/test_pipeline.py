@@ -203,3 +203,42 @@ def test_a_fork_waits_for_the_exporter_warm_up_so_no_half_done_import_is_copied(
     finally:
         span.end()
         p.shutdown(5000)
+
+
+class _StuckWarmUp(_SlowWarmUp):
+    """An exporter whose warm-up does not end until told to (a store on a hung file system)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def warm_up(self) -> None:
+        self.started.set()
+        self.release.wait(30)
+
+
+def test_once_a_fork_has_waited_its_bound_for_a_stuck_warm_up_no_later_fork_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipeline, "_FORK_WAITS_S", 0.3)
+    monkeypatch.setattr(pipeline, "_warm_up_stuck", False)
+    exporter = _StuckWarmUp()
+    p = pipeline.ScopeSpanProcessor(exporter)
+    provider = TracerProvider()
+    provider.add_span_processor(p)
+    span = provider.get_tracer("t").start_span("root")
+    try:
+        assert exporter.started.wait(10)
+        waits = []
+        for _ in range(2):
+            started = time.monotonic()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            waits.append(time.monotonic() - started)
+            os.waitpid(pid, 0)
+        assert waits[0] >= 0.3 and waits[1] < 0.3, waits
+    finally:
+        exporter.release.set()
+        span.end()
+        p.shutdown(5000)

@@ -338,16 +338,21 @@ _processors: weakref.WeakSet[ScopeSpanProcessor] = weakref.WeakSet()
 # Held by a worker while its exporter warms up. A fork in that moment would copy into the child
 # the locks of the imports under way on the worker (``sqlite3``'s), held by a thread the child
 # does not have: the child's own import of the module would then wait forever. So a fork waits
-# for the warm-up to end (bounded: a warm-up stuck for longer is not worth a hung fork), and the
-# child gets the lock back unlocked (:mod:`otel_scope._forksafe`).
+# for the warm-up to end, and the child gets the lock back unlocked (:mod:`otel_scope._forksafe`).
+# The wait is bounded, and once it has run out (a store on a hung file system, say) no later
+# fork waits: a pool of forked workers must not start one every two seconds.
 _warming = _forksafe.lock()
 _FORK_WAITS_S = 2.0
-_held_for_fork = False  # whether the forking thread got _warming (the wait is bounded)
+_held_for_fork = False  # whether the forking thread got _warming
+_warm_up_stuck = False
 
 
 def _before_fork() -> None:
-    global _held_for_fork
+    global _held_for_fork, _warm_up_stuck
+    if _warm_up_stuck:
+        return
     _held_for_fork = _warming.acquire(timeout=_FORK_WAITS_S)
+    _warm_up_stuck = not _held_for_fork
 
 
 def _after_fork(in_child: bool) -> None:
