@@ -116,9 +116,29 @@ def test_a_call_left_out_by_sampling_runs_straight_from_its_trampoline(memory) -
         engine.remove_all()
 
 
+def test_a_traceback_shows_the_trampoline_frame_as_the_def_line_with_no_carets_under_it(
+    runtime_engine,
+) -> None:
+    """The trampoline's instructions have no columns: those of the template's own source marked
+    a meaningless part of the user's def line with carets, in every traceback through it."""
+    import traceback
+
+    import jinja2.utils
+
+    add_target(runtime_engine, "jinja2.utils:import_string")
+    with pytest.raises(ImportError) as raised:
+        jinja2.utils.import_string("no_such_module_here.x")
+    blocks = traceback.format_exception(raised.value)
+    (frame,) = [b for b in blocks if "in import_string" in b and "def import_string" in b]
+    assert len(frame.rstrip().splitlines()) == 2, frame  # the File line and the def line, no carets
+    code = jinja2.utils.import_string.__code__
+    if hasattr(code, "co_positions"):
+        assert {col for *_, col in list(code.co_positions())[1:]} == {None}
+
+
 def test_functions_sharing_a_signature_each_get_a_trampoline_of_their_own(memory) -> None:
-    """Trampolines are made from one compiled template per signature: each must still point at
-    its own function's file, def line, name and probe."""
+    """Trampolines are made from one compiled template per shape of parameters: each must still
+    point at its own function's file, def line, name and probe."""
     import types
 
     import jinja2.utils

@@ -18,8 +18,9 @@ runs the original copy straight from the trampoline, a plain Python-to-Python ca
 argument tuple made and no otel-scope frame in between (a skipped call that raises is still
 handed to ``probe.failed_late``); any other goes to ``probe.traced``, and what it raises
 leaves with otel-scope's frames taken out of its traceback. Its code takes the
-original's name, file and first line, and every instruction is put on that line, so
-tracebacks and ``inspect`` point at the user's function. It reads the probe and the copy from
+original's name, file and first line, and every instruction is put on that line, with no
+column, so tracebacks and ``inspect`` point at the user's function (its ``def`` line, with no
+carets under part of it). It reads the probe and the copy from
 a :class:`_Holder` among its own constants: never a closure (the function's ``__closure__`` must
 keep fitting the code's free variables), nor a module global, which Python sets to None at
 interpreter exit while finalizers may still call the function (multiprocessing's
@@ -323,9 +324,12 @@ def _template(shape: _Shape) -> types.CodeType:
     )
     tree = ast.parse(source)
     inner = tree.body[0].body[-2]  # type: ignore[attr-defined]
-    for node in ast.walk(inner):  # one line: tracebacks and inspect point at the def line only
+    # One line, with no columns: tracebacks and inspect point at the def line only, and no
+    # traceback marks part of it with carets (columns of the template's source would).
+    for node in ast.walk(inner):
         if "lineno" in node._attributes:
             node.lineno = node.end_lineno = inner.lineno  # type: ignore[attr-defined]
+            node.col_offset = node.end_col_offset = -1  # type: ignore[attr-defined]
     namespace: dict[str, Any] = {}
     exec(compile(tree, "<otel-scope trampoline>", "exec", dont_inherit=True), namespace)
     code: types.CodeType = namespace["_make"]().__code__
