@@ -233,16 +233,15 @@ class ScopeSpanProcessor(SpanProcessor):
             self.exporter.shutdown()
 
     def _warm_up(self) -> None:
-        """Call the exporter's optional ``warm_up()`` (the local store imports SQLite and opens
-        its file: several milliseconds), holding :data:`_warming` so that a fork waits for it."""
+        """Call the exporter's optional ``warm_up()`` (the local store imports SQLite: about 3 ms,
+        and far longer while a busy thread holds the GIL)."""
         warm_up = getattr(self.exporter, "warm_up", None)
         if warm_up is None:
             return
-        with _warming:
-            try:
-                warm_up()
-            except Exception:  # the exporter's first export reports what is wrong
-                pass
+        try:
+            warm_up()
+        except Exception:  # the exporter's first export reports what is wrong
+            pass
 
     def _drain(self) -> None:
         self._draining = True  # spans taken off the queue are not exported yet: a flush waits
@@ -334,40 +333,6 @@ class ScopeSpanProcessor(SpanProcessor):
 
 
 _processors: weakref.WeakSet[ScopeSpanProcessor] = weakref.WeakSet()
-
-# Held by a worker while its exporter warms up. A fork in that moment would copy into the child
-# the locks of the imports under way on the worker (``sqlite3``'s), held by a thread the child
-# does not have: the child's own import of the module would then wait forever. So a fork waits
-# for the warm-up to end, and the child gets the lock back unlocked (:mod:`otel_scope._forksafe`).
-# The wait is bounded, and once it has run out (a store on a hung file system, say) no later
-# fork waits: a pool of forked workers must not start one every two seconds.
-_warming = _forksafe.lock()
-_FORK_WAITS_S = 2.0
-_held_for_fork = False  # whether the forking thread got _warming
-_warm_up_stuck = False
-
-
-def _before_fork() -> None:
-    global _held_for_fork, _warm_up_stuck
-    if _warm_up_stuck:
-        return
-    _held_for_fork = _warming.acquire(timeout=_FORK_WAITS_S)
-    _warm_up_stuck = not _held_for_fork
-
-
-def _after_fork(in_child: bool) -> None:
-    global _held_for_fork
-    if _held_for_fork and not in_child:
-        _warming.release()
-    _held_for_fork = False
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=lambda: _after_fork(in_child=False),
-        after_in_child=lambda: _after_fork(in_child=True),
-    )
 
 
 def processors() -> list[ScopeSpanProcessor]:
