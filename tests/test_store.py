@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from otel_scope import semconv as sc
 from otel_scope.store import PRUNE_EVERY, LocalStoreSpanExporter, SpanStore, StoreError, record_from_span
-from otel_scope.store import exporter as exporter_module
 from test_timeline_sample import HANDLE, MESSAGE_ID, RECEIVE, record_session, sample_spans
 
 DAY_NS = 86_400 * 10**9
@@ -429,79 +428,27 @@ def test_sdk_spans_and_the_same_spans_as_records_give_the_same_rows_and_summary(
     assert direct.get_trace(trace_id) == imported.get_trace(trace_id)
 
 
-def test_warm_up_leaves_the_file_and_retention_to_the_first_export(tmp_path: Path) -> None:
-    # The pipeline warms the exporter up when the first span starts. Opening and pruning then,
-    # under busy threads holding the GIL, kept a test's first spans out of the store past its
-    # deadline; a configured-but-unused exporter must also leave no file.
-    path = tmp_path / "w.sqlite3"
-    exporter = LocalStoreSpanExporter(path=path)
+def test_a_store_set_up_before_opens_without_running_its_schema_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every run that records a session opens the store at exit; setting auto_vacuum and running
+    # the schema's statements again on a file that has them cost about 1 ms of that exit.
+    path = tmp_path / "s.sqlite3"
+    SpanStore(path).close()
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced_connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)  # type: ignore[arg-type]
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced_connect)
+    store = SpanStore(path)
     try:
-        exporter.warm_up()
-        assert "otel_scope.store.spanstore" in sys.modules
-        assert not path.exists()
-        record_session(exporter)
-        assert path.exists()
-    finally:
-        exporter.shutdown()
-
-
-def test_warm_up_of_a_store_that_cannot_be_made_leaves_the_report_to_the_export(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("a file where the store's directory should be")
-    exporter = LocalStoreSpanExporter(path=blocker / "t.sqlite3")
-    with caplog.at_level(logging.WARNING, logger="otel_scope.store.exporter"):
-        exporter.warm_up()
-        assert not caplog.records
         _, spans = sample_spans()
-        assert exporter.export(spans) is SpanExportResult.FAILURE
-    assert len(caplog.records) == 1 and str(blocker) in caplog.records[0].getMessage()
-
-
-def _fork_and_time() -> float:
-    """Seconds ``os.fork()`` took in the parent; the child exits at once."""
-    started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # the child: run nothing of pytest's
-        os._exit(0 if not exporter_module._importing.locked() else 1)
-    waited = time.monotonic() - started
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0  # the child's copy of the lock is free
-    return waited
-
-
-def _hold_importing(seconds: float) -> threading.Thread:
-    """Hold the warm-up's import lock from another thread, as a slow import of SQLite would."""
-    taken = threading.Event()
-
-    def hold() -> None:
-        with exporter_module._importing:
-            taken.set()
-            time.sleep(seconds)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    taken.wait()
-    return holder
-
-
-def test_a_fork_waits_while_the_warm_up_imports_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A fork during the export thread's import of sqlite3 would give the child that module's
-    # import lock, held by a thread the child does not have: its own import of sqlite3 would hang.
-    monkeypatch.setattr(exporter_module, "_import_stuck", False)
-    holder = _hold_importing(0.3)
-    waited = _fork_and_time()
-    holder.join()
-    assert waited >= 0.25
-
-
-def test_once_a_fork_has_waited_its_bound_for_a_stuck_import_no_later_fork_waits(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(exporter_module, "_FORK_WAITS_S", 0.2)
-    monkeypatch.setattr(exporter_module, "_import_stuck", False)
-    holder = _hold_importing(1.0)
-    waits = [_fork_and_time(), _fork_and_time()]
-    holder.join()
-    assert waits[0] >= 0.2 and waits[1] < 0.2, waits
+        store.add(spans)
+    finally:
+        store.close()
+    setup = [s for s in statements if "CREATE" in s.upper() or "auto_vacuum" in s or "journal_mode" in s]
+    assert setup == [] and statements, statements

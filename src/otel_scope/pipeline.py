@@ -19,10 +19,7 @@ such as the store's size limit, :data:`AFTER_END`, :data:`DEADLINE`) and
 :func:`drops` reports them per destination, for the session root span and the line at exit.
 
 A forked child starts with an empty queue (the parent exports its own spans), fresh counts and
-no worker until its first span starts: the parent's worker thread does not exist in the child.
-The worker starts with the first span, not at construction, and first lets its exporter get
-ready (``warm_up()``, which the local store has): that work then overlaps the program instead of
-its exit, and a program that makes no span starts no thread.
+no worker until it ends its first span: the parent's worker thread does not exist in the child.
 """
 
 from __future__ import annotations
@@ -147,11 +144,7 @@ class ScopeSpanProcessor(SpanProcessor):
 
     # -- the producer side (any thread of the program) ------------------------------------------
     def on_start(self, span: Span, parent_context: Any = None) -> None:
-        # The first span to start (a session's root, as a rule) starts the worker, which gets the
-        # exporter ready while the program runs (see _warm_up) rather than at its first export,
-        # which for a short run is at exit, with the program waiting for it.
-        if self._worker is None and not self._closed and sampled_flag(span.context):
-            self._start_worker()
+        pass
 
     def on_end(self, span: ReadableSpan) -> None:
         if not sampled_flag(span.context):
@@ -223,7 +216,6 @@ class ScopeSpanProcessor(SpanProcessor):
         # Nothing the exporter runs (sqlite3, urllib3, grpc, json) may be traced: that would feed
         # its own queue forever.
         with suppressed():
-            self._warm_up()
             while not self._stopping:
                 with contextlib.suppress(queue.Empty):
                     self._wake.get(timeout=self._delay_s)
@@ -231,17 +223,6 @@ class ScopeSpanProcessor(SpanProcessor):
                 self._drain()
             self._drain()  # what close() queued while the last drain ran, and its marker
             self.exporter.shutdown()
-
-    def _warm_up(self) -> None:
-        """Call the exporter's optional ``warm_up()`` (the local store imports SQLite: about 3 ms,
-        and far longer while a busy thread holds the GIL)."""
-        warm_up = getattr(self.exporter, "warm_up", None)
-        if warm_up is None:
-            return
-        try:
-            warm_up()
-        except Exception:  # the exporter's first export reports what is wrong
-            pass
 
     def _drain(self) -> None:
         self._draining = True  # spans taken off the queue are not exported yet: a flush waits

@@ -29,42 +29,6 @@ _logger = logging.getLogger(__name__)
 PRUNE_EVERY = 50
 
 
-# Held while the warm-up imports the store (and SQLite) on the export thread. A fork in that
-# moment would copy into the child the import locks of those modules, held by a thread the child
-# does not have: the child's own import of them would wait forever. So a fork waits for the
-# import (a few milliseconds; a few hundred while a busy thread holds the GIL, since each file
-# read gives it up), and the child gets the lock back unlocked (:mod:`otel_scope._forksafe`).
-# The wait is bounded, and once it has run out no later fork waits: a pool of forked workers
-# must not start one every two seconds.
-_importing = _forksafe.lock()
-_FORK_WAITS_S = 2.0
-_held_for_fork = False  # whether the forking thread got _importing
-_import_stuck = False
-
-
-def _before_fork() -> None:
-    global _held_for_fork, _import_stuck
-    if _import_stuck:
-        return
-    _held_for_fork = _importing.acquire(timeout=_FORK_WAITS_S)
-    _import_stuck = not _held_for_fork
-
-
-def _after_fork(in_child: bool) -> None:
-    global _held_for_fork
-    if _held_for_fork and not in_child:
-        _importing.release()
-    _held_for_fork = False
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=lambda: _after_fork(in_child=False),
-        after_in_child=lambda: _after_fork(in_child=True),
-    )
-
-
 class LocalStoreSpanExporter(SpanExporter):
     """Exports spans into the SQLite store at ``path`` (default: ``Settings().store_path``).
 
@@ -128,19 +92,6 @@ class LocalStoreSpanExporter(SpanExporter):
         except Exception as exc:
             self._report(f"cannot prune the local store {self.path}: {exc}")
         return SpanExportResult.SUCCESS
-
-    def warm_up(self) -> None:
-        """Import the store and SQLite before the first export: about 3 ms of CPU.
-
-        The export pipeline calls this on its worker thread when the first span starts (a
-        session's root, as a rule), so the import overlaps the program instead of being waited
-        for at its exit, where a short run's only export happens. A fork waits for it (see
-        :data:`_importing`). Opening the file is left to the first export, as is retention: each
-        SQLite call gives up the GIL, and while busy threads hold it, opening and pruning before
-        the first batch kept a test's first spans out of the store past its deadline.
-        """
-        with _importing:
-            import otel_scope.store.spanstore  # noqa: F401  (the import is the point)
 
     def _open(self) -> SpanStore:
         with self._lock:
