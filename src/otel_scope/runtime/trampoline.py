@@ -17,14 +17,13 @@ keeps every call while switched on, so its trampoline reads ``probe.gate.next_ch
 runs the original copy straight from the trampoline, a plain Python-to-Python call with no
 argument tuple made and no otel-scope frame in between (a skipped call that raises is still
 handed to ``probe.failed_late``); any other goes to ``probe.traced``, and what it raises
-leaves with otel-scope's frames taken out of its traceback. Its code takes the
-original's name, file and first line, and every instruction is put on that line, with no
-column, so tracebacks and ``inspect`` point at the user's function (its ``def`` line, with no
-carets under part of it). It reads the probe and the copy from
-a :class:`_Holder` among its own constants: never a closure (the function's ``__closure__`` must
-keep fitting the code's free variables), nor a module global, which Python sets to None at
-interpreter exit while finalizers may still call the function (multiprocessing's
-``Connection.__del__`` calls its ``_close``).
+leaves with otel-scope's frames taken out of its traceback. Its code takes the original's
+name, file and first line, and every instruction is put on that line, with no column, so
+tracebacks and ``inspect`` point at the user's function (its ``def`` line, with no carets under
+part of it). It reads the probe and the copy from a :class:`_Holder` among its own constants:
+never a closure (the function's ``__closure__`` must keep fitting the code's free variables), nor
+a module global, which Python sets to None at interpreter exit while finalizers may still call
+the function (multiprocessing's ``Connection.__del__`` calls its ``_close``).
 """
 
 from __future__ import annotations
@@ -207,11 +206,11 @@ def _trampoline_code(original: types.CodeType, holder: _Holder, gated: bool) -> 
     whether to trace this call (see the module doc), every instruction on the def line.
 
     Built from one compiled template per shape (parsing and compiling a source costs about
-    0.3 ms): the counts of each kind of parameter and of free variables, so the 671 functions
-    of jinja2 need 44 templates, not one per signature (265). The template's placeholder, file, first
-    line and names (of the parameters and free variables, which its code refers to by position,
-    and as strings only where it passes keyword arguments on) are then replaced by this
-    function's holder and its own.
+    0.3 ms): the counts of each kind of parameter and of free variables, so the 671 functions of
+    jinja2 need 44 templates, not one per signature (265). The template's placeholder, file,
+    first line and names (of the parameters and free variables, which its code refers to by
+    position, and as strings only where it passes keyword arguments on) are then replaced by
+    this function's holder and its own.
     """
     flags = original.co_flags & _KINDS
     free = original.co_freevars
