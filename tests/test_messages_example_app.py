@@ -35,12 +35,17 @@ def test_history_shows_the_message_and_the_state_change_and_follows_one_order(tm
 
     timeline = _history(tmp_path)
     lines = timeline.splitlines()
-    assert any("MESSAGE sent" in x and "via queue.Queue" in x and ORDER_3 in x for x in lines)
+    # The timeline and the program's stderr go with each failure: a missing line was seen once in
+    # CI and never again.
+    why = f"{timeline}\n--- the program's stderr\n{traced.stderr}"
+    assert any("MESSAGE sent" in x and "via queue.Queue" in x and ORDER_3 in x for x in lines), why
     assert any(
         "MESSAGE received" in x and "from shop.orders.OrderReceiver.receive" in x and ORDER_3 in x
         for x in lines
-    )
-    assert any("STATE reserved: {'widget': 1, 'gadget': 1} -> {'widget': 2, 'gadget': 1}" in x for x in lines)
+    ), why
+    assert any(
+        "STATE reserved: {'widget': 1, 'gadget': 1} -> {'widget': 2, 'gadget': 1}" in x for x in lines
+    ), why
 
     entries = json.loads(_history(tmp_path, "--json"))
     (sent,) = [e for e in entries if e["kind"] == "message_sent" and ORDER_3 in e["text"]]
