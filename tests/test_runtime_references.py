@@ -338,7 +338,7 @@ def test_an_exactly_named_copied_in_function_is_wrapped_at_that_name_only(memory
 
 def test_a_packages_functions_share_templates_and_each_trampoline_keeps_its_own_names() -> None:
     """jinja2's 671 functions have 265 different signatures but 44 shapes of parameters: one
-    compiled template per shape (about 0.3 ms each), renamed per function, made ``jinja2.*``
+    compiled template per shape (about 0.4 ms each), renamed per function, made ``jinja2.*``
     ready about 80 ms sooner. The names must all be the function's own: its parameters and free variables,
     and the keywords the trampoline passes on, which are strings among its constants."""
     import importlib

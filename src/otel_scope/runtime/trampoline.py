@@ -206,7 +206,7 @@ def _trampoline_code(original: types.CodeType, holder: _Holder, gated: bool) -> 
     whether to trace this call (see the module doc), every instruction on the def line.
 
     Built from one compiled template per shape (parsing and compiling a source costs about
-    0.3 ms): the counts of each kind of parameter and of free variables, so the 671 functions of
+    0.4 ms): the counts of each kind of parameter and of free variables, so the 671 functions of
     jinja2 need 44 templates, not one per signature (265). The template's placeholder, file,
     first line and names (of the parameters and free variables, which its code refers to by
     position, and as strings only where it passes keyword arguments on) are then replaced by
